@@ -1,0 +1,320 @@
+//! The local-disk backend.
+//!
+//! Layout under the root directory:
+//! ```text
+//! blobs/<algorithm>/<first two hex chars>/<hex>   committed blobs, immutable
+//! uploads/<upload id>                             uploads in progress, append-only
+//! ```
+//! A commit fsyncs the upload file, renames it into `blobs/` (atomic on one file system)
+//! and fsyncs the target directory, so a blob is either wholly present or absent after
+//! any crash. The caller verifies the digest before committing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream;
+
+use berth_types::Digest;
+
+use crate::{BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadSink};
+
+/// Chunk size when streaming blobs out; small enough that hundreds of concurrent
+/// readers stay within a few tens of MiB.
+const READ_CHUNK: usize = 128 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct DiskBlobStore {
+    inner: Arc<Paths>,
+}
+
+#[derive(Debug)]
+struct Paths {
+    blobs: PathBuf,
+    uploads: PathBuf,
+}
+
+fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobStoreError::Io(io::Error::other(e)))?
+}
+
+impl DiskBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let blobs = root.join("blobs");
+        let uploads = root.join("uploads");
+        fs::create_dir_all(&blobs)?;
+        fs::create_dir_all(&uploads)?;
+        Ok(DiskBlobStore {
+            inner: Arc::new(Paths { blobs, uploads }),
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.inner
+            .blobs
+            .join(d.algorithm().as_str())
+            .join(&d.hex()[..2])
+            .join(d.hex())
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        if !valid_upload_id(id) {
+            return Err(BlobStoreError::UploadNotFound(id.to_string()));
+        }
+        Ok(self.inner.uploads.join(id))
+    }
+}
+
+fn file_stream(file: File, remaining: u64) -> ByteStream {
+    // Each chunk is read on a blocking thread; at most one chunk per reader is in memory.
+    let s = stream::try_unfold((file, remaining), |(f, rem)| async move {
+        if rem == 0 {
+            return Ok(None);
+        }
+        let want = rem.min(READ_CHUNK as u64) as usize;
+        let (f, buf) = tokio::task::spawn_blocking(move || -> io::Result<(File, Bytes)> {
+            let mut f = f;
+            let mut buf = BytesMut::zeroed(want);
+            f.read_exact(&mut buf)?;
+            Ok((f, buf.freeze()))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Some((buf, (f, rem - want as u64))))
+    });
+    Box::pin(s)
+}
+
+struct DiskSink {
+    file: io::BufWriter<File>,
+    size: u64,
+}
+
+impl UploadSink for DiskSink {
+    fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<u64> {
+        self.file.flush()?;
+        Ok(self.size)
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for DiskBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream> {
+        let path = self.blob_path(digest);
+        let d = digest.clone();
+        blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(BlobStoreError::BlobNotFound(d))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let len = file.metadata()?.len();
+            let (start, count) = match range {
+                Some(r) => (r.start, r.len().min(len.saturating_sub(r.start))),
+                None => (0, len),
+            };
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            Ok(file_stream(file, count))
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_upload(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        let dir = self.inner.uploads.clone();
+        blocking(move || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .sync_all()?;
+            fsync_dir(&dir)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<Option<u64>> {
+        let path = match self.upload_path(id) {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        };
+        match tokio::fs::metadata(path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_sink(&self, id: &str, offset: u64) -> Result<Box<dyn UploadSink>> {
+        let path = self.upload_path(id)?;
+        let id = id.to_string();
+        blocking(move || {
+            let file = match OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(BlobStoreError::UploadNotFound(id))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let actual = file.metadata()?.len();
+            if actual != offset {
+                return Err(BlobStoreError::UploadOffsetMismatch {
+                    id,
+                    expected: offset,
+                    actual,
+                });
+            }
+            let mut file = file;
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(Box::new(DiskSink {
+                file: io::BufWriter::with_capacity(256 * 1024, file),
+                size: offset,
+            }) as Box<dyn UploadSink>)
+        })
+        .await
+    }
+
+    async fn read_upload(&self, id: &str) -> Result<ByteStream> {
+        let path = self.upload_path(id)?;
+        let id = id.to_string();
+        blocking(move || {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(BlobStoreError::UploadNotFound(id))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let len = file.metadata()?.len();
+            Ok(file_stream(file, len))
+        })
+        .await
+    }
+
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()> {
+        let src = self.upload_path(id)?;
+        let dst = self.blob_path(digest);
+        let id = id.to_string();
+        blocking(move || {
+            let file = match File::open(&src) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(BlobStoreError::UploadNotFound(id))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let dir = dst.parent().expect("blob path has a parent");
+            if dst.exists() {
+                // Same digest, same bytes: keep the existing blob, drop the upload.
+                drop(file);
+                fs::remove_file(&src)?;
+                return Ok(());
+            }
+            file.sync_all()?;
+            drop(file);
+            fs::create_dir_all(dir)?;
+            fs::rename(&src, &dst)?;
+            fsync_dir(dir)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, id: &str) -> Result<()> {
+        let path = match self.upload_path(id) {
+            Ok(p) => p,
+            Err(_) => return Ok(()),
+        };
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<String>> {
+        let dir = self.inner.uploads.clone();
+        blocking(move || {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(dir)? {
+                let name = entry?.file_name();
+                if let Some(s) = name.to_str() {
+                    if valid_upload_id(s) {
+                        ids.push(s.to_string());
+                    }
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn disk_backend_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskBlobStore::open(dir.path()).unwrap();
+        crate::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn upload_ids_cannot_escape_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskBlobStore::open(dir.path()).unwrap();
+        assert!(store.create_upload("../evil").await.is_err());
+        assert!(store.upload_size("../../etc/passwd").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,17 @@
+//! # berth-types
+//!
+//! The bottom layer of Berth: pure value types shared by every other crate.
+//! Digests and their hashing, repository names, tags and references with the exact
+//! grammar of the OCI Distribution Specification, media types, and parsing of
+//! manifests and indexes into the references they hold.
+//!
+//! May depend on: nothing but serde, hashing and error helpers. No I/O, no async.
+
+pub mod digest;
+pub mod manifest;
+pub mod media;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use manifest::{Descriptor, ManifestError, ParsedManifest};
+pub use name::{NameError, Reference, RepositoryName, Tag};

@@ -1,0 +1,3 @@
+fn main() {
+    // Placeholder replaced by the real server shortly.
+}
