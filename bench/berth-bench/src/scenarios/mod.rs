@@ -1,0 +1,57 @@
+//! The benchmark scenarios. Each prepares its data (untimed), measures one phase while sampling the
+//! server process, and returns a `Report`.
+
+pub mod blob;
+pub mod hot;
+pub mod image;
+pub mod listing;
+pub mod mixed;
+pub mod storm;
+
+use anyhow::{Context, Result};
+
+use crate::client::{config_blob, image_manifest, Blob, Registry, OCI_MANIFEST};
+use crate::procstat::Sampler;
+
+pub struct Ctx {
+    pub reg: Registry,
+    pub prefix: String,
+    pub server_pid: Option<u32>,
+}
+
+impl Ctx {
+    pub fn repo(&self, name: &str) -> String {
+        format!("{}/{}", self.prefix, name)
+    }
+
+    /// Starts sampling the server; call right before the measured phase.
+    pub fn sampler(&self) -> Sampler {
+        Sampler::start(self.server_pid)
+    }
+}
+
+/// `n` random blobs of `size` bytes, generated and hashed off the async threads.
+pub async fn random_blobs(n: usize, size: usize) -> Result<Vec<Blob>> {
+    let workers = 2usize.min(n.max(1));
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let count = n / workers + usize::from(w < n % workers);
+        handles.push(tokio::task::spawn_blocking(move || (0..count).map(|_| Blob::random(size)).collect::<Vec<_>>()));
+    }
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.extend(h.await.context("blob generator panicked")?);
+    }
+    Ok(out)
+}
+
+/// Pushes a tiny image (config + one small layer) to `repo:tag`; returns (config, layer, manifest bytes).
+pub async fn push_tiny_image(reg: &Registry, repo: &str, tag: &str) -> Result<(Blob, Blob, bytes::Bytes)> {
+    let config = config_blob(repo);
+    let layer = Blob::random(256);
+    reg.ensure_blob(repo, &layer).await?;
+    reg.ensure_blob(repo, &config).await?;
+    let m = image_manifest(&config, &[&layer], tag);
+    reg.put_manifest(repo, tag, OCI_MANIFEST, m.clone()).await?;
+    Ok((config, layer, m))
+}
