@@ -23,7 +23,11 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 /// Errors the scenarios count by kind (see `stats::Errors::count`).
 #[derive(Debug)]
 pub enum BenchError {
-    Status { status: u16, what: String, body: String },
+    Status {
+        status: u16,
+        what: String,
+        body: String,
+    },
     Verify(String),
 }
 
@@ -93,11 +97,11 @@ impl Registry {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(usize::MAX)
             .build(conn);
-        Ok(Registry { base, client, timeout })
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
+        Ok(Registry {
+            base,
+            client,
+            timeout,
+        })
     }
 
     /// Absolute URL for a path (`/v2/...`) or a `Location`/`Link` value (absolute or relative).
@@ -120,7 +124,13 @@ impl Registry {
     }
 
     /// Sends a request and reads the whole response body.
-    pub async fn call(&self, method: Method, url: &str, headers: &[(header::HeaderName, String)], body: Bytes) -> Result<Collected> {
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(header::HeaderName, String)],
+        body: Bytes,
+    ) -> Result<Collected> {
         let mut b = Request::builder().method(method).uri(self.url(url));
         for (k, v) in headers {
             b = b.header(k, HeaderValue::from_str(v)?);
@@ -131,11 +141,23 @@ impl Registry {
             .await
             .map_err(|_| anyhow!("reading body of {url}: timed out"))??
             .to_bytes();
-        Ok(Collected { status: parts.status, headers: parts.headers, body })
+        Ok(Collected {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// `call` that turns any status other than `want` into a `BenchError::Status`.
-    async fn expect(&self, what: &str, method: Method, url: &str, headers: &[(header::HeaderName, String)], body: Bytes, want: &[u16]) -> Result<Collected> {
+    async fn expect(
+        &self,
+        what: &str,
+        method: Method,
+        url: &str,
+        headers: &[(header::HeaderName, String)],
+        body: Bytes,
+        want: &[u16],
+    ) -> Result<Collected> {
         let r = self.call(method, url, headers, body).await?;
         if !want.contains(&r.status.as_u16()) {
             return Err(status_error(what, &r).into());
@@ -145,7 +167,15 @@ impl Registry {
 
     async fn start_upload(&self, repo: &str, query: &str) -> Result<Collected> {
         let url = format!("/v2/{repo}/blobs/uploads/{query}");
-        self.expect("start upload", Method::POST, &url, &[], Bytes::new(), &[201, 202]).await
+        self.expect(
+            "start upload",
+            Method::POST,
+            &url,
+            &[],
+            Bytes::new(),
+            &[201, 202],
+        )
+        .await
     }
 
     /// POST, then one PUT carrying the whole body and `?digest=`.
@@ -157,7 +187,15 @@ impl Registry {
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, blob.data.len().to_string()),
         ];
-        self.expect("put blob", Method::PUT, &url, &hdrs, blob.data.clone(), &[201]).await?;
+        self.expect(
+            "put blob",
+            Method::PUT,
+            &url,
+            &hdrs,
+            blob.data.clone(),
+            &[201],
+        )
+        .await?;
         Ok(())
     }
 
@@ -173,18 +211,42 @@ impl Registry {
                 (header::CONTENT_LENGTH, (end - off).to_string()),
                 (header::CONTENT_RANGE, format!("{}-{}", off, end - 1)),
             ];
-            let r = self.expect("patch chunk", Method::PATCH, &loc, &hdrs, blob.data.slice(off..end), &[202]).await?;
+            let r = self
+                .expect(
+                    "patch chunk",
+                    Method::PATCH,
+                    &loc,
+                    &hdrs,
+                    blob.data.slice(off..end),
+                    &[202],
+                )
+                .await?;
             loc = location(&r)?;
             off = end;
         }
         let url = with_query(&loc, "digest", &blob.digest);
         let hdrs = [(header::CONTENT_LENGTH, "0".to_string())];
-        self.expect("finish chunked upload", Method::PUT, &url, &hdrs, Bytes::new(), &[201]).await?;
+        self.expect(
+            "finish chunked upload",
+            Method::PUT,
+            &url,
+            &hdrs,
+            Bytes::new(),
+            &[201],
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
-        let r = self.call(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"), &[], Bytes::new()).await?;
+        let r = self
+            .call(
+                Method::HEAD,
+                &format!("/v2/{repo}/blobs/{digest}"),
+                &[],
+                Bytes::new(),
+            )
+            .await?;
         match r.status.as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -213,16 +275,31 @@ impl Registry {
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, blob.data.len().to_string()),
         ];
-        self.expect("put blob", Method::PUT, &url, &hdrs, blob.data.clone(), &[201]).await?;
+        self.expect(
+            "put blob",
+            Method::PUT,
+            &url,
+            &hdrs,
+            blob.data.clone(),
+            &[201],
+        )
+        .await?;
         Ok(())
     }
 
     /// PUT a manifest; returns its digest.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: Bytes) -> Result<String> {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: Bytes,
+    ) -> Result<String> {
         let digest = sha256_digest(&body);
         let hdrs = [(header::CONTENT_TYPE, media_type.to_string())];
         let url = format!("/v2/{repo}/manifests/{reference}");
-        self.expect("put manifest", Method::PUT, &url, &hdrs, body, &[201]).await?;
+        self.expect("put manifest", Method::PUT, &url, &hdrs, body, &[201])
+            .await?;
         Ok(digest)
     }
 
@@ -230,15 +307,34 @@ impl Registry {
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<(Bytes, String)> {
         let url = format!("/v2/{repo}/manifests/{reference}");
         let hdrs = [(header::ACCEPT, ACCEPT_MANIFESTS.to_string())];
-        let r = self.expect("get manifest", Method::GET, &url, &hdrs, Bytes::new(), &[200]).await?;
+        let r = self
+            .expect(
+                "get manifest",
+                Method::GET,
+                &url,
+                &hdrs,
+                Bytes::new(),
+                &[200],
+            )
+            .await?;
         let digest = sha256_digest(&r.body);
-        if let Some(h) = r.headers.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+        if let Some(h) = r
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
             if h != digest {
-                return Err(BenchError::Verify(format!("manifest {repo}:{reference}: header {h} but body {digest}")).into());
+                return Err(BenchError::Verify(format!(
+                    "manifest {repo}:{reference}: header {h} but body {digest}"
+                ))
+                .into());
             }
         }
         if reference.starts_with("sha256:") && reference != digest {
-            return Err(BenchError::Verify(format!("manifest {reference}: body hashes to {digest}")).into());
+            return Err(BenchError::Verify(format!(
+                "manifest {reference}: body hashes to {digest}"
+            ))
+            .into());
         }
         Ok((r.body, digest))
     }
@@ -246,9 +342,20 @@ impl Registry {
     pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<()> {
         let url = format!("/v2/{repo}/manifests/{reference}");
         let hdrs = [(header::ACCEPT, ACCEPT_MANIFESTS.to_string())];
-        let r = self.expect("head manifest", Method::HEAD, &url, &hdrs, Bytes::new(), &[200]).await?;
+        let r = self
+            .expect(
+                "head manifest",
+                Method::HEAD,
+                &url,
+                &hdrs,
+                Bytes::new(),
+                &[200],
+            )
+            .await?;
         if r.headers.get("docker-content-digest").is_none() {
-            return Err(BenchError::Verify("HEAD manifest without Docker-Content-Digest".into()).into());
+            return Err(
+                BenchError::Verify("HEAD manifest without Docker-Content-Digest".into()).into(),
+            );
         }
         Ok(())
     }
@@ -261,15 +368,27 @@ impl Registry {
             let resp = self.send(req).await?;
             let status = resp.status();
             if status.is_redirection() {
-                let loc = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let loc = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 drain(resp.into_body()).await;
                 url = self.url(&loc.ok_or_else(|| anyhow!("redirect without Location"))?);
                 continue;
             }
             if status != StatusCode::OK {
                 let (parts, body) = resp.into_parts();
-                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                let c = Collected { status: parts.status, headers: parts.headers, body };
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let c = Collected {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                };
                 return Err(status_error("get blob", &c).into());
             }
             let mut body = resp.into_body();
@@ -284,10 +403,15 @@ impl Registry {
                 }
                 Ok::<_, anyhow::Error>(())
             };
-            tokio::time::timeout(self.timeout, read).await.map_err(|_| anyhow!("reading blob {digest}: timed out"))??;
+            tokio::time::timeout(self.timeout, read)
+                .await
+                .map_err(|_| anyhow!("reading blob {digest}: timed out"))??;
             let got = format!("sha256:{}", hex::encode(hasher.finalize()));
             if got != digest {
-                return Err(BenchError::Verify(format!("blob {digest}: body hashes to {got} ({n} bytes)")).into());
+                return Err(BenchError::Verify(format!(
+                    "blob {digest}: body hashes to {got} ({n} bytes)"
+                ))
+                .into());
             }
             return Ok(n);
         }
@@ -296,15 +420,22 @@ impl Registry {
 
     /// GET one JSON listing page; returns the body and the next page's URL from `Link`.
     pub async fn get_page(&self, url: &str) -> Result<(serde_json::Value, Option<String>)> {
-        let r = self.expect("list", Method::GET, url, &[], Bytes::new(), &[200]).await?;
+        let r = self
+            .expect("list", Method::GET, url, &[], Bytes::new(), &[200])
+            .await?;
         let v: serde_json::Value = serde_json::from_slice(&r.body)
             .map_err(|e| BenchError::Verify(format!("listing {url} is not JSON: {e}")))?;
-        let next = r.headers.get(header::LINK).and_then(|v| v.to_str().ok()).and_then(parse_next_link);
+        let next = r
+            .headers
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_next_link);
         Ok((v, next))
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.expect("ping", Method::GET, "/v2/", &[], Bytes::new(), &[200, 401]).await?;
+        self.expect("ping", Method::GET, "/v2/", &[], Bytes::new(), &[200, 401])
+            .await?;
         Ok(())
     }
 }
@@ -316,7 +447,11 @@ async fn drain(mut body: Incoming) {
 fn status_error(what: &str, r: &Collected) -> BenchError {
     let mut body = String::from_utf8_lossy(&r.body).into_owned();
     body.truncate(300);
-    BenchError::Status { status: r.status.as_u16(), what: what.to_string(), body }
+    BenchError::Status {
+        status: r.status.as_u16(),
+        what: what.to_string(),
+        body,
+    }
 }
 
 fn location(r: &Collected) -> Result<String> {
@@ -338,11 +473,12 @@ pub fn parse_next_link(h: &str) -> Option<String> {
     h.split(',').find_map(|part| {
         let part = part.trim();
         let (url, rest) = part.strip_prefix('<')?.split_once('>')?;
-        rest.split(';').any(|p| {
-            let p = p.trim().replace(' ', "");
-            p == "rel=\"next\"" || p == "rel=next"
-        })
-        .then(|| url.to_string())
+        rest.split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| url.to_string())
     })
 }
 
@@ -380,7 +516,12 @@ pub fn manifest_blobs(body: &[u8]) -> Result<Vec<String>> {
     if let Some(d) = v.pointer("/config/digest").and_then(|d| d.as_str()) {
         out.push(d.to_string());
     }
-    for l in v.get("layers").and_then(|l| l.as_array()).into_iter().flatten() {
+    for l in v
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+    {
         if let Some(d) = l.get("digest").and_then(|d| d.as_str()) {
             out.push(d.to_string());
         }
@@ -398,14 +539,23 @@ mod tests {
             parse_next_link(r#"</v2/_catalog?last=b&n=50>; rel="next""#).as_deref(),
             Some("/v2/_catalog?last=b&n=50")
         );
-        assert_eq!(parse_next_link(r#"<http://x/v2/a/tags/list?n=2&last=t>; rel=next"#).as_deref(), Some("http://x/v2/a/tags/list?n=2&last=t"));
+        assert_eq!(
+            parse_next_link(r#"<http://x/v2/a/tags/list?n=2&last=t>; rel=next"#).as_deref(),
+            Some("http://x/v2/a/tags/list?n=2&last=t")
+        );
         assert_eq!(parse_next_link(r#"</v2/x>; rel="prev""#), None);
     }
 
     #[test]
     fn query_append() {
-        assert_eq!(with_query("http://h/u", "digest", "sha256:a"), "http://h/u?digest=sha256:a");
-        assert_eq!(with_query("http://h/u?_state=x", "digest", "d"), "http://h/u?_state=x&digest=d");
+        assert_eq!(
+            with_query("http://h/u", "digest", "sha256:a"),
+            "http://h/u?digest=sha256:a"
+        );
+        assert_eq!(
+            with_query("http://h/u?_state=x", "digest", "d"),
+            "http://h/u?_state=x&digest=d"
+        );
     }
 
     #[test]
@@ -413,6 +563,9 @@ mod tests {
         let c = config_blob("x");
         let l = Blob::random(10);
         let m = image_manifest(&c, &[&l], "a");
-        assert_eq!(manifest_blobs(&m).unwrap(), vec![c.digest.clone(), l.digest.clone()]);
+        assert_eq!(
+            manifest_blobs(&m).unwrap(),
+            vec![c.digest.clone(), l.digest.clone()]
+        );
     }
 }

@@ -68,14 +68,22 @@ fn main() -> Result<()> {
     if let Cmd::Report(a) = &cli.cmd {
         return report::run(a);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async_main(cli))
 }
 
 async fn async_main(cli: Cli) -> Result<()> {
     let reg = client::Registry::new(&cli.registry, Duration::from_secs(cli.timeout_secs))?;
-    reg.ping().await.with_context(|| format!("registry {} does not answer GET /v2/", cli.registry))?;
-    let ctx = Ctx { reg, prefix: cli.repo_prefix.clone(), server_pid: cli.server_pid };
+    reg.ping()
+        .await
+        .with_context(|| format!("registry {} does not answer GET /v2/", cli.registry))?;
+    let ctx = Ctx {
+        reg,
+        prefix: cli.repo_prefix.clone(),
+        server_pid: cli.server_pid,
+    };
     let report = match &cli.cmd {
         Cmd::BlobPush(a) => scenarios::blob::push(&ctx, a).await?,
         Cmd::BlobPull(a) => scenarios::blob::pull(&ctx, a).await?,

@@ -83,7 +83,10 @@ impl Sampler {
             if let Some(c1) = cpu_seconds(p) {
                 out.insert("server_cpu_s".into(), json!(c1 - c0));
             }
-            out.insert("server_peak_rss_mib".into(), json!(self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0));
+            out.insert(
+                "server_peak_rss_mib".into(),
+                json!(self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0),
+            );
         }
         if let (Some(c0), Some(c1)) = (self.self_cpu0, cpu_seconds("self")) {
             out.insert("bench_cpu_s".into(), json!(c1 - c0));

@@ -33,7 +33,9 @@ pub fn run(a: &Args) -> Result<()> {
         std::io::stdin().read_to_string(&mut text)?;
     }
     for f in &a.files {
-        text.push_str(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
+        text.push_str(
+            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        );
         text.push('\n');
     }
     print!("{}", render(&text, &a.baseline, &a.candidate));
@@ -61,7 +63,9 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
     let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
     let mut runs: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         let scenario = v["scenario"].as_str().unwrap_or("?").to_string();
         let server = v["server"].as_str().unwrap_or("?").to_string();
         *runs.entry(server.clone()).or_default() += 1;
@@ -76,10 +80,15 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
                     ..Row::default()
                 }
             });
-            row.values.entry(server.clone()).or_default().push(m["value"].as_f64().unwrap_or(f64::NAN));
+            row.values
+                .entry(server.clone())
+                .or_default()
+                .push(m["value"].as_f64().unwrap_or(f64::NAN));
         }
     }
-    let mut out = format!("| scenario | metric | {base} | {cand} | {cand} vs {base} |\n|---|---|---:|---:|---:|\n");
+    let mut out = format!(
+        "| scenario | metric | {base} | {cand} | {cand} vs {base} |\n|---|---|---:|---:|---:|\n"
+    );
     let mut last = String::new();
     for key in &order {
         let row = &rows[key];
@@ -90,19 +99,45 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
             "lower" => b / c,
             _ => f64::NAN,
         };
-        let ratio = if ratio.is_finite() && b != 0.0 && c != 0.0 { format!("{:.2}×", ratio) } else { "—".into() };
-        let unit = if row.unit == "count" || row.unit.is_empty() { String::new() } else { format!(" ({})", row.unit) };
+        let ratio = if ratio.is_finite() && b != 0.0 && c != 0.0 {
+            format!("{:.2}×", ratio)
+        } else {
+            "—".into()
+        };
+        let unit = if row.unit == "count" || row.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", row.unit)
+        };
         let arrow = match row.better.as_str() {
             "higher" => " ↑",
             "lower" => " ↓",
             _ => "",
         };
-        let scen = if key.0 == last { String::new() } else { key.0.clone() };
+        let scen = if key.0 == last {
+            String::new()
+        } else {
+            key.0.clone()
+        };
         last = key.0.clone();
-        let cell = |x: f64| if x.is_finite() { fmt_num(x) } else { "—".into() };
-        out.push_str(&format!("| {scen} | {}{unit}{arrow} | {} | {} | {ratio} |\n", key.1, cell(b), cell(c)));
+        let cell = |x: f64| {
+            if x.is_finite() {
+                fmt_num(x)
+            } else {
+                "—".into()
+            }
+        };
+        out.push_str(&format!(
+            "| {scen} | {}{unit}{arrow} | {} | {} | {ratio} |\n",
+            key.1,
+            cell(b),
+            cell(c)
+        ));
     }
-    let counts: Vec<String> = runs.iter().map(|(s, n)| format!("{s}: {n} result lines")).collect();
+    let counts: Vec<String> = runs
+        .iter()
+        .map(|(s, n)| format!("{s}: {n} result lines"))
+        .collect();
     out.push_str(&format!(
         "\nValues are medians over repeated runs ({}). ↑ higher is better, ↓ lower is better; \
          the last column is {cand}/{base} for ↑ and {base}/{cand} for ↓, so > 1 means {cand} is better.\n",

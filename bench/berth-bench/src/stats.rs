@@ -34,30 +34,19 @@ impl Latencies {
             let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
             ms(v[rank.clamp(1, v.len()) - 1])
         };
-        let mean = if v.is_empty() {
-            f64::NAN
-        } else {
-            v.iter().map(|d| ms(*d)).sum::<f64>() / v.len() as f64
-        };
         Summary {
-            count: v.len(),
             p50_ms: pct(50.0),
-            p90_ms: pct(90.0),
             p99_ms: pct(99.0),
             max_ms: v.last().map(|d| ms(*d)).unwrap_or(f64::NAN),
-            mean_ms: mean,
         }
     }
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
-    pub count: usize,
     pub p50_ms: f64,
-    pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    pub mean_ms: f64,
 }
 
 /// Failures by kind. `verify` covers digest mismatches and incomplete listings.
@@ -135,7 +124,13 @@ impl Report {
         }
     }
 
-    pub fn metric(&mut self, name: impl Into<String>, value: f64, unit: &'static str, better: Better) {
+    pub fn metric(
+        &mut self,
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        better: Better,
+    ) {
         self.metrics.push((name.into(), value, unit, better));
     }
 
@@ -156,7 +151,12 @@ impl Report {
     pub fn emit(mut self, tag: &str, registry: &str) {
         let proc_stats = self.proc_stats.take();
         self.metric("errors", self.errors.total() as f64, "count", Better::Lower);
-        self.metric("errors_5xx", self.errors.http_5xx as f64, "count", Better::Lower);
+        self.metric(
+            "errors_5xx",
+            self.errors.http_5xx as f64,
+            "count",
+            Better::Lower,
+        );
         if let Some(ps) = &proc_stats {
             if let Some(v) = ps.get("server_cpu_s").and_then(Value::as_f64) {
                 self.metric("server_cpu_s", v, "s", Better::Lower);
@@ -172,7 +172,11 @@ impl Report {
             .metrics
             .iter()
             .map(|(n, v, u, b)| {
-                let v = if v.is_finite() { json!(round3(*v)) } else { Value::Null };
+                let v = if v.is_finite() {
+                    json!(round3(*v))
+                } else {
+                    Value::Null
+                };
                 json!({"name": n, "value": v, "unit": u, "better": b.as_str()})
             })
             .collect();
@@ -194,7 +198,9 @@ impl Report {
         let human: Vec<String> = self
             .metrics
             .iter()
-            .map(|(n, v, u, _)| format!("{n}={}{}", fmt_num(*v), if *u == "count" { "" } else { u }))
+            .map(|(n, v, u, _)| {
+                format!("{n}={}{}", fmt_num(*v), if *u == "count" { "" } else { u })
+            })
             .collect();
         eprintln!("# [{tag}] {}: {}", self.scenario, human.join(" "));
         if let Some(e) = &self.first_error {
@@ -235,7 +241,7 @@ mod tests {
             l.record(Duration::from_millis(i));
         }
         let s = l.summary();
-        assert_eq!(s.count, 100);
+        assert_eq!(l.len(), 100);
         assert_eq!(s.p50_ms, 50.0);
         assert_eq!(s.p99_ms, 99.0);
         assert_eq!(s.max_ms, 100.0);

@@ -72,7 +72,12 @@ pub async fn push(ctx: &Ctx, a: &PushArgs) -> Result<Report> {
         json!({"blobs": a.blobs, "blob_size": a.blob_size, "concurrency": a.concurrency, "chunk_size": a.chunk_size}),
     );
     r.proc_stats = sampler.finish().await;
-    r.metric("throughput_mb_s", mb_per_s(t.bytes, wall), "MB/s", Better::Higher);
+    r.metric(
+        "throughput_mb_s",
+        mb_per_s(t.bytes, wall),
+        "MB/s",
+        Better::Higher,
+    );
     r.latency("blob_", &t.get("blob").summary());
     r.absorb(&t);
     Ok(r)
@@ -92,9 +97,17 @@ pub async fn pull(ctx: &Ctx, a: &PullArgs) -> Result<Report> {
     })
     .await;
     if prep.errors.total() > 0 {
-        return Err(anyhow!("blob-pull preparation failed: {}", prep.first_error.unwrap_or_default()));
+        return Err(anyhow!(
+            "blob-pull preparation failed: {}",
+            prep.first_error.unwrap_or_default()
+        ));
     }
-    let digests: Arc<Vec<(String, u64)>> = Arc::new(blobs.iter().map(|b| (b.digest.clone(), b.data.len() as u64)).collect());
+    let digests: Arc<Vec<(String, u64)>> = Arc::new(
+        blobs
+            .iter()
+            .map(|b| (b.digest.clone(), b.data.len() as u64))
+            .collect(),
+    );
     drop(blobs);
     let reg = ctx.reg.clone();
     let sampler = ctx.sampler();
@@ -105,7 +118,10 @@ pub async fn pull(ctx: &Ctx, a: &PullArgs) -> Result<Report> {
             t.time("blob", async {
                 let n = reg.get_blob_verified(&repo, d).await?;
                 if n != *len {
-                    return Err(crate::client::BenchError::Verify(format!("{d}: {n} bytes, want {len}")).into());
+                    return Err(crate::client::BenchError::Verify(format!(
+                        "{d}: {n} bytes, want {len}"
+                    ))
+                    .into());
                 }
                 Ok(((), n))
             })
@@ -114,9 +130,17 @@ pub async fn pull(ctx: &Ctx, a: &PullArgs) -> Result<Report> {
         }
     })
     .await;
-    let mut r = Report::new("blob-pull", json!({"blobs": a.blobs, "blob_size": a.blob_size, "concurrency": a.concurrency}));
+    let mut r = Report::new(
+        "blob-pull",
+        json!({"blobs": a.blobs, "blob_size": a.blob_size, "concurrency": a.concurrency}),
+    );
     r.proc_stats = sampler.finish().await;
-    r.metric("throughput_mb_s", mb_per_s(t.bytes, wall), "MB/s", Better::Higher);
+    r.metric(
+        "throughput_mb_s",
+        mb_per_s(t.bytes, wall),
+        "MB/s",
+        Better::Higher,
+    );
     r.latency("blob_", &t.get("blob").summary());
     r.absorb(&t);
     Ok(r)

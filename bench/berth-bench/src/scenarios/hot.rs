@@ -41,10 +41,22 @@ pub async fn run(ctx: &Ctx, a: &Args, head: bool) -> Result<Report> {
         }
     })
     .await;
-    let name = if head { "manifest-head" } else { "manifest-get" };
-    let mut r = Report::new(name, json!({"duration_s": a.duration.as_secs_f64(), "concurrency": a.concurrency}));
+    let name = if head {
+        "manifest-head"
+    } else {
+        "manifest-get"
+    };
+    let mut r = Report::new(
+        name,
+        json!({"duration_s": a.duration.as_secs_f64(), "concurrency": a.concurrency}),
+    );
     r.proc_stats = sampler.finish().await;
-    r.metric("req_per_s", t.count("req") as f64 / wall.as_secs_f64(), "req/s", Better::Higher);
+    r.metric(
+        "req_per_s",
+        t.count("req") as f64 / wall.as_secs_f64(),
+        "req/s",
+        Better::Higher,
+    );
     let s = t.get("req").summary();
     r.latency("", &s);
     r.metric("max_ms", s.max_ms, "ms", Better::Lower);

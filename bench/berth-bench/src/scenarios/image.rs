@@ -30,11 +30,16 @@ struct Image {
 }
 
 pub async fn run(ctx: &Ctx, a: &Args) -> Result<Report> {
-    let mut pool = random_blobs(a.images * a.layers, a.layer_size).await?.into_iter();
+    let mut pool = random_blobs(a.images * a.layers, a.layer_size)
+        .await?
+        .into_iter();
     let salt = format!("{:?}", std::time::SystemTime::now());
     let images: Arc<Vec<Image>> = Arc::new(
         (0..a.images)
-            .map(|i| Image { config: config_blob(&format!("{salt}-{i}")), layers: pool.by_ref().take(a.layers).collect() })
+            .map(|i| Image {
+                config: config_blob(&format!("{salt}-{i}")),
+                layers: pool.by_ref().take(a.layers).collect(),
+            })
             .collect(),
     );
     let (reg, prefix) = (ctx.reg.clone(), ctx.repo("image-push"));
@@ -64,8 +69,18 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Result<Report> {
         json!({"images": a.images, "layers": a.layers, "layer_size": a.layer_size, "concurrency": a.concurrency}),
     );
     r.proc_stats = sampler.finish().await;
-    r.metric("images_per_s", t.count("image") as f64 / wall.as_secs_f64(), "img/s", Better::Higher);
-    r.metric("throughput_mb_s", mb_per_s(t.bytes, wall), "MB/s", Better::Higher);
+    r.metric(
+        "images_per_s",
+        t.count("image") as f64 / wall.as_secs_f64(),
+        "img/s",
+        Better::Higher,
+    );
+    r.metric(
+        "throughput_mb_s",
+        mb_per_s(t.bytes, wall),
+        "MB/s",
+        Better::Higher,
+    );
     r.latency("image_", &t.get("image").summary());
     r.absorb(&t);
     Ok(r)

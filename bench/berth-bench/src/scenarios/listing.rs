@@ -19,7 +19,7 @@ pub struct CatalogArgs {
     /// Repository counts to measure at (ascending; repositories are added between tiers).
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     repos: Vec<usize>,
-    #[arg(flatten)]
+    #[command(flatten)]
     walk: WalkArgs,
 }
 
@@ -28,7 +28,7 @@ pub struct TagsArgs {
     /// Tag counts to measure at (ascending; tags are added between tiers).
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     tags: Vec<usize>,
-    #[arg(flatten)]
+    #[command(flatten)]
     walk: WalkArgs,
 }
 
@@ -74,7 +74,8 @@ pub async fn catalog(ctx: &Ctx, a: &CatalogArgs) -> Result<Report> {
             if i > 0 {
                 reg.mount_or_push(&repo, &first, &config).await?;
                 reg.mount_or_push(&repo, &first, &layer).await?;
-                reg.put_manifest(&repo, "latest", OCI_MANIFEST, manifest).await?;
+                reg.put_manifest(&repo, "latest", OCI_MANIFEST, manifest)
+                    .await?;
             }
             Ok(0)
         }
@@ -94,14 +95,22 @@ pub async fn tags(ctx: &Ctx, a: &TagsArgs) -> Result<Report> {
     let prep = Arc::new(move |i: usize| {
         let (reg, repo, manifest) = (reg.clone(), repo.clone(), manifest.clone());
         async move {
-            reg.put_manifest(&repo, &format!("t{i:05}"), OCI_MANIFEST, manifest).await?;
+            reg.put_manifest(&repo, &format!("t{i:05}"), OCI_MANIFEST, manifest)
+                .await?;
             Ok(0)
         }
     });
     tiers(ctx, "tags-walk", &a.tags, &a.walk, listing, prep).await
 }
 
-async fn tiers<P, F>(ctx: &Ctx, scenario: &str, counts: &[usize], w: &WalkArgs, listing: Listing, prep: Arc<P>) -> Result<Report>
+async fn tiers<P, F>(
+    ctx: &Ctx,
+    scenario: &str,
+    counts: &[usize],
+    w: &WalkArgs,
+    listing: Listing,
+    prep: Arc<P>,
+) -> Result<Report>
 where
     P: Fn(usize) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = Result<u64>> + Send + 'static,
@@ -130,7 +139,10 @@ where
             })
             .await;
             if t.errors.total() > 0 {
-                return Err(anyhow!("{scenario}: preparing tier {tier} failed: {}", t.first_error.unwrap_or_default()));
+                return Err(anyhow!(
+                    "{scenario}: preparing tier {tier} failed: {}",
+                    t.first_error.unwrap_or_default()
+                ));
             }
             have = tier;
         }
@@ -153,17 +165,47 @@ where
         procs.push(sampler.finish().await);
         let page = t.get("page").summary();
         let walk = t.get("walk").summary();
-        r.metric(format!("pages_per_s@{tier}"), t.count("page") as f64 / wall.as_secs_f64(), "pages/s", Better::Higher);
-        r.metric(format!("page_p50_ms@{tier}"), page.p50_ms, "ms", Better::Lower);
-        r.metric(format!("page_p99_ms@{tier}"), page.p99_ms, "ms", Better::Lower);
-        r.metric(format!("walk_p50_ms@{tier}"), walk.p50_ms, "ms", Better::Lower);
+        r.metric(
+            format!("pages_per_s@{tier}"),
+            t.count("page") as f64 / wall.as_secs_f64(),
+            "pages/s",
+            Better::Higher,
+        );
+        r.metric(
+            format!("page_p50_ms@{tier}"),
+            page.p50_ms,
+            "ms",
+            Better::Lower,
+        );
+        r.metric(
+            format!("page_p99_ms@{tier}"),
+            page.p99_ms,
+            "ms",
+            Better::Lower,
+        );
+        r.metric(
+            format!("walk_p50_ms@{tier}"),
+            walk.p50_ms,
+            "ms",
+            Better::Lower,
+        );
         let per_walk = t.count("page") as f64 / t.count("walk").max(1) as f64;
-        r.metric(format!("pages_per_walk@{tier}"), per_walk, "pages", Better::None);
+        r.metric(
+            format!("pages_per_walk@{tier}"),
+            per_walk,
+            "pages",
+            Better::None,
+        );
         p50s.push(page.p50_ms);
         total.merge(t);
     }
     if p50s.len() > 1 {
-        r.metric("page_p50_growth", p50s[p50s.len() - 1] / p50s[0], "x", Better::Lower);
+        r.metric(
+            "page_p50_growth",
+            p50s[p50s.len() - 1] / p50s[0],
+            "x",
+            Better::Lower,
+        );
     }
     r.proc_stats = merge_procs(procs);
     r.absorb(&total);
@@ -184,16 +226,30 @@ async fn walk(reg: &Registry, l: &Listing, expected: usize, t: &mut Tally) -> Re
         let start = Instant::now();
         let (v, next) = reg.get_page(&u).await?;
         t.record("page", start.elapsed(), Ok(0));
-        let list = v.get(l.key).and_then(|x| x.as_array()).cloned().unwrap_or_default();
-        entries.extend(list.into_iter().filter_map(|x| x.as_str().map(str::to_string)));
+        let list = v
+            .get(l.key)
+            .and_then(|x| x.as_array())
+            .cloned()
+            .unwrap_or_default();
+        entries.extend(
+            list.into_iter()
+                .filter_map(|x| x.as_str().map(str::to_string)),
+        );
         url = next;
     }
-    let mut own: Vec<&String> = entries.iter().filter(|e| e.starts_with(&l.own_prefix)).collect();
+    let mut own: Vec<&String> = entries
+        .iter()
+        .filter(|e| e.starts_with(&l.own_prefix))
+        .collect();
     let n = own.len();
     own.sort_unstable();
     own.dedup();
     if n != expected || own.len() != expected {
-        return Err(BenchError::Verify(format!("walk saw {n} entries ({} distinct) of ours, expected {expected}", own.len())).into());
+        return Err(BenchError::Verify(format!(
+            "walk saw {n} entries ({} distinct) of ours, expected {expected}",
+            own.len()
+        ))
+        .into());
     }
     Ok(())
 }
@@ -205,7 +261,11 @@ fn merge_procs(procs: Vec<Option<serde_json::Value>>) -> Option<serde_json::Valu
         for (k, v) in p.as_object().into_iter().flatten() {
             let v = v.as_f64().unwrap_or(0.0);
             let cur = out.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-            let new = if k.contains("rss") { cur.max(v) } else { cur + v };
+            let new = if k.contains("rss") {
+                cur.max(v)
+            } else {
+                cur + v
+            };
             out.insert(k.clone(), json!(new));
         }
     }

@@ -36,7 +36,9 @@ pub async fn random_blobs(n: usize, size: usize) -> Result<Vec<Blob>> {
     let mut handles = Vec::new();
     for w in 0..workers {
         let count = n / workers + usize::from(w < n % workers);
-        handles.push(tokio::task::spawn_blocking(move || (0..count).map(|_| Blob::random(size)).collect::<Vec<_>>()));
+        handles.push(tokio::task::spawn_blocking(move || {
+            (0..count).map(|_| Blob::random(size)).collect::<Vec<_>>()
+        }));
     }
     let mut out = Vec::with_capacity(n);
     for h in handles {
@@ -46,7 +48,11 @@ pub async fn random_blobs(n: usize, size: usize) -> Result<Vec<Blob>> {
 }
 
 /// Pushes a tiny image (config + one small layer) to `repo:tag`; returns (config, layer, manifest bytes).
-pub async fn push_tiny_image(reg: &Registry, repo: &str, tag: &str) -> Result<(Blob, Blob, bytes::Bytes)> {
+pub async fn push_tiny_image(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+) -> Result<(Blob, Blob, bytes::Bytes)> {
     let config = config_blob(repo);
     let layer = Blob::random(256);
     reg.ensure_blob(repo, &layer).await?;

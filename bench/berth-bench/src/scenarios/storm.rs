@@ -30,7 +30,14 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Result<Report> {
     let config = config_blob(&format!("{:?}", std::time::SystemTime::now()));
     ctx.reg.push_blob_monolithic(&repo, &config).await?;
     let refs: Vec<&Blob> = layers.iter().collect();
-    ctx.reg.put_manifest(&repo, "latest", OCI_MANIFEST, image_manifest(&config, &refs, "pull-storm")).await?;
+    ctx.reg
+        .put_manifest(
+            &repo,
+            "latest",
+            OCI_MANIFEST,
+            image_manifest(&config, &refs, "pull-storm"),
+        )
+        .await?;
     drop(layers);
 
     let reg = ctx.reg.clone();
@@ -55,13 +62,31 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Result<Report> {
         }
     })
     .await;
-    let mut r = Report::new("pull-storm", json!({"clients": a.clients, "layers": a.layers, "total_size": a.total_size}));
+    let mut r = Report::new(
+        "pull-storm",
+        json!({"clients": a.clients, "layers": a.layers, "total_size": a.total_size}),
+    );
     r.proc_stats = sampler.finish().await;
     let s = t.get("client").summary();
-    r.metric("throughput_mb_s", mb_per_s(t.bytes, wall), "MB/s", Better::Higher);
+    r.metric(
+        "throughput_mb_s",
+        mb_per_s(t.bytes, wall),
+        "MB/s",
+        Better::Higher,
+    );
     r.latency("client_", &s);
-    r.metric("client_p99_over_p50", s.p99_ms / s.p50_ms, "x", Better::Lower);
-    r.metric("completed_clients", t.count("client") as f64, "count", Better::Higher);
+    r.metric(
+        "client_p99_over_p50",
+        s.p99_ms / s.p50_ms,
+        "x",
+        Better::Lower,
+    );
+    r.metric(
+        "completed_clients",
+        t.count("client") as f64,
+        "count",
+        Better::Higher,
+    );
     r.absorb(&t);
     Ok(r)
 }

@@ -1,0 +1,92 @@
+//! The registry's domain error, in domain words. Edges map it to the wire once.
+
+use berth_blobstore::BlobStoreError;
+use berth_meta::MetaError;
+use berth_types::{Digest, DigestError, ManifestError, NameError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("repository {0} not found")]
+    RepositoryNotFound(String),
+    #[error("invalid repository name: {0}")]
+    InvalidName(String),
+    #[error("blob {0} not found in the repository")]
+    BlobNotFound(Digest),
+    #[error("upload {0} not found")]
+    UploadNotFound(String),
+    #[error("upload is invalid: {0}")]
+    UploadInvalid(String),
+    #[error("chunk starts at {requested} but the upload holds {current} bytes")]
+    UploadOutOfOrder { requested: u64, current: u64 },
+    #[error("invalid digest: {0}")]
+    InvalidDigest(#[from] DigestError),
+    #[error("uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("size invalid: {0}")]
+    SizeInvalid(String),
+    #[error("invalid tag: {0}")]
+    InvalidTag(String),
+    #[error("manifest {0} not found")]
+    ManifestNotFound(String),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(#[from] ManifestError),
+    #[error("manifest references blob {0}, which is not in the repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("index references manifest {0}, which is not in the repository")]
+    ManifestChildUnknown(Digest),
+    #[error("manifest {digest} is referenced by index {index}; delete the index first")]
+    ManifestReferenced { digest: Digest, index: Digest },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("the range {start}-{end} is not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("storage is full")]
+    StorageFull,
+    #[error("internal storage failure")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<NameError> for RegistryError {
+    fn from(e: NameError) -> Self {
+        match e {
+            NameError::InvalidName(n) => RegistryError::InvalidName(n),
+            NameError::InvalidTag(t) => RegistryError::InvalidTag(t),
+            NameError::InvalidDigest(d) => RegistryError::InvalidDigest(d),
+        }
+    }
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::RepositoryNotFound(r) => RegistryError::RepositoryNotFound(r),
+            MetaError::BlobNotLinked(d) => RegistryError::ManifestBlobUnknown(d),
+            MetaError::ChildManifestMissing(d) => RegistryError::ManifestChildUnknown(d),
+            MetaError::ManifestReferenced { digest, index } => {
+                RegistryError::ManifestReferenced { digest, index }
+            }
+            MetaError::UploadNotFound(u) => RegistryError::UploadNotFound(u),
+            MetaError::StorageFull => RegistryError::StorageFull,
+            e @ MetaError::Database(_) => RegistryError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<BlobStoreError> for RegistryError {
+    fn from(e: BlobStoreError) -> Self {
+        match e {
+            BlobStoreError::BlobNotFound(d) => RegistryError::BlobNotFound(d),
+            BlobStoreError::UploadNotFound(u) => RegistryError::UploadNotFound(u),
+            BlobStoreError::UploadOffsetMismatch { expected, actual, .. } => {
+                RegistryError::UploadOutOfOrder {
+                    requested: expected,
+                    current: actual,
+                }
+            }
+            BlobStoreError::StorageFull(_) => RegistryError::StorageFull,
+            e @ BlobStoreError::Io(_) => RegistryError::Internal(Box::new(e)),
+        }
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -1,0 +1,225 @@
+//! # berth-registry
+//!
+//! The core registry services behind every protocol edge: uploads and blobs, manifests
+//! and tags, mounts, the referrers index, catalog and tag listing. It speaks in domain
+//! terms ([`RegistryError`]) and knows nothing of HTTP; the OCI and ECR edges translate.
+//!
+//! May depend on: `berth-types`, `berth-blobstore`, `berth-meta`.
+
+mod cache;
+pub mod error;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use berth_blobstore::{BlobStore, ByteRange, ByteStream};
+use berth_meta::MetaStore;
+use berth_types::{Digest, RepositoryName};
+
+pub use cache::ServedManifest;
+pub use error::{RegistryError, Result};
+pub use manifests::{ListPage, PushedManifest};
+pub use uploads::UploadStatus;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Tunables of the core services.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Entries in each of the tag and manifest caches.
+    pub cache_entries: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            cache_entries: 16_384,
+        }
+    }
+}
+
+/// A blob ready to stream.
+pub struct BlobBody {
+    /// Size of the whole blob.
+    pub size: u64,
+    /// The range being served, if a range was asked for.
+    pub range: Option<ByteRange>,
+    pub stream: ByteStream,
+}
+
+/// The registry's core services. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    uploads: uploads::Uploads,
+    cache: cache::ManifestCache,
+}
+
+impl Registry {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, options: RegistryOptions) -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                uploads: uploads::Uploads {
+                    blobs: blobs.clone(),
+                    meta: meta.clone(),
+                    active: Default::default(),
+                },
+                cache: cache::ManifestCache::new(options.cache_entries),
+                meta,
+                blobs,
+            }),
+        }
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.inner.meta
+    }
+
+    // ---- blobs ----
+
+    /// Size of a blob visible in the repository.
+    pub async fn blob_size(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
+        self.inner
+            .meta
+            .linked_blob(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobNotFound(digest.clone()))
+    }
+
+    /// Opens a blob visible in the repository, whole or an inclusive range of it.
+    /// `range` is `(start, Some(end))` or `(start, None)` for "to the end"; a suffix
+    /// range is `(u64::MAX, Some(n))` meaning the last `n` bytes.
+    pub async fn open_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        range: Option<(Option<u64>, Option<u64>)>,
+    ) -> Result<BlobBody> {
+        let size = self.blob_size(repo, digest).await?;
+        let range = match range {
+            None => None,
+            Some(spec) => Some(resolve_range(spec, size)?),
+        };
+        let stream = self.inner.blobs.open(digest, range).await?;
+        Ok(BlobBody { size, range, stream })
+    }
+
+    /// Removes the blob from the repository (the bytes go later, with garbage collection).
+    pub async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.inner.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobNotFound(digest.clone()))
+        }
+    }
+
+    /// Links a blob from `from` into `to`; `None` when `from` does not hold it.
+    pub async fn mount_blob(
+        &self,
+        to: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        Ok(self.inner.meta.mount_blob(to, from, digest).await?)
+    }
+
+    // ---- uploads ----
+
+    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadStatus> {
+        self.inner.uploads.start(repo).await
+    }
+
+    pub async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
+        self.inner.uploads.status(repo, id).await
+    }
+
+    pub async fn append_upload<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        self.inner.uploads.append(repo, id, start, body).await
+    }
+
+    pub async fn complete_upload<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        self.inner.uploads.complete(repo, id, digest, start, body).await
+    }
+
+    pub async fn push_blob<S>(&self, repo: &RepositoryName, digest: &Digest, body: S) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        self.inner.uploads.monolithic(repo, digest, body).await
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
+        self.inner.uploads.cancel(repo, id).await
+    }
+
+    /// Removes abandoned uploads; returns how many.
+    pub async fn expire_uploads(&self, max_idle: Duration) -> Result<usize> {
+        self.inner.uploads.expire(max_idle).await
+    }
+}
+
+/// Turns a requested range into an inclusive, satisfiable range of a blob of `size`.
+pub fn resolve_range(spec: (Option<u64>, Option<u64>), size: u64) -> Result<ByteRange> {
+    let unsatisfiable = |start, end| RegistryError::RangeNotSatisfiable { start, end, size };
+    match spec {
+        // bytes=-N: the last N bytes.
+        (None, Some(n)) => {
+            if n == 0 || size == 0 {
+                return Err(unsatisfiable(0, 0));
+            }
+            let n = n.min(size);
+            Ok(ByteRange {
+                start: size - n,
+                end: size - 1,
+            })
+        }
+        (Some(start), end) => {
+            if start >= size {
+                return Err(unsatisfiable(start, end.unwrap_or(start)));
+            }
+            let end = end.map_or(size - 1, |e| e.min(size - 1));
+            if end < start {
+                return Err(unsatisfiable(start, end));
+            }
+            Ok(ByteRange { start, end })
+        }
+        (None, None) => Err(unsatisfiable(0, 0)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! Manifests, tags, referrers and the catalog.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use berth_meta::NewManifest;
+use berth_types::manifest::{self, MAX_MANIFEST_BYTES};
+use berth_types::{media, Digest, ManifestError, Reference, RepositoryName};
+
+use crate::cache::ServedManifest;
+use crate::error::{RegistryError, Result};
+use crate::{now_ms, Registry};
+
+/// Largest page a listing returns when the client names no `n`.
+pub const DEFAULT_PAGE_LIMIT: usize = 10_000;
+
+/// What a manifest push produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// One page of a sorted listing; `next` is the `last` value for the following page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub items: Vec<String>,
+    pub next: Option<String>,
+}
+
+fn page(mut items: Vec<String>, n: usize) -> ListPage {
+    let next = if items.len() > n {
+        items.truncate(n);
+        items.last().cloned()
+    } else {
+        None
+    };
+    ListPage { items, next }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrerDescriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<serde_json::Value>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrersIndex {
+    schema_version: u32,
+    media_type: &'static str,
+    manifests: Vec<ReferrerDescriptor>,
+}
+
+impl Registry {
+    /// Validates and stores a manifest pushed under `reference` with the given `Content-Type`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushedManifest> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge.into());
+        }
+        let parsed = manifest::parse(&body, content_type)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &body);
+                if &actual != expected {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&body),
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.clone()),
+            Reference::Digest(_) => None,
+        };
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let new = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            artifact_type: parsed.artifact_type.clone(),
+            subject: subject.clone(),
+            annotations_json: parsed
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::to_string(a).unwrap_or_default()),
+            blobs: parsed.required_blobs().map(|d| d.digest.clone()).collect(),
+            children: parsed
+                .required_manifests()
+                .map(|d| d.digest.clone())
+                .collect(),
+            tag: tag.clone(),
+            body: body.to_vec(),
+            now_ms: now_ms(),
+        };
+        let outcome = self.inner.meta.put_manifest(repo, &new).await;
+        // Invalidate even on failure: harmless, and keeps the rule "every write invalidates".
+        self.inner
+            .cache
+            .invalidate(repo.as_str(), tag.as_ref().map(|t| t.as_str()), Some(&digest));
+        outcome?;
+        tracing::debug!(repository = %repo, %digest, media_type = %parsed.media_type, "manifest stored");
+        Ok(PushedManifest { digest, subject })
+    }
+
+    /// Resolves a tag to a digest.
+    pub async fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
+            Reference::Tag(t) => {
+                if let Some(d) = self.inner.cache.tag(repo.as_str(), t.as_str()) {
+                    return Ok(d);
+                }
+                let generation = self.inner.cache.generation();
+                let d = self
+                    .inner
+                    .meta
+                    .resolve_tag(repo, t)
+                    .await?
+                    .ok_or_else(|| RegistryError::ManifestNotFound(t.to_string()))?;
+                self.inner
+                    .cache
+                    .fill_tag(generation, repo.as_str(), t.as_str(), d.clone());
+                Ok(d)
+            }
+        }
+    }
+
+    /// A manifest by tag or digest, as served.
+    pub async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Arc<ServedManifest>> {
+        let digest = self.resolve(repo, reference).await?;
+        if let Some(m) = self.inner.cache.manifest(repo.as_str(), &digest) {
+            return Ok(m);
+        }
+        let generation = self.inner.cache.generation();
+        let rec = self
+            .inner
+            .meta
+            .get_manifest(repo, &digest)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestNotFound(reference.to_string()))?;
+        let served = Arc::new(ServedManifest {
+            digest: rec.digest,
+            media_type: rec.media_type,
+            body: Bytes::from(rec.body),
+        });
+        self.inner
+            .cache
+            .fill_manifest(generation, repo.as_str(), served.clone());
+        Ok(served)
+    }
+
+    /// Deletes a tag, or a manifest (with every tag pointing at it) by digest.
+    pub async fn delete_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
+        let found = match reference {
+            Reference::Tag(t) => {
+                let r = self.inner.meta.delete_tag(repo, t).await;
+                self.inner.cache.invalidate(repo.as_str(), Some(t.as_str()), None);
+                r?
+            }
+            Reference::Digest(d) => {
+                let r = self.inner.meta.delete_manifest(repo, d).await;
+                self.inner.cache.invalidate(repo.as_str(), None, Some(d));
+                self.inner.cache.invalidate_repo_tags(repo.as_str());
+                r?
+            }
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestNotFound(reference.to_string()))
+        }
+    }
+
+    /// Tags of a repository in lexical order, `n` at most, after `last`.
+    pub async fn list_tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<ListPage> {
+        let n = n.unwrap_or(DEFAULT_PAGE_LIMIT);
+        let items = self
+            .inner
+            .meta
+            .list_tags(repo, last, n.saturating_add(1))
+            .await?
+            .ok_or_else(|| RegistryError::RepositoryNotFound(repo.to_string()))?;
+        Ok(page(items, n))
+    }
+
+    /// Repository names in lexical order, `n` at most, after `last`.
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<ListPage> {
+        let n = n.unwrap_or(DEFAULT_PAGE_LIMIT);
+        let items = self
+            .inner
+            .meta
+            .list_repositories(last, n.saturating_add(1))
+            .await?;
+        Ok(page(items, n))
+    }
+
+    /// The referrers index (an OCI image index) of `subject`, optionally filtered by
+    /// artifact type. Never "not found": no referrers is an empty index.
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Bytes> {
+        let records = self.inner.meta.referrers(repo, subject).await?;
+        let manifests = records
+            .into_iter()
+            .filter(|r| artifact_type.is_none() || r.artifact_type.as_deref() == artifact_type)
+            .map(|r| ReferrerDescriptor {
+                media_type: r.media_type,
+                digest: r.digest.to_string(),
+                size: r.size,
+                artifact_type: r.artifact_type,
+                annotations: r
+                    .annotations_json
+                    .and_then(|a| serde_json::from_str(&a).ok()),
+            })
+            .collect();
+        let index = ReferrersIndex {
+            schema_version: 2,
+            media_type: media::OCI_INDEX,
+            manifests,
+        };
+        Ok(Bytes::from(
+            serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(Box::new(e)))?,
+        ))
+    }
+}

@@ -1,0 +1,132 @@
+//! Service-level tests of the core against the embedded backends.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{stream, TryStreamExt};
+
+use berth_blobstore::DiskBlobStore;
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_types::{Digest, Reference, RepositoryName};
+
+use crate::{resolve_range, Registry, RegistryError, RegistryOptions};
+
+fn registry(dir: &std::path::Path) -> Registry {
+    let meta = SqliteMetaStore::open(dir.join("meta.db")).unwrap();
+    let blobs = DiskBlobStore::open(dir).unwrap();
+    Registry::new(Arc::new(meta), Arc::new(blobs), RegistryOptions::default())
+}
+
+fn body(parts: &[&[u8]]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+    let v: Vec<std::io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+    stream::iter(v)
+}
+
+async fn read_all(r: &Registry, repo: &RepositoryName, d: &Digest) -> Vec<u8> {
+    let b = r.open_blob(repo, d, None).await.unwrap();
+    let chunks: Vec<Bytes> = b.stream.try_collect().await.unwrap();
+    chunks.concat()
+}
+
+#[tokio::test]
+async fn chunked_upload_survives_a_restart_and_verifies_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo: RepositoryName = "a/b".parse().unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let id = {
+        let r = registry(dir.path());
+        let st = r.start_upload(&repo).await.unwrap();
+        let st2 = r
+            .append_upload(&repo, &st.id, Some(0), body(&[&data[..400_000]]))
+            .await
+            .unwrap();
+        assert_eq!(st2.offset, 400_000);
+        // Out of order is refused without changing anything.
+        assert!(matches!(
+            r.append_upload(&repo, &st.id, Some(10), body(&[b"x"])).await,
+            Err(RegistryError::UploadOutOfOrder { current: 400_000, .. })
+        ));
+        st.id
+    };
+    // "Restart": a new Registry over the same directory rebuilds the hash state.
+    let r = registry(dir.path());
+    assert_eq!(r.upload_status(&repo, &id).await.unwrap().offset, 400_000);
+    let other: RepositoryName = "other".parse().unwrap();
+    assert!(matches!(
+        r.upload_status(&other, &id).await,
+        Err(RegistryError::UploadNotFound(_))
+    ));
+    let size = r
+        .complete_upload(&repo, &id, &digest, None, body(&[&data[400_000..]]))
+        .await
+        .unwrap();
+    assert_eq!(size, data.len() as u64);
+    assert_eq!(read_all(&r, &repo, &digest).await, data);
+    // Invisible elsewhere until mounted.
+    assert!(r.blob_size(&other, &digest).await.is_err());
+    assert_eq!(r.mount_blob(&other, &repo, &digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(read_all(&r, &other, &digest).await, data);
+}
+
+#[tokio::test]
+async fn wrong_digest_is_refused_and_nothing_is_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path());
+    let repo: RepositoryName = "x".parse().unwrap();
+    let wrong = Digest::sha256_of(b"something else");
+    assert!(matches!(
+        r.push_blob(&repo, &wrong, body(&[b"hello"])).await,
+        Err(RegistryError::DigestMismatch { .. })
+    ));
+    assert!(r.blob_size(&repo, &wrong).await.is_err());
+    let sha512 = Digest::of(berth_types::Algorithm::Sha512, b"hello");
+    let st = r.start_upload(&repo).await.unwrap();
+    r.append_upload(&repo, &st.id, None, body(&[b"hel", b"lo"])).await.unwrap();
+    r.complete_upload(&repo, &st.id, &sha512, None, body(&[])).await.unwrap();
+    assert_eq!(r.blob_size(&repo, &sha512).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn manifests_tags_and_cache_stay_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path());
+    let repo: RepositoryName = "img".parse().unwrap();
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    r.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+    let m = |n: u32| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg_d}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
+        )
+    };
+    let tag: Reference = "latest".parse().unwrap();
+    let p1 = r.put_manifest(&repo, &tag, None, Bytes::from(m(1))).await.unwrap();
+    assert_eq!(r.get_manifest(&repo, &tag).await.unwrap().digest, p1.digest);
+    let p2 = r.put_manifest(&repo, &tag, None, Bytes::from(m(2))).await.unwrap();
+    assert_eq!(r.get_manifest(&repo, &tag).await.unwrap().digest, p2.digest);
+    r.delete_manifest(&repo, &Reference::Digest(p2.digest.clone())).await.unwrap();
+    assert!(matches!(
+        r.get_manifest(&repo, &tag).await,
+        Err(RegistryError::ManifestNotFound(_))
+    ));
+    assert!(r
+        .get_manifest(&repo, &Reference::Digest(p2.digest.clone()))
+        .await
+        .is_err());
+    assert!(r.get_manifest(&repo, &Reference::Digest(p1.digest)).await.is_ok());
+}
+
+#[test]
+fn ranges() {
+    let ok = |s, e, size| resolve_range((s, e), size).map(|r| (r.start, r.end)).ok();
+    assert_eq!(ok(Some(0), Some(9), 100), Some((0, 9)));
+    assert_eq!(ok(Some(90), None, 100), Some((90, 99)));
+    assert_eq!(ok(Some(90), Some(500), 100), Some((90, 99)));
+    assert_eq!(ok(None, Some(10), 100), Some((90, 99)));
+    assert_eq!(ok(None, Some(1000), 100), Some((0, 99)));
+    assert_eq!(ok(Some(100), None, 100), None);
+    assert_eq!(ok(Some(5), Some(4), 100), None);
+    assert_eq!(ok(None, Some(0), 100), None);
+    assert_eq!(ok(Some(0), None, 0), None);
+}

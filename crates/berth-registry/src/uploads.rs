@@ -1,0 +1,416 @@
+//! Blob uploads: start, append (hashing and writing each buffer once, on a blocking
+//! thread), status, complete with digest verification, cancel, and expiry.
+//!
+//! The running hash of an upload is kept in memory between requests. After a restart
+//! (or on another node) it is rebuilt by reading the upload back once, so uploads are
+//! resumable across restarts without persisting hash states.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::Mutex as AsyncMutex;
+
+use berth_blobstore::{BlobStore, BlobStoreError};
+use berth_meta::{MetaStore, UploadRecord};
+use berth_types::{Algorithm, Digest, Hasher, RepositoryName};
+
+use crate::error::{RegistryError, Result};
+use crate::now_ms;
+
+/// Buffers handed to the writer thread are coalesced up to this size.
+const WRITE_BATCH: usize = 256 * 1024;
+/// How often an active upload's `updated` time is written to the meta store.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// The in-memory part of an upload: its running hash and where it stands.
+pub(crate) struct HashState {
+    hasher: Hasher,
+    offset: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Slot {
+    state: Option<HashState>,
+    repository: Option<String>,
+    last_touch_ms: i64,
+}
+
+/// Uploads active in this process, each behind its own lock so that concurrent
+/// requests on one upload are serialised.
+#[derive(Default)]
+pub(crate) struct ActiveUploads {
+    slots: parking_lot::Mutex<HashMap<String, Arc<AsyncMutex<Slot>>>>,
+}
+
+impl ActiveUploads {
+    pub(crate) fn slot(&self, id: &str) -> Arc<AsyncMutex<Slot>> {
+        self.slots.lock().entry(id.to_string()).or_default().clone()
+    }
+    pub(crate) fn forget(&self, id: &str) {
+        self.slots.lock().remove(id);
+    }
+    /// True while a request is working on the upload (its slot is locked).
+    pub(crate) fn is_busy(&self, id: &str) -> bool {
+        self.slots
+            .lock()
+            .get(id)
+            .is_some_and(|slot| slot.try_lock().is_err())
+    }
+}
+
+/// Where an upload stands, as reported to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+pub(crate) struct Uploads {
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) active: ActiveUploads,
+}
+
+/// Streams `body` into the upload's sink on a blocking thread, hashing each buffer as it
+/// is written. Returns the new offset and hasher, plus the body's error if it broke off.
+async fn pump<S>(
+    blobs: &dyn BlobStore,
+    id: &str,
+    state: HashState,
+    body: S,
+) -> Result<(HashState, Option<std::io::Error>)>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send,
+{
+    let mut sink = blobs.upload_sink(id, state.offset).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let mut hasher = state.hasher;
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut written = 0u64;
+        let mut failure = None;
+        while let Some(buf) = rx.blocking_recv() {
+            if let Err(e) = sink.write_all(&buf) {
+                failure = Some(e);
+                break;
+            }
+            hasher.update(&buf);
+            written += buf.len() as u64;
+        }
+        let finished = sink.finish();
+        (hasher, written, failure, finished)
+    });
+
+    let mut body = std::pin::pin!(body);
+    let mut batch = BytesMut::new();
+    let mut body_error = None;
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                if batch.is_empty() && chunk.len() >= WRITE_BATCH {
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                batch.extend_from_slice(&chunk);
+                if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                body_error = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch.freeze()).await;
+    }
+    drop(tx);
+    let (hasher, written, failure, finished) = writer
+        .await
+        .map_err(|e| RegistryError::Internal(Box::new(e)))?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    finished?;
+    Ok((
+        HashState {
+            hasher,
+            offset: state.offset + written,
+        },
+        body_error,
+    ))
+}
+
+impl Uploads {
+    pub(crate) async fn start(&self, repo: &RepositoryName) -> Result<UploadStatus> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        // Hold the upload's slot while its file exists without a row, so expiry leaves it be.
+        let slot_arc = self.active.slot(&id);
+        let mut slot = slot_arc.lock().await;
+        self.blobs.create_upload(&id).await?;
+        let created = self
+            .meta
+            .create_upload(&UploadRecord {
+                id: id.clone(),
+                repository: repo.to_string(),
+                started_ms: now,
+                updated_ms: now,
+            })
+            .await;
+        if let Err(e) = created {
+            drop(slot);
+            self.active.forget(&id);
+            let _ = self.blobs.abort_upload(&id).await;
+            return Err(e.into());
+        }
+        slot.repository = Some(repo.to_string());
+        slot.last_touch_ms = now;
+        slot.state = Some(HashState {
+            hasher: Algorithm::Sha256.hasher(),
+            offset: 0,
+        });
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    /// Checks that the upload exists and belongs to `repo`; returns the store size.
+    async fn check(&self, slot: &mut Slot, id: &str, repo: &RepositoryName) -> Result<u64> {
+        if slot.repository.as_deref() != Some(repo.as_str()) {
+            let rec = self
+                .meta
+                .get_upload(id)
+                .await?
+                .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))?;
+            if rec.repository != repo.as_str() {
+                return Err(RegistryError::UploadNotFound(id.to_string()));
+            }
+            slot.repository = Some(rec.repository);
+            slot.last_touch_ms = rec.updated_ms;
+        }
+        self.blobs
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))
+    }
+
+    /// The hash state for an upload of `size` bytes, rebuilt from the store if needed.
+    async fn hash_state(&self, slot: &mut Slot, id: &str, size: u64, alg: Algorithm) -> Result<HashState> {
+        match slot.state.take() {
+            Some(s) if s.offset == size && s.hasher.algorithm() == alg => Ok(s),
+            _ => {
+                let mut hasher = alg.hasher();
+                let mut offset = 0u64;
+                let mut stream = self.blobs.read_upload(id).await?;
+                while let Some(chunk) = stream.try_next().await.map_err(BlobStoreError::from)? {
+                    hasher.update(&chunk);
+                    offset += chunk.len() as u64;
+                }
+                Ok(HashState { hasher, offset })
+            }
+        }
+    }
+
+    pub(crate) async fn status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
+        let slot = self.active.slot(id);
+        let mut slot = slot.lock().await;
+        let offset = self.check(&mut slot, id, repo).await;
+        if offset.is_err() {
+            drop(slot);
+            self.active.forget(id);
+        }
+        Ok(UploadStatus {
+            id: id.to_string(),
+            offset: offset?,
+        })
+    }
+
+    /// Appends a chunk. `start` is the offset the client says the chunk begins at
+    /// (from `Content-Range`), if it said.
+    pub(crate) async fn append<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let slot_arc = self.active.slot(id);
+        let mut slot = slot_arc.lock().await;
+        let size = match self.check(&mut slot, id, repo).await {
+            Ok(s) => s,
+            Err(e) => {
+                drop(slot);
+                self.active.forget(id);
+                return Err(e);
+            }
+        };
+        if let Some(start) = start {
+            if start != size {
+                return Err(RegistryError::UploadOutOfOrder {
+                    requested: start,
+                    current: size,
+                });
+            }
+        }
+        let state = self.hash_state(&mut slot, id, size, Algorithm::Sha256).await?;
+        let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
+        let offset = state.offset;
+        slot.state = Some(state);
+        let now = now_ms();
+        if now - slot.last_touch_ms > TOUCH_EVERY_MS {
+            self.meta.touch_upload(id, now).await?;
+            slot.last_touch_ms = now;
+        }
+        if let Some(e) = body_error {
+            return Err(RegistryError::UploadInvalid(format!(
+                "request body broke off after {offset} bytes: {e}"
+            )));
+        }
+        Ok(UploadStatus {
+            id: id.to_string(),
+            offset,
+        })
+    }
+
+    /// Appends a final chunk (possibly empty), verifies the digest and commits the blob.
+    pub(crate) async fn complete<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let slot_arc = self.active.slot(id);
+        let mut slot = slot_arc.lock().await;
+        let size = match self.check(&mut slot, id, repo).await {
+            Ok(s) => s,
+            Err(e) => {
+                drop(slot);
+                self.active.forget(id);
+                return Err(e);
+            }
+        };
+        if let Some(start) = start {
+            if start != size {
+                return Err(RegistryError::UploadOutOfOrder {
+                    requested: start,
+                    current: size,
+                });
+            }
+        }
+        let state = self.hash_state(&mut slot, id, size, digest.algorithm()).await?;
+        let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
+        if let Some(e) = body_error {
+            slot.state = Some(state);
+            return Err(RegistryError::UploadInvalid(format!(
+                "request body broke off: {e}"
+            )));
+        }
+        let size = state.offset;
+        let actual = state.hasher.finish();
+        if &actual != digest {
+            drop(slot);
+            self.active.forget(id);
+            self.blobs.abort_upload(id).await?;
+            self.meta.delete_upload(id).await?;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.blobs.commit_upload(id, digest).await?;
+        self.meta.commit_blob(repo, digest, size, Some(id)).await?;
+        drop(slot);
+        self.active.forget(id);
+        Ok(size)
+    }
+
+    /// A whole blob in one request, never registered as an upload row: if the process
+    /// dies midway the orphaned upload file is swept by [`Uploads::expire`].
+    pub(crate) async fn monolithic<S>(&self, repo: &RepositoryName, digest: &Digest, body: S) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let slot_arc = self.active.slot(&id);
+        let _guard = slot_arc.lock().await;
+        let result = async {
+            self.blobs.create_upload(&id).await?;
+            let state = HashState {
+                hasher: digest.algorithm().hasher(),
+                offset: 0,
+            };
+            let (state, body_error) = pump(self.blobs.as_ref(), &id, state, body).await?;
+            if let Some(e) = body_error {
+                return Err(RegistryError::UploadInvalid(format!("request body broke off: {e}")));
+            }
+            let actual = state.hasher.finish();
+            if &actual != digest {
+                return Err(RegistryError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            self.blobs.commit_upload(&id, digest).await?;
+            self.meta.commit_blob(repo, digest, state.offset, None).await?;
+            Ok(state.offset)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.blobs.abort_upload(&id).await;
+        }
+        self.active.forget(&id);
+        result
+    }
+
+    pub(crate) async fn cancel(&self, repo: &RepositoryName, id: &str) -> Result<()> {
+        let slot_arc = self.active.slot(id);
+        let mut slot = slot_arc.lock().await;
+        let checked = self.check(&mut slot, id, repo).await;
+        drop(slot);
+        self.active.forget(id);
+        checked?;
+        self.meta.delete_upload(id).await?;
+        self.blobs.abort_upload(id).await?;
+        Ok(())
+    }
+
+    /// Deletes uploads idle for longer than `max_idle`, and upload files that no upload
+    /// row owns and no request in this process is writing. Returns how many went.
+    pub(crate) async fn expire(&self, max_idle: Duration) -> Result<usize> {
+        let before = now_ms() - max_idle.as_millis() as i64;
+        let mut removed = 0;
+        for id in self.meta.stale_uploads(before).await? {
+            if self.active.is_busy(&id) {
+                continue;
+            }
+            self.active.forget(&id);
+            self.meta.delete_upload(&id).await?;
+            self.blobs.abort_upload(&id).await?;
+            removed += 1;
+        }
+        for id in self.blobs.list_uploads().await? {
+            if !self.active.is_busy(&id) && self.meta.get_upload(&id).await?.is_none() {
+                // Re-check after the lookup: a push may have started meanwhile.
+                if !self.active.is_busy(&id) {
+                    self.blobs.abort_upload(&id).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
