@@ -61,12 +61,22 @@ enum Cmd {
     Mixed(scenarios::mixed::Args),
     /// Print a Markdown comparison table from JSON result lines (files or stdin).
     Report(report::Args),
+    /// Exit 0 if the registry answers GET /v2/ (used by run.sh to wait for a server).
+    Ping,
+    /// Print a free loopback TCP port (used by run.sh).
+    FreePort,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Cmd::Report(a) = &cli.cmd {
-        return report::run(a);
+    match &cli.cmd {
+        Cmd::Report(a) => return report::run(a),
+        Cmd::FreePort => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            println!("{}", l.local_addr()?.port());
+            return Ok(());
+        }
+        _ => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,7 +85,11 @@ fn main() -> Result<()> {
 }
 
 async fn async_main(cli: Cli) -> Result<()> {
-    let reg = client::Registry::new(&cli.registry, Duration::from_secs(cli.timeout_secs))?;
+    let timeout = match cli.cmd {
+        Cmd::Ping => Duration::from_secs(1),
+        _ => Duration::from_secs(cli.timeout_secs),
+    };
+    let reg = client::Registry::new(&cli.registry, timeout)?;
     reg.ping()
         .await
         .with_context(|| format!("registry {} does not answer GET /v2/", cli.registry))?;
@@ -94,7 +108,8 @@ async fn async_main(cli: Cli) -> Result<()> {
         Cmd::CatalogWalk(a) => scenarios::listing::catalog(&ctx, a).await?,
         Cmd::TagsWalk(a) => scenarios::listing::tags(&ctx, a).await?,
         Cmd::Mixed(a) => scenarios::mixed::run(&ctx, a).await?,
-        Cmd::Report(_) => unreachable!("handled before the runtime starts"),
+        Cmd::Ping => return Ok(()),
+        Cmd::Report(_) | Cmd::FreePort => unreachable!("handled before the runtime starts"),
     };
     report.emit(&cli.tag, &cli.registry);
     Ok(())

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Benchmarks Berth against the reference registry (CNCF distribution, Debian's `docker-registry`).
+# Builds berth and berth-bench in release, starts both servers on free loopback ports with fresh data
+# dirs, runs every scenario against both INTERLEAVED, and prints a Markdown comparison table.
+# See bench/README.md. Usage: bench/run.sh [--quick] [--repeat R] [--only reference|berth] [options]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=$TARGET/release/berth-bench
+BERTH_BIN=$TARGET/release/berth
+REF_BIN=$(command -v docker-registry || echo /usr/bin/docker-registry)
+
+QUICK=0 REPEAT=1 ONLY="" BUILD=1 SCENARIOS="" OUT=""
+# Scenario sizes: empty means "the default of the chosen mode" (see set_sizes).
+BLOBS="" BLOB_SIZE="" IMAGES="" CLIENTS="" STORM_SIZE="" HOT_DURATION="" MIXED_DURATION="" REPOS="" TAGS="" WALK_DURATION=""
+
+usage() {
+  cat <<'EOF'
+Usage: bench/run.sh [options]
+  --quick               small sizes for a smoke run (~1-2 minutes for both servers, after the build)
+  --repeat R            rounds; each round restarts both servers on fresh data dirs; the table shows medians
+  --only NAME           run one server only: reference | berth
+  --scenarios "A B"     subset of: catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull
+                        image-push pull-storm manifest-head manifest-get mixed
+  --no-build            use the binaries already in target/release
+  --berth-bin PATH      berth binary (default target/release/berth)
+  --reference-bin PATH  docker-registry binary (default: from PATH)
+  --out DIR             where results.jsonl, report.md and server logs go (default target/bench-results/TIME)
+  Sizes: --blobs N --blob-size S --images N --clients N --storm-size S --hot-duration D
+         --mixed-duration D --repos A,B --tags A,B --walk-duration D   (S like 4MiB, D like 10s)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --repeat) REPEAT=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --berth-bin) BERTH_BIN=$2; shift ;;
+    --reference-bin) REF_BIN=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --blobs) BLOBS=$2; shift ;;
+    --blob-size) BLOB_SIZE=$2; shift ;;
+    --images) IMAGES=$2; shift ;;
+    --clients) CLIENTS=$2; shift ;;
+    --storm-size) STORM_SIZE=$2; shift ;;
+    --hot-duration) HOT_DURATION=$2; shift ;;
+    --mixed-duration) MIXED_DURATION=$2; shift ;;
+    --repos) REPOS=$2; shift ;;
+    --tags) TAGS=$2; shift ;;
+    --walk-duration) WALK_DURATION=$2; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+case "$ONLY" in ""|reference|berth) ;; *) echo "run.sh: --only takes reference or berth" >&2; exit 2 ;; esac
+
+set_sizes() {
+  if [ "$QUICK" = 1 ]; then
+    : "${BLOBS:=16}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=8}" "${CLIENTS:=20}" "${STORM_SIZE:=10MB}"
+    : "${HOT_DURATION:=3s}" "${MIXED_DURATION:=5s}" "${REPOS:=50,250}" "${TAGS:=50,250}" "${WALK_DURATION:=2s}"
+  else
+    : "${BLOBS:=64}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=32}" "${CLIENTS:=200}" "${STORM_SIZE:=50MB}"
+    : "${HOT_DURATION:=10s}" "${MIXED_DURATION:=20s}" "${REPOS:=100,1000}" "${TAGS:=100,1000}" "${WALK_DURATION:=5s}"
+  fi
+}
+set_sizes
+
+# label | berth-bench arguments. The label must equal the scenario name the bench prints.
+scenario_args() {
+  case "$1" in
+    catalog-walk) echo "catalog-walk catalog-walk --repos $REPOS --duration $WALK_DURATION" ;;
+    tags-walk) echo "tags-walk tags-walk --tags $TAGS --duration $WALK_DURATION" ;;
+    blob-push-mono) echo "blob-push/monolithic blob-push --mode monolithic --blobs $BLOBS --blob-size $BLOB_SIZE" ;;
+    blob-push-chunked) echo "blob-push/chunked blob-push --mode chunked --chunk-size 1MiB --blobs $BLOBS --blob-size $BLOB_SIZE" ;;
+    blob-pull) echo "blob-pull blob-pull --blobs $BLOBS --blob-size $BLOB_SIZE" ;;
+    image-push) echo "image-push image-push --images $IMAGES" ;;
+    pull-storm) echo "pull-storm pull-storm --clients $CLIENTS --total-size $STORM_SIZE" ;;
+    manifest-head) echo "manifest-head manifest-head --duration $HOT_DURATION" ;;
+    manifest-get) echo "manifest-get manifest-get --duration $HOT_DURATION" ;;
+    mixed) echo "mixed mixed --duration $MIXED_DURATION" ;;
+    *) return 1 ;;
+  esac
+}
+# catalog-walk first, so the catalog holds (almost) only its own repositories when it is measured.
+ALL="catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull image-push pull-storm manifest-head manifest-get mixed"
+SCENARIOS=${SCENARIOS:-$ALL}
+for s in $SCENARIOS; do scenario_args "$s" >/dev/null || { echo "run.sh: unknown scenario $s" >&2; exit 2; }; done
+
+OUT=${OUT:-$TARGET/bench-results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
+
+declare -A PID PORT
+cleanup() {
+  for s in "${!PID[@]}"; do stop_server "$s"; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+
+# ---------- build ----------
+WANT_BERTH=1 WANT_REF=1
+[ "$ONLY" = reference ] && WANT_BERTH=0
+[ "$ONLY" = berth ] && WANT_REF=0
+if [ "$BUILD" = 1 ]; then
+  log "building (release)"
+  if [ "$WANT_BERTH" = 1 ]; then
+    if ! (cd "$ROOT" && cargo build --release -p berth -p berth-bench); then
+      log "building berth failed: benchmarking the reference registry only"
+      WANT_BERTH=0
+      (cd "$ROOT" && cargo build --release -p berth-bench)
+    fi
+  else
+    (cd "$ROOT" && cargo build --release -p berth-bench)
+  fi
+fi
+[ -x "$BENCH" ] || { echo "run.sh: $BENCH missing (build it or drop --no-build)" >&2; exit 1; }
+if [ "$WANT_REF" = 1 ] && [ ! -x "$REF_BIN" ]; then
+  log "reference registry binary not found ($REF_BIN; apt-get install -y docker-registry): skipping it"
+  WANT_REF=0
+fi
+if [ "$WANT_BERTH" = 1 ] && [ ! -x "$BERTH_BIN" ]; then
+  log "berth binary not found ($BERTH_BIN): skipping it"
+  WANT_BERTH=0
+fi
+
+# ---------- servers ----------
+free_port() { "$BENCH" free-port; }
+
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# start_server NAME ROUND: starts it with a fresh data dir; returns 1 (with a message) if it does not come up.
+start_server() {
+  local name=$1 round=$2 dir port pid
+  dir=$WORK/$name-$round
+  mkdir -p "$dir/data"
+  port=$(free_port)
+  if [ "$name" = reference ]; then
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+EOF
+    "$REF_BIN" serve "$dir/config.yml" >"$OUT/$name-$round.log" 2>&1 &
+  else
+    "$BERTH_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$OUT/$name-$round.log" 2>&1 &
+  fi
+  pid=$!
+  for _ in $(seq 150); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" && rc=0 || rc=$?
+      log "$name failed to start (exited with status $rc); skipping it. Log: $OUT/$name-$round.log"
+      tail -n 5 "$OUT/$name-$round.log" >&2 || true
+      return 1
+    fi
+    if "$BENCH" ping --registry "http://127.0.0.1:$port" 2>/dev/null; then
+      PID[$name]=$pid PORT[$name]=$port
+      sleep 1
+      log "$name up: pid $pid, http://127.0.0.1:$port, idle RSS $(rss_mib "$pid") MiB"
+      emit_line idle "$name" "{\"name\":\"idle_rss_mib\",\"value\":$(rss_mib "$pid"),\"unit\":\"MiB\",\"better\":\"lower\"}"
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "$name did not answer GET /v2/ within 15 s; skipping it. Log: $OUT/$name-$round.log"
+  kill "$pid" 2>/dev/null || true
+  return 1
+}
+
+stop_server() {
+  local name=$1 pid=${PID[$1]:-}
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  unset "PID[$name]"
+}
+
+# emit_line SCENARIO SERVER METRIC_JSON...: a result line in the bench's format.
+emit_line() {
+  local scen=$1 server=$2; shift 2
+  local IFS=,
+  echo "{\"scenario\":\"$scen\",\"server\":\"$server\",\"metrics\":[$*]}" >>"$RESULTS"
+}
+
+# ---------- run ----------
+SERVERS=()
+[ "$WANT_REF" = 1 ] && SERVERS+=(reference)
+[ "$WANT_BERTH" = 1 ] && SERVERS+=(berth)
+[ ${#SERVERS[@]} -gt 0 ] || { echo "run.sh: no server to benchmark" >&2; exit 1; }
+
+for round in $(seq "$REPEAT"); do
+  log "round $round of $REPEAT: starting servers"
+  UP=()
+  for s in "${SERVERS[@]}"; do start_server "$s" "$round" && UP+=("$s"); done
+  [ ${#UP[@]} -gt 0 ] || { echo "run.sh: no server came up" >&2; exit 1; }
+  # Alternate which server goes first in each round, to even out warm-up and page-cache effects.
+  if [ $((round % 2)) = 0 ] && [ ${#UP[@]} = 2 ]; then UP=("${UP[1]}" "${UP[0]}"); fi
+  for scen in $SCENARIOS; do
+    read -r label args <<<"$(scenario_args "$scen")"
+    for s in "${UP[@]}"; do
+      pid=${PID[$s]:-}
+      if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        log "$s is not running (see $OUT/$s-$round.log): $label not run"
+        emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
+        continue
+      fi
+      log "[$s] $label"
+      # shellcheck disable=SC2086
+      if ! timeout 900 "$BENCH" --registry "http://127.0.0.1:${PORT[$s]}" --server-pid "$pid" --tag "$s" $args >>"$RESULTS"; then
+        log "[$s] $label FAILED"
+        emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
+      fi
+    done
+  done
+  for s in "${UP[@]}"; do
+    pid=${PID[$s]:-}
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      emit_line lifetime "$s" \
+        "{\"name\":\"vmhwm_mib\",\"value\":$(hwm_mib "$pid"),\"unit\":\"MiB\",\"better\":\"lower\"}" \
+        "{\"name\":\"cpu_total_s\",\"value\":$(cpu_s "$pid"),\"unit\":\"s\",\"better\":\"lower\"}" \
+        "{\"name\":\"disk_mib\",\"value\":$(du -sm "$WORK/$s-$round/data" | cut -f1),\"unit\":\"MiB\",\"better\":\"lower\"}"
+    fi
+    stop_server "$s"
+  done
+done
+
+"$BENCH" report "$RESULTS" | tee "$OUT/report.md"
+log "results: $RESULTS, table: $OUT/report.md"
