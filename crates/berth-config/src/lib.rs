@@ -1,0 +1,299 @@
+//! # berth-config
+//!
+//! One typed struct per section, `deny_unknown_fields`, each with its own `validate()`.
+//! Sources, later ones winning: built-in defaults → a TOML file → `BERTH_*` environment
+//! variables (sections separated by `__`, e.g. `BERTH_SERVER__LISTEN`) → command-line flags
+//! (applied by the binary as [`Overrides`]). [`Config::redacted_toml`] prints the effective
+//! configuration with every [`Secret`] hidden.
+//!
+//! May depend on: nothing of Berth's.
+
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tls: TlsConfig,
+    pub uploads: UploadsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Port 0 picks a free port (see `addr_file`).
+    pub listen: SocketAddr,
+    /// If set, the bound address is written here once listening (for scripts and tests).
+    pub addr_file: Option<PathBuf>,
+    /// Seconds a client may take to send request headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds to let in-flight requests finish after SIGTERM before closing them.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory holding blobs, uploads and the metadata database.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain file.
+    pub cert: Option<PathBuf>,
+    /// PEM private key file.
+    pub key: Option<PathBuf>,
+    /// The private key inline, as PEM (for secret stores that inject environment variables).
+    pub key_pem: Option<Secret>,
+    /// Generate (once) a local CA and a server certificate under `<data_dir>/tls`.
+    pub self_signed: bool,
+    /// Extra host names for the self-signed certificate.
+    pub self_signed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Uploads idle for longer than this are deleted.
+    pub max_idle_secs: u64,
+    /// How often abandoned uploads are looked for.
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `berth=debug,info`. `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".parse().expect("valid default address"),
+            addr_file: None,
+            header_read_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./berth-data"),
+        }
+    }
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            max_idle_secs: 24 * 3600,
+            sweep_interval_secs: 600,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            tls: TlsConfig::default(),
+            uploads: UploadsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Load(#[from] Box<figment::Error>),
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub addr_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment (`BERTH_` prefix).
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        // Flags with their own variables (BERTH_LISTEN, BERTH_DATA_DIR, ...) are applied as
+        // overrides by the binary; only `SECTION__FIELD` variables are read here.
+        let env = Env::prefixed("BERTH_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__");
+        Self::load_from(file, env)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::MissingFile(f.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let cfg: Config = fig.merge(env).extract().map_err(Box::new)?;
+        Ok(cfg)
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        if let Some(l) = o.listen {
+            self.server.listen = l;
+        }
+        if let Some(d) = &o.data_dir {
+            self.storage.data_dir = d.clone();
+        }
+        if let Some(a) = &o.addr_file {
+            self.server.addr_file = Some(a.clone());
+        }
+        if let Some(c) = &o.tls_cert {
+            self.tls.cert = Some(c.clone());
+        }
+        if let Some(k) = &o.tls_key {
+            self.tls.key = Some(k.clone());
+        }
+        if o.tls_self_signed {
+            self.tls.self_signed = true;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tls.validate()?;
+        self.uploads.validate()?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets hidden.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}"))
+    }
+}
+
+impl TlsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let has_key = self.key.is_some() || self.key_pem.is_some();
+        if self.self_signed && (self.cert.is_some() || has_key) {
+            return Err(ConfigError::Invalid(
+                "tls.self_signed cannot be combined with tls.cert/tls.key".into(),
+            ));
+        }
+        if self.cert.is_some() != has_key {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key (or tls.key_pem) must be given together".into(),
+            ));
+        }
+        if self.key.is_some() && self.key_pem.is_some() {
+            return Err(ConfigError::Invalid("give tls.key or tls.key_pem, not both".into()));
+        }
+        Ok(())
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.self_signed || self.cert.is_some()
+    }
+}
+
+impl UploadsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_idle_secs == 0 || self.sweep_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "uploads.max_idle_secs and uploads.sweep_interval_secs must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_apply_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "berth.toml",
+                "[server]\nlisten = \"127.0.0.1:6000\"\n[storage]\ndata_dir = \"/from/file\"\n[uploads]\nmax_idle_secs = 60\n",
+            )?;
+            jail.set_env("BERTH_STORAGE__DATA_DIR", "/from/env");
+            jail.set_env("BERTH_LISTEN", "127.0.0.1:1");
+            let mut cfg = Config::load(Some(Path::new("berth.toml"))).expect("loads");
+            assert_eq!(cfg.server.listen.port(), 6000);
+            assert_eq!(cfg.storage.data_dir, PathBuf::from("/from/env"));
+            assert_eq!(cfg.uploads.max_idle_secs, 60);
+            cfg.apply(&Overrides {
+                data_dir: Some("/from/flag".into()),
+                ..Default::default()
+            });
+            assert_eq!(cfg.storage.data_dir, PathBuf::from("/from/flag"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_combinations_are_rejected() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisten_typo = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            assert!(matches!(
+                Config::load(Some(Path::new("absent.toml"))),
+                Err(ConfigError::MissingFile(_))
+            ));
+            Ok(())
+        });
+        let mut c = Config::default();
+        c.tls.cert = Some("c.pem".into());
+        assert!(c.validate().is_err());
+        c.tls.key_pem = Some(Secret::new("-----BEGIN PRIVATE KEY-----".into()));
+        assert!(c.validate().is_ok());
+        assert!(!c.redacted_toml().contains("BEGIN PRIVATE KEY"));
+        assert!(c.redacted_toml().contains("<redacted>"));
+    }
+}

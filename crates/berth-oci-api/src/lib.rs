@@ -1,0 +1,102 @@
+//! # berth-oci-api
+//!
+//! The OCI Distribution Specification v1.1 edge, served under `/v2`. Each request is
+//! parsed into one [`OciOperation`] ([`operation::route`]), handled by calling the core
+//! [`Registry`], and any domain error is mapped to the wire in one place ([`error`]).
+//! This crate never touches SQL or files.
+//!
+//! May depend on: `berth-types`, `berth-registry`.
+
+pub mod error;
+mod handlers;
+pub mod headers;
+pub mod operation;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::HeaderValue;
+use tracing::Instrument;
+
+use berth_registry::Registry;
+
+pub use error::OciError;
+pub use operation::{OciOperation, Route};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+}
+
+/// The `/v2` router. Every path under `/v2` goes through [`dispatch`].
+pub fn router(registry: Registry) -> Router {
+    let state = AppState { registry };
+    Router::new()
+        .route("/v2", axum::routing::any(dispatch))
+        .route("/v2/", axum::routing::any(dispatch))
+        .route("/v2/{*rest}", axum::routing::any(dispatch))
+        .with_state(state)
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A request id unique within this process's life and across restarts (time prefix).
+fn new_request_id() -> String {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let boot = *BOOT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{boot:x}-{n:x}")
+}
+
+/// Routes, handles and logs one request.
+pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
+    let request_id = new_request_id();
+    let started = Instant::now();
+    let method = req.method().clone();
+    let (op_name, mut resp) = match operation::route(req.method(), req.uri().path()) {
+        Ok(route) => {
+            let span = tracing::info_span!(
+                "request",
+                op = route.op.name(),
+                request_id = %request_id,
+                repository = %route.name,
+            );
+            let resp = handlers::handle(&app, &route, req, &request_id)
+                .instrument(span)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+            (route.op.name(), resp)
+        }
+        Err(operation::RouteError::NotFound) => ("Unrouted", OciError::not_found().into_response()),
+        Err(operation::RouteError::MethodNotAllowed) => {
+            ("Unrouted", OciError::method_not_allowed().into_response())
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-request-id", v);
+    }
+    tracing::debug!(
+        op = op_name,
+        %method,
+        request_id = %request_id,
+        status = resp.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "request finished"
+    );
+    resp
+}
+
