@@ -1,3 +1,23 @@
-fn main() {
-    // Placeholder replaced by the real server shortly.
+//! # berth
+//!
+//! The `berth` binary: parses the command line, loads the configuration, and wires
+//! stores, services, listeners and background jobs together. No registry logic lives
+//! here; see `docs/ARCHITECTURE.md` for the layers.
+
+mod cli;
+mod logging;
+mod serve;
+mod tls;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

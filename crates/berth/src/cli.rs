@@ -1,0 +1,95 @@
+//! The command line: `berth serve`, `berth config check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use berth_config::{Config, Overrides};
+
+/// Berth: a self-hosted container registry that speaks the OCI Distribution API
+/// (docker, podman, skopeo, containerd, oras) and, soon, the Amazon ECR API.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the registry.
+    ///
+    /// With no options it listens on http://127.0.0.1:5000 and keeps everything under
+    /// ./berth-data (SQLite metadata + blobs on local disk). Push to it with e.g.
+    /// `skopeo copy --dest-tls-verify=false docker://... docker://127.0.0.1:5000/NAME:TAG`.
+    Serve(ServeArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults < file < BERTH_* env < flags), secrets redacted.
+    Check(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see docs/CONFIG.md).
+    #[arg(long, short = 'c', env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000]. Port 0 picks a free port.
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for blobs, uploads and the metadata database [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Write the bound address to this file once listening (useful with port 0).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a generated local CA and certificate (kept in <data-dir>/tls);
+    /// prints how to make clients trust it.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+}
+
+impl ServeArgs {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut cfg = Config::load(self.config.as_deref()).context("loading configuration")?;
+        cfg.apply(&Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            addr_file: self.addr_file.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_self_signed: self.tls_self_signed,
+        });
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = args.load()?;
+            crate::logging::init(&cfg.log)?;
+            crate::serve::run(cfg)
+        }
+        Command::Config(ConfigCommand::Check(args)) => {
+            let cfg = args.load()?;
+            print!("{}", cfg.redacted_toml());
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+    }
+}
