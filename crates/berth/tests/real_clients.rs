@@ -54,7 +54,11 @@ fn assert_same_graph(src: &OciLayout, dst: &OciLayout, root: &str) {
     let b = dst.reachable(root);
     assert_eq!(a, b, "the copied image references other blobs");
     for d in &a {
-        assert_eq!(src.blob(d), dst.blob(d), "blob {d} differs after the round trip");
+        assert_eq!(
+            src.blob(d),
+            dst.blob(d),
+            "blob {d} differs after the round trip"
+        );
     }
 }
 
@@ -111,7 +115,10 @@ fn skopeo_copy_single_image_roundtrip() {
         &env.docker_ref(&repo, &desc.digest),
         &format!("oci:{}:bydigest", dst2_dir.display()),
     ]));
-    assert_eq!(OciLayout::open(&dst2_dir).descriptor("bydigest").digest, desc.digest);
+    assert_eq!(
+        OciLayout::open(&dst2_dir).descriptor("bydigest").digest,
+        desc.digest
+    );
 }
 
 #[test]
@@ -142,7 +149,10 @@ fn skopeo_copy_all_multiarch_index_roundtrip() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(header(&resp, "docker-content-digest"), index.digest);
     assert_eq!(header(&resp, "content-type"), OCI_INDEX);
-    assert_eq!(resp.bytes().expect("body").to_vec(), src.blob(&index.digest));
+    assert_eq!(
+        resp.bytes().expect("body").to_vec(),
+        src.blob(&index.digest)
+    );
     assert_registry_has_all(&reg, &repo, &src, &index.digest);
 
     let dst_dir = env.scratch("dst");
@@ -207,10 +217,15 @@ fn skopeo_inspect_list_tags_delete() {
         "--tls-verify=false",
         &env.docker_ref(&repo, "v1"),
     ]));
-    assert_eq!(strip_one_newline(&raw.stdout, &manifest), manifest.as_slice());
+    assert_eq!(
+        strip_one_newline(&raw.stdout, &manifest),
+        manifest.as_slice()
+    );
 
     let manifest_json: Value = serde_json::from_slice(&manifest).expect("manifest json");
-    let config_digest = manifest_json["config"]["digest"].as_str().expect("config digest");
+    let config_digest = manifest_json["config"]["digest"]
+        .as_str()
+        .expect("config digest");
     let raw_config = run_ok(env.skopeo().args([
         "inspect",
         "--config",
@@ -219,9 +234,17 @@ fn skopeo_inspect_list_tags_delete() {
         &env.docker_ref(&repo, "v2"),
     ]));
     let config = src.blob(config_digest);
-    assert_eq!(strip_one_newline(&raw_config.stdout, &config), config.as_slice());
+    assert_eq!(
+        strip_one_newline(&raw_config.stdout, &config),
+        config.as_slice()
+    );
 
-    let info = run_ok(env.skopeo().args(["inspect", "--tls-verify=false", &env.docker_ref(&repo, "v1")])).json();
+    let info = run_ok(env.skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &env.docker_ref(&repo, "v1"),
+    ]))
+    .json();
     assert_eq!(info["Digest"], desc.digest.as_str(), "{info}");
     assert_eq!(info["Architecture"], "arm64", "{info}");
     assert_eq!(info["Os"], "linux", "{info}");
@@ -263,7 +286,10 @@ fn skopeo_inspect_list_tags_delete() {
     assert_eq!(listed, ["v1", "v2"], "{tags}");
 
     // skopeo delete resolves the tag and deletes the manifest by digest.
-    run_ok(env.skopeo().args(["delete", "--tls-verify=false", &env.docker_ref(&repo, "v1")]));
+    run_ok(
+        env.skopeo()
+            .args(["delete", "--tls-verify=false", &env.docker_ref(&repo, "v1")]),
+    );
     let client = http();
     for reference in [desc.digest.as_str(), "v1", "v2"] {
         let resp = client
@@ -278,10 +304,19 @@ fn skopeo_inspect_list_tags_delete() {
         );
     }
     let after = run(
-        env.skopeo().args(["inspect", "--raw", "--tls-verify=false", &env.docker_ref(&repo, "v2")]),
+        env.skopeo().args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &env.docker_ref(&repo, "v2"),
+        ]),
         CMD_TIMEOUT,
     );
-    assert!(!after.success(), "inspect after delete succeeded\n{}", after.report());
+    assert!(
+        !after.success(),
+        "inspect after delete succeeded\n{}",
+        after.report()
+    );
     let list_after = run(
         env.skopeo().args([
             "list-tags",
@@ -296,7 +331,10 @@ fn skopeo_inspect_list_tags_delete() {
             .as_array()
             .map(|a| a.iter().collect())
             .unwrap_or_default();
-        assert!(still.is_empty(), "tags still listed after their manifest was deleted: {v}");
+        assert!(
+            still.is_empty(),
+            "tags still listed after their manifest was deleted: {v}"
+        );
     }
 }
 
@@ -310,11 +348,18 @@ fn podman_push_pull_roundtrip() {
     let src = OciLayout::init(&env.scratch("src"));
     let desc = src.add_random_image("v1", "amd64", 2, 200_000);
     let manifest: Value = src.blob_json(&desc.digest);
-    let config_digest = manifest["config"]["digest"].as_str().expect("config").to_string();
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string();
     let config_hex = config_digest.trim_start_matches("sha256:").to_string();
 
     let pulled = run_ok(env.podman().args(["pull", "-q", &src.oci_ref("v1")]));
-    assert_eq!(pulled.stdout_str().trim(), config_hex, "podman image id is the config digest");
+    assert_eq!(
+        pulled.stdout_str().trim(),
+        config_hex,
+        "podman image id is the config digest"
+    );
 
     let repo = reg.repo("podman");
     let image = env.image_ref(&repo, "v1");
@@ -326,13 +371,19 @@ fn podman_push_pull_roundtrip() {
             .arg(&digest_file)
             .arg(&image),
     );
-    let pushed = std::fs::read_to_string(&digest_file).expect("digest file").trim().to_string();
+    let pushed = std::fs::read_to_string(&digest_file)
+        .expect("digest file")
+        .trim()
+        .to_string();
     assert!(pushed.starts_with("sha256:"), "digest file: {pushed:?}");
 
     let resp = http()
         .get(reg.v2(&format!("{repo}/manifests/v1")))
         .header("accept", OCI_MANIFEST)
-        .header("accept", "application/vnd.docker.distribution.manifest.v2+json")
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
         .send()
         .expect("GET manifest");
     assert_eq!(resp.status().as_u16(), 200);
@@ -377,7 +428,10 @@ fn podman_push_pull_roundtrip() {
 
     // A second pull by digest resolves to the same image.
     let by_digest = format!("{}/{}@{}", reg.addr(), repo, pushed);
-    run_ok(env.podman().args(["pull", "--tls-verify=false", &by_digest]));
+    run_ok(
+        env.podman()
+            .args(["pull", "--tls-verify=false", &by_digest]),
+    );
     let inspect2 = run_ok(env.podman().args(["image", "inspect", &by_digest])).json();
     assert_eq!(inspect2[0]["Id"], config_hex.as_str());
 }
@@ -396,24 +450,42 @@ fn podman_manifest_push_all() {
 
     let list = format!("localhost/berth-e2e-list-{}:v1", unique_suffix());
     run_ok(env.podman().args(["manifest", "create", &list]));
-    run_ok(env.podman().args(["manifest", "add", &list, &src.oci_ref("multi-amd64")]));
-    run_ok(env.podman().args(["manifest", "add", &list, &src.oci_ref("multi-arm64")]));
+    run_ok(
+        env.podman()
+            .args(["manifest", "add", &list, &src.oci_ref("multi-amd64")]),
+    );
+    run_ok(
+        env.podman()
+            .args(["manifest", "add", &list, &src.oci_ref("multi-arm64")]),
+    );
 
     let repo = reg.repo("podman-manifest");
     let digest_file = env.scratch("list.digest");
     run_ok(
         env.podman()
-            .args(["manifest", "push", "--all", "--tls-verify=false", "--digestfile"])
+            .args([
+                "manifest",
+                "push",
+                "--all",
+                "--tls-verify=false",
+                "--digestfile",
+            ])
             .arg(&digest_file)
             .arg(&list)
             .arg(env.docker_ref(&repo, "v1")),
     );
-    let pushed = std::fs::read_to_string(&digest_file).expect("digest file").trim().to_string();
+    let pushed = std::fs::read_to_string(&digest_file)
+        .expect("digest file")
+        .trim()
+        .to_string();
 
     let resp = http()
         .get(reg.v2(&format!("{repo}/manifests/v1")))
         .header("accept", OCI_INDEX)
-        .header("accept", "application/vnd.docker.distribution.manifest.list.v2+json")
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        )
         .send()
         .expect("GET index");
     assert_eq!(resp.status().as_u16(), 200);
@@ -422,14 +494,21 @@ fn podman_manifest_push_all() {
     let body = resp.bytes().expect("body").to_vec();
     assert_eq!(sha256_digest(&body), pushed);
     let index: Value = serde_json::from_slice(&body).expect("index json");
-    assert_eq!(index["mediaType"].as_str(), Some(ct.as_str()), "Content-Type matches the list's mediaType");
+    assert_eq!(
+        index["mediaType"].as_str(),
+        Some(ct.as_str()),
+        "Content-Type matches the list's mediaType"
+    );
     let mut children: Vec<(String, String)> = index["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
         .map(|m| {
             (
-                m["platform"]["architecture"].as_str().unwrap_or_default().to_string(),
+                m["platform"]["architecture"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 m["digest"].as_str().unwrap_or_default().to_string(),
             )
         })
@@ -437,21 +516,42 @@ fn podman_manifest_push_all() {
     children.sort();
     assert_eq!(
         children,
-        vec![("amd64".to_string(), amd.digest.clone()), ("arm64".to_string(), arm.digest.clone())]
+        vec![
+            ("amd64".to_string(), amd.digest.clone()),
+            ("arm64".to_string(), arm.digest.clone())
+        ]
     );
     assert_registry_has_all(&reg, &repo, &src, &amd.digest);
     assert_registry_has_all(&reg, &repo, &src, &arm.digest);
 
-    let raw = run_ok(env.skopeo().args(["inspect", "--raw", "--tls-verify=false", &env.docker_ref(&repo, "v1")]));
+    let raw = run_ok(env.skopeo().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &env.docker_ref(&repo, "v1"),
+    ]));
     assert_eq!(strip_one_newline(&raw.stdout, &body), body.as_slice());
 
     // podman picks the right instance for a requested platform.
     for (arch, want) in [("arm64", &arm), ("amd64", &amd)] {
         let image = env.image_ref(&repo, "v1");
-        run_ok(env.podman().args(["pull", "--tls-verify=false", "--arch", arch, &image]));
+        run_ok(
+            env.podman()
+                .args(["pull", "--tls-verify=false", "--arch", arch, &image]),
+        );
         let inspect = run_ok(env.podman().args(["image", "inspect", &image])).json();
         assert_eq!(inspect[0]["Architecture"], arch, "{}", inspect[0]);
-        assert_eq!(inspect[0]["Digest"], want.digest.as_str(), "{}", inspect[0]);
+        // podman reports the list's digest as `Digest`; the instance digest is among `RepoDigests`.
+        let instance = format!("{}/{}@{}", reg.addr(), repo, want.digest);
+        assert!(
+            inspect[0]["RepoDigests"]
+                .as_array()
+                .expect("RepoDigests")
+                .iter()
+                .any(|d| d.as_str() == Some(instance.as_str())),
+            "{instance} not in {}",
+            inspect[0]
+        );
     }
 }
 
@@ -466,11 +566,25 @@ fn buildah_scratch_image_push_pull() {
     let file = env.scratch("payload.bin");
     std::fs::write(&file, &payload).expect("write payload");
 
-    let ctr = run_ok(env.buildah().args(["from", "scratch"])).stdout_str().trim().to_string();
-    run_ok(env.buildah().args(["copy", &ctr]).arg(&file).arg("/payload.bin"));
-    run_ok(env.buildah().args(["config", "--cmd", "/payload.bin", &ctr]));
+    let ctr = run_ok(env.buildah().args(["from", "scratch"]))
+        .stdout_str()
+        .trim()
+        .to_string();
+    run_ok(
+        env.buildah()
+            .args(["copy", &ctr])
+            .arg(&file)
+            .arg("/payload.bin"),
+    );
+    run_ok(
+        env.buildah()
+            .args(["config", "--cmd", "/payload.bin", &ctr]),
+    );
     let image_name = format!("localhost/berth-e2e-buildah-{}:v1", unique_suffix());
-    run_ok(env.buildah().args(["commit", "--format", "oci", &ctr, &image_name]));
+    run_ok(
+        env.buildah()
+            .args(["commit", "--format", "oci", &ctr, &image_name]),
+    );
 
     let repo = reg.repo("buildah");
     let digest_file = env.scratch("push.digest");
@@ -481,9 +595,17 @@ fn buildah_scratch_image_push_pull() {
             .arg(&image_name)
             .arg(env.docker_ref(&repo, "v1")),
     );
-    let pushed = std::fs::read_to_string(&digest_file).expect("digest file").trim().to_string();
+    let pushed = std::fs::read_to_string(&digest_file)
+        .expect("digest file")
+        .trim()
+        .to_string();
 
-    let info = run_ok(env.skopeo().args(["inspect", "--tls-verify=false", &env.docker_ref(&repo, "v1")])).json();
+    let info = run_ok(env.skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &env.docker_ref(&repo, "v1"),
+    ]))
+    .json();
     assert_eq!(info["Digest"], pushed.as_str(), "{info}");
 
     // Pull back into an OCI layout and find the payload in the single layer.
@@ -504,7 +626,10 @@ fn buildah_scratch_image_push_pull() {
             c.arg("--rootless");
         }
         run_ok(c.args(["--image", &dst.image_arg("v1")]).arg(&bundle));
-        assert_eq!(std::fs::read(bundle.join("rootfs/payload.bin")).expect("payload"), payload);
+        assert_eq!(
+            std::fs::read(bundle.join("rootfs/payload.bin")).expect("payload"),
+            payload
+        );
     }
 }
 
@@ -521,7 +646,10 @@ fn umoci_layout_roundtrip_manifest_without_media_type() {
     let desc = src.add_image(
         "v1",
         "amd64",
-        &[("/hello.txt", hello.clone()), ("/data/big.bin", big.clone())],
+        &[
+            ("/hello.txt", hello.clone()),
+            ("/data/big.bin", big.clone()),
+        ],
     );
     let manifest_bytes = src.blob(&desc.digest);
     let manifest: Value = serde_json::from_slice(&manifest_bytes).expect("manifest json");
@@ -543,16 +671,27 @@ fn umoci_layout_roundtrip_manifest_without_media_type() {
     let client = http();
     for by in ["v1", desc.digest.as_str()] {
         let url = reg.v2(&format!("{repo}/manifests/{by}"));
-        let resp = client.get(&url).header("accept", OCI_MANIFEST).send().expect("GET");
+        let resp = client
+            .get(&url)
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .expect("GET");
         assert_eq!(resp.status().as_u16(), 200, "GET {url}");
         assert_eq!(header(&resp, "content-type"), OCI_MANIFEST, "GET {url}");
         assert_eq!(header(&resp, "docker-content-digest"), desc.digest);
         assert_eq!(resp.bytes().expect("body").to_vec(), manifest_bytes);
-        let head = client.head(&url).header("accept", OCI_MANIFEST).send().expect("HEAD");
+        let head = client
+            .head(&url)
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .expect("HEAD");
         assert_eq!(head.status().as_u16(), 200, "HEAD {url}");
         assert_eq!(header(&head, "content-type"), OCI_MANIFEST, "HEAD {url}");
         assert_eq!(header(&head, "docker-content-digest"), desc.digest);
-        assert_eq!(header(&head, "content-length"), manifest_bytes.len().to_string());
+        assert_eq!(
+            header(&head, "content-length"),
+            manifest_bytes.len().to_string()
+        );
     }
 
     let dst_dir = env.scratch("dst");
@@ -573,10 +712,17 @@ fn umoci_layout_roundtrip_manifest_without_media_type() {
         c.arg("--rootless");
     }
     run_ok(c.args(["--image", &dst.image_arg("v1")]).arg(&bundle));
-    assert_eq!(std::fs::read(bundle.join("rootfs/hello.txt")).expect("hello.txt"), hello);
-    assert_eq!(std::fs::read(bundle.join("rootfs/data/big.bin")).expect("big.bin"), big);
-    let cfg: Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).expect("bundle config.json"))
-            .expect("runtime config json");
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/hello.txt")).expect("hello.txt"),
+        hello
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/data/big.bin")).expect("big.bin"),
+        big
+    );
+    let cfg: Value = serde_json::from_slice(
+        &std::fs::read(bundle.join("config.json")).expect("bundle config.json"),
+    )
+    .expect("runtime config json");
     assert_eq!(cfg["process"]["args"][0], "/bin/true", "{cfg}");
 }

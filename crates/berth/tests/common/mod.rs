@@ -15,6 +15,7 @@
 //! Each integration test file includes this module with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+use std::borrow::BorrowMut;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -63,7 +64,10 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a fresh registry (or attaches to `BERTH_E2E_REGISTRY`) and waits until `GET /v2/` answers 200.
     pub fn start() -> Self {
-        if let Some(addr) = std::env::var(EXTERNAL_REGISTRY_ENV).ok().filter(|s| !s.trim().is_empty()) {
+        if let Some(addr) = std::env::var(EXTERNAL_REGISTRY_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        {
             let reg = TestRegistry {
                 addr: addr.trim().to_string(),
                 child: None,
@@ -107,15 +111,18 @@ impl TestRegistry {
         // which outlives the registry value.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
                 Ok(())
             });
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "failed to spawn {} serve: {e}",
-                env!("CARGO_BIN_EXE_berth")
-            )
+            panic!("failed to spawn {} serve: {e}", env!("CARGO_BIN_EXE_berth"))
         });
         let mut reg = TestRegistry {
             addr: String::new(),
@@ -154,7 +161,7 @@ impl TestRegistry {
     fn wait_ready(&self, deadline: Instant) {
         let client = http_client_with_timeout(Duration::from_secs(5));
         let url = format!("{}/v2/", self.base_url());
-        let mut last = String::from("no attempt");
+        let mut last;
         loop {
             match client.get(&url).send() {
                 Ok(resp) if resp.status().as_u16() == 200 => return,
@@ -258,7 +265,9 @@ impl Drop for TestRegistry {
             }
             eprintln!("--- end of server log ---");
         } else if let Some((_, false)) = stopped {
-            eprintln!("warning: berth did not exit within {STOP_TIMEOUT:?} of SIGTERM and was killed");
+            eprintln!(
+                "warning: berth did not exit within {STOP_TIMEOUT:?} of SIGTERM and was killed"
+            );
         }
     }
 }
@@ -364,7 +373,8 @@ fn describe(cmd: &Command) -> String {
 
 /// Runs a command with stdin closed, capturing stdout and stderr; kills its whole process group and panics on
 /// timeout. A non-zero exit is returned, not a panic.
-pub fn run(cmd: &mut Command, timeout: Duration) -> CmdOutput {
+pub fn run(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> CmdOutput {
+    let cmd = cmd.borrow_mut();
     let desc = describe(cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -420,17 +430,13 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> CmdOutput {
         stderr,
     };
     if std::env::var_os("BERTH_E2E_VERBOSE").is_some() {
-        eprintln!(
-            "[{:.2}s] {}",
-            started.elapsed().as_secs_f64(),
-            o.report()
-        );
+        eprintln!("[{:.2}s] {}", started.elapsed().as_secs_f64(), o.report());
     }
     o
 }
 
 /// Like [`run`] with [`CMD_TIMEOUT`], and panics (with the full output) when the command fails.
-pub fn run_ok(cmd: &mut Command) -> CmdOutput {
+pub fn run_ok(cmd: impl BorrowMut<Command>) -> CmdOutput {
     let o = run(cmd, CMD_TIMEOUT);
     assert!(o.success(), "command failed\n{}", o.report());
     o
@@ -467,8 +473,10 @@ pub struct ContainersEnv {
 
 impl ContainersEnv {
     pub fn new(reg: &TestRegistry) -> Self {
+        // Lower-case only: podman derives an image name from an `oci:` path, and names must be lower-case.
         let dir = tempfile::Builder::new()
-            .prefix("berth-e2e-containers-")
+            .prefix(&format!("berth-e2e-containers-{}", unique_suffix()))
+            .rand_bytes(0)
             .tempdir()
             .expect("temp dir for containers env");
         let p = dir.path();
@@ -587,10 +595,7 @@ impl Descriptor {
     fn from_json(v: &Value) -> Self {
         Descriptor {
             media_type: v["mediaType"].as_str().unwrap_or_default().to_string(),
-            digest: v["digest"]
-                .as_str()
-                .expect("descriptor digest")
-                .to_string(),
+            digest: v["digest"].as_str().expect("descriptor digest").to_string(),
             size: v["size"].as_u64().expect("descriptor size"),
         }
     }
@@ -631,13 +636,14 @@ impl OciLayout {
     /// umoci writes the manifest without a `mediaType` field.
     pub fn add_image(&self, tag: &str, arch: &str, files: &[(&str, Vec<u8>)]) -> Descriptor {
         let image = self.image_arg(tag);
-        run_ok(command("umoci", ["new", "--image", &image]));
+        let image = image.as_str();
+        run_ok(command("umoci", ["new", "--image", image]));
         run_ok(command(
             "umoci",
             [
                 "config",
                 "--image",
-                &image,
+                image,
                 "--os",
                 "linux",
                 "--architecture",
@@ -654,21 +660,25 @@ impl OciLayout {
             if !is_root() {
                 c.arg("--rootless");
             }
-            c.args(["--image", &image]).arg(&src).arg(path);
+            c.args(["--image", image]).arg(&src).arg(path);
             run_ok(&mut c);
         }
         self.descriptor(tag)
     }
 
     /// A small single-platform image with `layers` files of `size` random bytes each, at `/data/file<i>.bin`.
-    pub fn add_random_image(&self, tag: &str, arch: &str, layers: usize, size: usize) -> Descriptor {
+    pub fn add_random_image(
+        &self,
+        tag: &str,
+        arch: &str,
+        layers: usize,
+        size: usize,
+    ) -> Descriptor {
         let files: Vec<(String, Vec<u8>)> = (0..layers)
             .map(|i| (format!("/data/file{i}.bin"), random_bytes(size)))
             .collect();
-        let refs: Vec<(&str, Vec<u8>)> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.clone()))
-            .collect();
+        let refs: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
         self.add_image(tag, arch, &refs)
     }
 
@@ -759,7 +769,11 @@ impl OciLayout {
     pub fn blob(&self, digest: &str) -> Vec<u8> {
         let bytes = std::fs::read(self.blob_path(digest))
             .unwrap_or_else(|e| panic!("read blob {digest} in {}: {e}", self.dir.display()));
-        assert_eq!(sha256_digest(&bytes), digest, "blob file content does not match its name");
+        assert_eq!(
+            sha256_digest(&bytes),
+            digest,
+            "blob file content does not match its name"
+        );
         bytes
     }
 
@@ -783,7 +797,10 @@ impl OciLayout {
                 continue; // a config or other JSON blob
             }
             if let Some(ms) = v["manifests"].as_array() {
-                todo.extend(ms.iter().filter_map(|m| m["digest"].as_str().map(String::from)));
+                todo.extend(
+                    ms.iter()
+                        .filter_map(|m| m["digest"].as_str().map(String::from)),
+                );
             }
             if let Some(c) = v["config"]["digest"].as_str() {
                 seen.insert(c.to_string());
@@ -816,7 +833,8 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// `len` pseudo-random bytes, different on every call (splitmix64 seeded from [`unique_suffix`]).
 pub fn random_bytes(len: usize) -> Vec<u8> {
     let seed_hex = unique_suffix();
-    let mut state = u64::from_str_radix(&seed_hex[..10], 16).unwrap_or(0x9e37_79b9) ^ 0x5851_f42d_4c95_7f2d;
+    let mut state =
+        u64::from_str_radix(&seed_hex[..10], 16).unwrap_or(0x9e37_79b9) ^ 0x5851_f42d_4c95_7f2d;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -873,7 +891,9 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     let enc: String = value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect();
@@ -888,7 +908,11 @@ pub fn push_blob(reg: &TestRegistry, repo: &str, bytes: &[u8]) -> String {
         .post(reg.v2(&format!("{repo}/blobs/uploads/")))
         .send()
         .expect("POST upload");
-    assert_eq!(resp.status().as_u16(), 202, "POST blobs/uploads/ for {repo}");
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "POST blobs/uploads/ for {repo}"
+    );
     let loc = reg.resolve(&header(&resp, "location"));
     let resp = c
         .put(with_query(&loc, "digest", &digest))
@@ -979,7 +1003,10 @@ pub fn curl(args: &[&str]) -> CurlResponse {
     let tmp = tempfile::tempdir().expect("curl temp dir");
     let hdr = tmp.path().join("headers");
     let body = tmp.path().join("body");
-    let mut c = command("curl", ["-sS", "--noproxy", "*", "--max-time", "60", "-H", "Expect:"]);
+    let mut c = command(
+        "curl",
+        ["-sS", "--noproxy", "*", "--max-time", "60", "-H", "Expect:"],
+    );
     c.arg("-D").arg(&hdr).arg("-o").arg(&body).args(args);
     let o = run(&mut c, Duration::from_secs(90));
     assert!(o.success(), "curl failed\n{}", o.report());
@@ -996,7 +1023,9 @@ pub fn curl(args: &[&str]) -> CurlResponse {
             }
         }
     }
-    let last = blocks.pop().unwrap_or_else(|| panic!("no HTTP response from curl {args:?}: {raw}"));
+    let last = blocks
+        .pop()
+        .unwrap_or_else(|| panic!("no HTTP response from curl {args:?}: {raw}"));
     let status: u16 = last[0]
         .split_whitespace()
         .nth(1)
