@@ -1,6 +1,7 @@
 //! A thin OCI Distribution API client over plain HTTP/1.1 with a shared, keep-alive connection pool.
 //! Push helpers (monolithic, chunked, mount), pull helpers that hash while reading, and listing with `Link`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -9,7 +10,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -77,10 +78,20 @@ pub struct Collected {
     pub body: Bytes,
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// How requests reach the server: a shared keep-alive pool, or one connection owned by one worker.
+#[derive(Clone)]
+enum Transport {
+    Pool(Arc<Client<HttpConnector, Full<Bytes>>>),
+    Dedicated(Arc<tokio::sync::Mutex<Option<Sender>>>),
+}
+
 #[derive(Clone)]
 pub struct Registry {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    authority: String,
+    transport: Transport,
     timeout: Duration,
 }
 
@@ -97,11 +108,59 @@ impl Registry {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(usize::MAX)
             .build(conn);
+        let authority = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         Ok(Registry {
             base,
-            client,
+            authority,
+            transport: Transport::Pool(Arc::new(client)),
             timeout,
         })
+    }
+
+    /// A copy that sends everything over one connection of its own (opened lazily, reopened if
+    /// closed): cheaper per request than the pool, and an exact connection count for hot loops.
+    pub fn dedicated(&self) -> Registry {
+        Registry {
+            transport: Transport::Dedicated(Arc::new(tokio::sync::Mutex::new(None))),
+            ..self.clone()
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender> {
+        let tcp = tokio::net::TcpStream::connect(&self.authority).await?;
+        tcp.set_nodelay(true)?;
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(tx)
+    }
+
+    async fn send_dedicated(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Sender>>,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()?;
+        *req.uri_mut() = path;
+        req.headers_mut()
+            .insert(header::HOST, HeaderValue::from_str(&self.authority)?);
+        let mut guard = slot.lock().await;
+        if guard.as_ref().is_none_or(|s| s.is_closed()) {
+            *guard = Some(self.connect().await?);
+        }
+        let tx = guard.as_mut().expect("connected above");
+        tx.ready().await?;
+        Ok(tx.send_request(req).await?)
     }
 
     /// Absolute URL for a path (`/v2/...`) or a `Location`/`Link` value (absolute or relative).
@@ -117,7 +176,13 @@ impl Registry {
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
         let what = format!("{} {}", req.method(), req.uri().path());
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let fut = async {
+            match &self.transport {
+                Transport::Pool(c) => Ok(c.request(req).await?),
+                Transport::Dedicated(slot) => self.send_dedicated(slot, req).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.with_context(|| what.clone()),
             Err(_) => Err(anyhow!("{what}: timed out after {:?}", self.timeout)),
         }

@@ -22,10 +22,11 @@ pub struct Args {
 pub async fn run(ctx: &Ctx, a: &Args, head: bool) -> Result<Report> {
     let repo = ctx.repo("hot");
     push_tiny_image(&ctx.reg, &repo, "latest").await?;
-    let reg = ctx.reg.clone();
+    // One connection per worker, like 64 independent clients.
+    let regs: Vec<_> = (0..a.concurrency).map(|_| ctx.reg.dedicated()).collect();
     let sampler = ctx.sampler();
-    let (t, wall) = runner::timed(a.duration, a.concurrency, move |_, _, mut t| {
-        let (reg, repo) = (reg.clone(), repo.clone());
+    let (t, wall) = runner::timed(a.duration, a.concurrency, move |w, _, mut t| {
+        let (reg, repo) = (regs[w].clone(), repo.clone());
         async move {
             t.time("req", async {
                 if head {
