@@ -57,6 +57,22 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The last column: `—` when a side is missing or the metric has no direction; for counts that are
+/// zero on one side (errors), `=` when both are 0 and `∞` / `0.00×` when only one is.
+fn ratio_cell(better: &str, b: f64, c: f64, ratio: f64) -> String {
+    if !b.is_finite() || !c.is_finite() || better == "none" {
+        return "—".into();
+    }
+    if b == 0.0 && c == 0.0 {
+        return "=".into();
+    }
+    if ratio.is_finite() {
+        format!("{ratio:.2}×")
+    } else {
+        "∞".into()
+    }
+}
+
 pub fn render(text: &str, base: &str, cand: &str) -> String {
     // (scenario, metric) rows in first-seen order.
     let mut order: Vec<(String, String)> = Vec::new();
@@ -99,11 +115,7 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
             "lower" => b / c,
             _ => f64::NAN,
         };
-        let ratio = if ratio.is_finite() && b != 0.0 && c != 0.0 {
-            format!("{:.2}×", ratio)
-        } else {
-            "—".into()
-        };
+        let ratio = ratio_cell(&row.better, b, c, ratio);
         let unit = if row.unit == "count" || row.unit.is_empty() {
             String::new()
         } else {
@@ -161,6 +173,10 @@ noise
         let t = render(text, "reference", "berth");
         assert!(t.contains("| s | mb (MB/s) ↑ | 100 | 250 | 2.50× |"), "{t}");
         assert!(t.contains("| p50 (ms) ↓ | 10 | 5 | 2.00× |"), "{t}");
+        assert_eq!(ratio_cell("lower", 4.0, 0.0, 4.0 / 0.0), "∞");
+        assert_eq!(ratio_cell("lower", 0.0, 3.0, 0.0), "0.00×");
+        assert_eq!(ratio_cell("lower", 0.0, 0.0, f64::NAN), "=");
+        assert_eq!(ratio_cell("none", 1.0, 2.0, f64::NAN), "—");
     }
 
     #[test]

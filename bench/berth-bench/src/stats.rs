@@ -110,6 +110,8 @@ pub struct Report {
     first_error: Option<String>,
     /// Server/bench CPU and memory over the measured phase (see `procstat::Sampler`).
     pub proc_stats: Option<Value>,
+    /// Requests done in a fixed-duration scenario: adds `server_cpu_ms_per_op`.
+    pub ops: Option<usize>,
 }
 
 impl Report {
@@ -121,6 +123,7 @@ impl Report {
             errors: Errors::default(),
             first_error: None,
             proc_stats: None,
+            ops: None,
         }
     }
 
@@ -160,6 +163,14 @@ impl Report {
         if let Some(ps) = &proc_stats {
             if let Some(v) = ps.get("server_cpu_s").and_then(Value::as_f64) {
                 self.metric("server_cpu_s", v, "s", Better::Lower);
+                if let Some(n) = self.ops.filter(|n| *n > 0) {
+                    self.metric(
+                        "server_cpu_ms_per_op",
+                        v * 1e3 / n as f64,
+                        "ms",
+                        Better::Lower,
+                    );
+                }
             }
             if let Some(v) = ps.get("server_peak_rss_mib").and_then(Value::as_f64) {
                 self.metric("server_peak_rss_mib", v, "MiB", Better::Lower);

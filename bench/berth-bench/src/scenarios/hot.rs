@@ -52,6 +52,7 @@ pub async fn run(ctx: &Ctx, a: &Args, head: bool) -> Result<Report> {
         json!({"duration_s": a.duration.as_secs_f64(), "concurrency": a.concurrency}),
     );
     r.proc_stats = sampler.finish().await;
+    r.ops = Some(t.count("req"));
     r.metric(
         "req_per_s",
         t.count("req") as f64 / wall.as_secs_f64(),

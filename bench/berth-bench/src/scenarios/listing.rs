@@ -208,6 +208,7 @@ where
         );
     }
     r.proc_stats = merge_procs(procs);
+    r.ops = Some(total.count("page"));
     r.absorb(&total);
     Ok(r)
 }

@@ -78,6 +78,7 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Result<Report> {
         json!({"duration_s": a.duration.as_secs_f64(), "concurrency": a.concurrency, "tags": a.tags, "weights": a.weights}),
     );
     r.proc_stats = sampler.finish().await;
+    r.ops = Some(t.ops());
     r.metric(
         "ops_per_s",
         t.ops() as f64 / wall.as_secs_f64(),
