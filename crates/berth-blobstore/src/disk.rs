@@ -37,11 +37,7 @@ struct Paths {
 }
 
 fn valid_upload_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -315,6 +311,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskBlobStore::open(dir.path()).unwrap();
         assert!(store.create_upload("../evil").await.is_err());
-        assert!(store.upload_size("../../etc/passwd").await.unwrap().is_none());
+        assert!(store
+            .upload_size("../../etc/passwd")
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -39,7 +39,11 @@ pub enum BlobStoreError {
     #[error("upload {0} not found")]
     UploadNotFound(String),
     #[error("upload {id} holds {actual} bytes, not the {expected} the write assumed")]
-    UploadOffsetMismatch { id: String, expected: u64, actual: u64 },
+    UploadOffsetMismatch {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("storage is full")]
     StorageFull(#[source] io::Error),
     #[error("storage I/O failed")]

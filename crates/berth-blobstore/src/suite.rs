@@ -44,7 +44,10 @@ pub async fn run(store: &dyn BlobStore) {
         store.upload_sink("u1", 5).await,
         Err(BlobStoreError::UploadOffsetMismatch { actual: 1000, .. })
     ));
-    assert_eq!(write(store, "u1", 1000, &data[1000..]).await, data.len() as u64);
+    assert_eq!(
+        write(store, "u1", 1000, &data[1000..]).await,
+        data.len() as u64
+    );
     assert_eq!(collect(store.read_upload("u1").await.unwrap()).await, data);
     assert_eq!(store.list_uploads().await.unwrap(), vec!["u1".to_string()]);
 
@@ -52,7 +55,10 @@ pub async fn run(store: &dyn BlobStore) {
     store.commit_upload("u1", &digest).await.unwrap();
     assert!(store.upload_size("u1").await.unwrap().is_none());
     assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
-    assert_eq!(collect(store.open(&digest, None).await.unwrap()).await, data);
+    assert_eq!(
+        collect(store.open(&digest, None).await.unwrap()).await,
+        data
+    );
     let r = ByteRange {
         start: 131_000,
         end: 140_000,
@@ -67,14 +73,19 @@ pub async fn run(store: &dyn BlobStore) {
     write(store, "u2", 0, &data).await;
     store.commit_upload("u2", &digest).await.unwrap();
     assert!(store.upload_size("u2").await.unwrap().is_none());
-    assert_eq!(collect(store.open(&digest, None).await.unwrap()).await, data);
+    assert_eq!(
+        collect(store.open(&digest, None).await.unwrap()).await,
+        data
+    );
 
     // Empty blob.
     let empty = Digest::sha256_of(b"");
     store.create_upload("u3").await.unwrap();
     store.commit_upload("u3", &empty).await.unwrap();
     assert_eq!(store.stat(&empty).await.unwrap(), Some(0));
-    assert!(collect(store.open(&empty, None).await.unwrap()).await.is_empty());
+    assert!(collect(store.open(&empty, None).await.unwrap())
+        .await
+        .is_empty());
 
     // Abort and delete are idempotent.
     store.create_upload("u4").await.unwrap();

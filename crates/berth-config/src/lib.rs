@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use secret::Secret;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -126,18 +126,6 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            tls: TlsConfig::default(),
-            uploads: UploadsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
@@ -229,7 +217,9 @@ impl TlsConfig {
             ));
         }
         if self.key.is_some() && self.key_pem.is_some() {
-            return Err(ConfigError::Invalid("give tls.key or tls.key_pem, not both".into()));
+            return Err(ConfigError::Invalid(
+                "give tls.key or tls.key_pem, not both".into(),
+            ));
         }
         Ok(())
     }
@@ -251,6 +241,7 @@ impl UploadsConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
     use figment::Jail;

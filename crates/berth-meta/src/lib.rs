@@ -82,8 +82,16 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores a manifest (idempotent for the same digest), checking in the same transaction
     /// that every referenced blob is linked and every child manifest present, then points
     /// `tag` at it and records an event.
-    async fn put_manifest(&self, repo: &RepositoryName, m: &NewManifest) -> Result<PutManifestOutcome>;
-    async fn get_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>>;
+    async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        m: &NewManifest,
+    ) -> Result<PutManifestOutcome>;
+    async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>>;
     async fn resolve_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
     /// Deletes a manifest and every tag pointing at it. Refused while an index in the
     /// repository references it.
@@ -97,7 +105,11 @@ pub trait MetaStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Option<Vec<String>>>;
     /// Manifests in the repository whose subject is `subject`.
-    async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+    async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<ReferrerRecord>>;
 
     // Events (the outbox).
     async fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<EventRecord>>;

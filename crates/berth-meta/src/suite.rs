@@ -14,7 +14,12 @@ fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())
 }
 
-fn manifest(body: &str, blobs: &[Digest], children: &[Digest], tag_: Option<&str>) -> NewManifest {
+fn manifest(
+    body: &str,
+    blobs: Vec<Digest>,
+    children: Vec<Digest>,
+    tag_: Option<&str>,
+) -> NewManifest {
     NewManifest {
         digest: Digest::sha256_of(body.as_bytes()),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
@@ -22,8 +27,8 @@ fn manifest(body: &str, blobs: &[Digest], children: &[Digest], tag_: Option<&str
         artifact_type: None,
         subject: None,
         annotations_json: None,
-        blobs: blobs.to_vec(),
-        children: children.to_vec(),
+        blobs,
+        children,
         tag: tag_.map(tag),
         now_ms: 1,
     }
@@ -51,7 +56,10 @@ pub async fn run(store: &dyn MetaStore) {
     assert_eq!(store.get_upload("u1").await.unwrap(), Some(up.clone()));
     store.touch_upload("u1", 50).await.unwrap();
     assert_eq!(store.stale_uploads(40).await.unwrap(), Vec::<String>::new());
-    assert_eq!(store.stale_uploads(60).await.unwrap(), vec!["u1".to_string()]);
+    assert_eq!(
+        store.stale_uploads(60).await.unwrap(),
+        vec!["u1".to_string()]
+    );
 
     // Blobs and links; committing removes the upload row.
     store.commit_blob(&a, &cfg, 2, Some("u1")).await.unwrap();
@@ -60,7 +68,7 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(store.linked_blob(&b, &cfg).await.unwrap().is_none());
 
     // A manifest with a missing layer is refused and nothing is stored.
-    let m1 = manifest("m1", &[cfg.clone(), layer.clone()], &[], Some("v1"));
+    let m1 = manifest("m1", vec![cfg.clone(), layer.clone()], vec![], Some("v1"));
     assert!(matches!(
         store.put_manifest(&a, &m1).await,
         Err(MetaError::BlobNotLinked(x)) if x == layer
@@ -72,29 +80,40 @@ pub async fn run(store: &dyn MetaStore) {
     store.commit_blob(&a, &layer, 5, None).await.unwrap();
     let out = store.put_manifest(&a, &m1).await.unwrap();
     assert!(out.created);
-    assert_eq!(store.resolve_tag(&a, &tag("v1")).await.unwrap(), Some(m1.digest.clone()));
+    assert_eq!(
+        store.resolve_tag(&a, &tag("v1")).await.unwrap(),
+        Some(m1.digest.clone())
+    );
     let rec = store.get_manifest(&a, &m1.digest).await.unwrap().unwrap();
     assert_eq!(rec.body, b"m1");
     assert!(!store.put_manifest(&a, &m1).await.unwrap().created);
 
     // Moving a tag reports the previous target.
-    let m2 = manifest("m2", &[cfg.clone()], &[], Some("v1"));
+    let m2 = manifest("m2", vec![cfg.clone()], vec![], Some("v1"));
     let out = store.put_manifest(&a, &m2).await.unwrap();
     assert_eq!(out.previous_tag_target, Some(m1.digest.clone()));
 
     // Mount: from a repository holding the blob, and from one that does not.
     assert_eq!(store.mount_blob(&b, &a, &layer).await.unwrap(), Some(5));
     assert_eq!(store.linked_blob(&b, &layer).await.unwrap(), Some(5));
-    assert_eq!(store.mount_blob(&b, &repo("nobody"), &cfg).await.unwrap(), None);
+    assert_eq!(
+        store.mount_blob(&b, &repo("nobody"), &cfg).await.unwrap(),
+        None
+    );
     assert!(store.linked_blob(&b, &cfg).await.unwrap().is_none());
 
     // Indexes need their children; a referenced child cannot be deleted.
-    let idx = manifest("idx", &[], &[m1.digest.clone(), d("absent")], Some("multi"));
+    let idx = manifest(
+        "idx",
+        vec![],
+        vec![m1.digest.clone(), d("absent")],
+        Some("multi"),
+    );
     assert!(matches!(
         store.put_manifest(&a, &idx).await,
         Err(MetaError::ChildManifestMissing(_))
     ));
-    let idx = manifest("idx", &[], &[m1.digest.clone()], Some("multi"));
+    let idx = manifest("idx", vec![], vec![m1.digest.clone()], Some("multi"));
     store.put_manifest(&a, &idx).await.unwrap();
     assert!(matches!(
         store.delete_manifest(&a, &m1.digest).await,
@@ -104,7 +123,7 @@ pub async fn run(store: &dyn MetaStore) {
     // Tags list in order with pagination.
     for t in ["c", "a", "b"] {
         store
-            .put_manifest(&a, &manifest("m2", &[cfg.clone()], &[], Some(t)))
+            .put_manifest(&a, &manifest("m2", vec![cfg.clone()], vec![], Some(t)))
             .await
             .unwrap();
     }
@@ -118,7 +137,7 @@ pub async fn run(store: &dyn MetaStore) {
     );
 
     // Referrers.
-    let mut sig = manifest("sig", &[cfg.clone()], &[], None);
+    let mut sig = manifest("sig", vec![cfg.clone()], vec![], None);
     sig.subject = Some(m1.digest.clone());
     sig.artifact_type = Some("application/x.sig".into());
     store.put_manifest(&a, &sig).await.unwrap();
@@ -130,7 +149,7 @@ pub async fn run(store: &dyn MetaStore) {
 
     // Catalog.
     store
-        .put_manifest(&b, &manifest("mb", &[layer.clone()], &[], Some("x")))
+        .put_manifest(&b, &manifest("mb", vec![layer.clone()], vec![], Some("x")))
         .await
         .unwrap();
     assert_eq!(
@@ -146,7 +165,11 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(store.delete_tag(&a, &tag("a")).await.unwrap());
     assert!(!store.delete_tag(&a, &tag("a")).await.unwrap());
     assert!(store.delete_manifest(&a, &idx.digest).await.unwrap());
-    assert!(store.resolve_tag(&a, &tag("multi")).await.unwrap().is_none());
+    assert!(store
+        .resolve_tag(&a, &tag("multi"))
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.delete_manifest(&a, &m1.digest).await.unwrap());
     assert!(!store.delete_manifest(&a, &m1.digest).await.unwrap());
     assert!(store.unlink_blob(&a, &layer).await.unwrap());

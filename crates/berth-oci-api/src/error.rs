@@ -2,7 +2,7 @@
 //! code and the JSON body `{"errors":[{"code","message","detail"}]}`.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 
 use berth_registry::RegistryError;
 use berth_types::ManifestError;
@@ -13,8 +13,9 @@ pub struct OciError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub detail: Option<serde_json::Value>,
-    pub headers: HeaderMap,
+    pub detail: Option<Box<serde_json::Value>>,
+    /// Extra response headers (e.g. `Range` on a 416 during an upload).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl OciError {
@@ -24,19 +25,18 @@ impl OciError {
             code,
             message: message.into(),
             detail: None,
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
-        self.detail = Some(detail);
+        self.detail = Some(Box::new(detail));
         self
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
-        }
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value.to_string()));
         self
     }
 
@@ -139,15 +139,20 @@ impl IntoResponse for OciError {
             errors: [WireError {
                 code: self.code,
                 message: &self.message,
-                detail: self.detail.as_ref(),
+                detail: self.detail.as_deref(),
             }],
         })
         .unwrap_or_default();
         let mut resp = (self.status, body).into_response();
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (k, v) in self.headers.iter() {
-            h.insert(k.clone(), v.clone());
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (k, v) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(*k, v);
+            }
         }
         resp
     }

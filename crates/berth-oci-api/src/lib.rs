@@ -99,4 +99,3 @@ pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
     );
     resp
 }
-

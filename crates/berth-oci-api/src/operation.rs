@@ -194,23 +194,47 @@ mod tests {
             r(Method::GET, "/v2/x/blobs/sha256%3Aabc").unwrap(),
             (GetBlob, "x".into(), "sha256:abc".into())
         );
-        assert_eq!(r(Method::POST, "/v2/x/y/blobs/uploads/").unwrap().0, StartUpload);
-        assert_eq!(r(Method::POST, "/v2/x/y/blobs/uploads").unwrap().0, StartUpload);
+        assert_eq!(
+            r(Method::POST, "/v2/x/y/blobs/uploads/").unwrap().0,
+            StartUpload
+        );
+        assert_eq!(
+            r(Method::POST, "/v2/x/y/blobs/uploads").unwrap().0,
+            StartUpload
+        );
         assert_eq!(
             r(Method::PATCH, "/v2/x/blobs/uploads/abc-123").unwrap(),
             (PatchUpload, "x".into(), "abc-123".into())
         );
-        assert_eq!(r(Method::PUT, "/v2/x/blobs/uploads/u").unwrap().0, CompleteUpload);
-        assert_eq!(r(Method::GET, "/v2/x/referrers/sha256:1").unwrap().0, ListReferrers);
+        assert_eq!(
+            r(Method::PUT, "/v2/x/blobs/uploads/u").unwrap().0,
+            CompleteUpload
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/x/referrers/sha256:1").unwrap().0,
+            ListReferrers
+        );
     }
 
     #[test]
     fn rejects() {
         assert_eq!(r(Method::GET, "/v3/"), Err(RouteError::NotFound));
         assert_eq!(r(Method::GET, "/v2/x/unknown/y"), Err(RouteError::NotFound));
-        assert_eq!(r(Method::POST, "/v2/x/manifests/y"), Err(RouteError::MethodNotAllowed));
-        assert_eq!(r(Method::PUT, "/v2/x/blobs/sha256:1"), Err(RouteError::MethodNotAllowed));
-        assert_eq!(r(Method::GET, "/v2/x/manifests/"), Err(RouteError::NotFound));
-        assert_eq!(r(Method::GET, "/v2/x/blobs/uploads/a/b"), Err(RouteError::NotFound));
+        assert_eq!(
+            r(Method::POST, "/v2/x/manifests/y"),
+            Err(RouteError::MethodNotAllowed)
+        );
+        assert_eq!(
+            r(Method::PUT, "/v2/x/blobs/sha256:1"),
+            Err(RouteError::MethodNotAllowed)
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/x/manifests/"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/x/blobs/uploads/a/b"),
+            Err(RouteError::NotFound)
+        );
     }
 }

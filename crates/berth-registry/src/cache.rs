@@ -51,13 +51,15 @@ impl ManifestCache {
 
     pub(crate) fn fill_tag(&self, seen_generation: u64, repo: &str, tag: &str, digest: Digest) {
         if self.generation() == seen_generation {
-            self.tags.insert((repo.to_string(), tag.to_string()), digest);
+            self.tags
+                .insert((repo.to_string(), tag.to_string()), digest);
         }
     }
 
     pub(crate) fn fill_manifest(&self, seen_generation: u64, repo: &str, m: Arc<ServedManifest>) {
         if self.generation() == seen_generation {
-            self.manifests.insert((repo.to_string(), m.digest.clone()), m);
+            self.manifests
+                .insert((repo.to_string(), m.digest.clone()), m);
         }
     }
 

@@ -77,12 +77,12 @@ impl From<BlobStoreError> for RegistryError {
         match e {
             BlobStoreError::BlobNotFound(d) => RegistryError::BlobNotFound(d),
             BlobStoreError::UploadNotFound(u) => RegistryError::UploadNotFound(u),
-            BlobStoreError::UploadOffsetMismatch { expected, actual, .. } => {
-                RegistryError::UploadOutOfOrder {
-                    requested: expected,
-                    current: actual,
-                }
-            }
+            BlobStoreError::UploadOffsetMismatch {
+                expected, actual, ..
+            } => RegistryError::UploadOutOfOrder {
+                requested: expected,
+                current: actual,
+            },
             BlobStoreError::StorageFull(_) => RegistryError::StorageFull,
             e @ BlobStoreError::Io(_) => RegistryError::Internal(Box::new(e)),
         }

@@ -71,7 +71,11 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, options: RegistryOptions) -> Self {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        options: RegistryOptions,
+    ) -> Self {
         Registry {
             inner: Arc::new(Inner {
                 uploads: uploads::Uploads {
@@ -116,7 +120,11 @@ impl Registry {
             Some(spec) => Some(resolve_range(spec, size)?),
         };
         let stream = self.inner.blobs.open(digest, range).await?;
-        Ok(BlobBody { size, range, stream })
+        Ok(BlobBody {
+            size,
+            range,
+            stream,
+        })
     }
 
     /// Removes the blob from the repository (the bytes go later, with garbage collection).
@@ -172,7 +180,10 @@ impl Registry {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        self.inner.uploads.complete(repo, id, digest, start, body).await
+        self.inner
+            .uploads
+            .complete(repo, id, digest, start, body)
+            .await
     }
 
     pub async fn push_blob<S>(&self, repo: &RepositoryName, digest: &Digest, body: S) -> Result<u64>

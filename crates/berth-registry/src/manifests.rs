@@ -110,9 +110,11 @@ impl Registry {
         };
         let outcome = self.inner.meta.put_manifest(repo, &new).await;
         // Invalidate even on failure: harmless, and keeps the rule "every write invalidates".
-        self.inner
-            .cache
-            .invalidate(repo.as_str(), tag.as_ref().map(|t| t.as_str()), Some(&digest));
+        self.inner.cache.invalidate(
+            repo.as_str(),
+            tag.as_ref().map(|t| t.as_str()),
+            Some(&digest),
+        );
         outcome?;
         tracing::debug!(repository = %repo, %digest, media_type = %parsed.media_type, "manifest stored");
         Ok(PushedManifest { digest, subject })
@@ -170,11 +172,17 @@ impl Registry {
     }
 
     /// Deletes a tag, or a manifest (with every tag pointing at it) by digest.
-    pub async fn delete_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         let found = match reference {
             Reference::Tag(t) => {
                 let r = self.inner.meta.delete_tag(repo, t).await;
-                self.inner.cache.invalidate(repo.as_str(), Some(t.as_str()), None);
+                self.inner
+                    .cache
+                    .invalidate(repo.as_str(), Some(t.as_str()), None);
                 r?
             }
             Reference::Digest(d) => {

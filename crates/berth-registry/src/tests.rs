@@ -18,7 +18,10 @@ fn registry(dir: &std::path::Path) -> Registry {
 }
 
 fn body(parts: &[&[u8]]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
-    let v: Vec<std::io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+    let v: Vec<std::io::Result<Bytes>> = parts
+        .iter()
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
     stream::iter(v)
 }
 
@@ -44,8 +47,12 @@ async fn chunked_upload_survives_a_restart_and_verifies_the_digest() {
         assert_eq!(st2.offset, 400_000);
         // Out of order is refused without changing anything.
         assert!(matches!(
-            r.append_upload(&repo, &st.id, Some(10), body(&[b"x"])).await,
-            Err(RegistryError::UploadOutOfOrder { current: 400_000, .. })
+            r.append_upload(&repo, &st.id, Some(10), body(&[b"x"]))
+                .await,
+            Err(RegistryError::UploadOutOfOrder {
+                current: 400_000,
+                ..
+            })
         ));
         st.id
     };
@@ -65,7 +72,10 @@ async fn chunked_upload_survives_a_restart_and_verifies_the_digest() {
     assert_eq!(read_all(&r, &repo, &digest).await, data);
     // Invisible elsewhere until mounted.
     assert!(r.blob_size(&other, &digest).await.is_err());
-    assert_eq!(r.mount_blob(&other, &repo, &digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(
+        r.mount_blob(&other, &repo, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
     assert_eq!(read_all(&r, &other, &digest).await, data);
 }
 
@@ -82,8 +92,12 @@ async fn wrong_digest_is_refused_and_nothing_is_linked() {
     assert!(r.blob_size(&repo, &wrong).await.is_err());
     let sha512 = Digest::of(berth_types::Algorithm::Sha512, b"hello");
     let st = r.start_upload(&repo).await.unwrap();
-    r.append_upload(&repo, &st.id, None, body(&[b"hel", b"lo"])).await.unwrap();
-    r.complete_upload(&repo, &st.id, &sha512, None, body(&[])).await.unwrap();
+    r.append_upload(&repo, &st.id, None, body(&[b"hel", b"lo"]))
+        .await
+        .unwrap();
+    r.complete_upload(&repo, &st.id, &sha512, None, body(&[]))
+        .await
+        .unwrap();
     assert_eq!(r.blob_size(&repo, &sha512).await.unwrap(), 5);
 }
 
@@ -101,11 +115,19 @@ async fn manifests_tags_and_cache_stay_consistent() {
         )
     };
     let tag: Reference = "latest".parse().unwrap();
-    let p1 = r.put_manifest(&repo, &tag, None, Bytes::from(m(1))).await.unwrap();
+    let p1 = r
+        .put_manifest(&repo, &tag, None, Bytes::from(m(1)))
+        .await
+        .unwrap();
     assert_eq!(r.get_manifest(&repo, &tag).await.unwrap().digest, p1.digest);
-    let p2 = r.put_manifest(&repo, &tag, None, Bytes::from(m(2))).await.unwrap();
+    let p2 = r
+        .put_manifest(&repo, &tag, None, Bytes::from(m(2)))
+        .await
+        .unwrap();
     assert_eq!(r.get_manifest(&repo, &tag).await.unwrap().digest, p2.digest);
-    r.delete_manifest(&repo, &Reference::Digest(p2.digest.clone())).await.unwrap();
+    r.delete_manifest(&repo, &Reference::Digest(p2.digest.clone()))
+        .await
+        .unwrap();
     assert!(matches!(
         r.get_manifest(&repo, &tag).await,
         Err(RegistryError::ManifestNotFound(_))
@@ -114,7 +136,10 @@ async fn manifests_tags_and_cache_stay_consistent() {
         .get_manifest(&repo, &Reference::Digest(p2.digest.clone()))
         .await
         .is_err());
-    assert!(r.get_manifest(&repo, &Reference::Digest(p1.digest)).await.is_ok());
+    assert!(r
+        .get_manifest(&repo, &Reference::Digest(p1.digest))
+        .await
+        .is_ok());
 }
 
 #[test]

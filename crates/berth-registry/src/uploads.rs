@@ -201,7 +201,13 @@ impl Uploads {
     }
 
     /// The hash state for an upload of `size` bytes, rebuilt from the store if needed.
-    async fn hash_state(&self, slot: &mut Slot, id: &str, size: u64, alg: Algorithm) -> Result<HashState> {
+    async fn hash_state(
+        &self,
+        slot: &mut Slot,
+        id: &str,
+        size: u64,
+        alg: Algorithm,
+    ) -> Result<HashState> {
         match slot.state.take() {
             Some(s) if s.offset == size && s.hasher.algorithm() == alg => Ok(s),
             _ => {
@@ -261,7 +267,9 @@ impl Uploads {
                 });
             }
         }
-        let state = self.hash_state(&mut slot, id, size, Algorithm::Sha256).await?;
+        let state = self
+            .hash_state(&mut slot, id, size, Algorithm::Sha256)
+            .await?;
         let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
         let offset = state.offset;
         slot.state = Some(state);
@@ -311,7 +319,9 @@ impl Uploads {
                 });
             }
         }
-        let state = self.hash_state(&mut slot, id, size, digest.algorithm()).await?;
+        let state = self
+            .hash_state(&mut slot, id, size, digest.algorithm())
+            .await?;
         let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
         if let Some(e) = body_error {
             slot.state = Some(state);
@@ -340,7 +350,12 @@ impl Uploads {
 
     /// A whole blob in one request, never registered as an upload row: if the process
     /// dies midway the orphaned upload file is swept by [`Uploads::expire`].
-    pub(crate) async fn monolithic<S>(&self, repo: &RepositoryName, digest: &Digest, body: S) -> Result<u64>
+    pub(crate) async fn monolithic<S>(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        body: S,
+    ) -> Result<u64>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
@@ -355,7 +370,9 @@ impl Uploads {
             };
             let (state, body_error) = pump(self.blobs.as_ref(), &id, state, body).await?;
             if let Some(e) = body_error {
-                return Err(RegistryError::UploadInvalid(format!("request body broke off: {e}")));
+                return Err(RegistryError::UploadInvalid(format!(
+                    "request body broke off: {e}"
+                )));
             }
             let actual = state.hasher.finish();
             if &actual != digest {
@@ -365,7 +382,9 @@ impl Uploads {
                 });
             }
             self.blobs.commit_upload(&id, digest).await?;
-            self.meta.commit_blob(repo, digest, state.offset, None).await?;
+            self.meta
+                .commit_blob(repo, digest, state.offset, None)
+                .await?;
             Ok(state.offset)
         }
         .await;

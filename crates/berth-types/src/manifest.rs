@@ -109,7 +109,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
         return Err(ManifestError::TooLarge);
     }
     let header = content_type.map(media::essence).filter(|h| !h.is_empty());
-    if matches!(header, Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)) {
+    if matches!(
+        header,
+        Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)
+    ) {
         return Err(ManifestError::Schema1);
     }
     let raw: RawManifest =
@@ -137,7 +140,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
             }
         }
     };
-    if matches!(media_type.as_str(), media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED) {
+    if matches!(
+        media_type.as_str(),
+        media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED
+    ) {
         return Err(ManifestError::Schema1);
     }
     let kind = media::manifest_kind(&media_type)
@@ -268,7 +274,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(
-                format!(r#"{{"schemaVersion":2,"mediaType":"{}"}}"#, media::OCI_MANIFEST).as_bytes(),
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{}"}}"#,
+                    media::OCI_MANIFEST
+                )
+                .as_bytes(),
                 None
             ),
             Err(ManifestError::MissingField(..))

@@ -193,7 +193,10 @@ mod tests {
             "a/_b",
             long.as_str(),
         ] {
-            assert!(bad.parse::<RepositoryName>().is_err(), "{bad:?} should be invalid");
+            assert!(
+                bad.parse::<RepositoryName>().is_err(),
+                "{bad:?} should be invalid"
+            );
         }
     }
 
@@ -213,7 +216,8 @@ mod tests {
     fn references() {
         assert!(matches!("v1".parse::<Reference>(), Ok(Reference::Tag(_))));
         assert!(matches!(
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse::<Reference>(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse::<Reference>(),
             Ok(Reference::Digest(_))
         ));
         assert!(matches!(

@@ -34,7 +34,8 @@ pub fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let blobs = DiskBlobStore::open(data_dir)
         .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let meta = SqliteMetaStore::open(data_dir.join("meta.db")).context("opening metadata database")?;
+    let meta =
+        SqliteMetaStore::open(data_dir.join("meta.db")).context("opening metadata database")?;
     Ok(Registry::new(
         Arc::new(meta),
         Arc::new(blobs),
@@ -107,7 +108,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(cfg.server.header_read_timeout_secs))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
 
@@ -143,7 +147,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -21,7 +21,10 @@ fn load_key(pem: &[u8]) -> anyhow::Result<PrivateKeyDer<'static>> {
     rustls_pemfile::private_key(&mut BufReader::new(pem))?.context("no private key found in PEM")
 }
 
-fn server_config(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> anyhow::Result<TlsAcceptor> {
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> anyhow::Result<TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -43,7 +46,8 @@ pub fn acceptor(cfg: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
     let Some(cert_path) = &tls.cert else {
         return Ok(None);
     };
-    let cert = std::fs::read(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    let cert =
+        std::fs::read(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
     let key = match (&tls.key, &tls.key_pem) {
         (Some(p), _) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
         (None, Some(pem)) => pem.expose().as_bytes().to_vec(),
@@ -70,7 +74,11 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// Returns (server certificate chain PEM, server key PEM), generating them on first use.
 fn self_signed(dir: &Path, cfg: &Config) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let (ca_path, cert_path, key_path) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    let (ca_path, cert_path, key_path) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
     if !(cert_path.exists() && key_path.exists() && ca_path.exists()) {
         std::fs::create_dir_all(dir)?;
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -87,7 +95,10 @@ fn self_signed(dir: &Path, cfg: &Config) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
         ca_params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "Berth local CA");
-        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
         let ca = ca_params.self_signed(&ca_key)?;
 
         let key = rcgen::KeyPair::generate()?;
@@ -111,7 +122,10 @@ fn self_signed(dir: &Path, cfg: &Config) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
             ca = ca_path.display()
         );
     } else {
-        eprintln!("berth: using the local CA at {} for HTTPS", ca_path.display());
+        eprintln!(
+            "berth: using the local CA at {} for HTTPS",
+            ca_path.display()
+        );
     }
     Ok((std::fs::read(&cert_path)?, std::fs::read(&key_path)?))
 }

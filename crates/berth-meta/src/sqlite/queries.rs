@@ -95,7 +95,11 @@ impl MetaStore for SqliteMetaStore {
         size: u64,
         upload_id: Option<&str>,
     ) -> Result<()> {
-        let (name, d, upload) = (repo.to_string(), digest.to_string(), upload_id.map(str::to_string));
+        let (name, d, upload) = (
+            repo.to_string(),
+            digest.to_string(),
+            upload_id.map(str::to_string),
+        );
         self.write(move |c| {
             let now = super::now_ms();
             let tx = immediate(c)?;
@@ -205,8 +209,12 @@ impl MetaStore for SqliteMetaStore {
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
-        self.write(move |c| Ok(c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])? > 0))
-            .await
+        self.write(move |c| {
+            Ok(c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                .execute([id])?
+                > 0)
+        })
+        .await
     }
 
     async fn stale_uploads(&self, before_ms: i64) -> Result<Vec<String>> {
@@ -218,7 +226,11 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn put_manifest(&self, repo: &RepositoryName, m: &NewManifest) -> Result<PutManifestOutcome> {
+    async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        m: &NewManifest,
+    ) -> Result<PutManifestOutcome> {
         let name = repo.to_string();
         let m = m.clone();
         self.write(move |c| {
@@ -305,7 +317,11 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn get_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ManifestRecord>> {
+    async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>> {
         let (name, d) = (repo.to_string(), digest.to_string());
         let digest = digest.clone();
         self.read(move |c| {
@@ -414,7 +430,11 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+    async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<ReferrerRecord>> {
         let (name, s) = (repo.to_string(), subject.to_string());
         self.read(move |c| {
             let mut st = c.prepare_cached(

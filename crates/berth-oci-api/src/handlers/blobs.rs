@@ -13,22 +13,34 @@ use crate::headers;
 use crate::operation::Route;
 
 pub(crate) fn digest(s: &str) -> Result<Digest, OciError> {
-    s.parse()
-        .map_err(|e: berth_types::DigestError| OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string()))
+    s.parse().map_err(|e: berth_types::DigestError| {
+        OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
+    })
 }
 
-pub(crate) async fn get(ctx: &Ctx<'_>, route: &Route, req: Request, head: bool) -> Result<Response, OciError> {
+pub(crate) async fn get(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    req: Request,
+    head: bool,
+) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
     let digest = digest(&route.target)?;
     let etag = format!("\"{digest}\"");
     let registry = &ctx.app.registry;
 
     if head {
-        let size = registry.blob_size(&repo, &digest).await.map_err(|e| ctx.err(e))?;
+        let size = registry
+            .blob_size(&repo, &digest)
+            .await
+            .map_err(|e| ctx.err(e))?;
         let mut resp = StatusCode::OK.into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         set(h, "docker-content-digest", &digest.to_string());
         set(h, "etag", &etag);
@@ -40,14 +52,25 @@ pub(crate) async fn get(ctx: &Ctx<'_>, route: &Route, req: Request, head: bool) 
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let range = headers::blob_range(req.headers()).map_err(|()| {
-        OciError::new(StatusCode::RANGE_NOT_SATISFIABLE, "SIZE_INVALID", "malformed Range header")
+    let range = headers::blob_range(req.headers()).map_err(|_| {
+        OciError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "SIZE_INVALID",
+            "malformed Range header",
+        )
     })?;
     if if_none_match {
-        registry.blob_size(&repo, &digest).await.map_err(|e| ctx.err(e))?;
+        registry
+            .blob_size(&repo, &digest)
+            .await
+            .map_err(|e| ctx.err(e))?;
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         set(resp.headers_mut(), "etag", &etag);
-        set(resp.headers_mut(), "docker-content-digest", &digest.to_string());
+        set(
+            resp.headers_mut(),
+            "docker-content-digest",
+            &digest.to_string(),
+        );
         return Ok(resp);
     }
     let blob = registry
@@ -62,13 +85,23 @@ pub(crate) async fn get(ctx: &Ctx<'_>, route: &Route, req: Request, head: bool) 
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=31536000"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     set(h, "docker-content-digest", &digest.to_string());
     set(h, "etag", &etag);
     if let Some(r) = blob.range {
-        set(h, "content-range", &format!("bytes {}-{}/{}", r.start, r.end, blob.size));
+        set(
+            h,
+            "content-range",
+            &format!("bytes {}-{}/{}", r.start, r.end, blob.size),
+        );
     }
     Ok(resp)
 }
@@ -82,6 +115,10 @@ pub(crate) async fn delete(ctx: &Ctx<'_>, route: &Route) -> Result<Response, Oci
         .await
         .map_err(|e| ctx.err(e))?;
     let mut resp = StatusCode::ACCEPTED.into_response();
-    set(resp.headers_mut(), "docker-content-digest", &digest.to_string());
+    set(
+        resp.headers_mut(),
+        "docker-content-digest",
+        &digest.to_string(),
+    );
     Ok(resp)
 }

@@ -24,17 +24,26 @@ fn pagination(q: &[(String, String)]) -> Result<(Option<usize>, Option<String>),
             )
         })?),
     };
-    let last = query_get(q, "last").filter(|s| !s.is_empty()).map(str::to_string);
+    let last = query_get(q, "last")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     Ok((n, last))
 }
 
 fn json_page(body: serde_json::Value, page: &ListPage, path: &str, n: Option<usize>) -> Response {
     let mut resp = (StatusCode::OK, body.to_string()).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let (Some(next), Some(n)) = (&page.next, n.or(Some(page.items.len()))) {
         let last: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        set(h, "link", &format!("<{path}?n={n}&last={last}>; rel=\"next\""));
+        set(
+            h,
+            "link",
+            &format!("<{path}?n={n}&last={last}>; rel=\"next\""),
+        );
     }
     resp
 }
@@ -66,7 +75,11 @@ pub(crate) async fn tags(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<R
     Ok(json_page(body, &page, &format!("/v2/{repo}/tags/list"), n))
 }
 
-pub(crate) async fn referrers(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Response, OciError> {
+pub(crate) async fn referrers(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    req: Request,
+) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
     let subject = digest(&route.target)?;
     let q = query(&req);
@@ -79,9 +92,15 @@ pub(crate) async fn referrers(ctx: &Ctx<'_>, route: &Route, req: Request) -> Res
         .map_err(|e| ctx.err(e))?;
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media::OCI_INDEX));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media::OCI_INDEX),
+    );
     if artifact_type.is_some() {
-        h.insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+        h.insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(resp)
 }

@@ -19,9 +19,20 @@ fn reference(ctx: &Ctx<'_>, s: &str) -> Result<Reference, OciError> {
         .map_err(|e| ctx.err(RegistryError::from(e)))
 }
 
+/// For reads and deletes a reference that cannot be a tag names nothing that exists:
+/// 404 `MANIFEST_UNKNOWN`, as the conformance suite expects. Malformed digests stay 400.
+fn existing_reference(ctx: &Ctx<'_>, s: &str) -> Result<Reference, OciError> {
+    match s.parse::<Reference>() {
+        Err(berth_types::NameError::InvalidTag(t)) => {
+            Err(ctx.err(RegistryError::ManifestNotFound(t)))
+        }
+        other => other.map_err(|e| ctx.err(RegistryError::from(e))),
+    }
+}
+
 pub(crate) async fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
-    let reference = reference(ctx, &route.target)?;
+    let reference = existing_reference(ctx, &route.target)?;
     let m = ctx
         .app
         .registry
@@ -51,7 +62,9 @@ pub(crate) async fn put(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Re
             format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
         )
     };
-    if super::super::headers::content_length(req.headers()).is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
+    if super::super::headers::content_length(req.headers())
+        .is_some_and(|l| l > MAX_MANIFEST_BYTES as u64)
+    {
         return Err(too_large());
     }
     let content_type = req
@@ -79,7 +92,11 @@ pub(crate) async fn put(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Re
         .map_err(|e| ctx.err(e))?;
     let mut resp = StatusCode::CREATED.into_response();
     let h = resp.headers_mut();
-    set(h, "location", &format!("/v2/{repo}/manifests/{}", pushed.digest));
+    set(
+        h,
+        "location",
+        &format!("/v2/{repo}/manifests/{}", pushed.digest),
+    );
     set(h, "docker-content-digest", &pushed.digest.to_string());
     if let Some(subject) = &pushed.subject {
         set(h, "oci-subject", &subject.to_string());
@@ -90,13 +107,14 @@ pub(crate) async fn put(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Re
 
 pub(crate) async fn delete(ctx: &Ctx<'_>, route: &Route) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
-    let reference = reference(ctx, &route.target)?;
+    let reference = existing_reference(ctx, &route.target)?;
     ctx.app
         .registry
         .delete_manifest(&repo, &reference)
         .await
         .map_err(|e| ctx.err(e))?;
     let mut resp = StatusCode::ACCEPTED.into_response();
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
     Ok(resp)
 }

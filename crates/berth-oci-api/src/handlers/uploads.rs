@@ -48,7 +48,7 @@ fn with_location(e: OciError, repo: &RepositoryName, id: &str) -> OciError {
 
 /// The chunk's start offset from `Content-Range`, checked against `Content-Length`.
 fn chunk_start(req: &Request) -> Result<Option<u64>, OciError> {
-    let range = headers::upload_content_range(req.headers()).map_err(|()| {
+    let range = headers::upload_content_range(req.headers()).map_err(|_| {
         OciError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "BLOB_UPLOAD_INVALID",
@@ -67,7 +67,11 @@ fn chunk_start(req: &Request) -> Result<Option<u64>, OciError> {
     Ok(range.map(|(s, _)| s))
 }
 
-pub(crate) async fn start(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Response, OciError> {
+pub(crate) async fn start(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    req: Request,
+) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
     let q = query(&req);
     let registry = &ctx.app.registry;
@@ -110,15 +114,26 @@ pub(crate) async fn status(ctx: &Ctx<'_>, route: &Route) -> Result<Response, Oci
     Ok(accepted(&repo, &st, StatusCode::NO_CONTENT))
 }
 
-pub(crate) async fn patch(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Response, OciError> {
+pub(crate) async fn patch(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    req: Request,
+) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
     let id = route.target.as_str();
     let start = match chunk_start(&req) {
         Ok(s) => s,
         Err(e) => {
             // Report where the upload stands so the client can resume.
-            let st = ctx.app.registry.upload_status(&repo, id).await.map_err(|e| ctx.err(e))?;
-            return Err(with_location(e, &repo, id).with_header("range", &headers::upload_range(st.offset)));
+            let st = ctx
+                .app
+                .registry
+                .upload_status(&repo, id)
+                .await
+                .map_err(|e| ctx.err(e))?;
+            return Err(
+                with_location(e, &repo, id).with_header("range", &headers::upload_range(st.offset))
+            );
         }
     };
     let st = ctx
@@ -130,7 +145,11 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<
     Ok(accepted(&repo, &st, StatusCode::ACCEPTED))
 }
 
-pub(crate) async fn complete(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Response, OciError> {
+pub(crate) async fn complete(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    req: Request,
+) -> Result<Response, OciError> {
     let repo = repository(&route.name)?;
     let id = route.target.as_str();
     let q = query(&req);
@@ -161,6 +180,7 @@ pub(crate) async fn cancel(ctx: &Ctx<'_>, route: &Route) -> Result<Response, Oci
         .await
         .map_err(|e| ctx.err(e))?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
     Ok(resp)
 }
