@@ -6,16 +6,31 @@
 # The end-to-end tests in crates/berth/tests/ drive real clients (skopeo, podman, buildah, umoci, curl) against the
 # real `berth` binary; they fail when a client is missing unless BERTH_E2E_ALLOW_MISSING_CLIENTS=1. On Debian 12:
 #   apt-get install -y --no-install-recommends skopeo podman buildah umoci curl
-# Both commands run even if the first fails; the script fails if either did.
+# Both commands run even if the first fails; the script fails if either did. The last line totals both runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+log_dir=$(mktemp -d /tmp/berth-test-XXXXXX)
+trap 'rm -rf "$log_dir"' EXIT
 status=0
 
 echo "+ cargo nextest run --workspace --no-fail-fast"
-cargo nextest run --workspace --no-fail-fast || status=$?
+cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$log_dir/nextest.log" || status=$?
 
 echo "+ cargo test --workspace --doc"
-cargo test --workspace --doc || status=$?
+cargo test --workspace --doc 2>&1 | tee "$log_dir/doc.log" || status=$?
 
+# Totals: nextest's "Summary ... N tests run: P passed, F failed, ..." and libtest's "test result: ... P passed; F failed".
+strip() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
+count() { { grep -oE "[0-9]+ $1" || true; } | awk '{s += $1} END {print s + 0}'; }
+nx_summary=$(strip "$log_dir/nextest.log" | grep -E '^ *Summary ' | tail -n 1 || true)
+nx_passed=$(printf '%s\n' "$nx_summary" | count passed)
+nx_failed=$(( $(printf '%s\n' "$nx_summary" | count failed) + $(printf '%s\n' "$nx_summary" | count 'timed out') ))
+doc_results=$(strip "$log_dir/doc.log" | grep -E '^test result: ' || true)
+doc_passed=$(printf '%s\n' "$doc_results" | count passed)
+doc_failed=$(printf '%s\n' "$doc_results" | count failed)
+
+echo
+echo "nextest: ${nx_passed} passed, ${nx_failed} failed; doc tests: ${doc_passed} passed, ${doc_failed} failed; exit status ${status}"
+echo "total: $((nx_passed + doc_passed)) passed, $((nx_failed + doc_failed)) failed"
 exit "$status"
