@@ -165,14 +165,14 @@ impl BlobStore for DiskBlobStore {
 
     async fn create_upload(&self, id: &str) -> Result<()> {
         let path = self.upload_path(id)?;
-        let dir = self.inner.uploads.clone();
+        // Not fsynced: an upload is only made durable when it is committed as a blob.
+        // A process kill keeps it (page cache); a power loss may drop an unfinished
+        // upload, which the client then restarts.
         blocking(move || {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&path)?
-                .sync_all()?;
-            fsync_dir(&dir)?;
+                .open(&path)?;
             Ok(())
         })
         .await

@@ -155,3 +155,44 @@ fn ranges() {
     assert_eq!(ok(None, Some(0), 100), None);
     assert_eq!(ok(Some(0), None, 0), None);
 }
+
+#[tokio::test]
+async fn abandoned_uploads_and_orphan_files_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo: RepositoryName = "x".parse().unwrap();
+    let id = {
+        let r = registry(dir.path());
+        let st = r.start_upload(&repo).await.unwrap();
+        r.append_upload(&repo, &st.id, None, body(&[b"abc"]))
+            .await
+            .unwrap();
+        // Nothing is idle for an hour yet.
+        assert_eq!(
+            r.expire_uploads(std::time::Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        st.id
+    };
+    // An orphan upload file (as a crash during a monolithic push leaves it).
+    std::fs::write(dir.path().join("uploads").join("0rphan-file"), b"partial").unwrap();
+    let r = registry(dir.path());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        r.expire_uploads(std::time::Duration::from_millis(1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        r.upload_status(&repo, &id).await,
+        Err(RegistryError::UploadNotFound(_))
+    ));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
