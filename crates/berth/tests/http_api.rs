@@ -857,3 +857,40 @@ fn server_stops_gracefully_on_sigterm() {
         reg.server_log()
     );
 }
+
+#[test]
+fn upload_resumes_across_restart() {
+    if !require_clients(&["curl"]) {
+        return;
+    }
+    let mut reg = TestRegistry::start();
+    if reg.is_external() {
+        eprintln!("SKIPPED: cannot restart an external registry");
+        return;
+    }
+    let repo = reg.repo("restart-upload");
+    let data = random_bytes(200_000);
+    let digest = sha256_digest(&data);
+    let url = start_upload(&reg, &repo);
+    let url = patch_chunk(&reg, &url, &data[..120_000], 0);
+    let path = TestRegistry::path_of(&url);
+
+    reg.restart();
+
+    let status = curl(&[&reg.resolve(&path)]);
+    assert_eq!(
+        status.status,
+        204,
+        "upload status after restart: {}\n{}",
+        status.body_str(),
+        status.raw_headers
+    );
+    let offset = received(status.header("range").expect("Range"));
+    assert_eq!(offset, 120_000, "bytes kept across the restart");
+    let url = reg.resolve(&TestRegistry::path_of(
+        status.header("location").unwrap_or(path.as_str()),
+    ));
+    let url = patch_chunk(&reg, &url, &data[offset..], offset);
+    finish_upload(&reg, &url, &digest, &[]);
+    assert_blob(&reg, &repo, &digest, &data);
+}

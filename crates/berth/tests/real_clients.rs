@@ -726,3 +726,97 @@ fn umoci_layout_roundtrip_manifest_without_media_type() {
     .expect("runtime config json");
     assert_eq!(cfg["process"]["args"][0], "/bin/true", "{cfg}");
 }
+
+#[test]
+fn skopeo_second_push_to_another_repository_reuses_blobs() {
+    // skopeo remembers where it saw each blob (blob-info cache) and mounts it from there on the next push.
+    if !require_clients(&["skopeo", "umoci"]) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let env = ContainersEnv::new(&reg);
+    let src = OciLayout::init(&env.scratch("src"));
+    let desc = src.add_random_image("v1", "amd64", 2, 100_000);
+    let first = reg.repo("skopeo-first");
+    let second = reg.repo("skopeo-second");
+    for repo in [&first, &second] {
+        run_ok(env.skopeo().args([
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &src.oci_ref("v1"),
+            &env.docker_ref(repo, "v1"),
+        ]));
+    }
+    for repo in [&first, &second] {
+        assert_registry_has_all(&reg, repo, &src, &desc.digest);
+    }
+    // Deleting the first repository's manifest leaves the second one whole.
+    run_ok(env.skopeo().args([
+        "delete",
+        "--tls-verify=false",
+        &env.docker_ref(&first, "v1"),
+    ]));
+    assert_registry_has_all(&reg, &second, &src, &desc.digest);
+}
+
+#[test]
+fn images_survive_a_restart() {
+    if !require_clients(&["skopeo", "umoci"]) {
+        return;
+    }
+    let mut reg = TestRegistry::start();
+    if reg.is_external() {
+        eprintln!("SKIPPED: cannot restart an external registry");
+        return;
+    }
+    let repo = reg.repo("restart");
+    let src_dir;
+    let index;
+    {
+        let env = ContainersEnv::new(&reg);
+        let src = OciLayout::init(&env.scratch("src"));
+        index = src.add_multiarch_index("multi");
+        run_ok(env.skopeo().args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &src.oci_ref("multi"),
+            &env.docker_ref(&repo, "v1"),
+        ]));
+        // Keep the source layout past the env's lifetime.
+        let keep = tempfile::tempdir().expect("temp dir");
+        run_ok(
+            command("cp", ["-a"])
+                .arg(&src.dir)
+                .arg(keep.path().join("src")),
+        );
+        src_dir = keep;
+    }
+
+    reg.restart();
+
+    let env = ContainersEnv::new(&reg);
+    let src = OciLayout::open(&src_dir.path().join("src"));
+    assert_registry_has_all(&reg, &repo, &src, &index.digest);
+    let dst_dir = env.scratch("dst");
+    run_ok(env.skopeo().args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &env.docker_ref(&repo, "v1"),
+        &format!("oci:{}:v1", dst_dir.display()),
+    ]));
+    let dst = OciLayout::open(&dst_dir);
+    assert_eq!(dst.descriptor("v1").digest, index.digest);
+    assert_same_graph(&src, &dst, &index.digest);
+    let tags = run_ok(env.skopeo().args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/{}", reg.addr(), repo),
+    ]))
+    .json();
+    assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
+}

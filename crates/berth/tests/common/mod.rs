@@ -84,11 +84,40 @@ impl TestRegistry {
             .prefix("berth-e2e-")
             .tempdir()
             .expect("create temp dir for the registry");
-        let data_dir = workdir.path().join("data");
-        std::fs::create_dir_all(&data_dir).expect("create data dir");
-        let addr_file = workdir.path().join("addr");
-        let log_path = workdir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).expect("create server log");
+        std::fs::create_dir_all(workdir.path().join("data")).expect("create data dir");
+        let mut reg = TestRegistry {
+            addr: String::new(),
+            child: None,
+            workdir: Some(workdir),
+        };
+        reg.launch();
+        reg
+    }
+
+    /// Stops the spawned server (SIGTERM; it must exit cleanly) and starts it again on the same data directory.
+    /// The new process listens on a new port: [`TestRegistry::addr`] changes.
+    pub fn restart(&mut self) {
+        assert!(!self.is_external(), "cannot restart an external registry");
+        let (status, by_itself) = self.stop().expect("a running server");
+        assert!(
+            by_itself && status.success(),
+            "berth did not stop cleanly on SIGTERM ({status}, by itself: {by_itself})\n{}",
+            self.server_log()
+        );
+        self.launch();
+    }
+
+    /// Spawns `berth serve` on the work dir's data dir and waits until it serves.
+    fn launch(&mut self) {
+        let workdir = self.workdir.as_ref().expect("spawned registry").path();
+        let data_dir = workdir.join("data");
+        let addr_file = workdir.join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(workdir.join("server.log"))
+            .expect("open server log");
         let log2 = log.try_clone().expect("clone log handle");
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
@@ -124,11 +153,8 @@ impl TestRegistry {
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!("failed to spawn {} serve: {e}", env!("CARGO_BIN_EXE_berth"))
         });
-        let mut reg = TestRegistry {
-            addr: String::new(),
-            child: Some(child),
-            workdir: Some(workdir),
-        };
+        self.child = Some(child);
+        let reg = self;
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -155,7 +181,6 @@ impl TestRegistry {
             thread::sleep(Duration::from_millis(25));
         }
         reg.wait_ready(deadline);
-        reg
     }
 
     fn wait_ready(&self, deadline: Instant) {
@@ -195,12 +220,23 @@ impl TestRegistry {
 
     /// True when the tests run against `BERTH_E2E_REGISTRY` instead of a spawned `berth`.
     pub fn is_external(&self) -> bool {
-        self.child.is_none()
+        self.workdir.is_none()
     }
 
     /// A repository name unique to this call (tests may share an external registry).
     pub fn repo(&self, stem: &str) -> String {
         format!("e2e/{stem}-{}", unique_suffix())
+    }
+
+    /// The path and query of a URL (`/v2/...`), dropping scheme and host: survives a restart on a new port.
+    pub fn path_of(url: &str) -> String {
+        match url.split_once("://") {
+            Some((_, rest)) => rest
+                .find('/')
+                .map(|i| rest[i..].to_string())
+                .unwrap_or_else(|| "/".into()),
+            None => url.to_string(),
+        }
     }
 
     /// Turns a `Location` header (absolute or relative) into an absolute URL.
