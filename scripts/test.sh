@@ -10,6 +10,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# On a fresh machine, install the clients and cargo-nextest first (needs root and apt).
+missing=()
+for tool in skopeo podman buildah umoci curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+cargo nextest --version >/dev/null 2>&1 || missing+=(cargo-nextest)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "+ installing missing test dependencies: ${missing[*]}"
+    bash scripts/install-test-deps.sh
+  else
+    echo "missing test dependencies: ${missing[*]}; run 'sudo scripts/install-test-deps.sh' first" >&2
+    [ "${BERTH_E2E_ALLOW_MISSING_CLIENTS:-0}" = 1 ] || exit 1
+  fi
+fi
+
 log_dir=$(mktemp -d /tmp/berth-test-XXXXXX)
 trap 'rm -rf "$log_dir"' EXIT
 status=0

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on Debian 12 (as root): the real clients the end-to-end tests drive
+# (skopeo, podman, buildah, umoci, curl) and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
+# something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { echo; echo "==> $*"; }
+# Retry a command a few times (package mirrors hiccup).
+retry() {
+  local n
+  for n in 1 2 3; do
+    "$@" && return 0
+    echo "(attempt $n of 3 failed: $*)"
+    sleep $((n * 5))
+  done
+  return 1
+}
+
+export DEBIAN_FRONTEND=noninteractive
+
+APT_PACKAGES=(
+  skopeo          # copy/inspect/list-tags/delete, oci: <-> docker://
+  podman          # push/pull, manifest create/add/push --all (vfs storage, no daemon)
+  buildah         # from scratch / copy / commit / push
+  umoci           # builds OCI layouts without network; unpack
+  uidmap          # newuidmap/newgidmap, wanted by podman/buildah
+  curl            # chunked and resumed uploads in the HTTP tests
+  jq
+  docker-registry # CNCF distribution, for scripts/e2e-against-distribution.sh (not used by the test suite)
+  ca-certificates
+)
+
+step "apt-get update"
+retry apt-get update
+
+step "apt-get install -y --no-install-recommends ${APT_PACKAGES[*]}"
+retry apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+
+step "client versions"
+skopeo --version
+podman --version
+buildah --version
+umoci --version
+curl --version | sed -n 1p
+
+if cargo nextest --version >/dev/null 2>&1; then
+  step "cargo-nextest present: $(cargo nextest --version | sed -n 1p)"
+else
+  step "cargo install cargo-nextest --locked"
+  retry cargo install cargo-nextest --locked
+fi
+
+step "toolchain"
+cargo --version
+rustc --version
+
