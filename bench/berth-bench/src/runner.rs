@@ -139,8 +139,13 @@ where
                 let mut t = Tally::default();
                 let mut iter = 0u64;
                 while Instant::now() < deadline {
+                    let errors = t.errors.total();
                     t = f(w, iter, t).await;
                     iter += 1;
+                    if t.errors.total() > errors {
+                        // Do not spin on a dead or failing server.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
                 }
                 t
             })
