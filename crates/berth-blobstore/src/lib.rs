@@ -27,7 +27,7 @@ use futures::Stream;
 
 use berth_types::Digest;
 
-pub use disk::DiskBlobStore;
+pub use disk::{DiskBlobStore, DiskOptions};
 
 /// A stream of byte chunks read from the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

@@ -47,6 +47,10 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// Directory holding blobs, uploads and the metadata database.
     pub data_dir: PathBuf,
+    /// Fsync blobs, their directories and metadata commits before acknowledging a write,
+    /// so acknowledged pushes survive power loss. `false` survives process crashes only
+    /// (as the reference registry behaves) and is faster on slow disks.
+    pub fsync: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -104,6 +108,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./berth-data"),
+            fsync: true,
         }
     }
 }

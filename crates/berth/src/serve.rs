@@ -14,9 +14,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use berth_blobstore::DiskBlobStore;
-use berth_config::Config;
-use berth_meta::sqlite::SqliteMetaStore;
+use berth_blobstore::{DiskBlobStore, DiskOptions};
+use berth_config::{Config, StorageConfig};
+use berth_meta::sqlite::{SqliteMetaStore, SqliteOptions};
 use berth_registry::{Registry, RegistryOptions};
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
@@ -29,13 +29,24 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the embedded stores under the data directory.
-pub fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
+pub fn open_registry(storage: &StorageConfig) -> anyhow::Result<Registry> {
+    let data_dir = &storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let blobs = DiskBlobStore::open(data_dir)
-        .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let meta =
-        SqliteMetaStore::open(data_dir.join("meta.db")).context("opening metadata database")?;
+    let blobs = DiskBlobStore::open_with(
+        data_dir,
+        DiskOptions {
+            fsync: storage.fsync,
+        },
+    )
+    .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
+    let meta = SqliteMetaStore::open_with(
+        data_dir.join("meta.db"),
+        SqliteOptions {
+            fsync: storage.fsync,
+        },
+    )
+    .context("opening metadata database")?;
     Ok(Registry::new(
         Arc::new(meta),
         Arc::new(blobs),
@@ -83,7 +94,7 @@ fn write_addr_file(path: &Path, addr: &std::net::SocketAddr) -> anyhow::Result<(
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let registry = open_registry(&cfg.storage.data_dir)?;
+    let registry = open_registry(&cfg.storage)?;
     let tls = crate::tls::acceptor(&cfg)?;
     let listener = TcpListener::bind(cfg.server.listen)
         .await
@@ -95,6 +106,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(
         %addr,
         data_dir = %cfg.storage.data_dir.display(),
+        fsync = cfg.storage.fsync,
         "berth is listening on {scheme}://{addr}"
     );
     if let Some(path) = &cfg.server.addr_file {

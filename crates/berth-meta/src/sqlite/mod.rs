@@ -49,12 +49,29 @@ pub enum OpenError {
     Migrate(#[from] MigrateError),
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Options of the SQLite backend.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL`: a returned commit survives power loss. Otherwise `NORMAL`,
+    /// which in WAL mode survives a process crash but may lose the last commits on power loss.
+    pub fsync: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { fsync: true }
+    }
+}
+
+fn configure(conn: &Connection, options: SqliteOptions) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(if options.fsync {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+    } else {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+    })?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
+        "PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -8000;",
     )
@@ -63,13 +80,17 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteMetaStore {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
         let path = path.as_ref();
         let open = |p: &Path| {
             let c = Connection::open(p).map_err(|source| OpenError::Open {
                 path: p.display().to_string(),
                 source,
             })?;
-            configure(&c).map_err(|source| OpenError::Open {
+            configure(&c, options).map_err(|source| OpenError::Open {
                 path: p.display().to_string(),
                 source,
             })?;
