@@ -128,6 +128,7 @@ fn file_stream(file: File, remaining: u64) -> ByteStream {
 
 struct DiskSink {
     file: io::BufWriter<File>,
+    start: u64,
     size: u64,
 }
 
@@ -141,6 +142,13 @@ impl UploadSink for DiskSink {
     fn finish(mut self: Box<Self>) -> Result<u64> {
         self.file.flush()?;
         Ok(self.size)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        // Drop the unwritten buffer rather than flushing it, then cut the file back.
+        let (file, _unwritten) = self.file.into_parts();
+        file.set_len(self.start)?;
+        Ok(())
     }
 }
 
@@ -236,6 +244,7 @@ impl BlobStore for DiskBlobStore {
             file.seek(SeekFrom::Start(offset))?;
             Ok(Box::new(DiskSink {
                 file: io::BufWriter::with_capacity(256 * 1024, file),
+                start: offset,
                 size: offset,
             }) as Box<dyn UploadSink>)
         })

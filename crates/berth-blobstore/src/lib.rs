@@ -85,6 +85,8 @@ pub trait UploadSink: Send {
     /// Flushes what was written and returns the upload's new size. Not yet durable:
     /// durability comes with [`BlobStore::commit_upload`].
     fn finish(self: Box<Self>) -> Result<u64>;
+    /// Discards everything this sink wrote, leaving the upload as it was when opened.
+    fn abort(self: Box<Self>) -> Result<()>;
 }
 
 #[async_trait::async_trait]

@@ -49,6 +49,18 @@ pub async fn run(store: &dyn BlobStore) {
         data.len() as u64
     );
     assert_eq!(collect(store.read_upload("u1").await.unwrap()).await, data);
+    // An aborted sink leaves the upload as it was.
+    let mut sink = store.upload_sink("u1", data.len() as u64).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        sink.write_all(&[1u8; 300_000]).unwrap();
+        sink.abort().unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        store.upload_size("u1").await.unwrap(),
+        Some(data.len() as u64)
+    );
     assert_eq!(store.list_uploads().await.unwrap(), vec!["u1".to_string()]);
 
     // Commit and read back, whole and by range.

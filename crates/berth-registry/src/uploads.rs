@@ -24,6 +24,10 @@ use crate::now_ms;
 const WRITE_BATCH: usize = 256 * 1024;
 /// How often an active upload's `updated` time is written to the meta store.
 const TOUCH_EVERY_MS: i64 = 60_000;
+/// A request body that sends nothing for this long is cut off (its bytes so far are kept).
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a write waits for another request writing to the same upload.
+const UPLOAD_BUSY_WAIT: Duration = Duration::from_secs(30);
 
 /// The in-memory part of an upload: its running hash and where it stands.
 pub(crate) struct HashState {
@@ -100,6 +104,12 @@ where
             hasher.update(&buf);
             written += buf.len() as u64;
         }
+        if failure.is_some() {
+            // Storage refused the write: give back what this request wrote, so a refused
+            // chunk leaves the upload exactly as it was and can be retried.
+            let undone = sink.abort();
+            return (hasher, written, failure, undone.map(|()| 0));
+        }
         let finished = sink.finish();
         (hasher, written, failure, finished)
     });
@@ -108,7 +118,14 @@ where
     let mut batch = BytesMut::new();
     let mut body_error = None;
     loop {
-        match body.next().await {
+        let next = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
+            Ok(n) => n,
+            Err(_) => Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client sent nothing for too long",
+            ))),
+        };
+        match next {
             Some(Ok(chunk)) => {
                 if batch.is_empty() && chunk.len() >= WRITE_BATCH {
                     if tx.send(chunk).await.is_err() {
@@ -136,6 +153,9 @@ where
         .await
         .map_err(|e| RegistryError::Internal(Box::new(e)))?;
     if let Some(e) = failure {
+        if let Err(undo) = finished {
+            tracing::error!(upload = id, error = %undo, "could not undo a refused write");
+        }
         return Err(e.into());
     }
     finished?;
@@ -223,18 +243,41 @@ impl Uploads {
         }
     }
 
+    /// Where an upload stands. Takes no lock, so it answers even while another request
+    /// is writing to the upload (the offset then includes what has arrived so far).
     pub(crate) async fn status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
-        let slot = self.active.slot(id);
-        let mut slot = slot.lock().await;
-        let offset = self.check(&mut slot, id, repo).await;
-        if offset.is_err() {
-            drop(slot);
-            self.active.forget(id);
-        }
+        self.owned(repo, id).await?;
+        let offset = self
+            .blobs
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))?;
         Ok(UploadStatus {
             id: id.to_string(),
-            offset: offset?,
+            offset,
         })
+    }
+
+    /// Checks in the meta store that the upload exists and belongs to `repo`.
+    async fn owned(&self, repo: &RepositoryName, id: &str) -> Result<()> {
+        match self.meta.get_upload(id).await? {
+            Some(rec) if rec.repository == repo.as_str() => Ok(()),
+            _ => Err(RegistryError::UploadNotFound(id.to_string())),
+        }
+    }
+
+    /// Locks the upload's slot, waiting a bounded time for another writer.
+    async fn lock_slot(
+        &self,
+        id: &str,
+    ) -> Result<(Arc<AsyncMutex<Slot>>, tokio::sync::OwnedMutexGuard<Slot>)> {
+        let slot = self.active.slot(id);
+        match tokio::time::timeout(UPLOAD_BUSY_WAIT, slot.clone().lock_owned()).await {
+            Ok(guard) => Ok((slot, guard)),
+            Err(_) => Err(RegistryError::UploadInvalid(
+                "another request is still writing to this upload".into(),
+            )),
+        }
     }
 
     /// Appends a chunk. `start` is the offset the client says the chunk begins at
@@ -249,8 +292,7 @@ impl Uploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let slot_arc = self.active.slot(id);
-        let mut slot = slot_arc.lock().await;
+        let (_slot_arc, mut slot) = self.lock_slot(id).await?;
         let size = match self.check(&mut slot, id, repo).await {
             Ok(s) => s,
             Err(e) => {
@@ -301,8 +343,7 @@ impl Uploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let slot_arc = self.active.slot(id);
-        let mut slot = slot_arc.lock().await;
+        let (_slot_arc, mut slot) = self.lock_slot(id).await?;
         let size = match self.check(&mut slot, id, repo).await {
             Ok(s) => s,
             Err(e) => {
@@ -395,15 +436,13 @@ impl Uploads {
         result
     }
 
+    /// Cancels an upload. Takes no lock (a stalled writer cannot block it) and deletes
+    /// the bytes before the row, so it frees space even when the disk is full.
     pub(crate) async fn cancel(&self, repo: &RepositoryName, id: &str) -> Result<()> {
-        let slot_arc = self.active.slot(id);
-        let mut slot = slot_arc.lock().await;
-        let checked = self.check(&mut slot, id, repo).await;
-        drop(slot);
-        self.active.forget(id);
-        checked?;
-        self.meta.delete_upload(id).await?;
+        self.owned(repo, id).await?;
         self.blobs.abort_upload(id).await?;
+        self.active.forget(id);
+        self.meta.delete_upload(id).await?;
         Ok(())
     }
 
@@ -417,8 +456,8 @@ impl Uploads {
                 continue;
             }
             self.active.forget(&id);
-            self.meta.delete_upload(&id).await?;
             self.blobs.abort_upload(&id).await?;
+            self.meta.delete_upload(&id).await?;
             removed += 1;
         }
         for id in self.blobs.list_uploads().await? {

@@ -457,16 +457,9 @@ fn a_full_disk_gets_507_keeps_old_data_and_recovers_when_space_is_freed() {
     eprintln!("disk full test ok in {:?}", started.elapsed());
 }
 
-/// Known Berth bugs on a full disk, kept as a reproducer (run with `--run-ignored only`):
-///
-/// 1. A `PATCH` refused with 507 ("the registry's storage is full; nothing was written") has in fact appended
-///    part of its body to the upload: the upload's `Range` moves past the last acknowledged chunk, so a client
-///    that retries the same chunk gets 416.
-/// 2. `DELETE` of that upload answers 507 and frees nothing: `Uploads::cancel` deletes the SQLite row first, which
-///    needs room in the WAL, and only then the upload file. The abandoned-upload sweeper has the same order, so
-///    neither the client nor the registry can give back the space the upload holds while the disk is full.
+/// On a full disk, a `PATCH` refused with 507 leaves the upload exactly as it was (so the same chunk can be
+/// retried), and `DELETE` of the upload frees its space even though the metadata database cannot grow.
 #[test]
-#[ignore = "Berth bug: a refused PATCH keeps part of its body, and DELETE of the upload fails with 507 on a full disk"]
 fn a_refused_patch_writes_nothing_and_its_upload_can_be_cancelled_while_full() {
     let mut rng = Rng::from_env("disk-full-cancel");
     let work = workdir("disk-full-cancel");
