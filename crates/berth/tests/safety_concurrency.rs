@@ -6,8 +6,8 @@
 //! * 16 clients push different manifests to the same tag at once, while readers keep fetching the tag: every push
 //!   gets 201; every read returns a manifest whose bytes match its `Docker-Content-Digest` and that one of the
 //!   writers pushed; afterwards the tag list names the tag once, the tag resolves to one of the pushed manifests,
-//!   `HEAD`, `GET` by tag and `GET` by digest agree, and the same answer comes back after a restart (so no cache
-//!   served a value the database does not hold).
+//!   `HEAD`, `GET` by tag and `GET` by digest agree, the tag is what `meta.db` holds, and the same answer comes
+//!   back after a restart (so no cache served a value the database does not hold).
 
 mod safety_support;
 
@@ -122,10 +122,25 @@ fn read_tag(
     Ok(d)
 }
 
+/// The digest `meta.db` holds for a tag (read-only; the server keeps running).
+fn tag_in_db(data: &std::path::Path, repo: &str, tag: &str) -> Option<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("meta.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open meta.db read-only");
+    conn.query_row(
+        "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = ?1 AND t.name = ?2",
+        [repo, tag],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
 #[test]
 fn sixteen_clients_pushing_the_same_tag_at_once_leave_a_consistent_tag() {
-    const ROUNDS: usize = 8;
-    const READERS: usize = 3;
+    const ROUNDS: usize = 12;
+    const READERS: usize = 6;
     let started = Instant::now();
     let mut rng = Rng::from_env("same-tag");
     let work = workdir("same-tag");
@@ -258,6 +273,13 @@ fn sixteen_clients_pushing_the_same_tag_at_once_leave_a_consistent_tag() {
                 "GET {repo}@{md}"
             );
         }
+        // What the server serves (possibly from its cache) is what its database holds.
+        let in_db = tag_in_db(&data, repo, &tag);
+        assert_eq!(
+            in_db.as_deref(),
+            Some(d.as_str()),
+            "round {round}: GET {repo}:{tag} serves {d}, the database says {in_db:?}"
+        );
         observed.insert(tag, d);
     }
 

@@ -255,8 +255,8 @@ fn a_full_disk_gets_507_keeps_old_data_and_recovers_when_space_is_freed() {
         "a failed monolithic push left upload files: {left:?}"
     );
 
-    // 2b. A chunked upload whose PATCH does not fit: 507, and the upload stays usable. Where it stands is
-    //     whatever GET reports; it is resumed from there once space is freed (step 5).
+    // 2b. A chunked upload whose PATCH does not fit: 507, the upload is left as it was (empty), and it is
+    //     resumed from where GET says it stands once space is freed (step 5).
     let chunked = rng.bytes(900 << 10);
     let chunked_d = sha256_digest(&chunked);
     let chunked_url = match start_upload(&c, &ep, repo) {
@@ -282,10 +282,10 @@ fn a_full_disk_gets_507_keeps_old_data_and_recovers_when_space_is_freed() {
         "refused PATCH of {} bytes: the upload now reports Range {range:?}",
         chunked.len()
     );
-    assert!(
-        (held as usize) < chunked.len(),
-        "the upload holds {held} bytes after a refused PATCH of {}",
-        chunked.len()
+    assert_eq!(
+        held,
+        0,
+        "a PATCH refused with 507 must leave the (empty) upload as it was; it reports Range {range:?}"
     );
 
     // 3. Fill the file system to the last byte, then try every kind of write: each is accepted or refused with
