@@ -6,7 +6,7 @@
 //!   off by the kill (one writer per tag, so nothing else is possible);
 //! * nothing partial is visible: every repository in the catalog and every tag in a tag list resolves to a
 //!   manifest whose blobs all pull back whole, a blob whose push was cut off is either absent or whole, and every
-//!   file under `blobs/` hashes to its name;
+//!   file under `blobs/` hashes to its name, and no upload file without an upload row outlives the restart;
 //! * `meta.db` passes `PRAGMA integrity_check` and `PRAGMA foreign_key_check`;
 //! * an upload in progress survives a kill: its acknowledged offset is reported after the restart and it can be
 //!   completed, even when the kill cut a `PATCH` off in the middle of its body.
@@ -386,6 +386,13 @@ fn verify_all(server: &Server, writers: &mut [Writer]) -> Vec<String> {
         ));
     }
     problems.extend(sqlite_check(&server.data_dir));
+    let orphans = orphan_upload_files(&server.data_dir);
+    if !orphans.is_empty() {
+        problems.push(format!(
+            "upload files without an upload row survived the restart (the startup sweep should remove them): \
+             {orphans:?}"
+        ));
+    }
     problems
 }
 
@@ -440,10 +447,12 @@ fn acknowledged_pushes_survive_sigkill_and_nothing_partial_is_visible() {
                 .sum()
         };
         let line = format!(
-            "round {round}: SIGKILL after {delay:?}; acknowledged {} blobs and {} manifests; {} pushes cut off",
+            "round {round}: SIGKILL after {delay:?}; acknowledged {} blobs and {} manifests; {} pushes cut off; \
+             {} files in uploads/ after the kill",
             sum(|s| s.blobs_acked),
             sum(|s| s.manifests_acked),
-            sum(|s| s.lost)
+            sum(|s| s.lost),
+            upload_files(&data).len()
         );
         eprintln!("{line}");
         report.push(line);

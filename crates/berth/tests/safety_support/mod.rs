@@ -938,6 +938,27 @@ pub fn upload_files(data_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Files in `<data>/uploads/` that no row of the `uploads` table owns (a monolithic push cut off by a crash leaves
+/// one; the sweeper that runs when the server starts must remove it).
+pub fn orphan_upload_files(data_dir: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("meta.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open meta.db read-only");
+    let rows: std::collections::BTreeSet<String> = conn
+        .prepare("SELECT id FROM uploads")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .expect("SELECT id FROM uploads");
+    upload_files(data_dir)
+        .into_iter()
+        .filter(|f| !rows.contains(f))
+        .collect()
+}
+
 /// `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on `<data>/meta.db`, opened read-only (the server
 /// may be running; WAL lets a reader in). Returns the problems (empty when the database is sound).
 pub fn sqlite_check(data_dir: &Path) -> Vec<String> {
