@@ -82,6 +82,13 @@ impl ByteRange {
 pub trait UploadSink: Send {
     /// Appends all of `buf`.
     fn write_all(&mut self, buf: &[u8]) -> Result<()>;
+    /// Appends all of `chunks`, in order (one vectored write where the backend can).
+    fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<()> {
+        for c in chunks {
+            self.write_all(c)?;
+        }
+        Ok(())
+    }
     /// Flushes what was written and returns the upload's new size. Not yet durable:
     /// durability comes with [`BlobStore::commit_upload`].
     fn finish(self: Box<Self>) -> Result<u64>;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -91,18 +91,22 @@ where
     S: Stream<Item = std::io::Result<Bytes>> + Send,
 {
     let mut sink = blobs.upload_sink(id, state.offset).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    // Batches of the request's own buffers (no copy) go to a blocking writer thread,
+    // which hashes and writes each byte once.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
     let mut hasher = state.hasher;
     let writer = tokio::task::spawn_blocking(move || {
         let mut written = 0u64;
         let mut failure = None;
-        while let Some(buf) = rx.blocking_recv() {
-            if let Err(e) = sink.write_all(&buf) {
+        while let Some(batch) = rx.blocking_recv() {
+            if let Err(e) = sink.write_chunks(&batch) {
                 failure = Some(e);
                 break;
             }
-            hasher.update(&buf);
-            written += buf.len() as u64;
+            for buf in &batch {
+                hasher.update(buf);
+                written += buf.len() as u64;
+            }
         }
         if failure.is_some() {
             // Storage refused the write: give back what this request wrote, so a refused
@@ -115,7 +119,8 @@ where
     });
 
     let mut body = std::pin::pin!(body);
-    let mut batch = BytesMut::new();
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_bytes = 0usize;
     let mut body_error = None;
     loop {
         let next = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
@@ -127,15 +132,13 @@ where
         };
         match next {
             Some(Ok(chunk)) => {
-                if batch.is_empty() && chunk.len() >= WRITE_BATCH {
-                    if tx.send(chunk).await.is_err() {
+                batch_bytes += chunk.len();
+                batch.push(chunk);
+                if batch_bytes >= WRITE_BATCH {
+                    batch_bytes = 0;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
                         break;
                     }
-                    continue;
-                }
-                batch.extend_from_slice(&chunk);
-                if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err() {
-                    break;
                 }
             }
             Some(Err(e)) => {
@@ -146,7 +149,7 @@ where
         }
     }
     if !batch.is_empty() {
-        let _ = tx.send(batch.freeze()).await;
+        let _ = tx.send(batch).await;
     }
     drop(tx);
     let (hasher, written, failure, finished) = writer
