@@ -1,0 +1,1 @@
+//! IAM policy language and evaluation (being written).
