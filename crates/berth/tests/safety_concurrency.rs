@@ -124,17 +124,20 @@ fn read_tag(
 
 /// The digest `meta.db` holds for a tag (read-only; the server keeps running).
 fn tag_in_db(data: &std::path::Path, repo: &str, tag: &str) -> Option<String> {
+    use rusqlite::OptionalExtension;
     let conn = rusqlite::Connection::open_with_flags(
         data.join("meta.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open meta.db read-only");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
     conn.query_row(
         "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = ?1 AND t.name = ?2",
         [repo, tag],
         |r| r.get(0),
     )
-    .ok()
+    .optional()
+    .unwrap_or_else(|e| panic!("reading tag {repo}:{tag} from meta.db: {e}"))
 }
 
 #[test]

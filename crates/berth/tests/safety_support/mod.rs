@@ -946,6 +946,7 @@ pub fn orphan_upload_files(data_dir: &Path) -> Vec<String> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open meta.db read-only");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let rows: std::collections::BTreeSet<String> = conn
         .prepare("SELECT id FROM uploads")
         .and_then(|mut st| {
@@ -1006,6 +1007,7 @@ pub fn sqlite_count(data_dir: &Path, sql: &str) -> i64 {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open meta.db read-only");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
     conn.query_row(sql, [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
