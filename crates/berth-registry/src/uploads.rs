@@ -270,32 +270,26 @@ impl Uploads {
     }
 
     /// Locks the upload's slot, waiting a bounded time for another writer.
-    async fn lock_slot(
-        &self,
-        id: &str,
-    ) -> Result<(Arc<AsyncMutex<Slot>>, tokio::sync::OwnedMutexGuard<Slot>)> {
+    async fn lock_slot(&self, id: &str) -> Result<tokio::sync::OwnedMutexGuard<Slot>> {
         let slot = self.active.slot(id);
-        match tokio::time::timeout(UPLOAD_BUSY_WAIT, slot.clone().lock_owned()).await {
-            Ok(guard) => Ok((slot, guard)),
+        match tokio::time::timeout(UPLOAD_BUSY_WAIT, slot.lock_owned()).await {
+            Ok(guard) => Ok(guard),
             Err(_) => Err(RegistryError::UploadInvalid(
                 "another request is still writing to this upload".into(),
             )),
         }
     }
 
-    /// Appends a chunk. `start` is the offset the client says the chunk begins at
-    /// (from `Content-Range`), if it said.
-    pub(crate) async fn append<S>(
+    /// Takes the upload's lock, checks ownership and the chunk's start offset, and
+    /// returns the hash state to continue from.
+    async fn begin_write(
         &self,
         repo: &RepositoryName,
         id: &str,
         start: Option<u64>,
-        body: S,
-    ) -> Result<UploadStatus>
-    where
-        S: Stream<Item = std::io::Result<Bytes>> + Send,
-    {
-        let (_slot_arc, mut slot) = self.lock_slot(id).await?;
+        alg: Algorithm,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<Slot>, HashState)> {
+        let mut slot = self.lock_slot(id).await?;
         let size = match self.check(&mut slot, id, repo).await {
             Ok(s) => s,
             Err(e) => {
@@ -312,9 +306,23 @@ impl Uploads {
                 });
             }
         }
-        let state = self
-            .hash_state(&mut slot, id, size, Algorithm::Sha256)
-            .await?;
+        let state = self.hash_state(&mut slot, id, size, alg).await?;
+        Ok((slot, state))
+    }
+
+    /// Appends a chunk. `start` is the offset the client says the chunk begins at
+    /// (from `Content-Range`), if it said.
+    pub(crate) async fn append<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let (mut slot, state) = self.begin_write(repo, id, start, Algorithm::Sha256).await?;
         let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
         let offset = state.offset;
         slot.state = Some(state);
@@ -346,25 +354,8 @@ impl Uploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let (_slot_arc, mut slot) = self.lock_slot(id).await?;
-        let size = match self.check(&mut slot, id, repo).await {
-            Ok(s) => s,
-            Err(e) => {
-                drop(slot);
-                self.active.forget(id);
-                return Err(e);
-            }
-        };
-        if let Some(start) = start {
-            if start != size {
-                return Err(RegistryError::UploadOutOfOrder {
-                    requested: start,
-                    current: size,
-                });
-            }
-        }
-        let state = self
-            .hash_state(&mut slot, id, size, digest.algorithm())
+        let (mut slot, state) = self
+            .begin_write(repo, id, start, digest.algorithm())
             .await?;
         let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
         if let Some(e) = body_error {
