@@ -159,14 +159,14 @@ impl Verifier {
                 got: scope.terminator.clone(),
             });
         }
-        if !self.config.services.iter().any(|s| *s == scope.service) {
+        if !self.config.services.contains(&scope.service) {
             return Err(SigV4Error::WrongService {
                 expected: self.config.services.first().cloned().unwrap_or_default(),
                 got: scope.service.clone(),
             });
         }
         if let RegionPolicy::OneOf(regions) = &self.config.regions {
-            if !regions.iter().any(|r| *r == scope.region) {
+            if !regions.contains(&scope.region) {
                 return Err(SigV4Error::WrongRegion {
                     got: scope.region.clone(),
                 });
