@@ -17,6 +17,41 @@
 //!    scope and the time and recomputes the signature. [`SigV4Error::aws_type`] and
 //!    [`SigV4Error::query_code`] name the error on the wire.
 //!
+//! ```
+//! use berth_sigv4::{sign_request, Credentials, PayloadHash, Request, SigV4Error, Verifier, VerifierConfig};
+//! use time::macros::datetime;
+//!
+//! let now = datetime!(2026-03-01 12:00:00 UTC);
+//! let body = br#"{}"#;
+//! let req = Request::new("POST", "/", "", PayloadHash::of_body(body))
+//!     .with_header("Host", "127.0.0.1:5000")
+//!     .with_header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken");
+//!
+//! // A client (here the crate's own signer, handy in tests) adds x-amz-date and authorization.
+//! let creds = Credentials { access_key_id: "AKIDEXAMPLE", secret_access_key: "s3cr3t", session_token: None };
+//! let added = sign_request(&req, &creds, "us-east-1", "ecr", now)?.headers();
+//! let mut signed = req.clone();
+//! for (name, value) in &added {
+//!     signed = signed.with_header(name, value);
+//! }
+//!
+//! // The server: parse, look the key up, verify.
+//! let verifier = Verifier::new(VerifierConfig::new(["ecr"]).with_regions(["us-east-1"]));
+//! let parsed = verifier.parse(&signed)?;
+//! let secret = match parsed.access_key_id.as_str() {
+//!     "AKIDEXAMPLE" => "s3cr3t",
+//!     other => return Err(SigV4Error::UnrecognizedClient { access_key_id: other.to_string() }),
+//! };
+//! let identity = verifier.verify(&parsed, secret, &signed, now)?;
+//! assert_eq!(identity.access_key_id, "AKIDEXAMPLE");
+//!
+//! // Any change to a signed part is refused with the AWS exception name.
+//! let tampered = signed.clone().with_header("X-Amz-Target", "extra");
+//! let err = verifier.verify(&parsed, secret, &tampered, now).unwrap_err();
+//! assert_eq!(err.aws_type(), "InvalidSignatureException");
+//! # Ok::<(), SigV4Error>(())
+//! ```
+//!
 //! ## Canonicalization implemented (non-S3 rules; what botocore and the AWS SDKs sign)
 //! - **Method**: as received.
 //! - **Canonical URI**: the path exactly as received (already percent-encoded by the client)
