@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian 12 (as root): the real clients the end-to-end tests drive
-# (skopeo, podman, buildah, umoci, curl) and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
+# (skopeo, podman, buildah, umoci, curl), botocore from PyPI and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
 # something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +43,11 @@ podman --version
 buildah --version
 umoci --version
 curl --version | sed -n 1p
+
+# PyPI packages: botocore signs the requests that the SigV4 verifier is tested against.
+PIP_PACKAGES=(botocore)
+step "python3 -m pip install ${PIP_PACKAGES[*]}"
+retry python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
 if cargo nextest --version >/dev/null 2>&1; then
   step "cargo-nextest present: $(cargo nextest --version | sed -n 1p)"

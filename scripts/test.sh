@@ -16,6 +16,7 @@ for tool in skopeo podman buildah umoci curl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 cargo nextest --version >/dev/null 2>&1 || missing+=(cargo-nextest)
+python3 -c 'import botocore' >/dev/null 2>&1 || missing+=(botocore)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "+ installing missing test dependencies: ${missing[*]}"
