@@ -10,6 +10,8 @@
 //!   sixth is everything after the fifth colon), and each is compared separately with wildcards, case-sensitively;
 //!   a `*` never spans a colon between the first five segments.
 
+use std::cell::OnceCell;
+
 use crate::wildcard::{BadVariable, Pattern, Vars};
 
 /// A compiled ARN pattern: one [`Pattern`] per colon-separated segment (at most six).
@@ -59,9 +61,12 @@ impl ArnPattern {
     }
 
     /// `Resource` matching (see the module doc).
-    pub(crate) fn matches_resource<V: Vars + ?Sized>(&self, arn: &str, vars: &V) -> bool {
-        let b = Bounds::of(arn, MAX_SEGMENTS);
-        self.expand(0, 0, arn, &b, vars)
+    pub(crate) fn matches_resource<V: Vars + ?Sized>(
+        &self,
+        target: &SplitArn<'_>,
+        vars: &V,
+    ) -> bool {
+        self.expand(0, 0, target.arn, target.bounds(), vars)
     }
 
     fn expand<V: Vars + ?Sized>(
@@ -104,6 +109,31 @@ impl ArnPattern {
         }
         (0..5).all(|i| self.segs[i].matches(&arn[b.start(i)..b.end(i)], false, vars))
             && self.segs[5].matches(&arn[b.start(5)..], false, vars)
+    }
+}
+
+/// A request's resource ARN with its segment boundaries found once, to be matched against many patterns. The
+/// boundaries are found on first use: many statements never need them (`"Resource": "*"`, exact ARNs).
+pub(crate) struct SplitArn<'a> {
+    arn: &'a str,
+    bounds: OnceCell<Bounds>,
+}
+
+impl<'a> SplitArn<'a> {
+    pub(crate) fn new(arn: &'a str) -> Self {
+        SplitArn {
+            arn,
+            bounds: OnceCell::new(),
+        }
+    }
+
+    fn bounds(&self) -> &Bounds {
+        self.bounds
+            .get_or_init(|| Bounds::of(self.arn, MAX_SEGMENTS))
+    }
+
+    pub(crate) fn as_str(&self) -> &'a str {
+        self.arn
     }
 }
 
@@ -162,7 +192,7 @@ mod tests {
     fn res(p: &str, arn: &str) -> bool {
         ArnPattern::resource(p, false)
             .unwrap()
-            .matches_resource(arn, &NoVars)
+            .matches_resource(&SplitArn::new(arn), &NoVars)
     }
 
     fn like(p: &str, arn: &str) -> bool {

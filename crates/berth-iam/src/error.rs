@@ -8,7 +8,8 @@ use std::fmt;
 /// A policy document was rejected. `location` says where, `kind` says why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyError {
-    pub location: Location,
+    /// Boxed to keep `Result<_, PolicyError>` small.
+    pub location: Box<Location>,
     pub kind: PolicyErrorKind,
 }
 
@@ -87,7 +88,7 @@ pub enum PolicyErrorKind {
 impl PolicyError {
     pub(crate) fn new(kind: PolicyErrorKind) -> Self {
         PolicyError {
-            location: Location::default(),
+            location: Box::default(),
             kind,
         }
     }
@@ -134,7 +135,7 @@ impl fmt::Display for Location {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.location == Location::default() {
+        if *self.location == Location::default() {
             write!(f, "{}", self.kind)
         } else {
             write!(f, "{}: {}", self.location, self.kind)

@@ -14,7 +14,8 @@
 
 use std::fmt;
 
-use crate::policy::model::{Negatable, Statement};
+use crate::arn_pattern::SplitArn;
+use crate::policy::model::{ActionName, Negatable, Statement};
 use crate::policy::principal::PrincipalMatch;
 use crate::policy::{Effect, Policy};
 use crate::request::{PrincipalKind, Request};
@@ -191,6 +192,9 @@ impl fmt::Display for Decision<'_> {
 
 /// Decides `req`. Allocates nothing.
 pub fn evaluate<'a>(req: &Request<'a>) -> Decision<'a> {
+    let resource = SplitArn::new(req.resource);
+    let mut action_buf = [0u8; 128];
+    let action = ActionName::new(req.action, &mut action_buf);
     let mut identity_allow = None;
     let mut resource_direct = None;
     let mut resource_account = None;
@@ -210,7 +214,9 @@ pub fn evaluate<'a>(req: &Request<'a>) -> Decision<'a> {
     );
     for (source, policy) in all {
         for (index, st) in policy.statements.iter().enumerate() {
-            let Some(pm) = applies(st, req) else { continue };
+            let Some(pm) = applies(st, req, &action, &resource) else {
+                continue;
+            };
             let here = StatementRef {
                 source,
                 policy,
@@ -273,12 +279,17 @@ pub fn evaluate<'a>(req: &Request<'a>) -> Decision<'a> {
 
 /// Whether `st` applies to `req`, and if so how its principal element names the caller (identity-based
 /// statements name their holder directly).
-fn applies(st: &Statement, req: &Request<'_>) -> Option<PrincipalMatch> {
+fn applies(
+    st: &Statement,
+    req: &Request<'_>,
+    action: &ActionName<'_>,
+    resource: &SplitArn<'_>,
+) -> Option<PrincipalMatch> {
     let Negatable {
         items: actions,
         not,
     } = &st.actions;
-    if actions.matches(req.action) == *not {
+    if actions.matches(action) == *not {
         return None;
     }
     let pm = match &st.principals {
@@ -291,7 +302,7 @@ fn applies(st: &Statement, req: &Request<'_>) -> Option<PrincipalMatch> {
         },
     };
     if let Some(Negatable { items, not }) = &st.resources {
-        if items.matches(req.resource, req) == *not {
+        if items.matches(resource, req) == *not {
             return None;
         }
     }

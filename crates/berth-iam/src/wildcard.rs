@@ -139,11 +139,20 @@ impl Pattern {
     /// Glob match of the whole of `s`; `ci` compares ASCII letters case-insensitively (IAM action names).
     pub(crate) fn matches<V: Vars + ?Sized>(&self, s: &str, ci: bool, vars: &V) -> bool {
         let toks = &*self.tokens;
+        // Fast paths for the most common shapes: ``, `*`, `literal` and `literal*`.
+        match toks {
+            [] => return s.is_empty(),
+            [Token::Star] => return true,
+            [Token::Lit(l)] => return prefix(s, 0, l, ci) == Some(s.len()),
+            [Token::Lit(l), Token::Star] => return prefix(s, 0, l, ci).is_some(),
+            _ => {}
+        }
         let (mut ti, mut si) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
         loop {
             if ti < toks.len() {
                 let advanced = match &toks[ti] {
+                    Token::Star if ti + 1 == toks.len() => return true,
                     Token::Star => {
                         star = Some((ti + 1, si));
                         ti += 1;

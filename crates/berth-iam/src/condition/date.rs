@@ -42,7 +42,7 @@ fn parse_epoch(s: &str) -> Option<i128> {
 
 /// Epoch seconds as nanoseconds, for numbers compared with Date operators.
 pub(crate) fn epoch_f64_to_nanos(f: f64) -> Option<i128> {
-    f.is_finite().then(|| (f * 1e9) as i128)
+    f.is_finite().then_some((f * 1e9) as i128)
 }
 
 #[cfg(test)]

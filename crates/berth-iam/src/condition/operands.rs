@@ -102,7 +102,7 @@ impl Operands {
     /// The `Null` operator's values (`true`: the key must be absent).
     pub(crate) fn null_wants_absent(&self, absent: bool) -> bool {
         match self {
-            Operands::Bool(b) => b.iter().any(|&want_absent| want_absent == absent),
+            Operands::Bool(b) => b.contains(&absent),
             _ => false,
         }
     }

@@ -1,7 +1,7 @@
 //! The compiled form of a policy: what evaluation walks on every request.
 
 use super::principal::PrincipalSet;
-use crate::arn_pattern::ArnPattern;
+use crate::arn_pattern::{ArnPattern, SplitArn};
 use crate::condition::Condition;
 use crate::wildcard::{NoVars, Pattern, Vars};
 
@@ -118,9 +118,11 @@ impl ActionPattern {
             if *a == "*" {
                 return ActionPattern::Any;
             }
+            // Stored lowercased, to compare with the request's action lowercased once per evaluation.
+            let a = a.to_ascii_lowercase();
             // Actions have no policy variables; compile cannot fail without them.
             let p =
-                Pattern::compile(a, true, false).unwrap_or_else(|_| unreachable!("no variables"));
+                Pattern::compile(&a, true, false).unwrap_or_else(|_| unreachable!("no variables"));
             match p.as_literal() {
                 Some(l) => exact.push(l.into()),
                 None => globs.push(p),
@@ -132,13 +134,39 @@ impl ActionPattern {
         }
     }
 
-    pub(crate) fn matches(&self, action: &str) -> bool {
-        match self {
-            ActionPattern::Any => true,
-            ActionPattern::List { exact, globs } => {
-                exact.iter().any(|e| e.eq_ignore_ascii_case(action))
-                    || globs.iter().any(|g| g.matches(action, true, &NoVars))
+    /// Case-insensitive match of `action`, given as [`ActionName`].
+    pub(crate) fn matches(&self, action: &ActionName<'_>) -> bool {
+        match (self, action) {
+            (ActionPattern::Any, _) => true,
+            (ActionPattern::List { exact, globs }, ActionName::Lower(a)) => {
+                exact.iter().any(|e| **e == **a)
+                    || globs.iter().any(|g| g.matches(a, false, &NoVars))
             }
+            (ActionPattern::List { exact, globs }, ActionName::Mixed(a)) => {
+                exact.iter().any(|e| e.eq_ignore_ascii_case(a))
+                    || globs.iter().any(|g| g.matches(a, true, &NoVars))
+            }
+        }
+    }
+}
+
+/// The request's action, ASCII-lowercased once per evaluation when it fits the stack buffer.
+pub(crate) enum ActionName<'a> {
+    Lower(&'a str),
+    Mixed(&'a str),
+}
+
+impl<'a> ActionName<'a> {
+    pub(crate) fn new(action: &'a str, buf: &'a mut [u8; 128]) -> Self {
+        let Some(dst) = buf.get_mut(..action.len()) else {
+            return ActionName::Mixed(action);
+        };
+        dst.copy_from_slice(action.as_bytes());
+        dst.make_ascii_lowercase();
+        // ASCII lowercasing leaves every non-ASCII byte alone, so this is still UTF-8.
+        match std::str::from_utf8(dst) {
+            Ok(lower) => ActionName::Lower(lower),
+            Err(_) => ActionName::Mixed(action),
         }
     }
 }
@@ -154,11 +182,11 @@ pub(crate) enum ResourcePattern {
 }
 
 impl ResourcePattern {
-    pub(crate) fn matches<V: Vars + ?Sized>(&self, resource: &str, vars: &V) -> bool {
+    pub(crate) fn matches<V: Vars + ?Sized>(&self, resource: &SplitArn<'_>, vars: &V) -> bool {
         match self {
             ResourcePattern::Any => true,
             ResourcePattern::List { exact, arns } => {
-                exact.iter().any(|e| &**e == resource)
+                exact.iter().any(|e| &**e == resource.as_str())
                     || arns.iter().any(|a| a.matches_resource(resource, vars))
             }
         }
