@@ -6,7 +6,7 @@
 //!
 //! **Responsible for:** parsing policy documents in the IAM JSON grammar into a compiled form ([`Policy::parse`]),
 //! rejecting invalid ones with a [`PolicyError`] that names the statement and field, ARNs ([`Arn`] and the
-//! builders), and evaluating a [`Request`] into a [`Decision`] ([`evaluate`]) that names the deciding statement and
+//! builders), and evaluating a [`Request`] into a [`Decision`] ([`evaluate()`]) that names the deciding statement and
 //! formats the AWS `AccessDenied` message ([`Decision::denial_message`]).
 //!
 //! **Not responsible for:** storing users, groups, keys or policies, authenticating requests (SigV4), or mapping
@@ -30,14 +30,14 @@
 //! - `Resource`: case-sensitive; each colon-separated ARN segment matches on its own, the resource part (after the
 //!   fifth colon) as a whole; a `*` that ends a segment may expand across the following colons (so
 //!   `arn:aws:ecr:*` covers every ECR ARN), a `*` inside a segment may not. `ArnLike`/`ArnEquals` compare all six
-//!   segments strictly one by one. See [`arn_pattern`](crate::arn_pattern) for examples.
+//!   segments strictly one by one. The `arn_pattern` module has examples.
 //! - Policy variables `${aws:username}`, `${aws:userid}`, `${aws:PrincipalAccount}`, `${aws:PrincipalTag/k}`, any
 //!   single-valued string key, with `${key, 'default'}` and the escapes `${*}`, `${?}`, `${$}`, in `Resource` and in
 //!   string and ARN condition values. A variable with no value and no default makes that value match nothing.
 //! - Conditions: every operator in the task list with `...IfExists`, `ForAnyValue:`/`ForAllValues:`, and `Null`
 //!   (see the `condition` module for the exact rules, including absent keys and negated operators).
 //!
-//! ## Evaluation (see [`evaluate`])
+//! ## Evaluation (see [`evaluate()`])
 //! An explicit `Deny` in any applicable policy wins. The account root acting in its own account is allowed
 //! everything else: identity-based policies cannot restrict it (AWS cannot attach them to root), but an explicit
 //! deny in a repository or registry policy does bind it, as it does in AWS. Same account: an identity-based allow,
@@ -55,7 +55,7 @@
 //!
 //! ## Performance
 //! Policies are compiled once: actions pre-split into exact names and globs, resource patterns pre-split into
-//! ARN segments, CIDRs, numbers and dates parsed, condition keys resolved to an enum. [`evaluate`] allocates
+//! ARN segments, CIDRs, numbers and dates parsed, condition keys resolved to an enum. [`evaluate()`] allocates
 //! nothing; the micro-benchmark is `cargo test --release -p berth-iam --test bench -- --ignored --nocapture`.
 
 pub mod arn;

@@ -131,3 +131,10 @@ fn anonymous_message_names_anonymous() {
         .unwrap()
         .starts_with("User: anonymous is not authorized"));
 }
+
+#[test]
+fn compiled_policies_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<berth_iam::Policy>();
+    shareable::<berth_iam::PolicyError>();
+}

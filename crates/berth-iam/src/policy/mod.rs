@@ -1,5 +1,5 @@
-//! Policy documents: the IAM JSON grammar ([`parse`]), its compiled form ([`model`]), the `Principal` element
-//! ([`principal`]) and size limits ([`limits`]).
+//! Policy documents: the IAM JSON grammar (`parse`), its compiled form (`model`), the `Principal` element
+//! (`principal`) and size limits ([`limits`]).
 
 pub mod limits;
 pub(crate) mod model;
