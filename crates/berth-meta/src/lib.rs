@@ -9,12 +9,19 @@
 //! Every write that must be atomic (a manifest with its references, tag and event) is
 //! one method here and one transaction in the backend, so callers cannot half-apply it.
 //!
+//! Accounts and IAM (users, groups, inline policies, access keys with their secrets
+//! sealed under a master key) are a second trait, [`IamStore`] (module [`iam`], sealing in
+//! [`secrets`]), implemented by [`sqlite::SqliteIamStore`] on the same database.
+//!
 //! May depend on: `berth-types`.
 
+pub mod iam;
+pub mod secrets;
 pub mod sqlite;
 pub mod suite;
 mod types;
 
+pub use iam::{IamError, IamStore};
 pub use types::*;
 
 use berth_types::{Digest, RepositoryName, Tag};

@@ -4,7 +4,10 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// (version, SQL) in ascending order. Append only; never edit a released migration.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_accounts_iam.sql")),
+];
 
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)

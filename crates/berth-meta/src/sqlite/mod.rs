@@ -2,6 +2,7 @@
 //! on disk). One writer connection serialises writes; a few reader connections serve
 //! reads concurrently. Every call runs on a blocking thread.
 
+mod iam_queries;
 mod migrate;
 mod queries;
 
@@ -15,6 +16,7 @@ use rusqlite::Connection;
 
 use crate::{MetaError, Result};
 
+pub use iam_queries::SqliteIamStore;
 pub use migrate::{latest_version, MigrateError};
 
 const READERS: usize = 4;
@@ -110,10 +112,11 @@ impl SqliteMetaStore {
         })
     }
 
-    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<MetaError> + Send + 'static,
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -127,13 +130,14 @@ impl SqliteMetaStore {
             f(&conn)
         })
         .await
-        .map_err(|e| MetaError::Database(Box::new(e)))?
+        .map_err(|e| E::from(MetaError::Database(Box::new(e))))?
     }
 
-    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<MetaError> + Send + 'static,
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -141,7 +145,7 @@ impl SqliteMetaStore {
             f(&mut conn)
         })
         .await
-        .map_err(|e| MetaError::Database(Box::new(e)))?
+        .map_err(|e| E::from(MetaError::Database(Box::new(e))))?
     }
 }
 
@@ -163,6 +167,86 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
         crate::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_backend_passes_the_iam_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+        let iam = SqliteIamStore::new(store, crate::secrets::MasterKey::generate());
+        crate::suite::iam_suite(&iam).await;
+    }
+
+    #[tokio::test]
+    async fn secrets_are_encrypted_at_rest_and_need_the_master_key() {
+        use crate::iam::{Account, IamStore, NewAccessKey};
+        use crate::secrets::{MasterKey, SecretError};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("meta.db");
+        let key_path = dir.path().join("master.key");
+        let key = NewAccessKey::generate();
+        {
+            let store = SqliteMetaStore::open(&db).unwrap();
+            let iam = SqliteIamStore::new(store, MasterKey::load_or_create(&key_path).unwrap());
+            let account = Account {
+                id: "000000000000".into(),
+                alias: None,
+                created_ms: 1,
+            };
+            iam.create_account(&account, Some(&key)).await.unwrap();
+        }
+        // The stored row holds neither the secret nor any long run of it.
+        let c = Connection::open(&db).unwrap();
+        let sealed: Vec<u8> = c
+            .query_row(
+                "SELECT secret_enc FROM access_keys WHERE access_key_id = ?1",
+                [&key.access_key_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let secret = key.secret.expose().as_bytes();
+        assert_eq!(sealed[0], crate::secrets::SEALED_VERSION);
+        assert!(sealed
+            .windows(8)
+            .all(|w| !secret.windows(8).any(|s| s == w)));
+        let dump: String = c
+            .query_row(
+                "SELECT group_concat(quote(secret_enc) || access_key_id || status) FROM access_keys",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!dump.contains(key.secret.expose()));
+        drop(c);
+        let raw = std::fs::read(&db).unwrap();
+        assert!(!raw.windows(secret.len()).any(|w| w == secret));
+
+        // The same master key opens it again after a reopen.
+        let store = SqliteMetaStore::open(&db).unwrap();
+        let iam = SqliteIamStore::new(store.clone(), MasterKey::load(&key_path).unwrap());
+        let found = iam
+            .lookup_access_key(&key.access_key_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.secret, key.secret);
+
+        // Another master key fails with a clear error naming the key.
+        let wrong = SqliteIamStore::new(store, MasterKey::generate());
+        let err = wrong
+            .lookup_access_key(&key.access_key_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                crate::IamError::Secret { access_key_id, source: SecretError::WrongMasterKey { .. } }
+                    if *access_key_id == key.access_key_id
+            ),
+            "{err:?}"
+        );
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("wrong or replaced master.key"), "{chain}");
     }
 
     #[test]

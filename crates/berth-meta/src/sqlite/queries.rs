@@ -47,7 +47,7 @@ fn record_event(
     Ok(())
 }
 
-fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+pub(super) fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
