@@ -23,6 +23,7 @@ pub use secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub registry: RegistryConfig,
     pub storage: StorageConfig,
     pub tls: TlsConfig,
     pub uploads: UploadsConfig,
@@ -40,6 +41,76 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Seconds to let in-flight requests finish after SIGTERM before closing them.
     pub shutdown_grace_secs: u64,
+}
+
+/// The registry's identity as the ECR API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// The 12-digit id of the default account, created on first start with an
+    /// administrator access key (`<data_dir>/admin.credentials`).
+    pub account_id: String,
+    /// The AWS region name clients sign requests for and ARNs carry.
+    pub region: String,
+    /// The host name (and port) clients use to reach the registry, e.g.
+    /// `registry.example.com`; used in repository URIs and login endpoints. When unset,
+    /// the `Host` of each request is used.
+    pub public_host: Option<String>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            public_host: None,
+        }
+    }
+}
+
+impl RegistryConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let id = &self.account_id;
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!(
+                "registry.account_id must be 12 digits, got {id:?}"
+            )));
+        }
+        let r = &self.region;
+        let region_ok = (1..=32).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !r.starts_with('-')
+            && !r.ends_with('-');
+        if !region_ok {
+            return Err(ConfigError::Invalid(format!(
+                "registry.region must look like us-east-1 (lower-case letters, digits, '-'), got {r:?}"
+            )));
+        }
+        if let Some(h) = &self.public_host {
+            let (host, port) = match h.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+                    (host, Some(port))
+                }
+                _ => (h.as_str(), None),
+            };
+            let host_ok = !host.is_empty()
+                && host.len() <= 253
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b"[]:".contains(&b)
+                });
+            let port_ok = match port {
+                None => true,
+                Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0),
+            };
+            if !host_ok || !port_ok {
+                return Err(ConfigError::Invalid(format!(
+                    "registry.public_host must be a host name with an optional :port (no scheme or path), got {h:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -197,6 +268,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.registry.validate()?;
         self.tls.validate()?;
         self.uploads.validate()?;
         Ok(())
@@ -291,5 +363,48 @@ mod tests {
         assert!(c.validate().is_ok());
         assert!(!c.redacted_toml().contains("BEGIN PRIVATE KEY"));
         assert!(c.redacted_toml().contains("<redacted>"));
+    }
+
+    #[test]
+    fn registry_identity_is_validated() {
+        let mut c = Config::default();
+        assert_eq!(c.registry.account_id, "000000000000");
+        assert_eq!(c.registry.region, "us-east-1");
+        assert!(c.validate().is_ok());
+        for bad in ["1234", "12345678901a", "1234567890123"] {
+            c.registry.account_id = bad.into();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        c.registry.account_id = "123456789012".into();
+        for bad in ["", "US-EAST-1", "us east 1", "-us-east-1"] {
+            c.registry.region = bad.into();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        c.registry.region = "eu-central-2".into();
+        for good in [
+            "registry.example.com",
+            "localhost:5000",
+            "10.0.0.1:443",
+            "[::1]:5000",
+        ] {
+            c.registry.public_host = Some(good.into());
+            assert!(c.validate().is_ok(), "{good}");
+        }
+        for bad in ["https://x.example", "x.example/path", "x:0", "x:99999", ""] {
+            c.registry.public_host = Some(bad.into());
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "b.toml",
+                "[registry]\naccount_id = \"123456789012\"\nregion = \"eu-west-1\"\npublic_host = \"r.example\"\n",
+            )?;
+            jail.set_env("BERTH_REGISTRY__REGION", "ap-south-1");
+            let cfg = Config::load(Some(Path::new("b.toml"))).expect("loads");
+            assert_eq!(cfg.registry.account_id, "123456789012");
+            assert_eq!(cfg.registry.region, "ap-south-1");
+            assert_eq!(cfg.registry.public_host.as_deref(), Some("r.example"));
+            Ok(())
+        });
     }
 }
