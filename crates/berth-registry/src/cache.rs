@@ -1,8 +1,9 @@
 //! A small in-memory cache for the manifest hot path (`HEAD`/`GET` by tag or digest).
 //!
-//! Correctness under concurrent writes: every write bumps a generation counter after
-//! committing and then invalidates its keys; a reader only fills the cache if the
-//! generation did not move while it read the meta store, so a stale value can never
+//! Correctness under concurrent writes: every write, after committing, bumps a
+//! generation counter and removes its keys while holding a gate exclusively; a reader
+//! fills the cache only if the generation did not move while it read the meta store,
+//! checking and inserting under the same gate held shared. So a stale value can never
 //! be inserted after the invalidation it raced with. (On several nodes, invalidation
 //! will come from the event stream; until then this cache is per-process.)
 
@@ -24,6 +25,9 @@ pub struct ServedManifest {
 
 pub(crate) struct ManifestCache {
     generation: AtomicU64,
+    /// Fills hold it shared across "check generation, insert"; invalidations hold it
+    /// exclusively, so no fill can slip its stale value in after an invalidation.
+    fill_gate: parking_lot::RwLock<()>,
     tags: Cache<(String, String), Digest>,
     manifests: Cache<(String, Digest), Arc<ServedManifest>>,
 }
@@ -32,6 +36,7 @@ impl ManifestCache {
     pub(crate) fn new(capacity: usize) -> Self {
         ManifestCache {
             generation: AtomicU64::new(0),
+            fill_gate: parking_lot::RwLock::new(()),
             tags: Cache::new(capacity),
             manifests: Cache::new(capacity),
         }
@@ -50,6 +55,7 @@ impl ManifestCache {
     }
 
     pub(crate) fn fill_tag(&self, seen_generation: u64, repo: &str, tag: &str, digest: Digest) {
+        let _gate = self.fill_gate.read();
         if self.generation() == seen_generation {
             self.tags
                 .insert((repo.to_string(), tag.to_string()), digest);
@@ -57,6 +63,7 @@ impl ManifestCache {
     }
 
     pub(crate) fn fill_manifest(&self, seen_generation: u64, repo: &str, m: Arc<ServedManifest>) {
+        let _gate = self.fill_gate.read();
         if self.generation() == seen_generation {
             self.manifests
                 .insert((repo.to_string(), m.digest.clone()), m);
@@ -65,6 +72,7 @@ impl ManifestCache {
 
     /// Called after a committed write that changed `repo`'s tags or manifests.
     pub(crate) fn invalidate(&self, repo: &str, tag: Option<&str>, digest: Option<&Digest>) {
+        let _gate = self.fill_gate.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(t) = tag {
             self.tags.remove(&(repo.to_string(), t.to_string()));
@@ -77,6 +85,7 @@ impl ManifestCache {
     /// Drops every tag entry of a repository (after deleting a manifest by digest,
     /// which removes all tags pointing at it).
     pub(crate) fn invalidate_repo_tags(&self, repo: &str) {
+        let _gate = self.fill_gate.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.tags.retain(|(r, _), _| r != repo);
     }

@@ -1,4 +1,4 @@
-//! The command line: `berth serve`, `berth config check`.
+//! The command line: `berth serve`, `berth config check`, `berth iam ...`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,45 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage accounts, IAM users and access keys in the data directory (works whether
+    /// or not `berth serve` is running). Output is JSON shaped like the AWS CLI's.
+    Iam(IamArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IamArgs {
+    /// A TOML configuration file (see docs/CONFIG.md).
+    #[arg(long, short = 'c', env = "BERTH_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The account to act on [default: registry.account_id].
+    #[arg(long, global = true)]
+    pub account: Option<String>,
+    #[command(subcommand)]
+    pub command: IamCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamCommand {
+    /// Create an IAM user.
+    CreateUser {
+        name: String,
+        /// The user's path, `/` or `/a/b/`.
+        #[arg(long, default_value = "/")]
+        path: String,
+    },
+    /// Create an access key for a user and print its secret (the only time it is shown).
+    CreateAccessKey { user: String },
+    /// List the account's IAM users.
+    ListUsers {
+        #[arg(long)]
+        path_prefix: Option<String>,
+    },
+    /// Give the account root a new access key, rewrite <data-dir>/admin.credentials, then
+    /// deactivate and delete the root's previous keys.
+    RotateAdminKey,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +129,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cfg.redacted_toml());
             eprintln!("configuration is valid");
             Ok(())
+        }
+        Command::Iam(args) => {
+            let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;
+            cfg.apply(&Overrides {
+                data_dir: args.data_dir.clone(),
+                ..Default::default()
+            });
+            cfg.validate()?;
+            let mut log = cfg.log.clone();
+            log.level = "warn".into();
+            crate::logging::init(&log)?;
+            let action = match args.command {
+                IamCommand::CreateUser { name, path } => {
+                    crate::admin::IamAction::CreateUser { name, path }
+                }
+                IamCommand::CreateAccessKey { user } => {
+                    crate::admin::IamAction::CreateAccessKey { user }
+                }
+                IamCommand::ListUsers { path_prefix } => {
+                    crate::admin::IamAction::ListUsers { path_prefix }
+                }
+                IamCommand::RotateAdminKey => crate::admin::IamAction::RotateAdminKey,
+            };
+            crate::admin::run_iam(cfg, args.account, action)
         }
     }
 }

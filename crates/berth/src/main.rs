@@ -4,6 +4,7 @@
 //! stores, services, listeners and background jobs together. No registry logic lives
 //! here; see `docs/ARCHITECTURE.md` for the layers.
 
+mod admin;
 mod cli;
 mod logging;
 mod serve;

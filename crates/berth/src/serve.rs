@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use berth_blobstore::{DiskBlobStore, DiskOptions};
 use berth_config::{Config, StorageConfig};
-use berth_meta::sqlite::{SqliteMetaStore, SqliteOptions};
+use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryOptions};
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
@@ -28,11 +28,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-/// Opens the embedded stores under the data directory.
-pub fn open_registry(storage: &StorageConfig) -> anyhow::Result<Registry> {
+/// Opens the blob store under the data directory and builds the registry on `meta`.
+pub fn open_registry(storage: &StorageConfig, meta: SqliteMetaStore) -> anyhow::Result<Registry> {
     let data_dir = &storage.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let blobs = DiskBlobStore::open_with(
         data_dir,
         DiskOptions {
@@ -40,13 +38,6 @@ pub fn open_registry(storage: &StorageConfig) -> anyhow::Result<Registry> {
         },
     )
     .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let meta = SqliteMetaStore::open_with(
-        data_dir.join("meta.db"),
-        SqliteOptions {
-            fsync: storage.fsync,
-        },
-    )
-    .context("opening metadata database")?;
     Ok(Registry::new(
         Arc::new(meta),
         Arc::new(blobs),
@@ -77,13 +68,18 @@ fn spawn_upload_sweeper(registry: Registry, cfg: &Config) {
     });
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not
+/// when first polled), so call it before announcing readiness.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }
 
 fn write_addr_file(path: &Path, addr: &std::net::SocketAddr) -> anyhow::Result<()> {
@@ -94,7 +90,11 @@ fn write_addr_file(path: &Path, addr: &std::net::SocketAddr) -> anyhow::Result<(
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let registry = open_registry(&cfg.storage)?;
+    let shutdown = shutdown_signal()?;
+    let meta = crate::admin::open_meta(&cfg.storage)?;
+    let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
+    crate::admin::bootstrap(&iam, &cfg).await?;
+    let registry = open_registry(&cfg.storage, meta)?;
     let tls = crate::tls::acceptor(&cfg)?;
     let listener = TcpListener::bind(cfg.server.listen)
         .await
@@ -125,7 +125,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
         let (stream, peer) = tokio::select! {

@@ -3,7 +3,7 @@
 //! * SIGTERM during a slow, large upload (HTTP/1.1, and HTTP/2 over TLS): the `PATCH` finishes (202, every byte
 //!   kept), new connections are refused at once, an idle keep-alive connection is closed, and the process exits 0
 //!   soon after the upload, well within the grace period; after a restart the upload completes.
-//! * SIGTERM as soon as `--addr-file` is written (ignored reproducer of a known bug): the exit should be graceful.
+//! * SIGTERM as soon as `--addr-file` is written: the exit is graceful.
 //! * SIGTERM while a client stalls mid-request: the process still exits once the grace period is over.
 //! * `--tls-self-signed`: a client trusting `<data-dir>/tls/ca.pem` gets 200 from `/v2/` over HTTP/1.1 and over
 //!   HTTP/2 (and can push and pull a blob over HTTP/2); a client that does not trust the CA is refused; plain
@@ -488,12 +488,9 @@ fn a_tls_client_hello_to_the_plain_http_port_is_closed_fast() {
     assert_eq!(r.status().as_u16(), 200);
 }
 
-/// Known Berth bug, kept as a reproducer (run with `--run-ignored only`): the SIGTERM handler is installed only
-/// when the accept loop first polls `shutdown_signal()`, after the address file has been written. A supervisor
-/// (or test harness) that stops the registry as soon as the address file says it is listening kills it with the
-/// default SIGTERM action: exit by signal 15, nothing graceful. Sending SIGTERM 1 ms later gives exit 0.
+/// A supervisor (or test harness) that stops the registry as soon as the address file says it is listening
+/// gets a graceful exit 0: the SIGTERM handler is installed before the address file is written.
 #[test]
-#[ignore = "Berth bug: SIGTERM right after --addr-file is written kills the process (signal 15) instead of a graceful exit"]
 fn sigterm_as_soon_as_the_address_file_appears_is_graceful() {
     use std::os::unix::process::ExitStatusExt;
     let mut bad = Vec::new();

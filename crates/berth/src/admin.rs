@@ -1,0 +1,302 @@
+//! Accounts and IAM administration on the data directory: first-start bootstrap (the
+//! default account and its administrator key in `<data-dir>/admin.credentials`) and the
+//! offline `berth iam ...` commands. They open `meta.db` directly; SQLite in WAL mode lets
+//! them run while `berth serve` is running.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use berth_config::{Config, StorageConfig};
+use berth_meta::iam::{
+    AccessKeyRecord, Account, IamError, KeyOwner, KeyStatus, NewAccessKey, NewUser, User,
+};
+use berth_meta::secrets::MasterKey;
+use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore, SqliteOptions};
+use berth_meta::IamStore;
+
+/// The administrator's AWS shared-credentials file, in the data directory.
+pub const ADMIN_CREDENTIALS: &str = "admin.credentials";
+/// The key sealing stored secrets, in the data directory.
+pub const MASTER_KEY: &str = "master.key";
+
+/// Opens (creating and migrating if needed) the metadata database under the data directory.
+pub fn open_meta(storage: &StorageConfig) -> anyhow::Result<SqliteMetaStore> {
+    let data_dir = &storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    SqliteMetaStore::open_with(
+        data_dir.join("meta.db"),
+        SqliteOptions {
+            fsync: storage.fsync,
+        },
+    )
+    .context("opening metadata database")
+}
+
+/// The IAM store on `meta`, with the master key (created on first use).
+pub fn open_iam(storage: &StorageConfig, meta: SqliteMetaStore) -> anyhow::Result<SqliteIamStore> {
+    let key = MasterKey::load_or_create(&storage.data_dir.join(MASTER_KEY))
+        .context("loading the master key")?;
+    Ok(SqliteIamStore::new(meta, key))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn iso8601(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A credentials file written to a temporary name (mode 0600, fsynced), published with
+/// [`PendingCredentials::publish`] once the key it holds is committed to the database.
+/// Dropped unpublished, it is removed.
+struct PendingCredentials {
+    tmp: PathBuf,
+    path: PathBuf,
+    published: bool,
+}
+
+impl PendingCredentials {
+    fn write(data_dir: &Path, key: &NewAccessKey, region: &str) -> anyhow::Result<Self> {
+        let path = data_dir.join(ADMIN_CREDENTIALS);
+        let tmp = data_dir.join(format!(
+            ".{ADMIN_CREDENTIALS}.{}.{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let body = format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {}\n",
+            key.access_key_id,
+            key.secret.expose(),
+            region
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let pending = PendingCredentials {
+            tmp,
+            path,
+            published: false,
+        };
+        f.write_all(body.as_bytes())
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", pending.tmp.display()))?;
+        Ok(pending)
+    }
+
+    fn publish(mut self) -> anyhow::Result<PathBuf> {
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.published = true;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for PendingCredentials {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// On an empty data directory: creates the configured account with an administrator
+/// access key for its root, writes `admin.credentials` and prints the key once to stderr.
+/// Does nothing when the account exists (so a restart never creates another key).
+pub async fn bootstrap(iam: &dyn IamStore, cfg: &Config) -> anyhow::Result<()> {
+    let account_id = &cfg.registry.account_id;
+    if iam.get_account(account_id).await?.is_some() {
+        return Ok(());
+    }
+    let key = NewAccessKey::generate();
+    let pending = PendingCredentials::write(&cfg.storage.data_dir, &key, &cfg.registry.region)?;
+    let account = Account {
+        id: account_id.clone(),
+        alias: None,
+        created_ms: now_ms(),
+    };
+    match iam.create_account(&account, Some(&key)).await {
+        Ok(()) => {}
+        // Another berth process on the same data directory got there first.
+        Err(IamError::AccountAlreadyExists(_)) => return Ok(()),
+        Err(e) => return Err(e).context("creating the default account"),
+    }
+    let path = pending.publish()?;
+    tracing::info!(
+        account = %account_id,
+        access_key_id = %key.access_key_id,
+        path = %path.display(),
+        "created the default account and its administrator access key"
+    );
+    eprintln!(
+        "\nberth: created account {account_id} and an administrator access key for its root.\n\
+         This is the only time the secret is printed; it is also saved, mode 0600, in\n  {}\n\n\
+         \x20 aws_access_key_id     = {}\n\
+         \x20 aws_secret_access_key = {}\n\
+         \x20 region                = {}\n\n\
+         Use it with AWS_SHARED_CREDENTIALS_FILE={} aws ... --endpoint-url ...\n\
+         Rotate it with `berth iam rotate-admin-key`.\n",
+        path.display(),
+        key.access_key_id,
+        key.secret.expose(),
+        cfg.registry.region,
+        path.display(),
+    );
+    Ok(())
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "Path": u.path,
+        "UserName": u.name,
+        "UserId": u.user_id,
+        "Arn": u.arn,
+        "CreateDate": iso8601(u.created_ms),
+    })
+}
+
+fn key_json(k: &AccessKeyRecord) -> Value {
+    let mut v = json!({
+        "AccessKeyId": k.access_key_id,
+        "Status": k.status.as_str(),
+        "CreateDate": iso8601(k.created_ms),
+    });
+    if let KeyOwner::User(name) = &k.owner {
+        v["UserName"] = json!(name);
+    }
+    v
+}
+
+/// One `berth iam` command.
+#[derive(Debug)]
+pub enum IamAction {
+    CreateUser { name: String, path: String },
+    CreateAccessKey { user: String },
+    ListUsers { path_prefix: Option<String> },
+    RotateAdminKey,
+}
+
+/// Runs a `berth iam` command against the data directory; prints AWS-CLI-shaped JSON.
+pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let out = rt.block_on(async move {
+        let meta = open_meta(&cfg.storage)?;
+        let iam = open_iam(&cfg.storage, meta)?;
+        bootstrap(&iam, &cfg).await?;
+        let account = account.unwrap_or_else(|| cfg.registry.account_id.clone());
+        if iam.get_account(&account).await?.is_none() {
+            bail!("account {account} does not exist");
+        }
+        iam_action(&iam, &cfg, &account, action).await
+    })?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn iam_action(
+    iam: &SqliteIamStore,
+    cfg: &Config,
+    account: &str,
+    action: IamAction,
+) -> anyhow::Result<Value> {
+    Ok(match action {
+        IamAction::CreateUser { name, path } => {
+            let user = iam
+                .create_user(&NewUser {
+                    account_id: account.to_string(),
+                    arn: berth_iam::iam_user_arn(account, &path, &name),
+                    name,
+                    path,
+                })
+                .await?;
+            json!({ "User": user_json(&user) })
+        }
+        IamAction::CreateAccessKey { user } => {
+            let key = NewAccessKey::generate();
+            let rec = iam
+                .create_access_key(account, &KeyOwner::User(user), &key)
+                .await?;
+            let mut v = key_json(&rec);
+            v["SecretAccessKey"] = json!(key.secret.expose());
+            json!({ "AccessKey": v })
+        }
+        IamAction::ListUsers { path_prefix } => {
+            let users = iam.list_users(account, path_prefix.as_deref()).await?;
+            json!({ "Users": users.iter().map(user_json).collect::<Vec<_>>() })
+        }
+        IamAction::RotateAdminKey => rotate_admin_key(iam, cfg, account).await?,
+    })
+}
+
+/// A new root key; `admin.credentials` rewritten; every previous root key deactivated,
+/// then deleted.
+async fn rotate_admin_key(
+    iam: &SqliteIamStore,
+    cfg: &Config,
+    account: &str,
+) -> anyhow::Result<Value> {
+    let old = iam.list_access_keys(account, &KeyOwner::Root).await?;
+    if old.len() >= berth_meta::iam::MAX_ACCESS_KEYS_PER_OWNER {
+        bail!(
+            "the root of account {account} already has {} access keys ({}); a rotation needs a free slot",
+            old.len(),
+            old.iter()
+                .map(|k| k.access_key_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let key = NewAccessKey::generate();
+    let pending = PendingCredentials::write(&cfg.storage.data_dir, &key, &cfg.registry.region)?;
+    let rec = iam
+        .create_access_key(account, &KeyOwner::Root, &key)
+        .await?;
+    let path = pending.publish()?;
+    for k in &old {
+        iam.update_access_key_status(
+            account,
+            &KeyOwner::Root,
+            &k.access_key_id,
+            KeyStatus::Inactive,
+        )
+        .await?;
+        iam.delete_access_key(account, &KeyOwner::Root, &k.access_key_id)
+            .await?;
+    }
+    tracing::info!(
+        account,
+        access_key_id = %rec.access_key_id,
+        deleted = old.len(),
+        "rotated the administrator access key"
+    );
+    Ok(json!({
+        "AccessKey": key_json(&rec),
+        "CredentialsFile": path.display().to_string(),
+        "DeletedAccessKeyIds": old.iter().map(|k| k.access_key_id.clone()).collect::<Vec<_>>(),
+    }))
+}
