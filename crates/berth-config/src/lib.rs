@@ -48,7 +48,10 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// The 12-digit id of the default account, created on first start with an
-    /// administrator access key (`<data_dir>/admin.credentials`).
+    /// administrator access key (`<data_dir>/admin.credentials`). A number (an unquoted
+    /// TOML value, or an environment variable, which figment reads as a number) is
+    /// zero-padded to 12 digits, since leading zeros are part of an account id.
+    #[serde(deserialize_with = "account_id_string")]
     pub account_id: String,
     /// The AWS region name clients sign requests for and ARNs carry.
     pub region: String,
@@ -56,6 +59,19 @@ pub struct RegistryConfig {
     /// `registry.example.com`; used in repository URIs and login endpoints. When unset,
     /// the `Host` of each request is used.
     pub public_host: Option<String>,
+}
+
+fn account_id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::Text(s) => s,
+        Id::Number(n) => format!("{n:012}"),
+    })
 }
 
 impl Default for RegistryConfig {
@@ -402,6 +418,16 @@ mod tests {
             jail.set_env("BERTH_REGISTRY__REGION", "ap-south-1");
             let cfg = Config::load(Some(Path::new("b.toml"))).expect("loads");
             assert_eq!(cfg.registry.account_id, "123456789012");
+            jail.set_env("BERTH_REGISTRY__ACCOUNT_ID", "000000001234");
+            let cfg2 = Config::load(Some(Path::new("b.toml"))).expect("loads");
+            assert_eq!(cfg2.registry.account_id, "000000001234");
+            jail.set_env("BERTH_REGISTRY__ACCOUNT_ID", "210987654321");
+            let cfg2 = Config::load(Some(Path::new("b.toml"))).expect("loads");
+            assert_eq!(cfg2.registry.account_id, "210987654321");
+            jail.clear_env();
+            jail.create_file("n.toml", "[registry]\naccount_id = 42\n")?;
+            let cfg3 = Config::load(Some(Path::new("n.toml"))).expect("loads");
+            assert_eq!(cfg3.registry.account_id, "000000000042");
             assert_eq!(cfg.registry.region, "ap-south-1");
             assert_eq!(cfg.registry.public_host.as_deref(), Some("r.example"));
             Ok(())

@@ -1,0 +1,222 @@
+//! First start of the real binary on an empty data directory: the default account and its
+//! administrator key (`admin.credentials`, mode 0600, an AWS shared-credentials file),
+//! kept across restarts; and the offline `berth iam` commands, run while the server runs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::{run, run_ok, TestRegistry, CMD_TIMEOUT};
+use serde_json::Value;
+
+/// Parses an INI file into section → key → value, failing on anything malformed.
+fn parse_ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.to_string());
+            out.entry(name.to_string()).or_default();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not a key = value line: {line:?}"));
+        let s = section.clone().expect("a key before any section");
+        out.get_mut(&s)
+            .unwrap()
+            .insert(k.trim().to_string(), v.trim().to_string());
+    }
+    out
+}
+
+/// (access key id, secret) from the admin credentials file, checking its shape and mode.
+fn admin_credentials(data: &Path) -> (String, String) {
+    let path = data.join("admin.credentials");
+    let mode = std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("{} missing: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "admin.credentials mode is {mode:o}");
+    let ini = parse_ini(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(ini.len(), 1, "{ini:?}");
+    let default = &ini["default"];
+    let keys: Vec<&str> = default.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["aws_access_key_id", "aws_secret_access_key", "region"]
+    );
+    let id = default["aws_access_key_id"].clone();
+    let secret = default["aws_secret_access_key"].clone();
+    assert!(id.starts_with("AKIA") && id.len() == 20, "{id}");
+    assert_eq!(secret.len(), 40);
+    assert_eq!(default["region"], "us-east-1");
+    (id, secret)
+}
+
+fn berth_iam(data: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.arg("iam").args(args).arg("--data-dir").arg(data);
+    c.env_remove("BERTH_CONFIG");
+    c
+}
+
+fn json_of(cmd: Command) -> Value {
+    run_ok(cmd).json()
+}
+
+/// The access key ids of the account root, read from meta.db directly.
+fn root_keys(data: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(data.join("meta.db")).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT access_key_id FROM access_keys WHERE user_ref IS NULL ORDER BY access_key_id",
+        )
+        .unwrap();
+    let rows = st.query_map([], |r| r.get(0)).unwrap();
+    rows.collect::<Result<Vec<String>, _>>().unwrap()
+}
+
+#[test]
+fn first_start_creates_admin_credentials_once_and_iam_commands_work() {
+    let mut reg = TestRegistry::start();
+    let Some(data) = reg.data_dir() else {
+        eprintln!("skipped: needs a spawned berth (BERTH_E2E_REGISTRY is set)");
+        return;
+    };
+
+    // First start: the file exists, parses, and the secret was printed exactly once.
+    let (id, secret) = admin_credentials(&data);
+    assert_eq!(reg.server_log().matches(&secret).count(), 1);
+    assert!(reg.server_log().contains(&id));
+    let mode = std::fs::metadata(data.join("master.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read(data.join("master.key")).unwrap().len(), 32);
+    assert_eq!(root_keys(&data), vec![id.clone()]);
+    // The secret is not stored in plaintext.
+    let db = std::fs::read(data.join("meta.db")).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
+
+    // A restart keeps the same key and prints nothing new.
+    reg.restart();
+    assert_eq!(admin_credentials(&data), (id.clone(), secret.clone()));
+    assert_eq!(reg.server_log().matches(&secret).count(), 1);
+    assert_eq!(root_keys(&data), vec![id.clone()]);
+    let v2 = common::http().get(reg.v2("")).send().unwrap();
+    assert_eq!(v2.status(), 200, "/v2/ behaviour is unchanged");
+
+    // `berth iam` while the server runs.
+    let user = json_of(berth_iam(&data, &["create-user", "ci-bot"]));
+    assert_eq!(user["User"]["UserName"], "ci-bot");
+    assert_eq!(user["User"]["Arn"], "arn:aws:iam::000000000000:user/ci-bot");
+    assert!(user["User"]["UserId"].as_str().unwrap().starts_with("AIDA"));
+    let dup = run(berth_iam(&data, &["create-user", "ci-bot"]), CMD_TIMEOUT);
+    assert!(!dup.success());
+    assert!(
+        dup.stderr_str().contains("already exists"),
+        "{}",
+        dup.report()
+    );
+
+    let key = json_of(berth_iam(&data, &["create-access-key", "ci-bot"]));
+    assert_eq!(key["AccessKey"]["UserName"], "ci-bot");
+    assert_eq!(key["AccessKey"]["Status"], "Active");
+    assert!(key["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("AKIA"));
+    assert_eq!(
+        key["AccessKey"]["SecretAccessKey"].as_str().unwrap().len(),
+        40
+    );
+    let missing = run(
+        berth_iam(&data, &["create-access-key", "nobody"]),
+        CMD_TIMEOUT,
+    );
+    assert!(!missing.success());
+    assert!(
+        missing.stderr_str().contains("cannot be found"),
+        "{}",
+        missing.report()
+    );
+
+    json_of(berth_iam(
+        &data,
+        &["create-user", "deployer", "--path", "/deploy/"],
+    ));
+    let users = json_of(berth_iam(&data, &["list-users"]));
+    let names: Vec<&str> = users["Users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["UserName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ci-bot", "deployer"]);
+    let filtered = json_of(berth_iam(
+        &data,
+        &["list-users", "--path-prefix", "/deploy/"],
+    ));
+    assert_eq!(filtered["Users"].as_array().unwrap().len(), 1);
+
+    // Rotation: a new root key in admin.credentials, the old one gone.
+    let rotated = json_of(berth_iam(&data, &["rotate-admin-key"]));
+    let (new_id, new_secret) = admin_credentials(&data);
+    assert_ne!(new_id, id);
+    assert_ne!(new_secret, secret);
+    assert_eq!(rotated["AccessKey"]["AccessKeyId"], new_id.as_str());
+    assert_eq!(rotated["DeletedAccessKeyIds"], serde_json::json!([id]));
+    assert!(rotated.get("SecretAccessKey").is_none());
+    assert_eq!(root_keys(&data), vec![new_id.clone()]);
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // Another restart keeps the rotated key.
+    reg.restart();
+    assert_eq!(admin_credentials(&data), (new_id.clone(), new_secret));
+    assert_eq!(root_keys(&data), vec![new_id]);
+}
+
+#[test]
+fn iam_commands_bootstrap_an_empty_data_dir_and_honour_the_configured_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = berth_iam(&data, &["list-users"]);
+    c.env("BERTH_REGISTRY__ACCOUNT_ID", "123456789012")
+        .env("BERTH_REGISTRY__REGION", "eu-west-1");
+    let out = run_ok(c);
+    assert_eq!(out.json()["Users"], serde_json::json!([]));
+    let ini = parse_ini(&std::fs::read_to_string(data.join("admin.credentials")).unwrap());
+    assert_eq!(ini["default"]["region"], "eu-west-1");
+    let mut c = berth_iam(&data, &["create-user", "u1"]);
+    c.env("BERTH_REGISTRY__ACCOUNT_ID", "123456789012");
+    assert_eq!(
+        run_ok(c).json()["User"]["Arn"],
+        "arn:aws:iam::123456789012:user/u1"
+    );
+    // An account that does not exist is refused.
+    let bad = run(
+        berth_iam(&data, &["list-users", "--account", "999999999999"]),
+        CMD_TIMEOUT,
+    );
+    assert!(!bad.success());
+    assert!(
+        bad.stderr_str().contains("does not exist"),
+        "{}",
+        bad.report()
+    );
+}
