@@ -165,6 +165,13 @@ fn owned_key(
     found.ok_or_else(|| IamError::AccessKeyNotFound(access_key_id.to_string()))
 }
 
+/// The SigV4 hot path: one primary-key search of `access_keys` and one rowid search of
+/// `iam_users` (checked by a query-plan test).
+pub(crate) const LOOKUP_SQL: &str =
+    "SELECT k.account_id, k.status, k.secret_enc, u.name, u.path, u.user_id, u.arn
+     FROM access_keys k LEFT JOIN iam_users u ON u.id = k.user_ref
+     WHERE k.access_key_id = ?1";
+
 fn policy_not_found(kind: &'static str, name: &str) -> IamError {
     IamError::PolicyNotFound {
         kind,
@@ -464,11 +471,7 @@ impl IamStore for SqliteIamStore {
         self.db
             .read(move |c| {
                 let row = c
-                    .prepare_cached(
-                        "SELECT k.account_id, k.status, k.secret_enc, u.name, u.path, u.user_id, u.arn
-                         FROM access_keys k LEFT JOIN iam_users u ON u.id = k.user_ref
-                         WHERE k.access_key_id = ?1",
-                    )?
+                    .prepare_cached(LOOKUP_SQL)?
                     .query_row([&id], |r| {
                         let principal = match r.get::<_, Option<String>>(3)? {
                             None => KeyPrincipal::Root,

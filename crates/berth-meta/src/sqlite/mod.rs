@@ -250,6 +250,31 @@ mod tests {
     }
 
     #[test]
+    fn access_key_lookup_is_one_indexed_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        drop(SqliteMetaStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let mut st = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", iam_queries::LOOKUP_SQL))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(["AKIAEXAMPLE"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH k USING PRIMARY KEY"),
+            "{plan:?}"
+        );
+        assert!(
+            plan[1].starts_with("SEARCH u USING INTEGER PRIMARY KEY"),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
     fn migrations_are_idempotent_and_refuse_newer_schemas() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
