@@ -192,10 +192,29 @@ fn key_json(k: &AccessKeyRecord) -> Value {
 /// One `berth iam` command.
 #[derive(Debug)]
 pub enum IamAction {
-    CreateUser { name: String, path: String },
-    CreateAccessKey { user: String },
-    ListUsers { path_prefix: Option<String> },
+    CreateUser {
+        name: String,
+        path: String,
+    },
+    CreateAccessKey {
+        user: String,
+    },
+    ListUsers {
+        path_prefix: Option<String>,
+    },
+    /// Keys of a user, or of the account root when `user` is `None`.
+    ListAccessKeys {
+        user: Option<String>,
+    },
+    DeleteAccessKey {
+        access_key_id: String,
+        user: Option<String>,
+    },
     RotateAdminKey,
+}
+
+fn owner_of(user: Option<String>) -> KeyOwner {
+    user.map(KeyOwner::User).unwrap_or(KeyOwner::Root)
 }
 
 /// Runs a `berth iam` command against the data directory; prints AWS-CLI-shaped JSON.
@@ -249,6 +268,18 @@ async fn iam_action(
             let users = iam.list_users(account, path_prefix.as_deref()).await?;
             json!({ "Users": users.iter().map(user_json).collect::<Vec<_>>() })
         }
+        IamAction::ListAccessKeys { user } => {
+            let keys = iam.list_access_keys(account, &owner_of(user)).await?;
+            json!({ "AccessKeyMetadata": keys.iter().map(key_json).collect::<Vec<_>>() })
+        }
+        IamAction::DeleteAccessKey {
+            access_key_id,
+            user,
+        } => {
+            iam.delete_access_key(account, &owner_of(user), &access_key_id)
+                .await?;
+            json!({})
+        }
         IamAction::RotateAdminKey => rotate_admin_key(iam, cfg, account).await?,
     })
 }
@@ -263,7 +294,8 @@ async fn rotate_admin_key(
     let old = iam.list_access_keys(account, &KeyOwner::Root).await?;
     if old.len() >= berth_meta::iam::MAX_ACCESS_KEYS_PER_OWNER {
         bail!(
-            "the root of account {account} already has {} access keys ({}); a rotation needs a free slot",
+            "the root of account {account} already has {} access keys ({}); a rotation needs a free slot: \
+             remove one with `berth iam delete-access-key ID`",
             old.len(),
             old.iter()
                 .map(|k| k.access_key_id.as_str())

@@ -64,6 +64,14 @@ pub enum IamCommand {
         #[arg(long)]
         path_prefix: Option<String>,
     },
+    /// List the access keys of a user, or of the account root when no user is given.
+    ListAccessKeys { user: Option<String> },
+    /// Delete an access key of a user (--user), or of the account root.
+    DeleteAccessKey {
+        access_key_id: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Give the account root a new access key, rewrite <data-dir>/admin.credentials, then
     /// deactivate and delete the root's previous keys.
     RotateAdminKey,
@@ -150,6 +158,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 IamCommand::ListUsers { path_prefix } => {
                     crate::admin::IamAction::ListUsers { path_prefix }
                 }
+                IamCommand::ListAccessKeys { user } => {
+                    crate::admin::IamAction::ListAccessKeys { user }
+                }
+                IamCommand::DeleteAccessKey {
+                    access_key_id,
+                    user,
+                } => crate::admin::IamAction::DeleteAccessKey {
+                    access_key_id,
+                    user,
+                },
                 IamCommand::RotateAdminKey => crate::admin::IamAction::RotateAdminKey,
             };
             crate::admin::run_iam(cfg, args.account, action)

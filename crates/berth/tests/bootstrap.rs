@@ -185,6 +185,34 @@ fn first_start_creates_admin_credentials_once_and_iam_commands_work() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
+    // Key listing and deletion; a full root blocks rotation with advice.
+    let ci_key = key["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = json_of(berth_iam(&data, &["list-access-keys", "ci-bot"]));
+    assert_eq!(
+        listed["AccessKeyMetadata"][0]["AccessKeyId"],
+        ci_key.as_str()
+    );
+    let roots = json_of(berth_iam(&data, &["list-access-keys"]));
+    assert_eq!(roots["AccessKeyMetadata"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        roots["AccessKeyMetadata"][0]["AccessKeyId"],
+        new_id.as_str()
+    );
+    let wrong_owner = run(
+        berth_iam(&data, &["delete-access-key", &ci_key]),
+        CMD_TIMEOUT,
+    );
+    assert!(!wrong_owner.success(), "{}", wrong_owner.report());
+    json_of(berth_iam(
+        &data,
+        &["delete-access-key", &ci_key, "--user", "ci-bot"],
+    ));
+    let none = json_of(berth_iam(&data, &["list-access-keys", "ci-bot"]));
+    assert_eq!(none["AccessKeyMetadata"], serde_json::json!([]));
+
     // Another restart keeps the rotated key.
     reg.restart();
     assert_eq!(admin_credentials(&data), (new_id.clone(), new_secret));
