@@ -73,10 +73,12 @@ struct PendingCredentials {
 impl PendingCredentials {
     fn write(data_dir: &Path, key: &NewAccessKey, region: &str) -> anyhow::Result<Self> {
         let path = data_dir.join(ADMIN_CREDENTIALS);
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let tmp = data_dir.join(format!(
-            ".{ADMIN_CREDENTIALS}.{}.{}",
+            ".{ADMIN_CREDENTIALS}.{}.{}.{}",
             std::process::id(),
-            now_ms()
+            now_ms(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let body = format!(
             "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {}\n",
@@ -331,4 +333,90 @@ async fn rotate_admin_key(
         "CredentialsFile": path.display().to_string(),
         "DeletedAccessKeyIds": old.iter().map(|k| k.access_key_id.clone()).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        let mut cfg = Config::default();
+        cfg.storage.data_dir = dir.to_path_buf();
+        cfg.storage.fsync = false;
+        cfg
+    }
+
+    fn file_key_id(dir: &Path) -> String {
+        let text = std::fs::read_to_string(dir.join(ADMIN_CREDENTIALS)).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("aws_access_key_id = "))
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_bootstraps_leave_one_key_matching_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let meta = open_meta(&cfg.storage).unwrap();
+        let iam = open_iam(&cfg.storage, meta).unwrap();
+        let (a, b) = (iam.clone(), iam.clone());
+        let (ca, cb) = (cfg.clone(), cfg.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { bootstrap(&a, &ca).await }),
+            tokio::spawn(async move { bootstrap(&b, &cb).await }),
+        );
+        ra.unwrap().unwrap();
+        rb.unwrap().unwrap();
+        let keys = iam
+            .list_access_keys(&cfg.registry.account_id, &KeyOwner::Root)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        let id = file_key_id(dir.path());
+        assert_eq!(keys[0].access_key_id, id);
+        let text = std::fs::read_to_string(dir.path().join(ADMIN_CREDENTIALS)).unwrap();
+        let found = iam.lookup_access_key(&id).await.unwrap().unwrap();
+        assert!(text.contains(&format!(
+            "aws_secret_access_key = {}\n",
+            found.secret.expose()
+        )));
+        // No temporary credentials file is left behind by the loser.
+        let hidden: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+        // Idempotent afterwards.
+        bootstrap(&iam, &cfg).await.unwrap();
+        assert_eq!(file_key_id(dir.path()), id);
+    }
+
+    #[tokio::test]
+    async fn rotation_replaces_the_root_key_and_restores_a_lost_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let meta = open_meta(&cfg.storage).unwrap();
+        let iam = open_iam(&cfg.storage, meta).unwrap();
+        bootstrap(&iam, &cfg).await.unwrap();
+        let acc = cfg.registry.account_id.clone();
+        let first = file_key_id(dir.path());
+        std::fs::remove_file(dir.path().join(ADMIN_CREDENTIALS)).unwrap();
+        // A restart does not recreate it...
+        bootstrap(&iam, &cfg).await.unwrap();
+        assert!(!dir.path().join(ADMIN_CREDENTIALS).exists());
+        // ...a rotation does, and the old key stops working.
+        let out = rotate_admin_key(&iam, &cfg, &acc).await.unwrap();
+        let second = file_key_id(dir.path());
+        assert_eq!(out["AccessKey"]["AccessKeyId"], second.as_str());
+        assert!(iam.lookup_access_key(&first).await.unwrap().is_none());
+        // With both root slots taken, rotation refuses and changes nothing.
+        iam.create_access_key(&acc, &KeyOwner::Root, &NewAccessKey::generate())
+            .await
+            .unwrap();
+        let err = rotate_admin_key(&iam, &cfg, &acc).await.unwrap_err();
+        assert!(err.to_string().contains("delete-access-key"), "{err}");
+        assert_eq!(file_key_id(dir.path()), second);
+    }
 }
