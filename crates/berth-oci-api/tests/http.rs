@@ -785,4 +785,48 @@ async fn referrers_api() {
     assert_eq!(r.json()["manifests"], serde_json::json!([]));
     let r = app.get("/v2/art/referrers/sha256:bad").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // A subject that is an index, and a referrer that is itself an index.
+    let idx = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": m.len()}]
+    }))
+    .unwrap();
+    let idx_d = sha256(&idx);
+    let r = app
+        .req(
+            Method::PUT,
+            "/v2/art/manifests/multi",
+            &[("content-type", "application/vnd.oci.image.index.v1+json")],
+            idx.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let sbom = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "artifactType": "application/vnd.example.sbom-set",
+        "manifests": [],
+        "subject": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx_d, "size": idx.len()}
+    }))
+    .unwrap();
+    let r = app
+        .req(
+            Method::PUT,
+            &format!("/v2/art/manifests/{}", sha256(&sbom)),
+            &[("content-type", "application/vnd.oci.image.index.v1+json")],
+            sbom.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("oci-subject"), idx_d);
+    let listed = app.get(&format!("/v2/art/referrers/{idx_d}")).await.json();
+    assert_eq!(listed["manifests"][0]["digest"], sha256(&sbom));
+    assert_eq!(
+        listed["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        listed["manifests"][0]["artifactType"],
+        "application/vnd.example.sbom-set"
+    );
 }
