@@ -30,6 +30,10 @@ use berth_types::{Digest, RepositoryName, Tag};
 pub enum MetaError {
     #[error("repository {0} not found")]
     RepositoryNotFound(String),
+    #[error("repository {0} already exists")]
+    RepositoryAlreadyExists(String),
+    #[error("repository {0} still holds images; delete them first or force the deletion")]
+    RepositoryNotEmpty(String),
     #[error("blob {0} is not present in the repository")]
     BlobNotLinked(Digest),
     #[error("manifest {0} referenced by the index is not present in the repository")]
@@ -53,6 +57,31 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Repository names in lexical order strictly after `after`, at most `limit`; only
     /// repositories holding at least one manifest are listed.
     async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// Creates a repository explicitly (the ECR API); `RepositoryAlreadyExists` if a row
+    /// exists, whether created by the API or implicitly by a push.
+    async fn create_repository(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+        now_ms: i64,
+    ) -> Result<RepositoryRecord>;
+    async fn get_repository(&self, repo: &RepositoryName) -> Result<Option<RepositoryRecord>>;
+    /// Every repository (empty ones included), in lexical order strictly after `after`,
+    /// at most `limit`.
+    async fn describe_repositories(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RepositoryRecord>>;
+    /// Deletes a repository and, with `force`, its manifests, tags and links in one
+    /// transaction (blob bytes stay for garbage collection), writing a
+    /// `repository.deleted` event. Without `force`, a repository holding a manifest is
+    /// `RepositoryNotEmpty`. Returns the deleted row.
+    async fn delete_repository(
+        &self,
+        repo: &RepositoryName,
+        force: bool,
+    ) -> Result<RepositoryRecord>;
 
     // Blobs and links.
     /// Size of the blob if it is linked into the repository.

@@ -2,7 +2,7 @@
 
 use berth_types::{Digest, RepositoryName, Tag};
 
-use crate::{MetaError, MetaStore, NewManifest, UploadRecord};
+use crate::{MetaError, MetaStore, NewManifest, RepositorySettings, UploadRecord};
 
 fn repo(s: &str) -> RepositoryName {
     s.parse().unwrap()
@@ -181,6 +181,94 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(events.iter().any(|e| e.kind == "manifest.deleted"));
     assert!(events.iter().any(|e| e.kind == "tag.deleted"));
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+
+    repositories(store).await;
+}
+
+/// Explicit repositories (the ECR API): create, describe, delete with and without force.
+async fn repositories(store: &dyn MetaStore) {
+    let (e1, e2) = (repo("ecr/one"), repo("ecr/two"));
+    let immutable = RepositorySettings {
+        image_tag_mutability: "IMMUTABLE".into(),
+    };
+    let one = store.create_repository(&e1, &immutable, 77).await.unwrap();
+    assert_eq!(one.name, "ecr/one");
+    assert_eq!(one.created_ms, 77);
+    assert_eq!(one.image_tag_mutability, "IMMUTABLE");
+    assert!(one.created_by_api);
+    assert!(matches!(
+        store.create_repository(&e1, &RepositorySettings::default(), 78).await,
+        Err(MetaError::RepositoryAlreadyExists(n)) if n == "ecr/one"
+    ));
+    // A repository created implicitly by a push also exists for the API.
+    assert!(matches!(
+        store
+            .create_repository(&repo("team/b"), &RepositorySettings::default(), 78)
+            .await,
+        Err(MetaError::RepositoryAlreadyExists(_))
+    ));
+    assert_eq!(store.get_repository(&e1).await.unwrap(), Some(one.clone()));
+    assert!(store.repository_exists(&e1).await.unwrap());
+    let pushed = store
+        .get_repository(&repo("team/b"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pushed.image_tag_mutability, "MUTABLE");
+    assert!(!pushed.created_by_api);
+    store
+        .create_repository(&e2, &RepositorySettings::default(), 79)
+        .await
+        .unwrap();
+
+    // Empty repositories are described too, in name order, paged.
+    let all: Vec<String> = store
+        .describe_repositories(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert!(all.starts_with(&["ecr/one".to_string(), "ecr/two".to_string()]));
+    assert!(all.contains(&"team/b".to_string()));
+    let page = store
+        .describe_repositories(Some("ecr/one"), 1)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].name, "ecr/two");
+
+    // Delete: missing, empty, non-empty without and with force.
+    assert!(matches!(
+        store.delete_repository(&repo("ecr/missing"), false).await,
+        Err(MetaError::RepositoryNotFound(_))
+    ));
+    assert_eq!(
+        store.delete_repository(&e2, false).await.unwrap().name,
+        "ecr/two"
+    );
+    assert!(store.get_repository(&e2).await.unwrap().is_none());
+    let b = repo("team/b");
+    assert!(matches!(
+        store.delete_repository(&b, false).await,
+        Err(MetaError::RepositoryNotEmpty(n)) if n == "team/b"
+    ));
+    assert!(store.resolve_tag(&b, &tag("x")).await.unwrap().is_some());
+    let deleted = store.delete_repository(&b, true).await.unwrap();
+    assert_eq!(deleted.name, "team/b");
+    assert!(!store.repository_exists(&b).await.unwrap());
+    assert!(store.resolve_tag(&b, &tag("x")).await.unwrap().is_none());
+    assert!(store.linked_blob(&b, &d("layer")).await.unwrap().is_none());
+    // A push recreates it implicitly, empty of the old images.
+    store
+        .put_manifest(&b, &manifest("mb2", vec![], vec![], Some("y")))
+        .await
+        .unwrap();
+    assert!(store.resolve_tag(&b, &tag("x")).await.unwrap().is_none());
+    let events = store.events_after(0, 10_000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "repository.deleted" && e.repository == "team/b"));
 }
 
 /// The behaviour every [`IamStore`](crate::IamStore) backend must show, against a fresh,

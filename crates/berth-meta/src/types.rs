@@ -59,6 +59,7 @@ pub enum EventKind {
     ManifestPushed,
     ManifestDeleted,
     TagDeleted,
+    RepositoryDeleted,
 }
 
 impl EventKind {
@@ -67,6 +68,7 @@ impl EventKind {
             EventKind::ManifestPushed => "manifest.pushed",
             EventKind::ManifestDeleted => "manifest.deleted",
             EventKind::TagDeleted => "tag.deleted",
+            EventKind::RepositoryDeleted => "repository.deleted",
         }
     }
 }
@@ -79,4 +81,29 @@ pub struct EventRecord {
     pub repository: String,
     pub digest: Option<String>,
     pub tag: Option<String>,
+}
+
+/// Settings chosen when a repository is created through the ECR API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySettings {
+    /// `MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION` or `MUTABLE_WITH_EXCLUSION` (validated by the edge).
+    pub image_tag_mutability: String,
+}
+
+impl Default for RepositorySettings {
+    fn default() -> Self {
+        RepositorySettings {
+            image_tag_mutability: "MUTABLE".into(),
+        }
+    }
+}
+
+/// A repository row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryRecord {
+    pub name: String,
+    pub created_ms: i64,
+    pub image_tag_mutability: String,
+    /// True when created by `CreateRepository`, false when created implicitly by a push.
+    pub created_by_api: bool,
 }

@@ -82,6 +82,14 @@ impl ManifestCache {
         }
     }
 
+    /// Drops every entry of a repository (after deleting the repository).
+    pub(crate) fn invalidate_repo(&self, repo: &str) {
+        let _gate = self.fill_gate.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.tags.retain(|(r, _), _| r != repo);
+        self.manifests.retain(|(r, _), _| r != repo);
+    }
+
     /// Drops every tag entry of a repository (after deleting a manifest by digest,
     /// which removes all tags pointing at it).
     pub(crate) fn invalidate_repo_tags(&self, repo: &str) {

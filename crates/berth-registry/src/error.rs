@@ -67,7 +67,10 @@ impl From<MetaError> for RegistryError {
             }
             MetaError::UploadNotFound(u) => RegistryError::UploadNotFound(u),
             MetaError::StorageFull => RegistryError::StorageFull,
-            e @ MetaError::Database(_) => RegistryError::Internal(Box::new(e)),
+            // Only the ECR API's repository operations produce these; no /v2 path does.
+            e @ (MetaError::Database(_)
+            | MetaError::RepositoryAlreadyExists(_)
+            | MetaError::RepositoryNotEmpty(_)) => RegistryError::Internal(Box::new(e)),
         }
     }
 }

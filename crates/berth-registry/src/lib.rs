@@ -94,6 +94,21 @@ impl Registry {
         &self.inner.meta
     }
 
+    /// Deletes a repository (with `force`, its images too) and drops its cached
+    /// manifests and tags. Errors are the meta store's (`RepositoryNotFound`,
+    /// `RepositoryNotEmpty`), for the ECR edge to map.
+    pub async fn delete_repository(
+        &self,
+        repo: &RepositoryName,
+        force: bool,
+    ) -> std::result::Result<berth_meta::RepositoryRecord, berth_meta::MetaError> {
+        let deleted = self.inner.meta.delete_repository(repo, force).await;
+        if deleted.is_ok() {
+            self.inner.cache.invalidate_repo(&repo.to_string());
+        }
+        deleted
+    }
+
     // ---- blobs ----
 
     /// Size of a blob visible in the repository.

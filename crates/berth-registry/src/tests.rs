@@ -137,9 +137,20 @@ async fn manifests_tags_and_cache_stay_consistent() {
         .await
         .is_err());
     assert!(r
-        .get_manifest(&repo, &Reference::Digest(p1.digest))
+        .get_manifest(&repo, &Reference::Digest(p1.digest.clone()))
         .await
         .is_ok());
+
+    // Deleting the repository (forced: it holds an image) drops its cached manifests.
+    assert!(matches!(
+        r.delete_repository(&repo, false).await,
+        Err(berth_meta::MetaError::RepositoryNotEmpty(_))
+    ));
+    r.delete_repository(&repo, true).await.unwrap();
+    assert!(r
+        .get_manifest(&repo, &Reference::Digest(p1.digest))
+        .await
+        .is_err());
 }
 
 #[test]

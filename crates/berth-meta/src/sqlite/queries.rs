@@ -7,8 +7,27 @@ use berth_types::{Digest, RepositoryName, Tag};
 use super::SqliteMetaStore;
 use crate::{
     EventKind, EventRecord, ManifestRecord, MetaError, MetaStore, NewManifest, PutManifestOutcome,
-    ReferrerRecord, Result, UploadRecord,
+    ReferrerRecord, RepositoryRecord, RepositorySettings, Result, UploadRecord,
 };
+
+const REPO_COLUMNS: &str = "name, created_ms, image_tag_mutability, created_by_api";
+
+fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepositoryRecord> {
+    Ok(RepositoryRecord {
+        name: r.get(0)?,
+        created_ms: r.get(1)?,
+        image_tag_mutability: r.get(2)?,
+        created_by_api: r.get::<_, i64>(3)? != 0,
+    })
+}
+
+fn get_repository_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<RepositoryRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {REPO_COLUMNS} FROM repositories WHERE name = ?1"
+    ))?
+    .query_row([name], repository_row)
+    .optional()
+}
 
 const REF_BLOB: i64 = 0;
 const REF_MANIFEST: i64 = 1;
@@ -68,6 +87,96 @@ impl MetaStore for SqliteMetaStore {
             )?;
             let rows = st.query_map(params![after, limit as i64], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    async fn create_repository(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+        now_ms: i64,
+    ) -> Result<RepositoryRecord> {
+        let (name, mutability) = (repo.to_string(), settings.image_tag_mutability.clone());
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO repositories (name, created_ms, image_tag_mutability, created_by_api)
+                     VALUES (?1, ?2, ?3, 1)",
+                )?
+                .execute(params![name, now_ms, mutability])?;
+            if inserted == 0 {
+                return Err(MetaError::RepositoryAlreadyExists(name));
+            }
+            let row = get_repository_row(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    async fn get_repository(&self, repo: &RepositoryName) -> Result<Option<RepositoryRecord>> {
+        let name = repo.to_string();
+        self.read(move |c| Ok(get_repository_row(c, &name)?)).await
+    }
+
+    async fn describe_repositories(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RepositoryRecord>> {
+        let after = after.unwrap_or("").to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {REPO_COLUMNS} FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], repository_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn delete_repository(
+        &self,
+        repo: &RepositoryName,
+        force: bool,
+    ) -> Result<RepositoryRecord> {
+        let name = repo.to_string();
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let row = get_repository_row(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+            let id =
+                repo_id(&tx, &name)?.ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+            let has_images: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?1)")?
+                .query_row([id], |r| r.get(0))?;
+            if has_images && !force {
+                return Err(MetaError::RepositoryNotEmpty(name));
+            }
+            // Children first: tags point at manifests, references at manifests.
+            tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM manifest_refs WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM blob_links WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM repositories WHERE id = ?1")?
+                .execute([id])?;
+            record_event(
+                &tx,
+                EventKind::RepositoryDeleted,
+                &name,
+                None,
+                None,
+                super::now_ms(),
+            )?;
+            tx.commit()?;
+            Ok(row)
         })
         .await
     }
