@@ -62,6 +62,8 @@ pub enum SecretError {
 pub struct MasterKey {
     cipher: Aes256Gcm,
     id: [u8; KEY_ID_LEN],
+    /// Key for signing registry login tokens, derived from the master key (never stored).
+    login_token_key: [u8; 32],
 }
 
 impl fmt::Debug for MasterKey {
@@ -80,15 +82,27 @@ impl MasterKey {
         let digest = h.finalize();
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&digest[..KEY_ID_LEN]);
+        let mut h = Sha256::new();
+        h.update(b"berth login token key v1");
+        h.update(key);
+        let login_token_key: [u8; 32] = h.finalize().into();
         MasterKey {
             cipher: Aes256Gcm::new(&key.into()),
             id,
+            login_token_key,
         }
     }
 
     /// A new random key (from the operating system's generator).
     pub fn generate() -> Self {
         Self::from_bytes(random_key())
+    }
+
+    /// A 32-byte key for signing registry login tokens (`GetAuthorizationToken`), derived
+    /// from the master key under its own label, so a token never reveals the master key
+    /// and a new master key invalidates every token.
+    pub fn login_token_key(&self) -> [u8; 32] {
+        self.login_token_key
     }
 
     /// The key's short public id, in hex (safe to log).

@@ -1,0 +1,210 @@
+//! Authentication (SigV4 against the IAM store's access keys) and authorization
+//! (berth-iam evaluation of the caller's identity policies).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use berth_iam::{Context, Policy, PolicyKind, Principal, SizeLimit};
+use berth_meta::iam::{KeyPrincipal, KeyStatus};
+use berth_meta::IamStore;
+use berth_sigv4::{PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Verifier};
+use parking_lot::Mutex;
+use time::OffsetDateTime;
+
+use crate::error::EcrError;
+
+/// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
+const CACHE_LIMIT: usize = 10_000;
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub access_key_id: String,
+    pub account_id: String,
+    /// `arn:aws:iam::<account>:root` or the user's ARN.
+    pub arn: String,
+    /// The IAM user (name, unique id), `None` for the account root.
+    pub user: Option<(String, String)>,
+    /// The user's identity policies, parsed (empty for root).
+    pub policies: Vec<Arc<Policy>>,
+}
+
+/// Facts about the connection a request came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer_ip: Option<IpAddr>,
+    /// The request came over TLS.
+    pub secure: bool,
+}
+
+pub(crate) struct Authenticator {
+    pub verifier: Verifier,
+    pub iam: Arc<dyn IamStore>,
+    /// (access key id, scope date, region, service) → derived signing key. An access key's
+    /// secret never changes, so an entry never goes stale; a deleted or deactivated key is
+    /// refused by the lookup that precedes every use.
+    signing_keys: Mutex<HashMap<(String, String, String, String), SigningKey>>,
+    /// Policy document text → parsed policy (documents are re-read every request, so a
+    /// changed policy is a new key and takes effect at once).
+    policies: Mutex<HashMap<String, Arc<Policy>>>,
+}
+
+impl Authenticator {
+    pub fn new(verifier: Verifier, iam: Arc<dyn IamStore>) -> Self {
+        Authenticator {
+            verifier,
+            iam,
+            signing_keys: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies the signature of a request whose whole body is `body`.
+    pub async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Caller, EcrError> {
+        let auth = |e: SigV4Error| EcrError::Authentication(e);
+        let req = SigRequest::from_http(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            PayloadHash::of_body(body),
+        );
+        let parsed = self.verifier.parse(&req).map_err(auth)?;
+        self.verifier
+            .check_scope_and_time(&parsed, now)
+            .map_err(auth)?;
+        let unrecognized = || {
+            EcrError::Authentication(SigV4Error::UnrecognizedClient {
+                access_key_id: parsed.access_key_id.clone(),
+            })
+        };
+        // Berth issues no temporary credentials, so any session token is unrecognized.
+        if parsed.security_token.is_some() {
+            return Err(unrecognized());
+        }
+        let key = self
+            .iam
+            .lookup_access_key(&parsed.access_key_id)
+            .await
+            .map_err(|e| EcrError::Internal(format!("access key lookup: {e}")))?
+            .ok_or_else(unrecognized)?;
+        if key.status != KeyStatus::Active {
+            return Err(unrecognized());
+        }
+        let s = &parsed.scope;
+        let cache_key = (
+            key.access_key_id.clone(),
+            s.date.clone(),
+            s.region.clone(),
+            s.service.clone(),
+        );
+        let signing_key = {
+            let mut cache = self.signing_keys.lock();
+            if let Some(k) = cache.get(&cache_key) {
+                k.clone()
+            } else {
+                let k = SigningKey::derive(key.secret.expose(), &s.date, &s.region, &s.service);
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(cache_key, k.clone());
+                k
+            }
+        };
+        self.verifier
+            .verify_with_key(&parsed, &signing_key, &req, now)
+            .map_err(auth)?;
+
+        let (arn, user, policies) = match &key.principal {
+            KeyPrincipal::Root => (berth_iam::account_root_arn(&key.account_id), None, vec![]),
+            KeyPrincipal::User {
+                name, user_id, arn, ..
+            } => {
+                let docs = self
+                    .iam
+                    .policies_for_user(&key.account_id, name)
+                    .await
+                    .map_err(|e| EcrError::Internal(format!("loading policies: {e}")))?;
+                let mut parsed = Vec::with_capacity(docs.len());
+                for d in docs {
+                    parsed.push(self.parse_policy(&d.name, &d.document)?);
+                }
+                (arn.clone(), Some((name.clone(), user_id.clone())), parsed)
+            }
+        };
+        Ok(Caller {
+            access_key_id: key.access_key_id,
+            account_id: key.account_id,
+            arn,
+            user,
+            policies,
+        })
+    }
+
+    fn parse_policy(&self, name: &str, document: &str) -> Result<Arc<Policy>, EcrError> {
+        let cache_key = format!("{name}\n{document}");
+        if let Some(p) = self.policies.lock().get(&cache_key) {
+            return Ok(p.clone());
+        }
+        // Stored documents were validated when they were put; a document this version can
+        // no longer parse is a server-side problem, not the caller's.
+        let p = Policy::parse(document, PolicyKind::Identity, SizeLimit::Unlimited)
+            .map_err(|e| EcrError::Internal(format!("stored policy {name} does not parse: {e}")))?
+            .with_name(name);
+        let p = Arc::new(p);
+        let mut cache = self.policies.lock();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(cache_key, p.clone());
+        Ok(p)
+    }
+}
+
+/// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
+/// `resource_account`). Repository and registry policies do not exist yet.
+pub(crate) fn authorize(
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    resource_account: &str,
+    conn: ConnInfo,
+    region: &str,
+    now: OffsetDateTime,
+) -> Result<(), EcrError> {
+    let principal = match &caller.user {
+        None => Principal::root(&caller.account_id, &caller.arn),
+        Some((name, id)) => Principal::user(&caller.account_id, &caller.arn, name, id),
+    };
+    let policies: Vec<&Policy> = caller.policies.iter().map(|p| p.as_ref()).collect();
+    let req = berth_iam::Request {
+        context: Context {
+            source_ip: conn.peer_ip,
+            secure_transport: Some(conn.secure),
+            current_time: Some(now),
+            requested_region: Some(region),
+            ..Context::default()
+        },
+        identity_policies: &policies,
+        ..berth_iam::Request::new(principal, action, resource, resource_account)
+    };
+    let decision = berth_iam::evaluate(&req);
+    if decision.is_allowed() {
+        tracing::debug!(%decision, action, resource, "authorized");
+        return Ok(());
+    }
+    tracing::info!(%decision, action, resource, caller = %caller.arn, "denied");
+    Err(EcrError::AccessDenied(
+        decision.denial_message(&req).unwrap_or_else(|| {
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource}",
+                caller.arn
+            )
+        }),
+    ))
+}

@@ -1,0 +1,505 @@
+//! The implemented actions, with the botocore model's request and response shapes.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use berth_meta::{RepositoryRecord, RepositorySettings};
+use berth_types::RepositoryName;
+
+use crate::auth::{authorize, Caller, ConnInfo};
+use crate::error::EcrError;
+use crate::operation::EcrOperation;
+use crate::token::{self, TokenClaims, TOKEN_LIFETIME_SECS};
+use crate::EcrState;
+
+/// Default and largest page of DescribeRepositories.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: i64 = 1000;
+
+pub(crate) struct Ctx<'a> {
+    pub state: &'a EcrState,
+    pub caller: &'a Caller,
+    pub conn: ConnInfo,
+    pub now: OffsetDateTime,
+    /// `host[:port]` for repository URIs and the proxy endpoint.
+    pub host: String,
+}
+
+impl Ctx<'_> {
+    fn region(&self) -> &str {
+        &self.state.inner.config.region
+    }
+
+    fn served_account(&self) -> &str {
+        &self.state.inner.config.account_id
+    }
+
+    /// The registry a request addresses: `registryId` (12 digits) or the caller's account.
+    fn registry(&self, registry_id: Option<&str>) -> Result<String, EcrError> {
+        match registry_id {
+            None => Ok(self.caller.account_id.clone()),
+            Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(id.to_string())
+            }
+            Some(id) => Err(EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'' (got '{id}')"
+            ))),
+        }
+    }
+
+    fn authorize(&self, op: EcrOperation, resource: &str, account: &str) -> Result<(), EcrError> {
+        authorize(
+            self.caller,
+            op.iam_action(),
+            resource,
+            account,
+            self.conn,
+            self.region(),
+            self.now,
+        )
+    }
+
+    fn repository_arn(&self, registry: &str, name: &str) -> String {
+        berth_iam::ecr_repository_arn(self.region(), registry, name)
+    }
+
+    /// After authorization: repositories are not scoped by account yet, so only the
+    /// configured account's registry is served.
+    fn check_served(&self, registry: &str) -> Result<(), EcrError> {
+        if registry == self.served_account() {
+            Ok(())
+        } else {
+            Err(EcrError::InvalidParameter(format!(
+                "This Berth server holds the registry of account {} only; registry {registry} is not served here",
+                self.served_account()
+            )))
+        }
+    }
+
+    fn repository_json(&self, registry: &str, r: &RepositoryRecord) -> Value {
+        json!({
+            "repositoryArn": self.repository_arn(registry, &r.name),
+            "registryId": registry,
+            "repositoryName": r.name,
+            "repositoryUri": format!("{}/{}", self.host, r.name),
+            "createdAt": r.created_ms as f64 / 1000.0,
+            "imageTagMutability": r.image_tag_mutability,
+            "imageScanningConfiguration": {"scanOnPush": false},
+            "encryptionConfiguration": {"encryptionType": "AES256"},
+        })
+    }
+}
+
+fn decode<T: DeserializeOwned>(input: Value) -> Result<T, EcrError> {
+    serde_json::from_value(input).map_err(|e| EcrError::Serialization(e.to_string()))
+}
+
+fn invalid_name(name: &str) -> EcrError {
+    EcrError::InvalidParameter(format!(
+        "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*' and be 2 to 256 characters long' (got '{name}')"
+    ))
+}
+
+/// The model's `RepositoryName`: 2–256 characters of
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
+pub(crate) fn valid_repository_name(name: &str) -> bool {
+    fn component(c: &str) -> bool {
+        let b = c.as_bytes();
+        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            if alnum(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && !alnum(b[i]) {
+                i += 1;
+            }
+            let sep = &c[start..i];
+            let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+    (2..=256).contains(&name.len()) && name.split('/').all(component)
+}
+
+fn repository_name(name: &str) -> Result<RepositoryName, EcrError> {
+    if !valid_repository_name(name) {
+        return Err(invalid_name(name));
+    }
+    name.parse().map_err(|_| invalid_name(name))
+}
+
+pub(crate) async fn handle(
+    ctx: &Ctx<'_>,
+    op: EcrOperation,
+    input: Value,
+) -> Result<Value, EcrError> {
+    match op {
+        EcrOperation::CreateRepository => create_repository(ctx, decode(input)?).await,
+        EcrOperation::DescribeRepositories => describe_repositories(ctx, decode(input)?).await,
+        EcrOperation::DeleteRepository => delete_repository(ctx, decode(input)?).await,
+        EcrOperation::GetAuthorizationToken => get_authorization_token(ctx, decode(input)?),
+        other => Err(EcrError::Unsupported(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TagInput {
+    #[serde(rename = "Key")]
+    _key: String,
+    #[serde(rename = "Value")]
+    _value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScanningInput {
+    scan_on_push: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EncryptionInput {
+    encryption_type: String,
+    kms_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRepositoryInput {
+    registry_id: Option<String>,
+    repository_name: Option<String>,
+    tags: Option<Vec<TagInput>>,
+    image_tag_mutability: Option<String>,
+    image_tag_mutability_exclusion_filters: Option<Vec<Value>>,
+    image_scanning_configuration: Option<ScanningInput>,
+    encryption_configuration: Option<EncryptionInput>,
+}
+
+fn required<'a>(v: &'a Option<String>, member: &str) -> Result<&'a str, EcrError> {
+    v.as_deref().ok_or_else(|| {
+        EcrError::InvalidParameter(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ))
+    })
+}
+
+async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Result<Value, EcrError> {
+    let name = required(&input.repository_name, "repositoryName")?;
+    let registry = ctx.registry(input.registry_id.as_deref())?;
+    let repo = repository_name(name)?;
+    let mutability = input
+        .image_tag_mutability
+        .unwrap_or_else(|| "MUTABLE".to_string());
+    match mutability.as_str() {
+        "MUTABLE" | "IMMUTABLE" => {}
+        "IMMUTABLE_WITH_EXCLUSION" | "MUTABLE_WITH_EXCLUSION" => {
+            return Err(EcrError::InvalidParameter(format!(
+                "imageTagMutability {mutability} (with exclusion filters) is not supported by this Berth version yet; use MUTABLE or IMMUTABLE"
+            )))
+        }
+        other => {
+            return Err(EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]' (got '{other}')"
+            )))
+        }
+    }
+    if input
+        .image_tag_mutability_exclusion_filters
+        .is_some_and(|f| !f.is_empty())
+    {
+        return Err(EcrError::InvalidParameter(
+            "imageTagMutabilityExclusionFilters are not supported by this Berth version yet".into(),
+        ));
+    }
+    if input.tags.is_some_and(|t| !t.is_empty()) {
+        return Err(EcrError::InvalidParameter(
+            "Resource tags are not supported by this Berth version yet; create the repository without tags".into(),
+        ));
+    }
+    if input
+        .image_scanning_configuration
+        .is_some_and(|s| s.scan_on_push == Some(true))
+    {
+        return Err(EcrError::InvalidParameter(
+            "Image scanning (scanOnPush) is not supported by this Berth version yet".into(),
+        ));
+    }
+    if let Some(enc) = input.encryption_configuration {
+        if enc.encryption_type != "AES256" || enc.kms_key.is_some() {
+            return Err(EcrError::InvalidParameter(format!(
+                "Only encryptionType AES256 is supported by Berth (got '{}')",
+                enc.encryption_type
+            )));
+        }
+    }
+    ctx.authorize(
+        EcrOperation::CreateRepository,
+        &ctx.repository_arn(&registry, name),
+        &registry,
+    )?;
+    ctx.check_served(&registry)?;
+    let settings = RepositorySettings {
+        image_tag_mutability: mutability,
+    };
+    let now_ms = (ctx.now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let record = ctx
+        .state
+        .inner
+        .registry
+        .meta()
+        .create_repository(&repo, &settings, now_ms)
+        .await
+        .map_err(|e| EcrError::from_meta(e, &registry))?;
+    Ok(json!({"repository": ctx.repository_json(&registry, &record)}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeRepositoriesInput {
+    registry_id: Option<String>,
+    repository_names: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+const TOKEN_PREFIX: &str = "r1:";
+
+fn encode_next_token(last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{last}"))
+}
+
+fn decode_next_token(t: &str) -> Result<String, EcrError> {
+    URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(TOKEN_PREFIX).map(str::to_string))
+        .ok_or_else(|| {
+            EcrError::InvalidParameter(
+                "Invalid parameter at 'nextToken': the token is not valid".into(),
+            )
+        })
+}
+
+async fn describe_repositories(
+    ctx: &Ctx<'_>,
+    input: DescribeRepositoriesInput,
+) -> Result<Value, EcrError> {
+    let registry = ctx.registry(input.registry_id.as_deref())?;
+    let meta = ctx.state.inner.registry.meta();
+    let from_meta = |e| EcrError::from_meta(e, &registry);
+    if let Some(names) = input.repository_names {
+        if names.is_empty() || names.len() > 100 {
+            return Err(EcrError::InvalidParameter(
+                "Invalid parameter at 'repositoryNames' failed to satisfy constraint: 'Member must have length between 1 and 100'".into(),
+            ));
+        }
+        if input.next_token.is_some() || input.max_results.is_some() {
+            return Err(EcrError::InvalidParameter(
+                "maxResults and nextToken cannot be used with repositoryNames".into(),
+            ));
+        }
+        let repos = names
+            .iter()
+            .map(|n| repository_name(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        for n in &names {
+            ctx.authorize(
+                EcrOperation::DescribeRepositories,
+                &ctx.repository_arn(&registry, n),
+                &registry,
+            )?;
+        }
+        ctx.check_served(&registry)?;
+        let mut out = Vec::with_capacity(repos.len());
+        for (repo, name) in repos.iter().zip(&names) {
+            let r = meta
+                .get_repository(repo)
+                .await
+                .map_err(from_meta)?
+                .ok_or_else(|| EcrError::RepositoryNotFound {
+                    registry: registry.clone(),
+                    name: name.clone(),
+                })?;
+            out.push(ctx.repository_json(&registry, &r));
+        }
+        return Ok(json!({"repositories": out}));
+    }
+    let limit = match input.max_results {
+        None => DEFAULT_PAGE,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000' (got {n})"
+            )))
+        }
+    };
+    let after = input
+        .next_token
+        .as_deref()
+        .map(decode_next_token)
+        .transpose()?;
+    ctx.authorize(
+        EcrOperation::DescribeRepositories,
+        &ctx.repository_arn(&registry, "*"),
+        &registry,
+    )?;
+    ctx.check_served(&registry)?;
+    let mut rows = meta
+        .describe_repositories(after.as_deref(), limit + 1)
+        .await
+        .map_err(from_meta)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let mut out = json!({
+        "repositories": rows.iter().map(|r| ctx.repository_json(&registry, r)).collect::<Vec<_>>(),
+    });
+    if more {
+        if let Some(last) = rows.last() {
+            out["nextToken"] = json!(encode_next_token(&last.name));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteRepositoryInput {
+    registry_id: Option<String>,
+    repository_name: Option<String>,
+    force: Option<bool>,
+}
+
+async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> Result<Value, EcrError> {
+    let name = required(&input.repository_name, "repositoryName")?;
+    let registry = ctx.registry(input.registry_id.as_deref())?;
+    let repo = repository_name(name)?;
+    ctx.authorize(
+        EcrOperation::DeleteRepository,
+        &ctx.repository_arn(&registry, name),
+        &registry,
+    )?;
+    ctx.check_served(&registry)?;
+    let record = ctx
+        .state
+        .inner
+        .registry
+        .delete_repository(&repo, input.force.unwrap_or(false))
+        .await
+        .map_err(|e| EcrError::from_meta(e, &registry))?;
+    Ok(json!({"repository": ctx.repository_json(&registry, &record)}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetAuthorizationTokenInput {
+    registry_ids: Option<Vec<String>>,
+}
+
+fn get_authorization_token(
+    ctx: &Ctx<'_>,
+    input: GetAuthorizationTokenInput,
+) -> Result<Value, EcrError> {
+    let registries = match input.registry_ids {
+        None => vec![ctx.caller.account_id.clone()],
+        Some(ids) if ids.is_empty() || ids.len() > 10 => {
+            return Err(EcrError::InvalidParameter(
+                "Invalid parameter at 'registryIds' failed to satisfy constraint: 'Member must have length between 1 and 10'".into(),
+            ))
+        }
+        Some(ids) => ids
+            .iter()
+            .map(|id| ctx.registry(Some(id)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    ctx.authorize(
+        EcrOperation::GetAuthorizationToken,
+        "*",
+        &ctx.caller.account_id,
+    )?;
+    let expires_at = ctx.now.unix_timestamp() + TOKEN_LIFETIME_SECS;
+    let password = token::sign(
+        &ctx.state.inner.config.login_token_key,
+        &TokenClaims {
+            access_key_id: ctx.caller.access_key_id.clone(),
+            account_id: ctx.caller.account_id.clone(),
+            user: ctx.caller.user.as_ref().map(|(name, _)| name.clone()),
+            expires_at,
+        },
+    );
+    let authorization_token = STANDARD.encode(format!("AWS:{password}"));
+    let scheme = if ctx.conn.secure { "https" } else { "http" };
+    let data: Vec<Value> = registries
+        .iter()
+        .map(|_| {
+            json!({
+                "authorizationToken": authorization_token,
+                "expiresAt": expires_at,
+                "proxyEndpoint": format!("{scheme}://{}", ctx.host),
+            })
+        })
+        .collect();
+    Ok(json!({"authorizationData": data}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_follow_the_model() {
+        for ok in [
+            "ab",
+            "a1",
+            "team/app",
+            "a.b",
+            "a_b",
+            "a__b",
+            "a---b",
+            "x/y/z-1.2_3",
+            &"a".repeat(256),
+        ] {
+            assert!(valid_repository_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "A1",
+            "ab/",
+            "/ab",
+            "a//b",
+            "a..b",
+            "a___b",
+            "a.-b",
+            "-ab",
+            "ab-",
+            "a b",
+            "Ab",
+            &"a".repeat(257),
+        ] {
+            assert!(!valid_repository_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_tokens_round_trip_and_junk_is_refused() {
+        let t = encode_next_token("team/app");
+        assert_eq!(decode_next_token(&t).unwrap(), "team/app");
+        assert!(decode_next_token("!!").is_err());
+        assert!(decode_next_token(&URL_SAFE_NO_PAD.encode("x")).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! Registry login tokens: the password half of `GetAuthorizationToken`'s `AWS:<password>`.
+//!
+//! A token is `berth1.<claims>.<mac>`: `claims` is base64url (no padding) of
+//! `1|<access key id>|<account>|<principal>|<expiry, Unix seconds>` (principal: `root` or
+//! `user/<name>`), `mac` is base64url of HMAC-SHA256 over the `berth1.<claims>` text under
+//! the login token key (derived from the master key: a new master key invalidates every
+//! token). Verification checks the MAC in constant time, then the shape, then the expiry;
+//! the caller must also check that the access key still exists and is active (a token
+//! stops working when its key is deleted or deactivated).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// How long a token is valid (ECR: 12 hours).
+pub const TOKEN_LIFETIME_SECS: i64 = 12 * 3600;
+
+const PREFIX: &str = "berth1.";
+
+/// Who a token was issued to and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub access_key_id: String,
+    pub account_id: String,
+    /// `None` for the account root, the IAM user's name otherwise.
+    pub user: Option<String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a token of this format, or altered, or signed under another key.
+    Invalid,
+    Expired,
+}
+
+fn mac(key: &[u8; 32], text: &str) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    m.update(text.as_bytes());
+    m
+}
+
+/// Signs `claims` into a token.
+pub fn sign(key: &[u8; 32], claims: &TokenClaims) -> String {
+    let principal = match &claims.user {
+        None => "root".to_string(),
+        Some(u) => format!("user/{u}"),
+    };
+    let body = format!(
+        "1|{}|{}|{}|{}",
+        claims.access_key_id, claims.account_id, principal, claims.expires_at
+    );
+    let signed = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(body));
+    let tag = mac(key, &signed).finalize().into_bytes();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag))
+}
+
+/// Verifies a token at `now` (Unix seconds).
+pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, TokenError> {
+    let (signed, tag) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
+    let claims_b64 = signed.strip_prefix(PREFIX).ok_or(TokenError::Invalid)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenError::Invalid)?;
+    mac(key, signed)
+        .verify_slice(&tag)
+        .map_err(|_| TokenError::Invalid)?;
+    let body = URL_SAFE_NO_PAD
+        .decode(claims_b64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(TokenError::Invalid)?;
+    let parts: Vec<&str> = body.split('|').collect();
+    let [version, akid, account, principal, expiry] = parts[..] else {
+        return Err(TokenError::Invalid);
+    };
+    if version != "1" {
+        return Err(TokenError::Invalid);
+    }
+    let user = match principal {
+        "root" => None,
+        p => Some(
+            p.strip_prefix("user/")
+                .ok_or(TokenError::Invalid)?
+                .to_string(),
+        ),
+    };
+    let expires_at: i64 = expiry.parse().map_err(|_| TokenError::Invalid)?;
+    if now >= expires_at {
+        return Err(TokenError::Expired);
+    }
+    Ok(TokenClaims {
+        access_key_id: akid.to_string(),
+        account_id: account.to_string(),
+        user,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(user: Option<&str>) -> TokenClaims {
+        TokenClaims {
+            access_key_id: "AKIAEXAMPLE234567ABC".into(),
+            account_id: "123456789012".into(),
+            user: user.map(str::to_string),
+            expires_at: 1_000 + TOKEN_LIFETIME_SECS,
+        }
+    }
+
+    #[test]
+    fn a_token_verifies_until_it_expires() {
+        let key = [7u8; 32];
+        for c in [claims(None), claims(Some("alice"))] {
+            let t = sign(&key, &c);
+            assert!(t.starts_with("berth1."));
+            assert_eq!(verify(&key, &t, 1_000), Ok(c.clone()));
+            assert_eq!(verify(&key, &t, c.expires_at - 1), Ok(c.clone()));
+            assert_eq!(verify(&key, &t, c.expires_at), Err(TokenError::Expired));
+        }
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_are_invalid() {
+        let key = [7u8; 32];
+        let t = sign(&key, &claims(Some("alice")));
+        assert_eq!(verify(&[8u8; 32], &t, 1_000), Err(TokenError::Invalid));
+        // Claims swapped for another user's, keeping the MAC.
+        let other = sign(&key, &claims(Some("mallory")));
+        let (_, tag) = t.rsplit_once('.').unwrap();
+        let (signed_other, _) = other.rsplit_once('.').unwrap();
+        assert_eq!(
+            verify(&key, &format!("{signed_other}.{tag}"), 1_000),
+            Err(TokenError::Invalid)
+        );
+        // A later expiry, keeping the MAC.
+        let mut later = claims(Some("alice"));
+        later.expires_at += 1_000_000;
+        let (signed_later, _) = sign(&key, &later)
+            .rsplit_once('.')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
+        assert_eq!(
+            verify(&key, &format!("{signed_later}.{tag}"), 1_000),
+            Err(TokenError::Invalid)
+        );
+        // Flipped characters anywhere.
+        for i in 0..t.len() {
+            let mut bytes = t.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let s = String::from_utf8(bytes).unwrap();
+            if s != t {
+                assert!(verify(&key, &s, 1_000).is_err(), "{s}");
+            }
+        }
+        for junk in ["", ".", "berth1.", "berth1..", "AWS:x", "berth1.e30.e30"] {
+            assert_eq!(
+                verify(&key, junk, 1_000),
+                Err(TokenError::Invalid),
+                "{junk}"
+            );
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! In-process tests of the ECR edge: requests signed with berth-sigv4's client-side
+//! signer, sent through the router, against the SQLite stores.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use base64::Engine;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use berth_blobstore::DiskBlobStore;
+use berth_ecr_api::{token, EcrConfig, EcrState, TARGET_PREFIX};
+use berth_meta::iam::{Account, KeyOwner, NewAccessKey, NewUser};
+use berth_meta::secrets::MasterKey;
+use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore};
+use berth_meta::IamStore;
+use berth_registry::{Registry, RegistryOptions};
+use berth_sigv4::{sign_request, Credentials, PayloadHash};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "eu-west-3";
+const TOKEN_KEY: [u8; 32] = [9; 32];
+
+struct Env {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    iam: Arc<SqliteIamStore>,
+    root: NewAccessKey,
+    alice: NewAccessKey,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    let iam = Arc::new(SqliteIamStore::new(meta.clone(), MasterKey::generate()));
+    let root = NewAccessKey::generate();
+    iam.create_account(
+        &Account {
+            id: ACCOUNT.into(),
+            alias: None,
+            created_ms: 1,
+        },
+        Some(&root),
+    )
+    .await
+    .unwrap();
+    iam.create_user(&NewUser {
+        account_id: ACCOUNT.into(),
+        name: "alice".into(),
+        path: "/".into(),
+        arn: berth_iam::iam_user_arn(ACCOUNT, "/", "alice"),
+    })
+    .await
+    .unwrap();
+    let alice = NewAccessKey::generate();
+    iam.create_access_key(ACCOUNT, &KeyOwner::User("alice".into()), &alice)
+        .await
+        .unwrap();
+    // Alice may describe and create under team/, and get a token; nothing else.
+    iam.put_user_policy(
+        ACCOUNT,
+        "alice",
+        "ecr-team",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":["ecr:DescribeRepositories","ecr:CreateRepository"],"Resource":"arn:aws:ecr:*:*:repository/team/*"},
+            {"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#,
+    )
+    .await
+    .unwrap();
+    let blobs = DiskBlobStore::open(dir.path()).unwrap();
+    let registry = Registry::new(Arc::new(meta), Arc::new(blobs), RegistryOptions::default());
+    let state = EcrState::new(
+        registry,
+        iam.clone(),
+        EcrConfig {
+            account_id: ACCOUNT.into(),
+            region: REGION.into(),
+            public_host: None,
+            login_token_key: TOKEN_KEY,
+            max_skew: EcrConfig::ECR_MAX_SKEW,
+        },
+    );
+    Env {
+        _dir: dir,
+        app: berth_ecr_api::router(state),
+        iam,
+        root,
+        alice,
+    }
+}
+
+fn signed(
+    key: &NewAccessKey,
+    secret: &str,
+    action: &str,
+    body: &str,
+    region: &str,
+) -> Request<Body> {
+    let target = format!("{TARGET_PREFIX}.{action}");
+    let req = berth_sigv4::Request::new("POST", "/", "", PayloadHash::of_body(body.as_bytes()))
+        .with_header("host", "registry.test:5000")
+        .with_header("content-type", "application/x-amz-json-1.1")
+        .with_header("x-amz-target", &target);
+    let creds = Credentials {
+        access_key_id: &key.access_key_id,
+        secret_access_key: secret,
+        session_token: None,
+    };
+    let sig = sign_request(&req, &creds, region, "ecr", time::OffsetDateTime::now_utc()).unwrap();
+    let mut b = Request::post("/")
+        .header("host", "registry.test:5000")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", &target);
+    for (n, v) in sig.headers() {
+        b = b.header(n, v);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
+    assert!(resp.headers().contains_key("x-amzn-requestid"));
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+async fn call(env: &Env, key: &NewAccessKey, action: &str, body: Value) -> (StatusCode, Value) {
+    let req = signed(key, key.secret.expose(), action, &body.to_string(), REGION);
+    send(&env.app, req).await
+}
+
+fn err_type(v: &Value) -> &str {
+    v["__type"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn repositories_are_created_described_and_deleted() {
+    let env = env().await;
+    let root = &env.root;
+    let (s, v) = call(
+        &env,
+        root,
+        "CreateRepository",
+        json!({"repositoryName": "team/app", "imageTagMutability": "IMMUTABLE"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let r = &v["repository"];
+    assert_eq!(r["repositoryName"], "team/app");
+    assert_eq!(r["registryId"], ACCOUNT);
+    assert_eq!(
+        r["repositoryArn"],
+        format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/team/app")
+    );
+    assert_eq!(r["repositoryUri"], "registry.test:5000/team/app");
+    assert_eq!(r["imageTagMutability"], "IMMUTABLE");
+    assert_eq!(r["imageScanningConfiguration"]["scanOnPush"], false);
+    assert_eq!(r["encryptionConfiguration"]["encryptionType"], "AES256");
+    let created = r["createdAt"].as_f64().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!((now - created).abs() < 60.0, "{created}");
+
+    let (s, v) = call(
+        &env,
+        root,
+        "CreateRepository",
+        json!({"repositoryName": "team/app"}),
+    )
+    .await;
+    assert_eq!(
+        (s, err_type(&v)),
+        (StatusCode::BAD_REQUEST, "RepositoryAlreadyExistsException"),
+        "{v}"
+    );
+    for bad in ["A", "Team/app", "a//b", "-x"] {
+        let (s, v) = call(
+            &env,
+            root,
+            "CreateRepository",
+            json!({"repositoryName": bad}),
+        )
+        .await;
+        assert_eq!(
+            (s, err_type(&v)),
+            (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+            "{bad}: {v}"
+        );
+    }
+    let (_, v) = call(&env, root, "CreateRepository", json!({})).await;
+    assert_eq!(err_type(&v), "InvalidParameterException");
+    let (_, v) = call(
+        &env,
+        root,
+        "CreateRepository",
+        json!({"repositoryName": "x1", "tags": [{"Key": "a", "Value": "b"}]}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "InvalidParameterException");
+    let (_, v) = call(
+        &env,
+        root,
+        "CreateRepository",
+        json!({"repositoryName": "x1", "imageTagMutability": "SOMETIMES"}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "InvalidParameterException");
+
+    // Pagination over five repositories, two at a time.
+    for n in ["b1", "b2", "b3", "b4"] {
+        let (s, _) = call(&env, root, "CreateRepository", json!({"repositoryName": n})).await;
+        assert_eq!(s, 200);
+    }
+    let mut names = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({"maxResults": 2});
+        if let Some(t) = &token {
+            body["nextToken"] = json!(t);
+        }
+        let (s, v) = call(&env, root, "DescribeRepositories", body).await;
+        assert_eq!(s, 200, "{v}");
+        let page = v["repositories"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        names.extend(
+            page.iter()
+                .map(|r| r["repositoryName"].as_str().unwrap().to_string()),
+        );
+        match v["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["b1", "b2", "b3", "b4", "team/app"]);
+    let (_, v) = call(&env, root, "DescribeRepositories", json!({"maxResults": 0})).await;
+    assert_eq!(err_type(&v), "InvalidParameterException");
+    let (_, v) = call(
+        &env,
+        root,
+        "DescribeRepositories",
+        json!({"nextToken": "garbage!"}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "InvalidParameterException");
+    let (s, v) = call(
+        &env,
+        root,
+        "DescribeRepositories",
+        json!({"repositoryNames": ["b2", "team/app"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["repositories"].as_array().unwrap().len(), 2);
+    let (_, v) = call(
+        &env,
+        root,
+        "DescribeRepositories",
+        json!({"repositoryNames": ["b2", "nope"]}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "RepositoryNotFoundException");
+    assert!(v["message"].as_str().unwrap().contains("'nope'"), "{v}");
+
+    // Delete.
+    let (s, v) = call(
+        &env,
+        root,
+        "DeleteRepository",
+        json!({"repositoryName": "b1"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["repository"]["repositoryName"], "b1");
+    let (_, v) = call(
+        &env,
+        root,
+        "DeleteRepository",
+        json!({"repositoryName": "b1"}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "RepositoryNotFoundException");
+    let (_, v) = call(
+        &env,
+        root,
+        "DeleteRepository",
+        json!({"repositoryName": "b2", "force": true}),
+    )
+    .await;
+    assert_eq!(v["repository"]["repositoryName"], "b2");
+}
+
+#[tokio::test]
+async fn bad_input_gets_model_errors_never_a_500() {
+    let env = env().await;
+    let root = &env.root;
+    let send_raw =
+        |action: &str, body: &str| signed(root, root.secret.expose(), action, body, REGION);
+    let (s, v) = send(&env.app, send_raw("CreateRepository", "{not json")).await;
+    assert_eq!(
+        (s, err_type(&v)),
+        (StatusCode::BAD_REQUEST, "SerializationException")
+    );
+    let (_, v) = send(
+        &env.app,
+        send_raw("CreateRepository", r#"{"repositoryName": 5}"#),
+    )
+    .await;
+    assert_eq!(err_type(&v), "SerializationException");
+    let (_, v) = send(
+        &env.app,
+        send_raw("DescribeRepositories", r#"{"maxResults": "ten"}"#),
+    )
+    .await;
+    assert_eq!(err_type(&v), "SerializationException");
+    let (_, v) = send(&env.app, send_raw("DescribeRepositories", "[]")).await;
+    assert_eq!(err_type(&v), "SerializationException");
+    // An empty body is an empty input.
+    let (s, _) = send(&env.app, send_raw("DescribeRepositories", "")).await;
+    assert_eq!(s, 200);
+    let (_, v) = send(&env.app, send_raw("NoSuchAction", "{}")).await;
+    assert_eq!(err_type(&v), "UnknownOperationException");
+    let (s, v) = call(&env, root, "PutLifecyclePolicy", json!({})).await;
+    assert_eq!(
+        (s, err_type(&v)),
+        (StatusCode::BAD_REQUEST, "UnsupportedOperationException")
+    );
+    assert_eq!(
+        v["message"],
+        "ecr:PutLifecyclePolicy is not implemented by this Berth version"
+    );
+}
+
+#[tokio::test]
+async fn signatures_and_keys_are_checked() {
+    let env = env().await;
+    let root = &env.root;
+    // Unsigned.
+    let req = Request::post("/")
+        .header(
+            "x-amz-target",
+            format!("{TARGET_PREFIX}.DescribeRepositories"),
+        )
+        .body(Body::from("{}"))
+        .unwrap();
+    let (_, v) = send(&env.app, req).await;
+    assert_eq!(err_type(&v), "MissingAuthenticationTokenException");
+    // Wrong secret.
+    let (_, v) = send(
+        &env.app,
+        signed(root, "not-the-secret", "DescribeRepositories", "{}", REGION),
+    )
+    .await;
+    assert_eq!(err_type(&v), "InvalidSignatureException");
+    // Wrong region.
+    let (_, v) = send(
+        &env.app,
+        signed(
+            root,
+            root.secret.expose(),
+            "DescribeRepositories",
+            "{}",
+            "us-east-1",
+        ),
+    )
+    .await;
+    assert_eq!(err_type(&v), "InvalidSignatureException");
+    // Unknown key.
+    let ghost = NewAccessKey::generate();
+    let (_, v) = call(&env, &ghost, "DescribeRepositories", json!({})).await;
+    assert_eq!(err_type(&v), "UnrecognizedClientException");
+    assert_eq!(
+        v["message"],
+        "The security token included in the request is invalid."
+    );
+    // A body changed after signing.
+    let mut req = signed(
+        root,
+        root.secret.expose(),
+        "DescribeRepositories",
+        "{}",
+        REGION,
+    );
+    *req.body_mut() = Body::from(r#"{"maxResults":1}"#);
+    let (_, v) = send(&env.app, req).await;
+    assert_eq!(err_type(&v), "InvalidSignatureException");
+    // Deactivated key: as an unknown one.
+    let (s, _) = call(&env, &env.alice, "GetAuthorizationToken", json!({})).await;
+    assert_eq!(s, 200);
+    env.iam
+        .update_access_key_status(
+            ACCOUNT,
+            &KeyOwner::User("alice".into()),
+            &env.alice.access_key_id,
+            berth_meta::iam::KeyStatus::Inactive,
+        )
+        .await
+        .unwrap();
+    let (_, v) = call(&env, &env.alice, "GetAuthorizationToken", json!({})).await;
+    assert_eq!(err_type(&v), "UnrecognizedClientException");
+}
+
+#[tokio::test]
+async fn iam_policies_authorize_each_action_and_resource() {
+    let env = env().await;
+    let alice = &env.alice;
+    let (s, v) = call(
+        &env,
+        alice,
+        "CreateRepository",
+        json!({"repositoryName": "team/a1"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = call(
+        &env,
+        alice,
+        "CreateRepository",
+        json!({"repositoryName": "other/a1"}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "AccessDeniedException");
+    let alice_arn = format!("arn:aws:iam::{ACCOUNT}:user/alice");
+    assert_eq!(
+        v["message"],
+        format!("User: {alice_arn} is not authorized to perform: ecr:CreateRepository on resource: arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other/a1 because no identity-based policy allows the ecr:CreateRepository action")
+    );
+    let (s, _) = call(
+        &env,
+        alice,
+        "DescribeRepositories",
+        json!({"repositoryNames": ["team/a1"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Listing everything is on repository/*, which her policy does not cover.
+    let (_, v) = call(&env, alice, "DescribeRepositories", json!({})).await;
+    assert_eq!(err_type(&v), "AccessDeniedException");
+    let (_, v) = call(
+        &env,
+        alice,
+        "DeleteRepository",
+        json!({"repositoryName": "team/a1"}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "AccessDeniedException");
+    // Another account's registry is cross-account: denied without a repository policy.
+    let (_, v) = call(
+        &env,
+        &env.root,
+        "DescribeRepositories",
+        json!({"registryId": "999999999999"}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "AccessDeniedException", "{v}");
+    // A policy change takes effect on the next request.
+    env.iam
+        .put_user_policy(
+            ACCOUNT,
+            "alice",
+            "deny-all",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ecr:*","Resource":"*"}]}"#,
+        )
+        .await
+        .unwrap();
+    let (_, v) = call(&env, alice, "GetAuthorizationToken", json!({})).await;
+    assert_eq!(err_type(&v), "AccessDeniedException");
+    assert!(
+        v["message"].as_str().unwrap().contains("explicit deny"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn authorization_tokens_are_signed_for_the_caller_and_expire_in_12_hours() {
+    let env = env().await;
+    let (s, v) = call(&env, &env.alice, "GetAuthorizationToken", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let data = &v["authorizationData"][0];
+    assert_eq!(data["proxyEndpoint"], "http://registry.test:5000");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data["authorizationToken"].as_str().unwrap())
+        .unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
+    let password = decoded.strip_prefix("AWS:").expect("AWS: prefix");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = token::verify(&TOKEN_KEY, password, now).unwrap();
+    assert_eq!(claims.access_key_id, env.alice.access_key_id);
+    assert_eq!(claims.account_id, ACCOUNT);
+    assert_eq!(claims.user.as_deref(), Some("alice"));
+    let expires = data["expiresAt"].as_i64().unwrap();
+    assert_eq!(expires, claims.expires_at);
+    assert!((expires - now - 12 * 3600).abs() < 60);
+    assert!(token::verify(&[0; 32], password, now).is_err());
+    let (_, v) = call(
+        &env,
+        &env.root,
+        "GetAuthorizationToken",
+        json!({"registryIds": ["12"]}),
+    )
+    .await;
+    assert_eq!(err_type(&v), "InvalidParameterException");
+}
