@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian 12 (as root): the real clients the end-to-end tests drive
-# (skopeo, podman, buildah, umoci, curl), botocore from PyPI and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
+# (skopeo, podman, buildah, umoci, curl), botocore and boto3 from PyPI and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
 # something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,8 +44,9 @@ buildah --version
 umoci --version
 curl --version | sed -n 1p
 
-# PyPI packages: botocore signs the requests that the SigV4 verifier is tested against.
-PIP_PACKAGES=(botocore)
+# PyPI packages: botocore signs the requests that the SigV4 verifier is tested against; boto3 drives
+# the ECR API end to end (crates/berth/tests/ecr_boto3.py).
+PIP_PACKAGES=(botocore boto3)
 step "python3 -m pip install ${PIP_PACKAGES[*]}"
 retry python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
 

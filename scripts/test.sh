@@ -17,6 +17,7 @@ for tool in skopeo podman buildah umoci curl; do
 done
 cargo nextest --version >/dev/null 2>&1 || missing+=(cargo-nextest)
 python3 -c 'import botocore' >/dev/null 2>&1 || missing+=(botocore)
+python3 -c 'import boto3' >/dev/null 2>&1 || missing+=(boto3)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "+ installing missing test dependencies: ${missing[*]}"

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use berth_blobstore::{DiskBlobStore, DiskOptions};
 use berth_config::{Config, StorageConfig};
@@ -45,11 +46,32 @@ pub fn open_registry(storage: &StorageConfig, meta: SqliteMetaStore) -> anyhow::
     ))
 }
 
-/// The whole HTTP application: `/v2` plus operational endpoints.
-pub fn app(registry: Registry) -> Router {
+/// The whole HTTP application: `/v2`, the ECR API on `POST /`, and operational
+/// endpoints. Other methods on `/` keep answering the OCI "not found".
+pub fn app(registry: Registry, ecr: berth_ecr_api::EcrState) -> Router {
     berth_oci_api::router(registry)
+        .route(
+            "/",
+            berth_ecr_api::service(ecr)
+                .fallback(|| async { berth_oci_api::OciError::not_found().into_response() }),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .fallback(|| async { berth_oci_api::OciError::not_found().into_response() })
+}
+
+/// The ECR edge's settings from the configuration; the login token key is derived from
+/// the master key.
+fn ecr_config(cfg: &Config) -> anyhow::Result<berth_ecr_api::EcrConfig> {
+    let key =
+        berth_meta::secrets::MasterKey::load(&cfg.storage.data_dir.join(crate::admin::MASTER_KEY))
+            .context("loading the master key")?;
+    Ok(berth_ecr_api::EcrConfig {
+        account_id: cfg.registry.account_id.clone(),
+        region: cfg.registry.region.clone(),
+        public_host: cfg.registry.public_host.clone(),
+        login_token_key: key.login_token_key(),
+        max_skew: berth_ecr_api::EcrConfig::ECR_MAX_SKEW,
+    })
 }
 
 fn spawn_upload_sweeper(registry: Registry, cfg: &Config) {
@@ -95,6 +117,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
     crate::admin::bootstrap(&iam, &cfg).await?;
     let registry = open_registry(&cfg.storage, meta)?;
+    let ecr = berth_ecr_api::EcrState::new(registry.clone(), Arc::new(iam), ecr_config(&cfg)?);
     let tls = crate::tls::acceptor(&cfg)?;
     let listener = TcpListener::bind(cfg.server.listen)
         .await
@@ -113,7 +136,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         write_addr_file(path, &addr).context("writing the address file")?;
     }
 
-    let app = app(registry);
+    let app = app(registry, ecr);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -141,7 +164,17 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone());
+        // Connection facts for IAM conditions (aws:SourceIp, aws:SecureTransport).
+        let conn_info = berth_ecr_api::ConnInfo {
+            peer_ip: Some(peer.ip()),
+            secure: tls.is_some(),
+        };
+        let svc = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(conn_info);
+                req
+            },
+        ));
         let builder = builder.clone();
         match &tls {
             None => {
