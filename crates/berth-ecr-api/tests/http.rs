@@ -503,3 +503,16 @@ async fn authorization_tokens_are_signed_for_the_caller_and_expire_in_12_hours()
     .await;
     assert_eq!(err_type(&v), "InvalidParameterException");
 }
+
+#[tokio::test]
+async fn oversize_bodies_are_refused_before_anything_else() {
+    let env = env().await;
+    let big = vec![b' '; berth_ecr_api::MAX_BODY + 1];
+    let req = Request::post("/")
+        .header("x-amz-target", format!("{TARGET_PREFIX}.UploadLayerPart"))
+        .body(Body::from(big))
+        .unwrap();
+    let (s, v) = send(&env.app, req).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err_type(&v), "SerializationException");
+}
