@@ -536,74 +536,22 @@ impl IamStore for SqliteIamStore {
         name: &str,
         document: &str,
     ) -> IamResult<()> {
-        validate_policy_name(name)?;
-        let (account, user, name, doc) = (
-            account.to_string(),
-            user.to_string(),
-            name.to_string(),
-            document.to_string(),
-        );
-        self.db
-            .write(move |c| {
-                let tx = super::queries::immediate(c)?;
-                let (uref, _) = find_user(&tx, &account, &user)?;
-                tx.execute(
-                    "INSERT INTO iam_user_policies (user_ref, name, document, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (user_ref, name) DO UPDATE
-                     SET document = excluded.document, updated_ms = excluded.updated_ms",
-                    params![uref, name, doc, now_ms()],
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
+        self.put_policy(PolicyOwner::User, account, user, name, document)
             .await
     }
 
     async fn get_user_policy(&self, account: &str, user: &str, name: &str) -> IamResult<String> {
-        let (account, user, name) = (account.to_string(), user.to_string(), name.to_string());
-        self.db
-            .read(move |c| {
-                let (uref, _) = find_user(c, &account, &user)?;
-                c.prepare_cached(
-                    "SELECT document FROM iam_user_policies WHERE user_ref = ?1 AND name = ?2",
-                )?
-                .query_row(params![uref, name], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| policy_not_found("user", &name))
-            })
+        self.get_policy(PolicyOwner::User, account, user, name)
             .await
     }
 
     async fn delete_user_policy(&self, account: &str, user: &str, name: &str) -> IamResult<()> {
-        let (account, user, name) = (account.to_string(), user.to_string(), name.to_string());
-        self.db
-            .write(move |c| {
-                let (uref, _) = find_user(c, &account, &user)?;
-                let n = c.execute(
-                    "DELETE FROM iam_user_policies WHERE user_ref = ?1 AND name = ?2",
-                    params![uref, name],
-                )?;
-                if n == 0 {
-                    return Err(policy_not_found("user", &name));
-                }
-                Ok(())
-            })
+        self.delete_policy(PolicyOwner::User, account, user, name)
             .await
     }
 
     async fn list_user_policies(&self, account: &str, user: &str) -> IamResult<Vec<String>> {
-        let (account, user) = (account.to_string(), user.to_string());
-        self.db
-            .read(move |c| {
-                let (uref, _) = find_user(c, &account, &user)?;
-                let mut st = c.prepare_cached(
-                    "SELECT name FROM iam_user_policies WHERE user_ref = ?1 ORDER BY name",
-                )?;
-                let rows = st.query_map([uref], |r| r.get(0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-            })
-            .await
+        self.list_policies(PolicyOwner::User, account, user).await
     }
 
     async fn put_group_policy(
@@ -613,74 +561,22 @@ impl IamStore for SqliteIamStore {
         name: &str,
         document: &str,
     ) -> IamResult<()> {
-        validate_policy_name(name)?;
-        let (account, group, name, doc) = (
-            account.to_string(),
-            group.to_string(),
-            name.to_string(),
-            document.to_string(),
-        );
-        self.db
-            .write(move |c| {
-                let tx = super::queries::immediate(c)?;
-                let (gref, _) = find_group(&tx, &account, &group)?;
-                tx.execute(
-                    "INSERT INTO iam_group_policies (group_ref, name, document, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (group_ref, name) DO UPDATE
-                     SET document = excluded.document, updated_ms = excluded.updated_ms",
-                    params![gref, name, doc, now_ms()],
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
+        self.put_policy(PolicyOwner::Group, account, group, name, document)
             .await
     }
 
     async fn get_group_policy(&self, account: &str, group: &str, name: &str) -> IamResult<String> {
-        let (account, group, name) = (account.to_string(), group.to_string(), name.to_string());
-        self.db
-            .read(move |c| {
-                let (gref, _) = find_group(c, &account, &group)?;
-                c.prepare_cached(
-                    "SELECT document FROM iam_group_policies WHERE group_ref = ?1 AND name = ?2",
-                )?
-                .query_row(params![gref, name], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| policy_not_found("group", &name))
-            })
+        self.get_policy(PolicyOwner::Group, account, group, name)
             .await
     }
 
     async fn delete_group_policy(&self, account: &str, group: &str, name: &str) -> IamResult<()> {
-        let (account, group, name) = (account.to_string(), group.to_string(), name.to_string());
-        self.db
-            .write(move |c| {
-                let (gref, _) = find_group(c, &account, &group)?;
-                let n = c.execute(
-                    "DELETE FROM iam_group_policies WHERE group_ref = ?1 AND name = ?2",
-                    params![gref, name],
-                )?;
-                if n == 0 {
-                    return Err(policy_not_found("group", &name));
-                }
-                Ok(())
-            })
+        self.delete_policy(PolicyOwner::Group, account, group, name)
             .await
     }
 
     async fn list_group_policies(&self, account: &str, group: &str) -> IamResult<Vec<String>> {
-        let (account, group) = (account.to_string(), group.to_string());
-        self.db
-            .read(move |c| {
-                let (gref, _) = find_group(c, &account, &group)?;
-                let mut st = c.prepare_cached(
-                    "SELECT name FROM iam_group_policies WHERE group_ref = ?1 ORDER BY name",
-                )?;
-                let rows = st.query_map([gref], |r| r.get(0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-            })
-            .await
+        self.list_policies(PolicyOwner::Group, account, group).await
     }
 
     async fn policies_for_user(&self, account: &str, user: &str) -> IamResult<Vec<InlinePolicy>> {
@@ -822,6 +718,149 @@ impl IamStore for SqliteIamStore {
                 Ok(rows
                     .map(|r| r.map(|(_, g)| g))
                     .collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+}
+
+/// Who an inline policy is attached to; users and groups keep them in parallel tables.
+#[derive(Debug, Clone, Copy)]
+enum PolicyOwner {
+    User,
+    Group,
+}
+
+impl PolicyOwner {
+    fn label(self) -> &'static str {
+        match self {
+            PolicyOwner::User => "user",
+            PolicyOwner::Group => "group",
+        }
+    }
+
+    /// (table, owner column)
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            PolicyOwner::User => ("iam_user_policies", "user_ref"),
+            PolicyOwner::Group => ("iam_group_policies", "group_ref"),
+        }
+    }
+
+    /// The owner's row id.
+    fn find(self, c: &Connection, account: &str, name: &str) -> IamResult<i64> {
+        match self {
+            PolicyOwner::User => find_user(c, account, name).map(|(r, _)| r),
+            PolicyOwner::Group => find_group(c, account, name).map(|(r, _)| r),
+        }
+    }
+}
+
+impl SqliteIamStore {
+    async fn put_policy(
+        &self,
+        owner: PolicyOwner,
+        account: &str,
+        owner_name: &str,
+        name: &str,
+        document: &str,
+    ) -> IamResult<()> {
+        validate_policy_name(name)?;
+        let (account, owner_name, name, doc) = (
+            account.to_string(),
+            owner_name.to_string(),
+            name.to_string(),
+            document.to_string(),
+        );
+        let (table, col) = owner.table();
+        self.db
+            .write(move |c| {
+                let tx = super::queries::immediate(c)?;
+                let oref = owner.find(&tx, &account, &owner_name)?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {table} ({col}, name, document, updated_ms)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT ({col}, name) DO UPDATE
+                         SET document = excluded.document, updated_ms = excluded.updated_ms"
+                    ),
+                    params![oref, name, doc, now_ms()],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_policy(
+        &self,
+        owner: PolicyOwner,
+        account: &str,
+        owner_name: &str,
+        name: &str,
+    ) -> IamResult<String> {
+        let (account, owner_name, name) = (
+            account.to_string(),
+            owner_name.to_string(),
+            name.to_string(),
+        );
+        let (table, col) = owner.table();
+        self.db
+            .read(move |c| {
+                let oref = owner.find(c, &account, &owner_name)?;
+                c.prepare_cached(&format!(
+                    "SELECT document FROM {table} WHERE {col} = ?1 AND name = ?2"
+                ))?
+                .query_row(params![oref, name], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| policy_not_found(owner.label(), &name))
+            })
+            .await
+    }
+
+    async fn delete_policy(
+        &self,
+        owner: PolicyOwner,
+        account: &str,
+        owner_name: &str,
+        name: &str,
+    ) -> IamResult<()> {
+        let (account, owner_name, name) = (
+            account.to_string(),
+            owner_name.to_string(),
+            name.to_string(),
+        );
+        let (table, col) = owner.table();
+        self.db
+            .write(move |c| {
+                let oref = owner.find(c, &account, &owner_name)?;
+                let n = c.execute(
+                    &format!("DELETE FROM {table} WHERE {col} = ?1 AND name = ?2"),
+                    params![oref, name],
+                )?;
+                if n == 0 {
+                    return Err(policy_not_found(owner.label(), &name));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_policies(
+        &self,
+        owner: PolicyOwner,
+        account: &str,
+        owner_name: &str,
+    ) -> IamResult<Vec<String>> {
+        let (account, owner_name) = (account.to_string(), owner_name.to_string());
+        let (table, col) = owner.table();
+        self.db
+            .read(move |c| {
+                let oref = owner.find(c, &account, &owner_name)?;
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT name FROM {table} WHERE {col} = ?1 ORDER BY name"
+                ))?;
+                let rows = st.query_map([oref], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
             })
             .await
     }
