@@ -99,6 +99,52 @@ pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, Toke
     })
 }
 
+/// Query parameter of a layer download URL (`GetDownloadUrlForLayer`).
+pub const DOWNLOAD_PARAM: &str = "X-Berth-Download";
+
+/// How long a download URL is valid (ECR's S3 URLs: about an hour).
+pub const DOWNLOAD_LIFETIME_SECS: i64 = 3600;
+
+/// Signs a download grant for one blob of one repository until `expires_at` (Unix
+/// seconds): `<expiry>.<mac>` where the MAC (HMAC-SHA256 under the login token key,
+/// base64url) covers `dl1|<account>|<repository>|<digest>|<expiry>`. The grant is the
+/// value of [`DOWNLOAD_PARAM`] on `/v2/<repository>/blobs/<digest>`.
+pub fn sign_download(
+    key: &[u8; 32],
+    account: &str,
+    repository: &str,
+    digest: &str,
+    expires_at: i64,
+) -> String {
+    let text = format!("dl1|{account}|{repository}|{digest}|{expires_at}");
+    let tag = mac(key, &text).finalize().into_bytes();
+    format!("{expires_at}.{}", URL_SAFE_NO_PAD.encode(tag))
+}
+
+/// Checks a download grant for `repository`/`digest` of `account` at `now`.
+pub fn verify_download(
+    key: &[u8; 32],
+    grant: &str,
+    account: &str,
+    repository: &str,
+    digest: &str,
+    now: i64,
+) -> Result<(), TokenError> {
+    let (expiry, tag) = grant.split_once('.').ok_or(TokenError::Invalid)?;
+    let expires_at: i64 = expiry.parse().map_err(|_| TokenError::Invalid)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenError::Invalid)?;
+    let text = format!("dl1|{account}|{repository}|{digest}|{expires_at}");
+    mac(key, &text)
+        .verify_slice(&tag)
+        .map_err(|_| TokenError::Invalid)?;
+    if now >= expires_at {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +209,43 @@ mod tests {
                 Err(TokenError::Invalid),
                 "{junk}"
             );
+        }
+    }
+
+    #[test]
+    fn download_grants_bind_account_repository_digest_and_expiry() {
+        let key = [9u8; 32];
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let g = sign_download(&key, "123456789012", "team/app", d, 5_000);
+        assert_eq!(
+            verify_download(&key, &g, "123456789012", "team/app", d, 4_999),
+            Ok(())
+        );
+        assert_eq!(
+            verify_download(&key, &g, "123456789012", "team/app", d, 5_000),
+            Err(TokenError::Expired)
+        );
+        for (acct, repo, dig) in [
+            ("210987654321", "team/app", d),
+            ("123456789012", "team/other", d),
+            ("123456789012", "team/app", "sha256:00"),
+        ] {
+            assert_eq!(
+                verify_download(&key, &g, acct, repo, dig, 1),
+                Err(TokenError::Invalid)
+            );
+        }
+        assert_eq!(
+            verify_download(&[1u8; 32], &g, "123456789012", "team/app", d, 1),
+            Err(TokenError::Invalid)
+        );
+        let later = g.replacen("5000", "9000", 1);
+        assert_eq!(
+            verify_download(&key, &later, "123456789012", "team/app", d, 1),
+            Err(TokenError::Invalid)
+        );
+        for junk in ["", ".", "x.y", "5000", "5000."] {
+            assert!(verify_download(&key, junk, "123456789012", "team/app", d, 1).is_err());
         }
     }
 }
