@@ -38,7 +38,7 @@ pub struct ConnInfo {
     pub secure: bool,
 }
 
-pub(crate) struct Authenticator {
+pub struct Authenticator {
     pub verifier: Verifier,
     pub iam: Arc<dyn IamStore>,
     /// (access key id, scope date, region, service) → derived signing key. An access key's
@@ -168,7 +168,7 @@ impl Authenticator {
 
 /// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
 /// `resource_account`). Repository and registry policies do not exist yet.
-pub(crate) fn authorize(
+pub fn authorize(
     caller: &Caller,
     action: &str,
     resource: &str,

@@ -41,7 +41,7 @@ use berth_meta::IamStore;
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
 
-pub use auth::{Caller, ConnInfo};
+pub use auth::{authorize, Authenticator, Caller, ConnInfo};
 pub use error::{to_wire, EcrError, WireError};
 pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
 
