@@ -8,6 +8,7 @@
 //!
 //! May depend on: nothing of Berth's.
 
+mod auth;
 mod secret;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AnonymousAccess, AuthConfig, Challenge};
 pub use secret::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -26,6 +28,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub storage: StorageConfig,
     pub tls: TlsConfig,
+    pub auth: AuthConfig,
     pub uploads: UploadsConfig,
     pub log: LogConfig,
 }
@@ -286,6 +289,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.registry.validate()?;
         self.tls.validate()?;
+        self.auth.validate()?;
         self.uploads.validate()?;
         Ok(())
     }

@@ -132,7 +132,16 @@ pub async fn bootstrap(iam: &dyn IamStore, cfg: &Config) -> anyhow::Result<()> {
     if iam.get_account(account_id).await?.is_some() {
         return Ok(());
     }
-    let key = NewAccessKey::generate();
+    let key = match (
+        &cfg.auth.bootstrap_access_key_id,
+        &cfg.auth.bootstrap_secret_access_key,
+    ) {
+        (Some(id), Some(secret)) => NewAccessKey {
+            access_key_id: id.clone(),
+            secret: berth_meta::secrets::SecretAccessKey::new(secret.expose().to_string()),
+        },
+        _ => NewAccessKey::generate(),
+    };
     let pending = PendingCredentials::write(&cfg.storage.data_dir, &key, &cfg.registry.region)?;
     let account = Account {
         id: account_id.clone(),
