@@ -13,15 +13,22 @@
 //! sealed under a master key) are a second trait, [`IamStore`] (module [`iam`], sealing in
 //! [`secrets`]), implemented by [`sqlite::SqliteIamStore`] on the same database.
 //!
+//! ECR registry configuration (repository and registry policies, resource tags, account
+//! settings, repository creation templates) is a third trait, [`EcrSettingsStore`]
+//! (module [`settings`]), implemented by [`sqlite::SqliteMetaStore`] itself.
+//!
 //! May depend on: `berth-types`.
 
 pub mod iam;
 pub mod secrets;
+pub mod settings;
+pub mod settings_suite;
 pub mod sqlite;
 pub mod suite;
 mod types;
 
 pub use iam::{IamError, IamStore};
+pub use settings::{EcrSettingsStore, SettingsError};
 pub use types::*;
 
 use berth_types::{Digest, RepositoryName, Tag};

@@ -5,6 +5,7 @@
 mod iam_queries;
 mod migrate;
 mod queries;
+mod settings_queries;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -167,6 +168,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
         crate::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_backend_passes_the_settings_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+        crate::settings_suite::run(&store, &store).await;
     }
 
     #[tokio::test]
