@@ -25,6 +25,7 @@ pub mod settings;
 pub mod settings_suite;
 pub mod sqlite;
 pub mod suite;
+pub mod tag_mutability;
 mod types;
 
 pub use iam::{IamError, IamStore};
@@ -49,6 +50,10 @@ pub enum MetaError {
     ManifestReferenced { digest: Digest, index: Digest },
     #[error("upload {0} not found")]
     UploadNotFound(String),
+    /// The tag exists, points at another image, and the repository's tag mutability
+    /// setting forbids moving it (see [`tag_mutability`]).
+    #[error("tag {tag} of repository {repository} is immutable and points at another image")]
+    TagImmutable { repository: String, tag: String },
     #[error("metadata database is full (no space left on device)")]
     StorageFull,
     #[error("metadata database failed")]
@@ -153,6 +158,79 @@ pub trait MetaStore: Send + Sync + 'static {
         repo: &RepositoryName,
         subject: &Digest,
     ) -> Result<Vec<ReferrerRecord>>;
+
+    // Images as the ECR API sees them (push-time facts, pull times, mutability).
+    /// A page of images in digest order strictly after `after`, at most `limit`, with
+    /// their tags; `None` when the repository does not exist. One query, whatever the
+    /// repository size.
+    async fn describe_images(
+        &self,
+        repo: &RepositoryName,
+        status: TagStatus,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Option<Vec<ImageRecord>>>;
+    /// The images with these digests (`None` for each absent one), in the given order.
+    async fn describe_images_by_digest(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<ImageRecord>>>;
+    /// A page of (digest, tag) pairs, one per tag and one per untagged image, ordered by
+    /// digest then tag (an untagged image sorts as the empty tag), strictly after `after`;
+    /// `None` when the repository does not exist.
+    async fn list_images(
+        &self,
+        repo: &RepositoryName,
+        status: TagStatus,
+        after: Option<&ImageId>,
+        limit: usize,
+    ) -> Result<Option<Vec<ImageId>>>;
+    /// Deletes one image as ECR's BatchDeleteImage does, in one transaction: by tag (the
+    /// manifest goes too when it was its last tag), by digest (with all its tags), or by
+    /// both (the tag must point at the digest; then as by tag).
+    async fn delete_image(
+        &self,
+        repo: &RepositoryName,
+        digest: Option<&Digest>,
+        tag: Option<&Tag>,
+    ) -> Result<DeleteImageOutcome>;
+    /// Sizes of blobs linked into the repository (`None` for each absent one), in order.
+    async fn linked_blobs(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<u64>>>;
+    /// Whether a manifest in the repository references the blob.
+    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
+    /// Sets the repository's tag mutability (mode and exclusion filters); returns the row.
+    async fn set_tag_mutability(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+    ) -> Result<RepositoryRecord>;
+    /// Records pull times in one transaction, keeping the newest per image; pulls of images
+    /// deleted meanwhile are dropped. Returns how many images were updated.
+    async fn record_pull_times(&self, pulls: &[PullTimeUpdate]) -> Result<usize>;
+    /// Adds a pull time exclusion for the registry of `account`, unless it exists or the
+    /// registry already holds `limit` of them.
+    async fn add_pull_time_exclusion(
+        &self,
+        account: &str,
+        principal_arn: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<RegisterExclusionOutcome>;
+    /// Removes an exclusion; returns whether it existed.
+    async fn remove_pull_time_exclusion(&self, account: &str, principal_arn: &str) -> Result<bool>;
+    /// Exclusions of `account` (every account's when `None`) in ARN order strictly after
+    /// `after`, at most `limit`.
+    async fn pull_time_exclusions(
+        &self,
+        account: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PullTimeExclusion>>;
 
     // Events (the outbox).
     async fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<EventRecord>>;

@@ -2,7 +2,10 @@
 
 use berth_types::{Digest, RepositoryName, Tag};
 
-use crate::{MetaError, MetaStore, NewManifest, RepositorySettings, UploadRecord};
+use crate::{
+    DeleteImageOutcome, ImageId, MetaError, MetaStore, NewManifest, PullTimeUpdate,
+    RegisterExclusionOutcome, RepositorySettings, TagStatus, UploadRecord,
+};
 
 fn repo(s: &str) -> RepositoryName {
     s.parse().unwrap()
@@ -27,6 +30,7 @@ fn manifest(
         artifact_type: None,
         subject: None,
         annotations_json: None,
+        layers: blobs.iter().skip(1).cloned().collect(),
         blobs,
         children,
         tag: tag_.map(tag),
@@ -183,6 +187,497 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
 
     repositories(store).await;
+    images(store).await;
+    tag_mutability(store).await;
+    pull_times(store).await;
+}
+
+fn settings(mode: &str, filters: &[&str]) -> RepositorySettings {
+    RepositorySettings {
+        image_tag_mutability: mode.into(),
+        image_tag_mutability_exclusion_filters: filters.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+/// The ECR image view: sizes computed at push, tags, filters, keyset pages, deletes.
+async fn images(store: &dyn MetaStore) {
+    let r = repo("img/app");
+    assert!(store
+        .describe_images(&r, TagStatus::Any, None, 10)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_images(&r, TagStatus::Any, None, 10)
+        .await
+        .unwrap()
+        .is_none());
+    let (cfg, l1, l2) = (d("img-cfg"), d("img-l1"), d("img-l2"));
+    for (b, size) in [(&cfg, 7), (&l1, 100), (&l2, 1000)] {
+        store.commit_blob(&r, b, size, None).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .linked_blobs(&r, &[l1.clone(), d("nope"), l2.clone()])
+            .await
+            .unwrap(),
+        vec![Some(100), None, Some(1000)]
+    );
+    assert!(!store.blob_referenced(&r, &l1).await.unwrap());
+    // Image size: the stored layer sizes, config excluded.
+    let mut small = manifest(
+        "img-small",
+        vec![cfg.clone(), l1.clone()],
+        vec![],
+        Some("v1"),
+    );
+    small.now_ms = 1_000;
+    small.artifact_type = Some("application/vnd.oci.image.config.v1+json".into());
+    let out = store.put_manifest(&r, &small).await.unwrap();
+    assert!(out.created && out.tag_updated);
+    assert!(store.blob_referenced(&r, &l1).await.unwrap());
+    assert!(!store.blob_referenced(&r, &l2).await.unwrap());
+    // The same push again changes nothing; a new tag on it does.
+    let out = store.put_manifest(&r, &small).await.unwrap();
+    assert!(!out.created && !out.tag_updated && out.previous_tag_target.is_none());
+    let mut also = small.clone();
+    also.tag = Some(tag("stable"));
+    assert!(store.put_manifest(&r, &also).await.unwrap().tag_updated);
+    let mut big = manifest(
+        "img-big",
+        vec![cfg.clone(), l1.clone(), l2.clone()],
+        vec![],
+        None,
+    );
+    big.now_ms = 2_000;
+    store.put_manifest(&r, &big).await.unwrap();
+    let mut index = manifest(
+        "img-index",
+        vec![],
+        vec![small.digest.clone(), big.digest.clone()],
+        Some("multi"),
+    );
+    index.media_type = "application/vnd.oci.image.index.v1+json".into();
+    store.put_manifest(&r, &index).await.unwrap();
+
+    let all = store
+        .describe_images(&r, TagStatus::Any, None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut digests: Vec<Digest> = vec![
+        small.digest.clone(),
+        big.digest.clone(),
+        index.digest.clone(),
+    ];
+    digests.sort_by_key(|d| d.to_string());
+    assert_eq!(
+        all.iter().map(|i| i.digest.clone()).collect::<Vec<_>>(),
+        digests
+    );
+    let by = |d: &Digest| all.iter().find(|i| &i.digest == d).unwrap().clone();
+    assert_eq!(by(&small.digest).size, 100);
+    assert_eq!(by(&small.digest).tags, vec!["stable", "v1"]);
+    assert_eq!(by(&small.digest).pushed_ms, 1_000);
+    assert_eq!(
+        by(&small.digest).artifact_type.as_deref(),
+        Some("application/vnd.oci.image.config.v1+json")
+    );
+    assert_eq!(by(&big.digest).size, 1100);
+    assert!(by(&big.digest).tags.is_empty());
+    assert_eq!(
+        by(&index.digest).size,
+        1100,
+        "an index is its largest child"
+    );
+    assert_eq!(
+        by(&index.digest).media_type,
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert!(all.iter().all(|i| i.last_pull_ms.is_none()));
+
+    // Keyset pages in digest order, and the tag status filters.
+    let first = store
+        .describe_images(&r, TagStatus::Any, None, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = store
+        .describe_images(&r, TagStatus::Any, Some(&first[1].digest), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.len() + rest.len(), 3);
+    assert_eq!(rest[0].digest, digests[2]);
+    let untagged = store
+        .describe_images(&r, TagStatus::Untagged, None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untagged.len(), 1);
+    assert_eq!(untagged[0].digest, big.digest);
+    assert_eq!(
+        store
+            .describe_images(&r, TagStatus::Tagged, None, 10)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        2
+    );
+    let found = store
+        .describe_images_by_digest(&r, &[big.digest.clone(), d("absent")])
+        .await
+        .unwrap();
+    assert_eq!(found[0].as_ref().unwrap().digest, big.digest);
+    assert!(found[1].is_none());
+
+    // ListImages: one entry per tag plus one per untagged image, ordered, paged.
+    let listed = store
+        .list_images(&r, TagStatus::Any, None, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    let mut expected = vec![
+        (small.digest.to_string(), "stable".to_string()),
+        (small.digest.to_string(), "v1".to_string()),
+        (big.digest.to_string(), String::new()),
+        (index.digest.to_string(), "multi".to_string()),
+    ];
+    expected.sort();
+    let got: Vec<(String, String)> = listed
+        .iter()
+        .map(|i| (i.digest.to_string(), i.tag.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(got, expected);
+    let mut paged = Vec::new();
+    let mut after: Option<ImageId> = None;
+    loop {
+        let page = store
+            .list_images(&r, TagStatus::Any, after.as_ref(), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        paged.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(paged, listed);
+    let tagged = store
+        .list_images(&r, TagStatus::Tagged, None, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tagged.len(), 3);
+    assert!(tagged.iter().all(|i| i.tag.is_some()));
+    assert_eq!(
+        store
+            .list_images(&r, TagStatus::Untagged, None, 100)
+            .await
+            .unwrap()
+            .unwrap(),
+        vec![ImageId {
+            digest: big.digest.clone(),
+            tag: None
+        }]
+    );
+
+    // Deletes.
+    assert_eq!(
+        store
+            .delete_image(&r, None, Some(&tag("gone")))
+            .await
+            .unwrap(),
+        DeleteImageOutcome::NotFound
+    );
+    assert_eq!(
+        store
+            .delete_image(&r, Some(&d("absent")), None)
+            .await
+            .unwrap(),
+        DeleteImageOutcome::NotFound
+    );
+    assert_eq!(
+        store
+            .delete_image(&r, Some(&big.digest), Some(&tag("v1")))
+            .await
+            .unwrap(),
+        DeleteImageOutcome::TagDoesNotMatchDigest
+    );
+    // A child of an index stays, untouched.
+    assert_eq!(
+        store
+            .delete_image(&r, Some(&big.digest), None)
+            .await
+            .unwrap(),
+        DeleteImageOutcome::ReferencedByIndex(index.digest.clone())
+    );
+    // Removing one of two tags keeps the image; its last tag takes it (unless referenced).
+    assert_eq!(
+        store
+            .delete_image(&r, Some(&small.digest), Some(&tag("stable")))
+            .await
+            .unwrap(),
+        DeleteImageOutcome::Deleted {
+            digest: small.digest.clone(),
+            tags: vec!["stable".into()],
+            manifest_deleted: false
+        }
+    );
+    assert_eq!(
+        store
+            .delete_image(&r, None, Some(&tag("v1")))
+            .await
+            .unwrap(),
+        DeleteImageOutcome::ReferencedByIndex(index.digest.clone())
+    );
+    assert!(store.resolve_tag(&r, &tag("v1")).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .delete_image(&r, None, Some(&tag("multi")))
+            .await
+            .unwrap(),
+        DeleteImageOutcome::Deleted {
+            digest: index.digest.clone(),
+            tags: vec!["multi".into()],
+            manifest_deleted: true
+        }
+    );
+    assert_eq!(
+        store
+            .delete_image(&r, Some(&small.digest), None)
+            .await
+            .unwrap(),
+        DeleteImageOutcome::Deleted {
+            digest: small.digest.clone(),
+            tags: vec!["v1".into()],
+            manifest_deleted: true
+        }
+    );
+    assert!(store
+        .get_manifest(&r, &small.digest)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .delete_image(&repo("img/none"), Some(&small.digest), None)
+            .await
+            .unwrap(),
+        DeleteImageOutcome::NotFound
+    );
+}
+
+/// Tag mutability is enforced by the push transaction, in all four modes.
+async fn tag_mutability(store: &dyn MetaStore) {
+    let r = repo("img/immutable");
+    let rec = store
+        .create_repository(&r, &settings("IMMUTABLE", &[]), 5)
+        .await
+        .unwrap();
+    assert!(rec.image_tag_mutability_exclusion_filters.is_empty());
+    let one = manifest("mut-1", vec![], vec![], Some("v1"));
+    let two = manifest("mut-2", vec![], vec![], Some("v1"));
+    store.put_manifest(&r, &one).await.unwrap();
+    // The same image to the same tag again is fine; another image is refused, unchanged.
+    store.put_manifest(&r, &one).await.unwrap();
+    assert!(matches!(
+        store.put_manifest(&r, &two).await,
+        Err(MetaError::TagImmutable { repository, tag }) if repository == "img/immutable" && tag == "v1"
+    ));
+    assert_eq!(
+        store.resolve_tag(&r, &tag("v1")).await.unwrap(),
+        Some(one.digest.clone())
+    );
+    assert!(store.get_manifest(&r, &two.digest).await.unwrap().is_none());
+    // A new tag is never a move.
+    let mut fresh = two.clone();
+    fresh.tag = Some(tag("v2"));
+    store.put_manifest(&r, &fresh).await.unwrap();
+
+    // IMMUTABLE_WITH_EXCLUSION: excluded tags move.
+    let rec = store
+        .set_tag_mutability(
+            &r,
+            &settings("IMMUTABLE_WITH_EXCLUSION", &["latest", "dev-*"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rec.image_tag_mutability, "IMMUTABLE_WITH_EXCLUSION");
+    assert_eq!(
+        rec.image_tag_mutability_exclusion_filters,
+        vec!["latest", "dev-*"]
+    );
+    assert_eq!(store.get_repository(&r).await.unwrap(), Some(rec));
+    for t in ["latest", "dev-1"] {
+        let mut a = one.clone();
+        a.tag = Some(tag(t));
+        store.put_manifest(&r, &a).await.unwrap();
+        let mut b = two.clone();
+        b.tag = Some(tag(t));
+        store.put_manifest(&r, &b).await.unwrap();
+    }
+    assert!(matches!(
+        store.put_manifest(&r, &two).await,
+        Err(MetaError::TagImmutable { .. })
+    ));
+    // MUTABLE_WITH_EXCLUSION: only excluded tags are fixed.
+    store
+        .set_tag_mutability(&r, &settings("MUTABLE_WITH_EXCLUSION", &["v*"]))
+        .await
+        .unwrap();
+    let mut back = one.clone();
+    back.tag = Some(tag("latest"));
+    store.put_manifest(&r, &back).await.unwrap();
+    assert!(matches!(
+        store.put_manifest(&r, &two).await,
+        Err(MetaError::TagImmutable { .. })
+    ));
+    // MUTABLE: anything moves.
+    store
+        .set_tag_mutability(&r, &settings("MUTABLE", &[]))
+        .await
+        .unwrap();
+    let out = store.put_manifest(&r, &two).await.unwrap();
+    assert_eq!(out.previous_tag_target, Some(one.digest.clone()));
+    assert!(matches!(
+        store
+            .set_tag_mutability(&repo("img/missing"), &settings("MUTABLE", &[]))
+            .await,
+        Err(MetaError::RepositoryNotFound(_))
+    ));
+}
+
+/// Pull times are recorded in batches, newest wins, and exclusions are kept per registry.
+async fn pull_times(store: &dyn MetaStore) {
+    let r = repo("img/pulled");
+    let m = manifest("pulled-1", vec![], vec![], Some("v1"));
+    store.put_manifest(&r, &m).await.unwrap();
+    let pull = |at_ms| PullTimeUpdate {
+        repository: r.to_string(),
+        digest: m.digest.clone(),
+        at_ms,
+    };
+    let gone = PullTimeUpdate {
+        repository: r.to_string(),
+        digest: d("never-pushed"),
+        at_ms: 9,
+    };
+    assert_eq!(store.record_pull_times(&[]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .record_pull_times(&[pull(5_000), gone.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    store.record_pull_times(&[pull(3_000)]).await.unwrap();
+    let img = store
+        .describe_images_by_digest(&r, std::slice::from_ref(&m.digest))
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(img.last_pull_ms, Some(5_000), "an older pull never wins");
+    store.record_pull_times(&[pull(8_000)]).await.unwrap();
+    let listed = store
+        .describe_images(&r, TagStatus::Any, None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed[0].last_pull_ms, Some(8_000));
+    // The pull time goes with the image.
+    store.delete_manifest(&r, &m.digest).await.unwrap();
+    store.put_manifest(&r, &m).await.unwrap();
+    let again = store
+        .describe_images(&r, TagStatus::Any, None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again[0].last_pull_ms, None);
+
+    // Exclusions.
+    let (acct, other) = ("111111111111", "222222222222");
+    let arn = |n: &str| format!("arn:aws:iam::{acct}:user/{n}");
+    assert_eq!(
+        store
+            .add_pull_time_exclusion(acct, &arn("b"), 10, 3)
+            .await
+            .unwrap(),
+        RegisterExclusionOutcome::Registered(crate::PullTimeExclusion {
+            principal_arn: arn("b"),
+            created_ms: 10
+        })
+    );
+    assert_eq!(
+        store
+            .add_pull_time_exclusion(acct, &arn("b"), 11, 3)
+            .await
+            .unwrap(),
+        RegisterExclusionOutcome::AlreadyExists
+    );
+    for n in ["a", "c"] {
+        store
+            .add_pull_time_exclusion(acct, &arn(n), 12, 3)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .add_pull_time_exclusion(acct, &arn("d"), 13, 3)
+            .await
+            .unwrap(),
+        RegisterExclusionOutcome::LimitExceeded
+    );
+    store
+        .add_pull_time_exclusion(other, "arn:aws:iam::222222222222:root", 14, 3)
+        .await
+        .unwrap();
+    let mine: Vec<String> = store
+        .pull_time_exclusions(Some(acct), None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.principal_arn)
+        .collect();
+    assert_eq!(mine, vec![arn("a"), arn("b"), arn("c")]);
+    let page = store
+        .pull_time_exclusions(Some(acct), Some(&arn("a")), 1)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].principal_arn, arn("b"));
+    assert_eq!(
+        store
+            .pull_time_exclusions(None, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(store
+        .remove_pull_time_exclusion(acct, &arn("b"))
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_pull_time_exclusion(acct, &arn("b"))
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_pull_time_exclusion(other, &arn("a"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .pull_time_exclusions(Some(acct), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// Explicit repositories (the ECR API): create, describe, delete with and without force.
@@ -190,6 +685,7 @@ async fn repositories(store: &dyn MetaStore) {
     let (e1, e2) = (repo("ecr/one"), repo("ecr/two"));
     let immutable = RepositorySettings {
         image_tag_mutability: "IMMUTABLE".into(),
+        ..Default::default()
     };
     let one = store.create_repository(&e1, &immutable, 77).await.unwrap();
     assert_eq!(one.name, "ecr/one");

@@ -90,6 +90,10 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
                 .with_detail(serde_json::json!({ "digest": d.to_string() }))
         }
         E::ManifestReferenced { .. } => OciError::new(S::CONFLICT, "DENIED", msg),
+        // ECR answers docker `400 TAG_INVALID` (a code of the old Docker spec, not of the
+        // OCI spec); MANIFEST_INVALID is the spec code for "this manifest PUT is refused
+        // as given", and clients print the message ("manifest invalid: The image tag ...").
+        E::TagImmutable { .. } => OciError::new(S::BAD_REQUEST, "MANIFEST_INVALID", msg),
         E::Unsupported(_) => OciError::new(S::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg),
         E::RangeNotSatisfiable { size, .. } => {
             OciError::new(S::RANGE_NOT_SATISFIABLE, "SIZE_INVALID", msg)

@@ -36,6 +36,9 @@ pub enum RegistryError {
     ManifestChildUnknown(Digest),
     #[error("manifest {digest} is referenced by index {index}; delete the index first")]
     ManifestReferenced { digest: Digest, index: Digest },
+    /// The repository's tag mutability setting forbids moving this existing tag.
+    #[error("The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the repository is immutable.")]
+    TagImmutable { repository: String, tag: String },
     #[error("unsupported: {0}")]
     Unsupported(String),
     #[error("the range {start}-{end} is not satisfiable for a blob of {size} bytes")]
@@ -66,6 +69,9 @@ impl From<MetaError> for RegistryError {
                 RegistryError::ManifestReferenced { digest, index }
             }
             MetaError::UploadNotFound(u) => RegistryError::UploadNotFound(u),
+            MetaError::TagImmutable { repository, tag } => {
+                RegistryError::TagImmutable { repository, tag }
+            }
             MetaError::StorageFull => RegistryError::StorageFull,
             // Only the ECR API's repository operations produce these; no /v2 path does.
             e @ (MetaError::Database(_)

@@ -8,7 +8,9 @@
 
 mod cache;
 pub mod error;
+mod images;
 mod manifests;
+mod pull_times;
 mod uploads;
 
 use std::sync::Arc;
@@ -38,12 +40,16 @@ pub(crate) fn now_ms() -> i64 {
 pub struct RegistryOptions {
     /// Entries in each of the tag and manifest caches.
     pub cache_entries: usize,
+    /// How often recorded pulls are written to the meta store (ECR's
+    /// `lastRecordedPullTime`; see `pull_times.rs`).
+    pub pull_time_flush_interval: Duration,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             cache_entries: 16_384,
+            pull_time_flush_interval: Duration::from_secs(5),
         }
     }
 }
@@ -68,6 +74,7 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     uploads: uploads::Uploads,
     cache: cache::ManifestCache,
+    pull_times: Arc<pull_times::PullTimes>,
 }
 
 impl Registry {
@@ -84,6 +91,10 @@ impl Registry {
                     active: Default::default(),
                 },
                 cache: cache::ManifestCache::new(options.cache_entries),
+                pull_times: pull_times::PullTimes::new(
+                    meta.clone(),
+                    options.pull_time_flush_interval,
+                ),
                 meta,
                 blobs,
             }),

@@ -20,6 +20,9 @@ pub const DEFAULT_PAGE_LIMIT: usize = 10_000;
 pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// False when this exact manifest was already stored and the tag (if any) already
+    /// pointed at it: ECR's PutImage then answers `ImageAlreadyExistsException`.
+    pub changed: bool,
 }
 
 /// One page of a sorted listing; `next` is the `last` value for the following page.
@@ -104,6 +107,7 @@ impl Registry {
                 .required_manifests()
                 .map(|d| d.digest.clone())
                 .collect(),
+            layers: parsed.layers.iter().map(|d| d.digest.clone()).collect(),
             tag: tag.clone(),
             body: body.to_vec(),
             now_ms: now_ms(),
@@ -115,9 +119,13 @@ impl Registry {
             tag.as_ref().map(|t| t.as_str()),
             Some(&digest),
         );
-        outcome?;
+        let outcome = outcome?;
         tracing::debug!(repository = %repo, %digest, media_type = %parsed.media_type, "manifest stored");
-        Ok(PushedManifest { digest, subject })
+        Ok(PushedManifest {
+            digest,
+            subject,
+            changed: outcome.created || outcome.tag_updated,
+        })
     }
 
     /// Resolves a tag to a digest.

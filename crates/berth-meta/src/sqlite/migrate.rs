@@ -8,6 +8,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_accounts_iam.sql")),
     (3, include_str!("migrations/0003_repository_settings.sql")),
+    (4, include_str!("migrations/0004_image_details.sql")),
     (5, include_str!("migrations/0005_ecr_settings.sql")),
 ];
 

@@ -6,11 +6,25 @@ use berth_types::{Digest, RepositoryName, Tag};
 
 use super::SqliteMetaStore;
 use crate::{
-    EventKind, EventRecord, ManifestRecord, MetaError, MetaStore, NewManifest, PutManifestOutcome,
-    ReferrerRecord, RepositoryRecord, RepositorySettings, Result, UploadRecord,
+    DeleteImageOutcome, EventKind, EventRecord, ImageId, ImageRecord, ManifestRecord, MetaError,
+    MetaStore, NewManifest, PullTimeExclusion, PullTimeUpdate, PutManifestOutcome, ReferrerRecord,
+    RegisterExclusionOutcome, RepositoryRecord, RepositorySettings, Result, TagStatus,
+    UploadRecord,
 };
 
-const REPO_COLUMNS: &str = "name, created_ms, image_tag_mutability, created_by_api";
+const REPO_COLUMNS: &str =
+    "name, created_ms, image_tag_mutability, created_by_api, tag_mutability_exclusions";
+
+/// Exclusion filters are stored as a JSON array of strings.
+pub(super) fn filters_from_json(text: &str) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub(super) fn filters_to_json(filters: &[String]) -> String {
+    serde_json::Value::from(filters.to_vec()).to_string()
+}
 
 fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepositoryRecord> {
     Ok(RepositoryRecord {
@@ -18,6 +32,7 @@ fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepositoryRecord> {
         created_ms: r.get(1)?,
         image_tag_mutability: r.get(2)?,
         created_by_api: r.get::<_, i64>(3)? != 0,
+        image_tag_mutability_exclusion_filters: filters_from_json(&r.get::<_, String>(4)?)?,
     })
 }
 
@@ -66,6 +81,57 @@ fn record_event(
     Ok(())
 }
 
+/// The columns of [`ImageRecord`]: tags come aggregated by a correlated, indexed
+/// subquery (`tags_digest`), the pull time by a primary-key join, so a page is one query.
+const IMAGE_SELECT: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.image_size, m.pushed_ms,
+       m.subject, p.last_pull_ms,
+       (SELECT group_concat(t.name, char(10)) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+     FROM manifests m
+     LEFT JOIN image_pulls p ON p.repo_id = m.repo_id AND p.digest = m.digest";
+
+type ImageRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn finish_image(row: ImageRow) -> rusqlite::Result<ImageRecord> {
+    let (digest, media_type, artifact_type, size, pushed_ms, subject, last_pull_ms, tags) = row;
+    // Tags never contain a newline (`[A-Za-z0-9_][A-Za-z0-9._-]*`), so it separates them.
+    let mut tags: Vec<String> = tags
+        .map(|t| t.split('\n').map(str::to_string).collect())
+        .unwrap_or_default();
+    tags.sort();
+    Ok(ImageRecord {
+        digest: parse_digest(digest)?,
+        tags,
+        media_type,
+        artifact_type,
+        size: size.max(0) as u64,
+        pushed_ms,
+        last_pull_ms,
+        subject: subject.map(parse_digest).transpose()?,
+    })
+}
+
 pub(super) fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
@@ -98,14 +164,16 @@ impl MetaStore for SqliteMetaStore {
         now_ms: i64,
     ) -> Result<RepositoryRecord> {
         let (name, mutability) = (repo.to_string(), settings.image_tag_mutability.clone());
+        let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
         self.write(move |c| {
             let tx = immediate(c)?;
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO repositories (name, created_ms, image_tag_mutability, created_by_api)
-                     VALUES (?1, ?2, ?3, 1)",
+                    "INSERT OR IGNORE INTO repositories
+                       (name, created_ms, image_tag_mutability, created_by_api, tag_mutability_exclusions)
+                     VALUES (?1, ?2, ?3, 1, ?4)",
                 )?
-                .execute(params![name, now_ms, mutability])?;
+                .execute(params![name, now_ms, mutability, filters])?;
             if inserted == 0 {
                 return Err(MetaError::RepositoryAlreadyExists(name));
             }
@@ -345,28 +413,70 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |c| {
             let tx = immediate(c)?;
             let id = ensure_repo(&tx, &name, m.now_ms)?;
+            let mut image_size: i64 = 0;
             {
-                let mut has_blob =
-                    tx.prepare_cached("SELECT 1 FROM blob_links WHERE repo_id = ?1 AND digest = ?2")?;
+                let mut blob_size = tx.prepare_cached(
+                    "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
+                     WHERE l.repo_id = ?1 AND l.digest = ?2",
+                )?;
+                let mut sizes = std::collections::HashMap::new();
                 for b in &m.blobs {
-                    if !has_blob.exists(params![id, b.to_string()])? {
-                        return Err(MetaError::BlobNotLinked(b.clone()));
-                    }
+                    let size: Option<i64> = blob_size
+                        .query_row(params![id, b.to_string()], |r| r.get(0))
+                        .optional()?;
+                    match size {
+                        Some(s) => sizes.insert(b, s),
+                        None => return Err(MetaError::BlobNotLinked(b.clone())),
+                    };
                 }
-                let mut has_manifest =
-                    tx.prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?;
+                // Layers are a subset of the blobs (non-distributable ones may be absent).
+                image_size += m.layers.iter().filter_map(|l| sizes.get(l)).sum::<i64>();
+                let mut child_size = tx.prepare_cached(
+                    "SELECT image_size FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+                )?;
                 for child in &m.children {
-                    if !has_manifest.exists(params![id, child.to_string()])? {
-                        return Err(MetaError::ChildManifestMissing(child.clone()));
+                    let size: Option<i64> = child_size
+                        .query_row(params![id, child.to_string()], |r| r.get(0))
+                        .optional()?;
+                    match size {
+                        Some(s) => image_size = image_size.max(s),
+                        None => return Err(MetaError::ChildManifestMissing(child.clone())),
                     }
                 }
             }
             let digest = m.digest.to_string();
+            let mut previous = None;
+            let mut tag_updated = false;
+            if let Some(tag) = &m.tag {
+                let old: Option<String> = tx
+                    .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                    .query_row(params![id, tag.as_str()], |r| r.get(0))
+                    .optional()?;
+                if let Some(o) = old.as_ref().filter(|o| **o != digest) {
+                    let (mode, filters): (String, String) = tx
+                        .prepare_cached(
+                            "SELECT image_tag_mutability, tag_mutability_exclusions FROM repositories WHERE id = ?1",
+                        )?
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    if crate::tag_mutability::tag_is_immutable(
+                        &mode,
+                        &filters_from_json(&filters)?,
+                        tag.as_str(),
+                    ) {
+                        return Err(MetaError::TagImmutable {
+                            repository: name.clone(),
+                            tag: tag.to_string(),
+                        });
+                    }
+                    previous = Some(parse_digest(o.clone())?);
+                }
+                tag_updated = old.as_deref() != Some(digest.as_str());
+            }
             let created = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO manifests
-                       (repo_id, digest, media_type, size, artifact_type, subject, annotations, body, pushed_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                       (repo_id, digest, media_type, size, artifact_type, subject, annotations, body, pushed_ms, image_size)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
                 .execute(params![
                     id,
@@ -377,7 +487,8 @@ impl MetaStore for SqliteMetaStore {
                     m.subject.as_ref().map(|s| s.to_string()),
                     m.annotations_json,
                     m.body,
-                    m.now_ms
+                    m.now_ms,
+                    image_size
                 ])?
                 == 1;
             if created {
@@ -391,21 +502,12 @@ impl MetaStore for SqliteMetaStore {
                     ins.execute(params![id, digest, REF_MANIFEST, child.to_string()])?;
                 }
             }
-            let mut previous = None;
-            if let Some(tag) = &m.tag {
-                let old: Option<String> = tx
-                    .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
-                    .query_row(params![id, tag.as_str()], |r| r.get(0))
-                    .optional()?;
+            if let (Some(tag), true) = (&m.tag, tag_updated) {
                 tx.prepare_cached(
                     "INSERT INTO tags (repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_ms = excluded.updated_ms",
                 )?
                 .execute(params![id, tag.as_str(), digest, m.now_ms])?;
-                previous = match old {
-                    Some(o) if o != digest => Some(parse_digest(o)?),
-                    _ => None,
-                };
             }
             if created || m.tag.is_some() {
                 record_event(
@@ -421,6 +523,7 @@ impl MetaStore for SqliteMetaStore {
             Ok(PutManifestOutcome {
                 created,
                 previous_tag_target: previous,
+                tag_updated,
             })
         })
         .await
@@ -572,6 +675,353 @@ impl MetaStore for SqliteMetaStore {
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn describe_images(
+        &self,
+        repo: &RepositoryName,
+        status: TagStatus,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Option<Vec<ImageRecord>>> {
+        let name = repo.to_string();
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &name)? else {
+                return Ok(None);
+            };
+            let filter = match status {
+                TagStatus::Any => "",
+                TagStatus::Tagged => "AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)",
+                TagStatus::Untagged => "AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)",
+            };
+            let mut st = c.prepare_cached(&format!(
+                "{IMAGE_SELECT} WHERE m.repo_id = ?1 AND m.digest > ?2 {filter} ORDER BY m.digest LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![id, after, limit as i64], image_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(finish_image(row?)?);
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn describe_images_by_digest(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<ImageRecord>>> {
+        let name = repo.to_string();
+        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &name)? else {
+                return Ok(vec![None; digests.len()]);
+            };
+            let mut st = c.prepare_cached(&format!(
+                "{IMAGE_SELECT} WHERE m.repo_id = ?1 AND m.digest = ?2"
+            ))?;
+            let mut out = Vec::with_capacity(digests.len());
+            for d in &digests {
+                let row = st.query_row(params![id, d], image_row).optional()?;
+                out.push(row.map(finish_image).transpose()?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_images(
+        &self,
+        repo: &RepositoryName,
+        status: TagStatus,
+        after: Option<&ImageId>,
+        limit: usize,
+    ) -> Result<Option<Vec<ImageId>>> {
+        let name = repo.to_string();
+        let (after_digest, after_tag) = after
+            .map(|a| (a.digest.to_string(), a.tag.clone().unwrap_or_default()))
+            .unwrap_or_default();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &name)? else {
+                return Ok(None);
+            };
+            // An untagged image is listed with the empty tag, which sorts before every tag.
+            const TAGGED: &str = "SELECT t.digest AS digest, t.name AS tag FROM tags t
+                 WHERE t.repo_id = ?1 AND (t.digest, t.name) > (?2, ?3)";
+            const UNTAGGED: &str = "SELECT m.digest AS digest, '' AS tag FROM manifests m
+                 WHERE m.repo_id = ?1 AND (m.digest, '') > (?2, ?3)
+                   AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)";
+            let sql = match status {
+                TagStatus::Tagged => format!("{TAGGED} ORDER BY 1, 2 LIMIT ?4"),
+                TagStatus::Untagged => format!("{UNTAGGED} ORDER BY 1, 2 LIMIT ?4"),
+                TagStatus::Any => {
+                    format!("{TAGGED} UNION ALL {UNTAGGED} ORDER BY 1, 2 LIMIT ?4")
+                }
+            };
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(params![id, after_digest, after_tag, limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, t) = row?;
+                out.push(ImageId {
+                    digest: parse_digest(d)?,
+                    tag: (!t.is_empty()).then_some(t),
+                });
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn delete_image(
+        &self,
+        repo: &RepositoryName,
+        digest: Option<&Digest>,
+        tag: Option<&Tag>,
+    ) -> Result<DeleteImageOutcome> {
+        let name = repo.to_string();
+        let digest = digest.map(|d| d.to_string());
+        let tag = tag.map(|t| t.to_string());
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let Some(id) = repo_id(&tx, &name)? else {
+                return Ok(DeleteImageOutcome::NotFound);
+            };
+            let target = match (&tag, &digest) {
+                (Some(t), _) => {
+                    let target: Option<String> = tx
+                        .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                        .query_row(params![id, t], |r| r.get(0))
+                        .optional()?;
+                    match (target, &digest) {
+                        (None, _) => return Ok(DeleteImageOutcome::NotFound),
+                        (Some(found), Some(d)) if found != *d => {
+                            return Ok(DeleteImageOutcome::TagDoesNotMatchDigest)
+                        }
+                        (Some(found), _) => found,
+                    }
+                }
+                (None, Some(d)) => {
+                    let exists = tx
+                        .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                        .exists(params![id, d])?;
+                    if !exists {
+                        return Ok(DeleteImageOutcome::NotFound);
+                    }
+                    d.clone()
+                }
+                (None, None) => return Ok(DeleteImageOutcome::NotFound),
+            };
+            let tags: Vec<String> = tx
+                .prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name")?
+                .query_map(params![id, target], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let (removed_tags, delete_manifest) = match &tag {
+                Some(t) => (vec![t.clone()], tags.len() == 1),
+                None => (tags, true),
+            };
+            if delete_manifest {
+                let index: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND target = ?2 AND kind = ?3 LIMIT 1",
+                    )?
+                    .query_row(params![id, target, REF_MANIFEST], |r| r.get(0))
+                    .optional()?;
+                if let Some(index) = index {
+                    return Ok(DeleteImageOutcome::ReferencedByIndex(parse_digest(index)?));
+                }
+            }
+            let now = super::now_ms();
+            let mut del_tag = tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?;
+            for t in &removed_tags {
+                del_tag.execute(params![id, t])?;
+                record_event(&tx, EventKind::TagDeleted, &name, Some(&target), Some(t), now)?;
+            }
+            drop(del_tag);
+            if delete_manifest {
+                tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                    .execute(params![id, target])?;
+                record_event(&tx, EventKind::ManifestDeleted, &name, Some(&target), None, now)?;
+            }
+            tx.commit()?;
+            Ok(DeleteImageOutcome::Deleted {
+                digest: parse_digest(target)?,
+                tags: removed_tags,
+                manifest_deleted: delete_manifest,
+            })
+        })
+        .await
+    }
+
+    async fn linked_blobs(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<u64>>> {
+        let name = repo.to_string();
+        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &name)? else {
+                return Ok(vec![None; digests.len()]);
+            };
+            let mut st = c.prepare_cached(
+                "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
+                 WHERE l.repo_id = ?1 AND l.digest = ?2",
+            )?;
+            let mut out = Vec::with_capacity(digests.len());
+            for d in &digests {
+                let size: Option<i64> = st.query_row(params![id, d], |r| r.get(0)).optional()?;
+                out.push(size.map(|s| s as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let (name, d) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM manifest_refs
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND target = ?2 AND kind = ?3
+                 LIMIT 1",
+            )?
+            .exists(params![name, d, REF_BLOB])?)
+        })
+        .await
+    }
+
+    async fn set_tag_mutability(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+    ) -> Result<RepositoryRecord> {
+        let name = repo.to_string();
+        let mode = settings.image_tag_mutability.clone();
+        let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE repositories SET image_tag_mutability = ?2, tag_mutability_exclusions = ?3
+                     WHERE name = ?1",
+                )?
+                .execute(params![name, mode, filters])?;
+            if n == 0 {
+                return Err(MetaError::RepositoryNotFound(name));
+            }
+            let row = get_repository_row(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    async fn record_pull_times(&self, pulls: &[PullTimeUpdate]) -> Result<usize> {
+        if pulls.is_empty() {
+            return Ok(0);
+        }
+        let pulls = pulls.to_vec();
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let mut updated = 0;
+            {
+                // INSERT ... SELECT needs its WHERE before the upsert clause (SQLite's parser).
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO image_pulls (repo_id, digest, last_pull_ms)
+                     SELECT m.repo_id, m.digest, ?3 FROM manifests m
+                       JOIN repositories r ON r.id = m.repo_id
+                     WHERE r.name = ?1 AND m.digest = ?2
+                     ON CONFLICT (repo_id, digest)
+                       DO UPDATE SET last_pull_ms = max(last_pull_ms, excluded.last_pull_ms)",
+                )?;
+                for p in &pulls {
+                    updated += st.execute(params![p.repository, p.digest.to_string(), p.at_ms])?;
+                }
+            }
+            tx.commit()?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn add_pull_time_exclusion(
+        &self,
+        account: &str,
+        principal_arn: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<RegisterExclusionOutcome> {
+        let (account, arn) = (account.to_string(), principal_arn.to_string());
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let exists = tx
+                .prepare_cached(
+                    "SELECT 1 FROM pull_time_exclusions WHERE account_id = ?1 AND principal_arn = ?2",
+                )?
+                .exists(params![account, arn])?;
+            if exists {
+                return Ok(RegisterExclusionOutcome::AlreadyExists);
+            }
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM pull_time_exclusions WHERE account_id = ?1")?
+                .query_row([&account], |r| r.get(0))?;
+            if count as usize >= limit {
+                return Ok(RegisterExclusionOutcome::LimitExceeded);
+            }
+            tx.prepare_cached(
+                "INSERT INTO pull_time_exclusions (account_id, principal_arn, created_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![account, arn, now_ms])?;
+            tx.commit()?;
+            Ok(RegisterExclusionOutcome::Registered(PullTimeExclusion {
+                principal_arn: arn,
+                created_ms: now_ms,
+            }))
+        })
+        .await
+    }
+
+    async fn remove_pull_time_exclusion(&self, account: &str, principal_arn: &str) -> Result<bool> {
+        let (account, arn) = (account.to_string(), principal_arn.to_string());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "DELETE FROM pull_time_exclusions WHERE account_id = ?1 AND principal_arn = ?2",
+            )?
+            .execute(params![account, arn])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn pull_time_exclusions(
+        &self,
+        account: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PullTimeExclusion>> {
+        let account = account.map(str::to_string);
+        let after = after.unwrap_or("").to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT principal_arn, MIN(created_ms) FROM pull_time_exclusions
+                 WHERE (?1 IS NULL OR account_id = ?1) AND principal_arn > ?2
+                 GROUP BY principal_arn ORDER BY principal_arn LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![account, after, limit as i64], |r| {
+                Ok(PullTimeExclusion {
+                    principal_arn: r.get(0)?,
+                    created_ms: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
