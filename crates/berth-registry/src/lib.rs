@@ -7,8 +7,10 @@
 //! May depend on: `berth-types`, `berth-blobstore`, `berth-meta`.
 
 mod cache;
+pub mod create_on_push;
 pub mod error;
 mod images;
+mod layer_parts;
 mod manifests;
 mod pull_times;
 mod uploads;
@@ -24,6 +26,7 @@ use berth_meta::MetaStore;
 use berth_types::{Digest, RepositoryName};
 
 pub use cache::ServedManifest;
+pub use create_on_push::{ImplicitRepositories, RepositoryProvisioner, TemplateProvisioner};
 pub use error::{RegistryError, Result};
 pub use manifests::{ListPage, PushedManifest};
 pub use uploads::UploadStatus;
@@ -75,6 +78,8 @@ struct Inner {
     uploads: uploads::Uploads,
     cache: cache::ManifestCache,
     pull_times: Arc<pull_times::PullTimes>,
+    /// What a push to a missing repository does (see [`create_on_push`]).
+    provisioner: Arc<dyn RepositoryProvisioner>,
 }
 
 impl Registry {
@@ -97,8 +102,30 @@ impl Registry {
                 ),
                 meta,
                 blobs,
+                provisioner: Arc::new(ImplicitRepositories),
             }),
         }
+    }
+
+    /// A registry whose pushes to missing repositories go through `provisioner` (for
+    /// example [`TemplateProvisioner`], ECR's create-on-push).
+    pub fn with_provisioner(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        options: RegistryOptions,
+        provisioner: Arc<dyn RepositoryProvisioner>,
+    ) -> Self {
+        let mut registry = Self::new(meta, blobs, options);
+        // Nothing else holds the Arc of a registry that was just built.
+        if let Some(inner) = Arc::get_mut(&mut registry.inner) {
+            inner.provisioner = provisioner;
+        }
+        registry
+    }
+
+    /// The create-on-push hook: every push path calls it before writing.
+    pub(crate) async fn ensure_repository(&self, repo: &RepositoryName) -> Result<()> {
+        self.inner.provisioner.ensure_repository(repo).await
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -169,12 +196,17 @@ impl Registry {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
+        self.ensure_repository(to).await?;
+        if !self.inner.provisioner.mounts_allowed().await? {
+            return Ok(None);
+        }
         Ok(self.inner.meta.mount_blob(to, from, digest).await?)
     }
 
     // ---- uploads ----
 
     pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadStatus> {
+        self.ensure_repository(repo).await?;
         self.inner.uploads.start(repo).await
     }
 
@@ -216,6 +248,7 @@ impl Registry {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
+        self.ensure_repository(repo).await?;
         self.inner.uploads.monolithic(repo, digest, body).await
     }
 
