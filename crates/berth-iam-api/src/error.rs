@@ -1,0 +1,285 @@
+//! The one place where Query edge errors become wire errors: HTTP status, `Type`
+//! (`Sender` or `Receiver`), `Code` and `Message`, rendered as AWS Query services do:
+//!
+//! ```xml
+//! <ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">
+//!   <Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>...</Message></Error>
+//!   <RequestId>...</RequestId>
+//! </ErrorResponse>
+//! ```
+//!
+//! Codes and statuses are the botocore IAM model's exceptions (`NoSuchEntity` 404,
+//! `EntityAlreadyExists` 409, `LimitExceeded` 409, `DeleteConflict` 409,
+//! `MalformedPolicyDocument` 400, `InvalidInput` 400, `ServiceFailure` 500) and the AWS
+//! Common Errors (`ValidationError`, `MissingAction`, `InvalidAction` 400; SigV4 failures
+//! per [`SigV4Error::query_code`]; `AccessDenied` 403).
+
+use berth_ecr_api::EcrError;
+use berth_meta::iam::IamError;
+use berth_sigv4::SigV4Error;
+use http::StatusCode;
+
+use crate::xml::Xml;
+
+/// Everything that can go wrong on the IAM/STS Query edge, in domain words.
+#[derive(Debug)]
+pub enum IamApiError {
+    /// No `Action` parameter.
+    MissingAction,
+    /// An action Berth does not implement, or the version of another service.
+    InvalidAction {
+        action: String,
+        version: String,
+    },
+    /// The body exceeds the edge's limit.
+    BodyTooLarge {
+        limit: usize,
+    },
+    /// A parameter is missing or fails the model's constraints (AWS's message format).
+    Validation(String),
+    /// The store refused a value the model allows (e.g. a group name longer than Berth keeps).
+    InvalidInput(String),
+    NoSuchEntity(String),
+    EntityAlreadyExists(String),
+    LimitExceeded(String),
+    DeleteConflict(String),
+    MalformedPolicyDocument(String),
+    /// SigV4 failed (missing, malformed, unknown or inactive key, bad signature, skew).
+    Authentication(SigV4Error),
+    /// IAM denied the request; berth-iam's AWS-shaped message.
+    AccessDenied(String),
+    /// Anything internal; the cause goes to the log only.
+    Internal(String),
+}
+
+/// An error as it goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub status: StatusCode,
+    /// `Sender` (the client's fault) or `Receiver` (the server's).
+    pub fault: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl WireError {
+    /// The `<ErrorResponse>` document, in the namespace of the service that was called.
+    pub fn to_xml(&self, namespace: &str, request_id: &str) -> String {
+        let mut x = Xml::new();
+        x.open_ns("ErrorResponse", namespace);
+        x.open("Error");
+        x.text("Type", self.fault);
+        x.text("Code", self.code);
+        x.text("Message", &self.message);
+        x.close("Error");
+        x.text("RequestId", request_id);
+        x.close("ErrorResponse");
+        x.finish()
+    }
+}
+
+/// The one mapping from [`IamApiError`] to the wire.
+pub fn to_wire(e: &IamApiError) -> WireError {
+    let bad = StatusCode::BAD_REQUEST;
+    let conflict = StatusCode::CONFLICT;
+    let (status, code, message) = match e {
+        IamApiError::MissingAction => (
+            bad,
+            "MissingAction",
+            "The request must contain the parameter Action.".to_string(),
+        ),
+        IamApiError::InvalidAction { action, version } => (
+            bad,
+            "InvalidAction",
+            format!("Could not find operation {action} for version {version}"),
+        ),
+        IamApiError::BodyTooLarge { limit } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ValidationError",
+            format!("The request body exceeds the limit of {limit} bytes."),
+        ),
+        IamApiError::Validation(m) => (bad, "ValidationError", m.clone()),
+        IamApiError::InvalidInput(m) => (bad, "InvalidInput", m.clone()),
+        IamApiError::NoSuchEntity(m) => (StatusCode::NOT_FOUND, "NoSuchEntity", m.clone()),
+        IamApiError::EntityAlreadyExists(m) => (conflict, "EntityAlreadyExists", m.clone()),
+        IamApiError::LimitExceeded(m) => (conflict, "LimitExceeded", m.clone()),
+        IamApiError::DeleteConflict(m) => (conflict, "DeleteConflict", m.clone()),
+        IamApiError::MalformedPolicyDocument(m) => (bad, "MalformedPolicyDocument", m.clone()),
+        IamApiError::Authentication(e) => (
+            StatusCode::from_u16(e.query_status()).unwrap_or(StatusCode::FORBIDDEN),
+            e.query_code(),
+            e.detailed_message(),
+        ),
+        IamApiError::AccessDenied(m) => (StatusCode::FORBIDDEN, "AccessDenied", m.clone()),
+        IamApiError::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceFailure",
+            "An internal error occurred; see the server log for the request id.".to_string(),
+        ),
+    };
+    WireError {
+        status,
+        fault: if status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        },
+        code,
+        message,
+    }
+}
+
+impl From<IamError> for IamApiError {
+    fn from(e: IamError) -> Self {
+        match e {
+            IamError::UserNotFound(_)
+            | IamError::GroupNotFound(_)
+            | IamError::AccessKeyNotFound(_)
+            | IamError::PolicyNotFound { .. } => IamApiError::NoSuchEntity(e.to_string()),
+            IamError::UserAlreadyExists(_) | IamError::GroupAlreadyExists(_) => {
+                IamApiError::EntityAlreadyExists(e.to_string())
+            }
+            IamError::LimitExceeded(m) => IamApiError::LimitExceeded(m),
+            IamError::DeleteConflict(m) => IamApiError::DeleteConflict(m),
+            IamError::InvalidInput(m) => IamApiError::InvalidInput(m),
+            // The caller's own account exists (its key was found); a random key id that
+            // collides, an undecryptable secret or a database failure are ours.
+            other => {
+                IamApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
+            }
+        }
+    }
+}
+
+/// The shared authenticator and `authorize` speak the ECR edge's error type; only these
+/// three variants come out of them.
+impl From<EcrError> for IamApiError {
+    fn from(e: EcrError) -> Self {
+        match e {
+            EcrError::Authentication(e) => IamApiError::Authentication(e),
+            EcrError::AccessDenied(m) => IamApiError::AccessDenied(m),
+            other => IamApiError::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_model_code_and_status() {
+        let cases: Vec<(IamApiError, u16, &str)> = vec![
+            (IamApiError::MissingAction, 400, "MissingAction"),
+            (
+                IamApiError::InvalidAction {
+                    action: "ListRoles".into(),
+                    version: "2010-05-08".into(),
+                },
+                400,
+                "InvalidAction",
+            ),
+            (
+                IamApiError::BodyTooLarge { limit: 1 },
+                413,
+                "ValidationError",
+            ),
+            (IamApiError::Validation("x".into()), 400, "ValidationError"),
+            (IamApiError::InvalidInput("x".into()), 400, "InvalidInput"),
+            (IamApiError::NoSuchEntity("x".into()), 404, "NoSuchEntity"),
+            (
+                IamApiError::EntityAlreadyExists("x".into()),
+                409,
+                "EntityAlreadyExists",
+            ),
+            (IamApiError::LimitExceeded("x".into()), 409, "LimitExceeded"),
+            (
+                IamApiError::DeleteConflict("x".into()),
+                409,
+                "DeleteConflict",
+            ),
+            (
+                IamApiError::MalformedPolicyDocument("x".into()),
+                400,
+                "MalformedPolicyDocument",
+            ),
+            (
+                IamApiError::Authentication(SigV4Error::UnrecognizedClient {
+                    access_key_id: "AKIA".into(),
+                }),
+                403,
+                "InvalidClientTokenId",
+            ),
+            (
+                IamApiError::Authentication(SigV4Error::SignatureMismatch {
+                    canonical_request: String::new(),
+                    string_to_sign: String::new(),
+                }),
+                403,
+                "SignatureDoesNotMatch",
+            ),
+            (
+                IamApiError::Authentication(SigV4Error::MissingAuthentication),
+                403,
+                "MissingAuthenticationToken",
+            ),
+            (IamApiError::AccessDenied("no".into()), 403, "AccessDenied"),
+            (IamApiError::Internal("boom".into()), 500, "ServiceFailure"),
+        ];
+        for (e, status, code) in cases {
+            let w = to_wire(&e);
+            assert_eq!(w.status.as_u16(), status, "{e:?}");
+            assert_eq!(w.code, code, "{e:?}");
+            assert_eq!(w.fault, if status == 500 { "Receiver" } else { "Sender" });
+        }
+        // The internal cause never reaches the wire.
+        assert!(!to_wire(&IamApiError::Internal("secret path".into()))
+            .message
+            .contains("secret"));
+        assert_eq!(
+            to_wire(&IamApiError::InvalidAction {
+                action: "ListRoles".into(),
+                version: "2010-05-08".into()
+            })
+            .message,
+            "Could not find operation ListRoles for version 2010-05-08"
+        );
+    }
+
+    #[test]
+    fn store_errors_map_to_model_exceptions() {
+        let e: IamApiError = IamError::UserNotFound("bob".into()).into();
+        assert!(
+            matches!(&e, IamApiError::NoSuchEntity(m) if m == "The user with name bob cannot be found.")
+        );
+        let e: IamApiError = IamError::PolicyNotFound {
+            kind: "user",
+            name: "p".into(),
+        }
+        .into();
+        assert!(matches!(e, IamApiError::NoSuchEntity(_)));
+        let e: IamApiError = IamError::GroupAlreadyExists("g".into()).into();
+        assert!(matches!(e, IamApiError::EntityAlreadyExists(_)));
+        let e: IamApiError = IamError::DeleteConflict("keys".into()).into();
+        assert!(matches!(e, IamApiError::DeleteConflict(_)));
+        let e: IamApiError = IamError::LimitExceeded("2".into()).into();
+        assert!(matches!(e, IamApiError::LimitExceeded(_)));
+        let e: IamApiError = IamError::AccessKeyAlreadyExists("AKIA".into()).into();
+        assert!(matches!(e, IamApiError::Internal(_)));
+        let e: IamApiError = EcrError::AccessDenied("no".into()).into();
+        assert!(matches!(e, IamApiError::AccessDenied(_)));
+    }
+
+    #[test]
+    fn error_documents_are_escaped_and_namespaced() {
+        let w = to_wire(&IamApiError::Validation("a <b> & 'c'".into()));
+        let xml = w.to_xml("https://iam.amazonaws.com/doc/2010-05-08/", "req-1");
+        assert_eq!(
+            xml,
+            "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error>\
+             <Type>Sender</Type><Code>ValidationError</Code>\
+             <Message>a &lt;b&gt; &amp; &apos;c&apos;</Message></Error>\
+             <RequestId>req-1</RequestId></ErrorResponse>"
+        );
+    }
+}
