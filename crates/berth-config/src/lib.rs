@@ -9,6 +9,7 @@
 //! May depend on: nothing of Berth's.
 
 mod auth;
+mod limits;
 mod secret;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AnonymousAccess, AuthConfig, Challenge};
+pub use limits::LimitsConfig;
 pub use secret::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -29,6 +31,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub uploads: UploadsConfig,
     pub log: LogConfig,
 }
@@ -290,6 +293,7 @@ impl Config {
         self.registry.validate()?;
         self.tls.validate()?;
         self.auth.validate()?;
+        self.limits.validate()?;
         self.uploads.validate()?;
         Ok(())
     }

@@ -6,13 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_iam::{Context, Policy, PolicyKind, Principal, SizeLimit};
-use berth_meta::iam::{KeyPrincipal, KeyStatus};
+use berth_meta::iam::{KeyLookup, KeyPrincipal, KeyStatus};
 use berth_meta::IamStore;
 use berth_sigv4::{PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Verifier};
 use parking_lot::Mutex;
 use time::OffsetDateTime;
 
 use crate::error::EcrError;
+use crate::resource_policies::ApplicablePolicies;
 
 /// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
 const CACHE_LIMIT: usize = 10_000;
@@ -120,6 +121,22 @@ impl Authenticator {
             .verify_with_key(&parsed, &signing_key, &req, now)
             .map_err(auth)?;
 
+        self.caller_for_key(key).await
+    }
+
+    /// The access key `access_key_id` if it exists and is active.
+    pub async fn active_key(&self, access_key_id: &str) -> Result<Option<KeyLookup>, EcrError> {
+        let key = self
+            .iam
+            .lookup_access_key(access_key_id)
+            .await
+            .map_err(|e| EcrError::Internal(format!("access key lookup: {e}")))?;
+        Ok(key.filter(|k| k.status == KeyStatus::Active))
+    }
+
+    /// The caller an (authenticated, active) access key stands for, with its identity
+    /// policies loaded and parsed.
+    pub async fn caller_for_key(&self, key: KeyLookup) -> Result<Caller, EcrError> {
         let (arn, user, policies) = match &key.principal {
             KeyPrincipal::Root => (berth_iam::account_root_arn(&key.account_id), None, vec![]),
             KeyPrincipal::User {
@@ -167,7 +184,7 @@ impl Authenticator {
 }
 
 /// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
-/// `resource_account`). Repository and registry policies do not exist yet.
+/// `resource_account`) on identity policies alone (account-level actions).
 pub fn authorize(
     caller: &Caller,
     action: &str,
@@ -176,6 +193,33 @@ pub fn authorize(
     conn: ConnInfo,
     region: &str,
     now: OffsetDateTime,
+) -> Result<(), EcrError> {
+    authorize_with(
+        caller,
+        action,
+        resource,
+        resource_account,
+        conn,
+        region,
+        now,
+        &ApplicablePolicies::default(),
+    )
+}
+
+/// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
+/// `resource_account`), with the resource's repository policy and its account's registry
+/// policy: an explicit deny anywhere wins, then an allow from either side (same account)
+/// or from both sides (cross-account), as AWS evaluates.
+#[allow(clippy::too_many_arguments)]
+pub fn authorize_with(
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    resource_account: &str,
+    conn: ConnInfo,
+    region: &str,
+    now: OffsetDateTime,
+    resource_policies: &ApplicablePolicies,
 ) -> Result<(), EcrError> {
     let principal = match &caller.user {
         None => Principal::root(&caller.account_id, &caller.arn),
@@ -191,6 +235,8 @@ pub fn authorize(
             ..Context::default()
         },
         identity_policies: &policies,
+        resource_policy: resource_policies.repository.as_deref(),
+        registry_policy: resource_policies.registry.as_deref(),
         ..berth_iam::Request::new(principal, action, resource, resource_account)
     };
     let decision = berth_iam::evaluate(&req);

@@ -40,12 +40,65 @@ pub enum EcrError {
         registry: String,
         name: String,
     },
+    // -- Registry configuration (policies, tags, account settings, creation templates). --
+    RepositoryPolicyNotFound {
+        registry: String,
+        name: String,
+    },
+    RegistryPolicyNotFound {
+        registry: String,
+    },
+    /// A resource would carry more than 50 tags, or a request names more.
+    TooManyTags(String),
+    /// A tag key or value breaks ECR's tag rules.
+    InvalidTagParameter(String),
+    TemplateAlreadyExists {
+        registry: String,
+        prefix: String,
+    },
+    TemplateNotFound {
+        registry: String,
+        prefix: String,
+    },
+    // -- End of registry configuration. --
+    // -- Images, layers, tag mutability and pull times. --
+    ImageNotFound(String),
+    /// PutImage changed nothing: that manifest (and tag) were already there.
+    ImageAlreadyExists(String),
+    /// The tag is immutable in the repository and points at another image.
+    ImageTagAlreadyExists(String),
+    ImageDigestDoesNotMatch(String),
+    LayersNotFound(String),
+    ReferencedImagesNotFound(String),
+    LayerInaccessible(String),
+    UploadNotFound(String),
+    /// The uploaded bytes do not hash to the digest given (or it is unusable).
+    InvalidLayer(String),
+    /// A part that does not continue the upload; `last_valid_byte_received` is the
+    /// offset of the upload's last byte (absent while it holds none).
+    InvalidLayerPart {
+        registry: String,
+        repository: String,
+        upload_id: String,
+        last_valid_byte_received: Option<u64>,
+        message: String,
+    },
+    LayerAlreadyExists(String),
+    EmptyUpload(String),
+    ExclusionAlreadyExists(String),
+    ExclusionNotFound(String),
+    LimitExceeded(String),
+    // -- End of images and layers. --
     /// SigV4 failed (missing, malformed, unknown or inactive key, bad signature, skew).
     Authentication(SigV4Error),
     /// IAM denied the request; the message is berth-iam's AWS-shaped denial message.
     AccessDenied(String),
     /// An action of the model this Berth version does not implement.
     Unsupported(EcrOperation),
+    /// Over the account's quota for the action (`[limits]`); retry after that many seconds.
+    Throttled {
+        retry_after_secs: u64,
+    },
     /// Anything internal; the cause goes to the log only.
     Internal(String),
 }
@@ -85,6 +138,51 @@ pub fn to_wire(e: &EcrError) -> WireError {
             "RepositoryNotEmptyException",
             format!("The repository with name '{name}' in registry with id '{registry}' cannot be deleted because it still contains images"),
         ),
+        EcrError::RepositoryPolicyNotFound { registry, name } => (
+            bad,
+            "RepositoryPolicyNotFoundException",
+            format!("Repository policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"),
+        ),
+        EcrError::RegistryPolicyNotFound { registry } => (
+            bad,
+            "RegistryPolicyNotFoundException",
+            format!("Registry policy does not exist in the registry with id '{registry}'"),
+        ),
+        EcrError::TooManyTags(m) => (bad, "TooManyTagsException", m.clone()),
+        EcrError::InvalidTagParameter(m) => (bad, "InvalidTagParameterException", m.clone()),
+        EcrError::TemplateAlreadyExists { registry, prefix } => (
+            bad,
+            "TemplateAlreadyExistsException",
+            format!("A repository creation template with prefix '{prefix}' already exists in the registry with id '{registry}'"),
+        ),
+        EcrError::TemplateNotFound { registry, prefix } => (
+            bad,
+            "TemplateNotFoundException",
+            format!("No repository creation template with prefix '{prefix}' exists in the registry with id '{registry}'"),
+        ),
+        EcrError::ImageNotFound(m) => (bad, "ImageNotFoundException", m.clone()),
+        EcrError::ImageAlreadyExists(m) => (bad, "ImageAlreadyExistsException", m.clone()),
+        EcrError::ImageTagAlreadyExists(m) => (bad, "ImageTagAlreadyExistsException", m.clone()),
+        EcrError::ImageDigestDoesNotMatch(m) => {
+            (bad, "ImageDigestDoesNotMatchException", m.clone())
+        }
+        EcrError::LayersNotFound(m) => (bad, "LayersNotFoundException", m.clone()),
+        EcrError::ReferencedImagesNotFound(m) => {
+            (bad, "ReferencedImagesNotFoundException", m.clone())
+        }
+        EcrError::LayerInaccessible(m) => (bad, "LayerInaccessibleException", m.clone()),
+        EcrError::UploadNotFound(m) => (bad, "UploadNotFoundException", m.clone()),
+        EcrError::InvalidLayer(m) => (bad, "InvalidLayerException", m.clone()),
+        EcrError::InvalidLayerPart { message, .. } => {
+            (bad, "InvalidLayerPartException", message.clone())
+        }
+        EcrError::LayerAlreadyExists(m) => (bad, "LayerAlreadyExistsException", m.clone()),
+        EcrError::EmptyUpload(m) => (bad, "EmptyUploadException", m.clone()),
+        EcrError::ExclusionAlreadyExists(m) => {
+            (bad, "ExclusionAlreadyExistsException", m.clone())
+        }
+        EcrError::ExclusionNotFound(m) => (bad, "ExclusionNotFoundException", m.clone()),
+        EcrError::LimitExceeded(m) => (bad, "LimitExceededException", m.clone()),
         EcrError::Authentication(e) => (
             StatusCode::from_u16(e.json_status()).unwrap_or(bad),
             e.aws_type(),
@@ -96,6 +194,7 @@ pub fn to_wire(e: &EcrError) -> WireError {
             "UnsupportedOperationException",
             format!("{} is not implemented by this Berth version", op.iam_action()),
         ),
+        EcrError::Throttled { .. } => (bad, "ThrottlingException", "Rate exceeded".to_string()),
         EcrError::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServerException",
@@ -123,6 +222,91 @@ impl EcrError {
                 EcrError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
             }
         }
+    }
+}
+
+impl EcrError {
+    /// A settings store error in the registry `registry`.
+    pub fn from_settings(e: berth_meta::SettingsError, registry: &str) -> Self {
+        use berth_meta::SettingsError as S;
+        let registry = registry.to_string();
+        match e {
+            S::RepositoryNotFound(name) => EcrError::RepositoryNotFound { registry, name },
+            S::RepositoryAlreadyExists(name) => {
+                EcrError::RepositoryAlreadyExists { registry, name }
+            }
+            S::RepositoryPolicyNotFound(name) => {
+                EcrError::RepositoryPolicyNotFound { registry, name }
+            }
+            S::RegistryPolicyNotFound(_) => EcrError::RegistryPolicyNotFound { registry },
+            S::TooManyTags { repository, count } => EcrError::TooManyTags(format!(
+                "The repository '{repository}' would have {count} tags; a repository can have at most {} tags",
+                berth_meta::settings::MAX_TAGS_PER_RESOURCE
+            )),
+            S::TemplateAlreadyExists(prefix) => EcrError::TemplateAlreadyExists { registry, prefix },
+            S::TemplateNotFound(prefix) => EcrError::TemplateNotFound { registry, prefix },
+            S::Meta(m) => EcrError::from_meta(m, &registry),
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_error_tests {
+    use super::*;
+    use berth_meta::SettingsError;
+
+    #[test]
+    fn settings_errors_map_to_the_model_exceptions() {
+        let cases: Vec<(SettingsError, &str)> = vec![
+            (
+                SettingsError::RepositoryNotFound("a".into()),
+                "RepositoryNotFoundException",
+            ),
+            (
+                SettingsError::RepositoryPolicyNotFound("a".into()),
+                "RepositoryPolicyNotFoundException",
+            ),
+            (
+                SettingsError::RegistryPolicyNotFound("1".into()),
+                "RegistryPolicyNotFoundException",
+            ),
+            (
+                SettingsError::TooManyTags {
+                    repository: "a".into(),
+                    count: 51,
+                },
+                "TooManyTagsException",
+            ),
+            (
+                SettingsError::TemplateAlreadyExists("p".into()),
+                "TemplateAlreadyExistsException",
+            ),
+            (
+                SettingsError::TemplateNotFound("p".into()),
+                "TemplateNotFoundException",
+            ),
+            (
+                SettingsError::Meta(berth_meta::MetaError::StorageFull),
+                "ServerException",
+            ),
+        ];
+        for (e, ty) in cases {
+            let w = to_wire(&EcrError::from_settings(e, "123456789012"));
+            assert_eq!(w.aws_type, ty);
+            assert_eq!(
+                w.status.as_u16(),
+                if ty == "ServerException" { 500 } else { 400 }
+            );
+        }
+        let w = to_wire(&EcrError::from_settings(
+            SettingsError::RepositoryPolicyNotFound("team/app".into()),
+            "123456789012",
+        ));
+        assert_eq!(w.message, "Repository policy does not exist for the repository with name 'team/app' in the registry with id '123456789012'");
+        assert_eq!(
+            to_wire(&EcrError::InvalidTagParameter("k".into())).aws_type,
+            "InvalidTagParameterException"
+        );
     }
 }
 
@@ -190,6 +374,13 @@ mod tests {
                 400,
                 "UnsupportedOperationException",
             ),
+            (
+                EcrError::Throttled {
+                    retry_after_secs: 1,
+                },
+                400,
+                "ThrottlingException",
+            ),
             (EcrError::Internal("boom".into()), 500, "ServerException"),
         ];
         for (e, status, ty) in cases {
@@ -226,5 +417,162 @@ mod tests {
             EcrError::from_meta(MetaError::StorageFull, "1"),
             EcrError::Internal(_)
         ));
+    }
+}
+
+// -- Images, layers, tag mutability and pull times. --
+
+/// The JSON body of an error: `__type` and `message`, plus the members the model gives
+/// some exceptions (InvalidLayerPartException's `lastValidByteReceived`, ...).
+pub fn error_body(e: &EcrError, wire: &WireError) -> serde_json::Value {
+    let mut body = serde_json::json!({"__type": wire.aws_type, "message": wire.message});
+    if let EcrError::InvalidLayerPart {
+        registry,
+        repository,
+        upload_id,
+        last_valid_byte_received,
+        ..
+    } = e
+    {
+        body["registryId"] = registry.as_str().into();
+        body["repositoryName"] = repository.as_str().into();
+        body["uploadId"] = upload_id.as_str().into();
+        if let Some(last) = last_valid_byte_received {
+            body["lastValidByteReceived"] = (*last).into();
+        }
+    }
+    body
+}
+
+impl EcrError {
+    /// A core registry error met while working on `repository` of `registry`, in the
+    /// words of the image and layer actions. Handlers map the few errors whose meaning
+    /// depends on the action (a digest mismatch on CompleteLayerUpload, an out-of-order
+    /// part) before falling back to this.
+    pub fn from_registry(
+        e: berth_registry::RegistryError,
+        registry: &str,
+        repository: &str,
+    ) -> Self {
+        use berth_registry::RegistryError as R;
+        match e {
+            R::RepositoryNotFound(name) => EcrError::RepositoryNotFound {
+                registry: registry.to_string(),
+                name,
+            },
+            R::TagImmutable { .. } => EcrError::ImageTagAlreadyExists(e.to_string()),
+            R::ManifestBlobUnknown(d) | R::BlobNotFound(d) => EcrError::LayersNotFound(format!(
+                "Layers with digests '[{d}]' required for pushing image into repository with name '{repository}' in registry with id '{registry}' do not exist"
+            )),
+            R::ManifestChildUnknown(d) => EcrError::ReferencedImagesNotFound(format!(
+                "The manifest list references image '{d}', which does not exist in repository with name '{repository}' in registry with id '{registry}'"
+            )),
+            R::DigestMismatch { expected, actual } => EcrError::ImageDigestDoesNotMatch(format!(
+                "Provided digest '{expected}' does not match the calculated digest '{actual}' of the image manifest"
+            )),
+            R::ManifestNotFound(r) => EcrError::ImageNotFound(format!(
+                "The image with imageId '{r}' does not exist within the repository with name '{repository}' in the registry with id '{registry}'"
+            )),
+            R::UploadNotFound(id) => EcrError::UploadNotFound(format!(
+                "Upload with id '{id}' was not found in the repository with name '{repository}' in the registry with id '{registry}'"
+            )),
+            R::ManifestInvalid(m) => EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{m}'"
+            )),
+            e @ (R::InvalidName(_)
+            | R::InvalidTag(_)
+            | R::InvalidDigest(_)
+            | R::UploadInvalid(_)
+            | R::UploadOutOfOrder { .. }
+            | R::SizeInvalid(_)
+            | R::ManifestReferenced { .. }
+            | R::Unsupported(_)
+            | R::RangeNotSatisfiable { .. }) => EcrError::InvalidParameter(e.to_string()),
+            other => EcrError::Internal(format!(
+                "{other}: {:?}",
+                std::error::Error::source(&other)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod image_error_tests {
+    use super::*;
+    use berth_registry::RegistryError;
+
+    #[test]
+    fn image_and_layer_errors_map_to_the_model_exceptions() {
+        let d = berth_types::Digest::sha256_of(b"x");
+        let reg = |e| EcrError::from_registry(e, "1", "a");
+        let cases: Vec<(EcrError, &str)> = vec![
+            (
+                reg(RegistryError::TagImmutable {
+                    repository: "a".into(),
+                    tag: "v1".into(),
+                }),
+                "ImageTagAlreadyExistsException",
+            ),
+            (
+                reg(RegistryError::ManifestBlobUnknown(d.clone())),
+                "LayersNotFoundException",
+            ),
+            (
+                reg(RegistryError::ManifestChildUnknown(d.clone())),
+                "ReferencedImagesNotFoundException",
+            ),
+            (
+                reg(RegistryError::DigestMismatch {
+                    expected: d.clone(),
+                    actual: d.clone(),
+                }),
+                "ImageDigestDoesNotMatchException",
+            ),
+            (
+                reg(RegistryError::UploadNotFound("u".into())),
+                "UploadNotFoundException",
+            ),
+            (
+                reg(RegistryError::RepositoryNotFound("a".into())),
+                "RepositoryNotFoundException",
+            ),
+            (reg(RegistryError::StorageFull), "ServerException"),
+            (EcrError::EmptyUpload("x".into()), "EmptyUploadException"),
+            (
+                EcrError::LayerAlreadyExists("x".into()),
+                "LayerAlreadyExistsException",
+            ),
+            (EcrError::InvalidLayer("x".into()), "InvalidLayerException"),
+            (
+                EcrError::ExclusionNotFound("x".into()),
+                "ExclusionNotFoundException",
+            ),
+            (
+                EcrError::LimitExceeded("x".into()),
+                "LimitExceededException",
+            ),
+        ];
+        for (e, ty) in cases {
+            let w = to_wire(&e);
+            assert_eq!(w.aws_type, ty, "{e:?}");
+            let status = if ty == "ServerException" { 500 } else { 400 };
+            assert_eq!(w.status.as_u16(), status);
+        }
+        let part = EcrError::InvalidLayerPart {
+            registry: "123456789012".into(),
+            repository: "a/b".into(),
+            upload_id: "u".into(),
+            last_valid_byte_received: Some(99),
+            message: "m".into(),
+        };
+        let body = error_body(&part, &to_wire(&part));
+        assert_eq!(body["__type"], "InvalidLayerPartException");
+        assert_eq!(body["lastValidByteReceived"], 99);
+        assert_eq!(body["uploadId"], "u");
+        let plain = EcrError::ImageNotFound("gone".into());
+        assert_eq!(
+            error_body(&plain, &to_wire(&plain)),
+            serde_json::json!({"__type": "ImageNotFoundException", "message": "gone"})
+        );
     }
 }

@@ -26,7 +26,11 @@ pub mod auth;
 pub mod error;
 mod handlers;
 pub mod operation;
+pub mod rate_limit;
+pub mod resource_policies;
 pub mod token;
+pub mod v2_credentials;
+pub mod v2_gate;
 
 use std::sync::Arc;
 
@@ -37,11 +41,11 @@ use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use tracing::Instrument;
 
-use berth_meta::IamStore;
+use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
 
-pub use auth::{authorize, Authenticator, Caller, ConnInfo};
+pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::{to_wire, EcrError, WireError};
 pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
 
@@ -89,12 +93,28 @@ pub struct EcrState {
 
 struct Inner {
     registry: Registry,
-    auth: auth::Authenticator,
+    /// Policies, tags, account settings and creation templates (same database as the
+    /// registry's meta store).
+    settings: Arc<dyn EcrSettingsStore>,
+    auth: Arc<auth::Authenticator>,
     config: EcrConfig,
+    /// Request quotas (`[limits]`), when enabled.
+    limits: Option<Arc<rate_limit::RateLimits>>,
+    /// Parsed repository and registry policies (shared with the `/v2` gate).
+    policies: Arc<resource_policies::ResourcePolicies>,
 }
 
+/// How long parsed resource policies are reused unless [`EcrState::with_cache_ttl`] says
+/// otherwise.
+const DEFAULT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl EcrState {
-    pub fn new(registry: Registry, iam: Arc<dyn IamStore>, config: EcrConfig) -> Self {
+    pub fn new(
+        registry: Registry,
+        iam: Arc<dyn IamStore>,
+        settings: Arc<dyn EcrSettingsStore>,
+        config: EcrConfig,
+    ) -> Self {
         let verifier = Verifier::new(
             VerifierConfig::new(["ecr"])
                 .with_regions([config.region.clone()])
@@ -104,10 +124,52 @@ impl EcrState {
         EcrState {
             inner: Arc::new(Inner {
                 registry,
-                auth: auth::Authenticator::new(verifier, iam),
+                policies: Arc::new(resource_policies::ResourcePolicies::new(
+                    settings.clone(),
+                    DEFAULT_CACHE_TTL,
+                )),
+                settings,
+                auth: Arc::new(auth::Authenticator::new(verifier, iam)),
                 config,
+                limits: None,
             }),
         }
+    }
+
+    /// Reuses parsed resource policies for `ttl` (`[auth] credential_cache_secs`). Call
+    /// before the state is cloned.
+    pub fn with_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("with_cache_ttl is called before the state is shared");
+        inner.policies = Arc::new(resource_policies::ResourcePolicies::new(
+            inner.settings.clone(),
+            ttl,
+        ));
+        self
+    }
+
+    /// Enforces `limits` on the ECR API and on the `/v2` gates made afterwards. Call
+    /// before the state is cloned.
+    pub fn with_rate_limits(mut self, limits: Arc<rate_limit::RateLimits>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_rate_limits is called before the state is shared")
+            .limits = Some(limits);
+        self
+    }
+}
+
+impl EcrState {
+    /// The `/v2` authentication and authorization layer, sharing this edge's
+    /// authenticator and login token key (see [`v2_gate`]).
+    pub fn v2_gate(&self, options: v2_gate::GateOptions) -> v2_gate::V2Gate {
+        v2_gate::V2Gate::new(
+            self.inner.auth.clone(),
+            self.inner.config.clone(),
+            options,
+            self.inner.limits.clone(),
+            self.inner.policies.clone(),
+            self.inner.registry.clone(),
+        )
     }
 }
 
@@ -163,8 +225,13 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
                 } else {
                     tracing::info!(error = wire.aws_type, message = %wire.message, "ECR request refused");
                 }
-                let body = serde_json::json!({"__type": wire.aws_type, "message": wire.message});
-                json_response(wire.status, &body, &request_id)
+                let body = error::error_body(&e, &wire);
+                let mut resp = json_response(wire.status, &body, &request_id);
+                if let EcrError::Throttled { retry_after_secs } = e {
+                    resp.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                }
+                resp
             }
         }
     }
@@ -201,6 +268,13 @@ async fn handle(
         .to_bytes();
     let now = time::OffsetDateTime::now_utc();
     let caller = state.inner.auth.authenticate(&parts, &body, now).await?;
+    if let Some(limits) = &state.inner.limits {
+        limits
+            .check(op.iam_action(), &caller.account_id)
+            .map_err(|wait| EcrError::Throttled {
+                retry_after_secs: rate_limit::RateLimits::retry_after_secs(wait),
+            })?;
+    }
     if !op.is_implemented() {
         return Err(EcrError::Unsupported(op));
     }
@@ -224,12 +298,29 @@ async fn handle(
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
     });
+    // The repository and registry policies that apply, read before the handler runs so
+    // that its authorization checks stay synchronous.
+    let repository = input
+        .get("repositoryName")
+        .and_then(|v| v.as_str())
+        .filter(|n| handlers::valid_repository_name(n))
+        .map(str::to_string);
+    let policies = state
+        .inner
+        .policies
+        .for_repository(&state.inner.config.account_id, repository.as_deref())
+        .await?;
     let ctx = handlers::Ctx {
         state,
         caller: &caller,
         conn,
         now,
         host: host.unwrap_or_else(|| "localhost".to_string()),
+        policies: (repository, policies),
     };
-    handlers::handle(&ctx, op, input).await
+    let result = handlers::handle(&ctx, op, input).await;
+    if result.is_ok() && op.changes_resource_policies() {
+        state.inner.policies.forget();
+    }
+    result
 }

@@ -110,6 +110,22 @@ operations! {
 impl EcrOperation {
     /// Whether this Berth version implements the action (the others answer
     /// `UnsupportedOperationException`).
+    /// Whether a success may change which repository or registry policy applies to a
+    /// repository (the authorization caches are dropped after it).
+    pub fn changes_resource_policies(self) -> bool {
+        matches!(
+            self,
+            EcrOperation::SetRepositoryPolicy
+                | EcrOperation::DeleteRepositoryPolicy
+                | EcrOperation::PutRegistryPolicy
+                | EcrOperation::DeleteRegistryPolicy
+                | EcrOperation::CreateRepository
+                | EcrOperation::DeleteRepository
+                | EcrOperation::PutImage
+                | EcrOperation::InitiateLayerUpload
+        )
+    }
+
     pub fn is_implemented(self) -> bool {
         matches!(
             self,
@@ -117,6 +133,38 @@ impl EcrOperation {
                 | EcrOperation::DescribeRepositories
                 | EcrOperation::DeleteRepository
                 | EcrOperation::GetAuthorizationToken
+                // Images, layers, tag mutability and pull times.
+                | EcrOperation::PutImage
+                | EcrOperation::BatchGetImage
+                | EcrOperation::BatchDeleteImage
+                | EcrOperation::DescribeImages
+                | EcrOperation::ListImages
+                | EcrOperation::ListImageReferrers
+                | EcrOperation::BatchCheckLayerAvailability
+                | EcrOperation::InitiateLayerUpload
+                | EcrOperation::UploadLayerPart
+                | EcrOperation::CompleteLayerUpload
+                | EcrOperation::GetDownloadUrlForLayer
+                | EcrOperation::PutImageTagMutability
+                | EcrOperation::RegisterPullTimeUpdateExclusion
+                | EcrOperation::DeregisterPullTimeUpdateExclusion
+                | EcrOperation::ListPullTimeUpdateExclusions
+                // Registry configuration.
+                | EcrOperation::SetRepositoryPolicy
+                | EcrOperation::GetRepositoryPolicy
+                | EcrOperation::DeleteRepositoryPolicy
+                | EcrOperation::PutRegistryPolicy
+                | EcrOperation::GetRegistryPolicy
+                | EcrOperation::DeleteRegistryPolicy
+                | EcrOperation::TagResource
+                | EcrOperation::UntagResource
+                | EcrOperation::ListTagsForResource
+                | EcrOperation::GetAccountSetting
+                | EcrOperation::PutAccountSetting
+                | EcrOperation::CreateRepositoryCreationTemplate
+                | EcrOperation::UpdateRepositoryCreationTemplate
+                | EcrOperation::DeleteRepositoryCreationTemplate
+                | EcrOperation::DescribeRepositoryCreationTemplates
         )
     }
 }

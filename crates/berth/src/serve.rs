@@ -30,7 +30,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the blob store under the data directory and builds the registry on `meta`.
-pub fn open_registry(storage: &StorageConfig, meta: SqliteMetaStore) -> anyhow::Result<Registry> {
+/// Pushes to missing repositories follow the account's repository creation templates
+/// (`CREATE_ON_PUSH`), as ECR's do.
+pub fn open_registry(
+    storage: &StorageConfig,
+    meta: SqliteMetaStore,
+    account_id: &str,
+) -> anyhow::Result<Registry> {
     let data_dir = &storage.data_dir;
     let blobs = DiskBlobStore::open_with(
         data_dir,
@@ -39,24 +45,92 @@ pub fn open_registry(storage: &StorageConfig, meta: SqliteMetaStore) -> anyhow::
         },
     )
     .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    Ok(Registry::new(
+    let provisioner = berth_registry::TemplateProvisioner::new(Arc::new(meta.clone()), account_id);
+    Ok(Registry::with_provisioner(
         Arc::new(meta),
         Arc::new(blobs),
         RegistryOptions::default(),
+        Arc::new(provisioner),
     ))
 }
 
-/// The whole HTTP application: `/v2`, the ECR API on `POST /`, and operational
-/// endpoints. Other methods on `/` keep answering the OCI "not found".
-pub fn app(registry: Registry, ecr: berth_ecr_api::EcrState) -> Router {
+/// The whole HTTP application: `/v2`, the ECR and IAM/STS APIs on `/` (see
+/// [`root_service`]), and operational endpoints.
+pub fn app(
+    registry: Registry,
+    ecr: berth_ecr_api::EcrState,
+    gate: berth_ecr_api::v2_gate::V2Gate,
+    iam: berth_iam_api::IamApiState,
+) -> Router {
     berth_oci_api::router(registry)
-        .route(
-            "/",
-            berth_ecr_api::service(ecr)
-                .fallback(|| async { berth_oci_api::OciError::not_found().into_response() }),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            berth_ecr_api::v2_gate::middleware,
+        ))
+        .route("/", root_service(ecr, iam))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .fallback(|| async { berth_oci_api::OciError::not_found().into_response() })
+}
+
+/// The request quotas of `[limits]`, when enabled.
+fn rate_limits(cfg: &Config) -> Option<Arc<berth_ecr_api::rate_limit::RateLimits>> {
+    use berth_ecr_api::rate_limit::{Rate, RateLimits};
+    let l = &cfg.limits;
+    if !l.enabled {
+        return None;
+    }
+    let rate = |per_second: u32| Rate {
+        per_second,
+        burst: per_second.saturating_mul(l.burst_seconds),
+    };
+    Some(Arc::new(RateLimits::new(
+        l.rates.iter().map(|(action, r)| (action.clone(), rate(*r))),
+        rate(l.default_rate),
+    )))
+}
+
+/// The `/v2` gate's settings from `[auth]`.
+fn gate_options(cfg: &Config) -> berth_ecr_api::v2_gate::GateOptions {
+    use berth_ecr_api::v2_gate::{Anonymous, ChallengeKind};
+    let a = &cfg.auth;
+    berth_ecr_api::v2_gate::GateOptions {
+        anonymous: match a.anonymous {
+            berth_config::AnonymousAccess::None => Anonymous::None,
+            berth_config::AnonymousAccess::Pull => Anonymous::Pull,
+            berth_config::AnonymousAccess::All => Anonymous::All,
+        },
+        challenge: match a.challenge {
+            berth_config::Challenge::Basic => ChallengeKind::Basic,
+            berth_config::Challenge::Bearer => ChallengeKind::Bearer,
+        },
+        credential_cache: Duration::from_secs(a.credential_cache_secs),
+        bearer_token_secs: a.bearer_token_secs as i64,
+    }
+}
+
+/// `/`: the IAM/STS Query API for a form-encoded `POST` without `X-Amz-Target` and for
+/// `GET /?Action=...`; the ECR API (JSON 1.1) for every other `POST`, so a JSON body without
+/// a target still answers ECR's `UnknownOperationException`; the OCI "not found" otherwise.
+fn root_service(
+    ecr: berth_ecr_api::EcrState,
+    iam: berth_iam_api::IamApiState,
+) -> axum::routing::MethodRouter {
+    let ecr = berth_ecr_api::router(ecr);
+    axum::routing::any(move |req: axum::extract::Request| {
+        let (ecr, iam) = (ecr.clone(), iam.clone());
+        async move {
+            if berth_iam_api::is_query_request(&req) {
+                berth_iam_api::handle(&iam, req).await
+            } else if req.method() == http::Method::POST {
+                match ecr.oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            } else {
+                berth_oci_api::OciError::not_found().into_response()
+            }
+        }
+    })
 }
 
 /// The ECR edge's settings from the configuration; the login token key is derived from
@@ -115,9 +189,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let meta = crate::admin::open_meta(&cfg.storage)?;
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
-    crate::admin::bootstrap(&iam, &cfg).await?;
-    let registry = open_registry(&cfg.storage, meta)?;
-    let ecr = berth_ecr_api::EcrState::new(registry.clone(), Arc::new(iam), ecr_config(&cfg)?);
+    crate::admin::bootstrap(&iam, &meta, &cfg).await?;
+    let registry = open_registry(&cfg.storage, meta.clone(), &cfg.registry.account_id)?;
+    let iam = Arc::new(iam);
+    let iam_api = berth_iam_api::IamApiState::new(
+        iam.clone(),
+        berth_iam_api::IamApiConfig::new(cfg.registry.region.clone()),
+    );
+    let ecr = berth_ecr_api::EcrState::new(
+        registry.clone(),
+        iam.clone(),
+        Arc::new(meta),
+        ecr_config(&cfg)?,
+    );
     let tls = crate::tls::acceptor(&cfg)?;
     let listener = TcpListener::bind(cfg.server.listen)
         .await
@@ -136,7 +220,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         write_addr_file(path, &addr).context("writing the address file")?;
     }
 
-    let app = app(registry, ecr);
+    let ecr = ecr.with_cache_ttl(Duration::from_secs(cfg.auth.credential_cache_secs));
+    let ecr = match rate_limits(&cfg) {
+        Some(limits) => ecr.with_rate_limits(limits),
+        None => ecr,
+    };
+    let gate = ecr.v2_gate(gate_options(&cfg));
+    let app = app(registry.clone(), ecr, gate, iam_api);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -225,6 +315,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    // Pull times are batched in memory; write the last batch.
+    match registry.flush_pull_times().await {
+        Ok(n) => tracing::debug!(images = n, "wrote pending pull times"),
+        Err(e) => tracing::warn!(error = %e, "writing pending pull times failed"),
     }
     Ok(())
 }

@@ -38,7 +38,7 @@ fn oci_client_push_pull_roundtrip() {
     let reg = TestRegistry::start();
     let repo = reg.repo("oci-client");
     let image = reference(&reg, &repo, "v1");
-    let auth = RegistryAuth::Anonymous;
+    let auth = RegistryAuth::Basic(ADMIN_KEY_ID.to_string(), ADMIN_SECRET.to_string());
     let c = client();
 
     let layers = vec![
@@ -134,7 +134,7 @@ fn oci_client_chunked_stream_push_and_mount() {
     let reg = TestRegistry::start();
     let repo = reg.repo("oci-client-chunked");
     let image = reference(&reg, &repo, "v1");
-    let auth = RegistryAuth::Anonymous;
+    let auth = RegistryAuth::Basic(ADMIN_KEY_ID.to_string(), ADMIN_SECRET.to_string());
     let c = client();
     let data = random_bytes(700_000);
     let want = sha256_digest(&data);

@@ -1,5 +1,10 @@
 //! The implemented actions, with the botocore model's request and response shapes.
 
+mod images;
+mod layers;
+mod mutability;
+mod pull_times;
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -7,14 +12,20 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use berth_meta::{RepositoryRecord, RepositorySettings};
+use berth_meta::RepositoryRecord;
 use berth_types::RepositoryName;
 
-use crate::auth::{authorize, Caller, ConnInfo};
+use crate::auth::{authorize, authorize_with, Caller, ConnInfo};
 use crate::error::EcrError;
 use crate::operation::EcrOperation;
 use crate::token::{self, TokenClaims, TOKEN_LIFETIME_SECS};
 use crate::EcrState;
+
+mod account_settings;
+mod policies;
+mod settings_ctx;
+mod tags;
+mod templates;
 
 /// Default and largest page of DescribeRepositories.
 const DEFAULT_PAGE: usize = 100;
@@ -27,6 +38,9 @@ pub(crate) struct Ctx<'a> {
     pub now: OffsetDateTime,
     /// `host[:port]` for repository URIs and the proxy endpoint.
     pub host: String,
+    /// The request's `repositoryName` (when valid) and the repository and registry
+    /// policies that apply to it.
+    pub policies: (Option<String>, crate::resource_policies::ApplicablePolicies),
 }
 
 impl Ctx<'_> {
@@ -51,16 +65,36 @@ impl Ctx<'_> {
         }
     }
 
+    /// Authorizes `op` on `resource`: with the repository's and registry's policies when
+    /// `resource` is the repository the request names, on identity policies otherwise.
     fn authorize(&self, op: EcrOperation, resource: &str, account: &str) -> Result<(), EcrError> {
-        authorize(
-            self.caller,
-            op.iam_action(),
-            resource,
-            account,
-            self.conn,
-            self.region(),
-            self.now,
-        )
+        let (name, policies) = &self.policies;
+        let applies = account == self.served_account()
+            && name
+                .as_deref()
+                .is_some_and(|n| self.repository_arn(account, n) == resource);
+        if applies {
+            authorize_with(
+                self.caller,
+                op.iam_action(),
+                resource,
+                account,
+                self.conn,
+                self.region(),
+                self.now,
+                policies,
+            )
+        } else {
+            authorize(
+                self.caller,
+                op.iam_action(),
+                resource,
+                account,
+                self.conn,
+                self.region(),
+                self.now,
+            )
+        }
     }
 
     fn repository_arn(&self, registry: &str, name: &str) -> String {
@@ -81,7 +115,7 @@ impl Ctx<'_> {
     }
 
     fn repository_json(&self, registry: &str, r: &RepositoryRecord) -> Value {
-        json!({
+        let mut v = json!({
             "repositoryArn": self.repository_arn(registry, &r.name),
             "registryId": registry,
             "repositoryName": r.name,
@@ -90,7 +124,11 @@ impl Ctx<'_> {
             "imageTagMutability": r.image_tag_mutability,
             "imageScanningConfiguration": {"scanOnPush": false},
             "encryptionConfiguration": {"encryptionType": "AES256"},
-        })
+        });
+        if let Some(filters) = mutability::filters_json(r) {
+            v["imageTagMutabilityExclusionFilters"] = filters;
+        }
+        v
     }
 }
 
@@ -151,17 +189,76 @@ pub(crate) async fn handle(
         EcrOperation::DescribeRepositories => describe_repositories(ctx, decode(input)?).await,
         EcrOperation::DeleteRepository => delete_repository(ctx, decode(input)?).await,
         EcrOperation::GetAuthorizationToken => get_authorization_token(ctx, decode(input)?),
+        // Images, layers, tag mutability and pull times.
+        EcrOperation::PutImage => images::put_image(ctx, decode(input)?).await,
+        EcrOperation::BatchGetImage => images::batch_get_image(ctx, decode(input)?).await,
+        EcrOperation::BatchDeleteImage => images::batch_delete_image(ctx, decode(input)?).await,
+        EcrOperation::DescribeImages => images::describe_images(ctx, decode(input)?).await,
+        EcrOperation::ListImages => images::list_images(ctx, decode(input)?).await,
+        EcrOperation::ListImageReferrers => images::list_image_referrers(ctx, decode(input)?).await,
+        EcrOperation::BatchCheckLayerAvailability => {
+            layers::batch_check_layer_availability(ctx, decode(input)?).await
+        }
+        EcrOperation::InitiateLayerUpload => {
+            layers::initiate_layer_upload(ctx, decode(input)?).await
+        }
+        EcrOperation::UploadLayerPart => layers::upload_layer_part(ctx, decode(input)?).await,
+        EcrOperation::CompleteLayerUpload => {
+            layers::complete_layer_upload(ctx, decode(input)?).await
+        }
+        EcrOperation::GetDownloadUrlForLayer => {
+            layers::get_download_url_for_layer(ctx, decode(input)?).await
+        }
+        EcrOperation::PutImageTagMutability => {
+            mutability::put_image_tag_mutability(ctx, decode(input)?).await
+        }
+        EcrOperation::RegisterPullTimeUpdateExclusion => {
+            pull_times::register(ctx, decode(input)?).await
+        }
+        EcrOperation::DeregisterPullTimeUpdateExclusion => {
+            pull_times::deregister(ctx, decode(input)?).await
+        }
+        EcrOperation::ListPullTimeUpdateExclusions => pull_times::list(ctx, decode(input)?).await,
+        // Registry configuration.
+        EcrOperation::SetRepositoryPolicy => {
+            policies::set_repository_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::GetRepositoryPolicy => {
+            policies::get_repository_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::DeleteRepositoryPolicy => {
+            policies::delete_repository_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::PutRegistryPolicy => policies::put_registry_policy(ctx, decode(input)?).await,
+        EcrOperation::GetRegistryPolicy => policies::get_registry_policy(ctx, decode(input)?).await,
+        EcrOperation::DeleteRegistryPolicy => {
+            policies::delete_registry_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::TagResource => tags::tag_resource(ctx, decode(input)?).await,
+        EcrOperation::UntagResource => tags::untag_resource(ctx, decode(input)?).await,
+        EcrOperation::ListTagsForResource => {
+            tags::list_tags_for_resource(ctx, decode(input)?).await
+        }
+        EcrOperation::GetAccountSetting => {
+            account_settings::get_account_setting(ctx, decode(input)?).await
+        }
+        EcrOperation::PutAccountSetting => {
+            account_settings::put_account_setting(ctx, decode(input)?).await
+        }
+        EcrOperation::CreateRepositoryCreationTemplate => {
+            templates::create_template(ctx, decode(input)?).await
+        }
+        EcrOperation::UpdateRepositoryCreationTemplate => {
+            templates::update_template(ctx, decode(input)?).await
+        }
+        EcrOperation::DeleteRepositoryCreationTemplate => {
+            templates::delete_template(ctx, decode(input)?).await
+        }
+        EcrOperation::DescribeRepositoryCreationTemplates => {
+            templates::describe_templates(ctx, decode(input)?).await
+        }
         other => Err(EcrError::Unsupported(other)),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TagInput {
-    #[serde(rename = "Key")]
-    _key: String,
-    #[serde(rename = "Value")]
-    _value: String,
 }
 
 #[derive(Deserialize)]
@@ -182,9 +279,9 @@ struct EncryptionInput {
 struct CreateRepositoryInput {
     registry_id: Option<String>,
     repository_name: Option<String>,
-    tags: Option<Vec<TagInput>>,
+    tags: Option<Vec<tags::TagInput>>,
     image_tag_mutability: Option<String>,
-    image_tag_mutability_exclusion_filters: Option<Vec<Value>>,
+    image_tag_mutability_exclusion_filters: Option<Vec<mutability::ExclusionFilterInput>>,
     image_scanning_configuration: Option<ScanningInput>,
     encryption_configuration: Option<EncryptionInput>,
 }
@@ -201,35 +298,14 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Resul
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
     let repo = repository_name(name)?;
-    let mutability = input
-        .image_tag_mutability
-        .unwrap_or_else(|| "MUTABLE".to_string());
-    match mutability.as_str() {
-        "MUTABLE" | "IMMUTABLE" => {}
-        "IMMUTABLE_WITH_EXCLUSION" | "MUTABLE_WITH_EXCLUSION" => {
-            return Err(EcrError::InvalidParameter(format!(
-                "imageTagMutability {mutability} (with exclusion filters) is not supported by this Berth version yet; use MUTABLE or IMMUTABLE"
-            )))
-        }
-        other => {
-            return Err(EcrError::InvalidParameter(format!(
-                "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]' (got '{other}')"
-            )))
-        }
-    }
-    if input
-        .image_tag_mutability_exclusion_filters
-        .is_some_and(|f| !f.is_empty())
-    {
-        return Err(EcrError::InvalidParameter(
-            "imageTagMutabilityExclusionFilters are not supported by this Berth version yet".into(),
-        ));
-    }
-    if input.tags.is_some_and(|t| !t.is_empty()) {
-        return Err(EcrError::InvalidParameter(
-            "Resource tags are not supported by this Berth version yet; create the repository without tags".into(),
-        ));
-    }
+    let settings = mutability::settings_of(
+        input.image_tag_mutability,
+        input.image_tag_mutability_exclusion_filters,
+    )?;
+    let tags = match &input.tags {
+        Some(t) => tags::validate_tags(t, "tags")?,
+        None => Vec::new(),
+    };
     if input
         .image_scanning_configuration
         .is_some_and(|s| s.scan_on_push == Some(true))
@@ -251,19 +327,26 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Resul
         &ctx.repository_arn(&registry, name),
         &registry,
     )?;
+    if !tags.is_empty() {
+        // Tags given at creation also need ecr:TagResource (ECR's tag-on-create rule).
+        ctx.authorize(
+            EcrOperation::TagResource,
+            &ctx.repository_arn(&registry, name),
+            &registry,
+        )?;
+    }
     ctx.check_served(&registry)?;
-    let settings = RepositorySettings {
-        image_tag_mutability: mutability,
+    // With its tags, in one transaction.
+    let new = berth_meta::settings::NewRepository {
+        settings,
+        tags,
+        policy: None,
     };
-    let now_ms = (ctx.now.unix_timestamp_nanos() / 1_000_000) as i64;
     let record = ctx
-        .state
-        .inner
-        .registry
-        .meta()
-        .create_repository(&repo, &settings, now_ms)
+        .settings()
+        .create_repository_with(&registry, &repo, &new, ctx.now_ms())
         .await
-        .map_err(|e| EcrError::from_meta(e, &registry))?;
+        .map_err(|e| EcrError::from_settings(e, &registry))?;
     Ok(json!({"repository": ctx.repository_json(&registry, &record)}))
 }
 

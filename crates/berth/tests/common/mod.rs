@@ -15,6 +15,10 @@
 //! Each integration test file includes this module with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+#[path = "../credentials/mod.rs"]
+mod credentials;
+pub use credentials::*;
+
 use std::borrow::BorrowMut;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -59,6 +63,8 @@ pub struct TestRegistry {
     child: Option<Child>,
     /// Holds `data/`, `addr` and `server.log`; removed on drop.
     workdir: Option<TempDir>,
+    /// Extra environment for `berth serve` (configuration such as `BERTH_AUTH__ANONYMOUS`).
+    env: Vec<(String, String)>,
 }
 
 impl TestRegistry {
@@ -72,14 +78,21 @@ impl TestRegistry {
                 addr: addr.trim().to_string(),
                 child: None,
                 workdir: None,
+                env: Vec::new(),
             };
             reg.wait_ready(Instant::now() + START_TIMEOUT);
             return reg;
         }
-        Self::spawn()
+        Self::spawn(&[])
     }
 
-    fn spawn() -> Self {
+    /// Spawns a fresh `berth serve` with extra environment variables (always spawned,
+    /// even when `BERTH_E2E_REGISTRY` is set, since the configuration is the point).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        Self::spawn(env)
+    }
+
+    fn spawn(env: &[(&str, &str)]) -> Self {
         let workdir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -89,6 +102,10 @@ impl TestRegistry {
             addr: String::new(),
             child: None,
             workdir: Some(workdir),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         reg.launch();
         reg
@@ -134,7 +151,9 @@ impl TestRegistry {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        cmd.env("RUST_BACKTRACE", "1");
+        cmd.env("RUST_BACKTRACE", "1")
+            .envs(ADMIN_KEY_ENV)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         // If this test process dies without running Drop (e.g. killed by the test runner's timeout), take the server
         // down with it. PR_SET_PDEATHSIG fires when the spawning *thread* exits; tests spawn from their own thread,
         // which outlives the registry value.
@@ -543,7 +562,9 @@ impl ContainersEnv {
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
         )
         .expect("write policy.json");
-        std::fs::write(p.join("auth.json"), "{}").expect("write auth.json");
+        // Logged in as the administrator, as `podman login` would leave it.
+        let auth_json = json!({"auths": {reg.addr(): {"auth": admin_basic_token()}}});
+        std::fs::write(p.join("auth.json"), auth_json.to_string()).expect("write auth.json");
         ContainersEnv {
             dir,
             registry: reg.addr().to_string(),
@@ -902,12 +923,14 @@ fn http_client_with_timeout(timeout: Duration) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(timeout)
         .no_proxy()
+        .default_headers(admin_headers())
         .redirect(reqwest::redirect::Policy::limited(5))
         .build()
         .expect("build http client")
 }
 
-/// A blocking HTTP client (follows redirects, 60 s timeout, no proxy).
+/// A blocking HTTP client (follows redirects, 60 s timeout, no proxy) logged in as the
+/// administrator (Basic credentials on every request).
 pub fn http() -> reqwest::blocking::Client {
     http_client_with_timeout(Duration::from_secs(60))
 }
@@ -1043,6 +1066,7 @@ pub fn curl(args: &[&str]) -> CurlResponse {
         "curl",
         ["-sS", "--noproxy", "*", "--max-time", "60", "-H", "Expect:"],
     );
+    c.arg("-u").arg(format!("{ADMIN_KEY_ID}:{ADMIN_SECRET}"));
     c.arg("-D").arg(&hdr).arg("-o").arg(&body).args(args);
     let o = run(&mut c, Duration::from_secs(90));
     assert!(o.success(), "curl failed\n{}", o.report());

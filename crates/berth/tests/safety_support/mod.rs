@@ -11,6 +11,10 @@
 //! * Pull-and-verify helpers, an on-disk blob-tree check and the SQLite integrity check.
 #![allow(dead_code)]
 
+#[path = "../credentials/mod.rs"]
+mod credentials;
+pub use credentials::*;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -106,7 +110,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
-            .env("RUST_BACKTRACE", "1");
+            .env("RUST_BACKTRACE", "1")
+            .envs(ADMIN_KEY_ENV);
         if self.opts.tls_self_signed {
             cmd.arg("--tls-self-signed");
         }
@@ -347,6 +352,7 @@ pub fn client_builder(timeout: Duration) -> reqwest::blocking::ClientBuilder {
     install_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(timeout)
+        .default_headers(admin_headers())
         .connect_timeout(Duration::from_secs(10))
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

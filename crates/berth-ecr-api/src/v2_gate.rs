@@ -1,0 +1,663 @@
+//! The `/v2` gate: authentication and IAM authorization of the registry API, as ECR does
+//! it, in front of the OCI edge (which itself knows nothing about identities).
+//!
+//! Per request:
+//! 1. `/v2/token` is the Docker token endpoint (credentials in, bearer token out).
+//! 2. The path is routed to its [`OciOperation`]; unroutable paths pass through to the
+//!    OCI edge's `404`/`405`.
+//! 3. A layer download grant (`?X-Berth-Download=`, from `GetDownloadUrlForLayer`) on a
+//!    blob `GET`/`HEAD` is the whole authorization for that one blob.
+//! 4. Credentials (see [`crate::v2_credentials`]) become a [`Caller`], cached for
+//!    `credential_cache_secs` by the exact header value, so the hot path costs a hash
+//!    lookup and a policy evaluation, no database read.
+//! 5. No credentials: allowed when `[auth] anonymous` covers the operation, otherwise
+//!    `401 UNAUTHORIZED` with the configured challenge (`Basic`, as ECR, or `Bearer`).
+//! 6. The operation's ECR action ([`OciOperation::ecr_action`]) on the repository ARN is
+//!    evaluated by berth-iam; a denial is `403 DENIED` with the IAM message. A
+//!    cross-repository mount also needs pull on the source repository; without it the
+//!    mount parameters are dropped and the client gets an ordinary upload session (`202`),
+//!    which reveals nothing about the source.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode};
+use parking_lot::Mutex;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use berth_oci_api::{OciError, OciOperation};
+use berth_registry::Registry;
+use berth_types::{Digest, RepositoryName};
+
+use crate::auth::{authorize_with, Authenticator, Caller, ConnInfo};
+use crate::error::EcrError;
+use crate::rate_limit::RateLimits;
+use crate::resource_policies::ResourcePolicies;
+use crate::token::{self, TokenClaims, TokenError};
+use crate::v2_credentials::{self, Credentials, ANONYMOUS_TOKEN};
+use crate::EcrConfig;
+
+/// Cached identities at most; the cache is cleared when it would grow past this.
+const CALLER_CACHE_LIMIT: usize = 10_000;
+
+/// What callers without credentials may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anonymous {
+    None,
+    Pull,
+    All,
+}
+
+/// Which challenge a `401` carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Basic,
+    Bearer,
+}
+
+/// The gate's settings (from `[auth]`).
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub anonymous: Anonymous,
+    pub challenge: ChallengeKind,
+    /// How long an authenticated identity is reused before its key and policies are read again.
+    pub credential_cache: Duration,
+    /// Lifetime of bearer tokens from `/v2/token`, seconds.
+    pub bearer_token_secs: i64,
+}
+
+/// The `/v2` authentication and authorization layer; see the module docs.
+#[derive(Clone)]
+pub struct V2Gate {
+    inner: Arc<GateInner>,
+}
+
+struct GateInner {
+    auth: Arc<Authenticator>,
+    config: EcrConfig,
+    options: GateOptions,
+    callers: Mutex<HashMap<String, CachedCaller>>,
+    limits: Option<Arc<RateLimits>>,
+    policies: Arc<ResourcePolicies>,
+    /// For pull times (`lastRecordedPullTime`).
+    registry: Registry,
+}
+
+struct CachedCaller {
+    caller: Arc<Caller>,
+    fresh_until: Instant,
+    /// Unix seconds after which the credential itself (a token) is no longer valid.
+    expires_at: Option<i64>,
+}
+
+/// Why credentials were refused (a `401`).
+struct Refusal(String);
+
+impl From<EcrError> for Refusal {
+    fn from(e: EcrError) -> Self {
+        match e {
+            EcrError::Internal(m) => {
+                tracing::error!(error = %m, "authenticating a /v2 request failed");
+                Refusal("the credentials could not be checked; try again".into())
+            }
+            other => Refusal(crate::error::to_wire(&other).message),
+        }
+    }
+}
+
+impl V2Gate {
+    pub(crate) fn new(
+        auth: Arc<Authenticator>,
+        config: EcrConfig,
+        options: GateOptions,
+        limits: Option<Arc<RateLimits>>,
+        policies: Arc<ResourcePolicies>,
+        registry: Registry,
+    ) -> Self {
+        V2Gate {
+            inner: Arc::new(GateInner {
+                auth,
+                config,
+                options,
+                callers: Mutex::new(HashMap::new()),
+                limits,
+                policies,
+                registry,
+            }),
+        }
+    }
+
+    /// Forgets every cached identity and resource policy (after a change to keys or
+    /// policies made here).
+    pub fn forget(&self) {
+        self.inner.callers.lock().clear();
+        self.inner.policies.forget();
+    }
+
+    fn repository_arn(&self, name: &str) -> String {
+        berth_iam::ecr_repository_arn(
+            &self.inner.config.region,
+            &self.inner.config.account_id,
+            name,
+        )
+    }
+
+    /// The caller presenting `creds`, cached under `cache_key` (the `Authorization`
+    /// header value) when given.
+    async fn resolve(
+        &self,
+        cache_key: Option<&str>,
+        creds: Credentials,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<Caller>>, Refusal> {
+        let now_secs = now.unix_timestamp();
+        if matches!(creds, Credentials::Anonymous) {
+            return Ok(None);
+        }
+        if let Some(c) = cache_key.and_then(|k| {
+            self.inner
+                .callers
+                .lock()
+                .get(k)
+                .map(|c| (c.caller.clone(), c.fresh_until, c.expires_at))
+        }) {
+            let (caller, fresh_until, expires_at) = c;
+            let token_valid = expires_at.is_none_or(|e| now_secs < e);
+            if fresh_until > Instant::now() && token_valid {
+                return Ok(Some(caller));
+            }
+        }
+        let auth = &self.inner.auth;
+        let (caller, expires_at) = match creds {
+            Credentials::Anonymous => return Ok(None),
+            Credentials::Token(t) => {
+                let claims = token::verify(&self.inner.config.login_token_key, &t, now_secs)
+                    .map_err(|e| match e {
+                        TokenError::Expired => Refusal(
+                            "Your authorization token has expired. Reauthenticate and try again."
+                                .into(),
+                        ),
+                        TokenError::Invalid => {
+                            Refusal("the login password or token is not valid".into())
+                        }
+                    })?;
+                let key = auth
+                    .active_key(&claims.access_key_id)
+                    .await?
+                    .filter(|k| k.account_id == claims.account_id)
+                    .ok_or_else(|| {
+                        Refusal(
+                            "the access key this token was issued for is deleted or inactive"
+                                .into(),
+                        )
+                    })?;
+                (auth.caller_for_key(key).await?, Some(claims.expires_at))
+            }
+            Credentials::AccessKey { id, secret } => {
+                let bad = || Refusal("the access key id or secret is not valid".into());
+                let key = auth.active_key(&id).await?.ok_or_else(bad)?;
+                let same: bool = key
+                    .secret
+                    .expose()
+                    .as_bytes()
+                    .ct_eq(secret.as_bytes())
+                    .into();
+                if !same {
+                    return Err(bad());
+                }
+                (auth.caller_for_key(key).await?, None)
+            }
+        };
+        let caller = Arc::new(caller);
+        let Some(cache_key) = cache_key else {
+            return Ok(Some(caller));
+        };
+        let mut cache = self.inner.callers.lock();
+        if cache.len() >= CALLER_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(
+            cache_key.to_string(),
+            CachedCaller {
+                caller: caller.clone(),
+                fresh_until: Instant::now() + self.inner.options.credential_cache,
+                expires_at,
+            },
+        );
+        Ok(Some(caller))
+    }
+
+    fn anonymous_allows(&self, op: OciOperation) -> bool {
+        match self.inner.options.anonymous {
+            Anonymous::All => true,
+            Anonymous::Pull => is_read(op),
+            Anonymous::None => false,
+        }
+    }
+
+    fn host_and_scheme(&self, req: &Request) -> (String, &'static str) {
+        let secure = req.extensions().get::<ConnInfo>().is_some_and(|c| c.secure);
+        let host = self.inner.config.public_host.clone().unwrap_or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                .unwrap_or_else(|| "localhost".into())
+        });
+        (host, if secure { "https" } else { "http" })
+    }
+
+    /// `401` with the configured challenge.
+    fn unauthorized(&self, req: &Request, scope: Option<String>, message: &str) -> Response {
+        let (host, scheme) = self.host_and_scheme(req);
+        let challenge = match self.inner.options.challenge {
+            ChallengeKind::Basic => {
+                format!("Basic realm=\"{scheme}://{host}/\",service=\"{host}\"")
+            }
+            ChallengeKind::Bearer => {
+                let mut c =
+                    format!("Bearer realm=\"{scheme}://{host}/v2/token\",service=\"{host}\"");
+                if let Some(s) = scope {
+                    c.push_str(&format!(",scope=\"{s}\""));
+                }
+                c
+            }
+        };
+        OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+            .with_header("www-authenticate", &challenge)
+            .into_response()
+    }
+
+    /// IAM decision for `action` on repository `name` (`None`: the whole registry), with
+    /// the repository's and the registry's policies.
+    async fn allowed(
+        &self,
+        caller: &Caller,
+        action: &str,
+        name: Option<&str>,
+        conn: ConnInfo,
+        now: OffsetDateTime,
+    ) -> Result<(), EcrError> {
+        let account = &self.inner.config.account_id;
+        let policies = self.inner.policies.for_repository(account, name).await?;
+        authorize_with(
+            caller,
+            action,
+            &self.repository_arn(name.unwrap_or("*")),
+            account,
+            conn,
+            &self.inner.config.region,
+            now,
+            &policies,
+        )
+    }
+}
+
+/// Reads: what `anonymous = "pull"` allows.
+fn is_read(op: OciOperation) -> bool {
+    matches!(
+        op,
+        OciOperation::ApiVersion
+            | OciOperation::Catalog
+            | OciOperation::ListTags
+            | OciOperation::GetManifest
+            | OciOperation::HeadManifest
+            | OciOperation::GetBlob
+            | OciOperation::HeadBlob
+            | OciOperation::ListReferrers
+    )
+}
+
+/// The Docker token scope of an operation.
+fn scope_of(op: OciOperation, name: &str) -> Option<String> {
+    match op {
+        OciOperation::ApiVersion => None,
+        OciOperation::Catalog => Some("registry:catalog:*".into()),
+        op if is_read(op) => Some(format!("repository:{name}:pull")),
+        OciOperation::DeleteManifest | OciOperation::DeleteBlob => {
+            Some(format!("repository:{name}:delete"))
+        }
+        _ => Some(format!("repository:{name}:pull,push")),
+    }
+}
+
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The request's URI without the `mount` and `from` parameters.
+fn without_mount(uri: &http::Uri) -> Option<http::Uri> {
+    let query = uri.query()?;
+    let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k != "mount" && k != "from")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut pq = uri.path().to_string();
+    if !kept.is_empty() {
+        pq.push('?');
+        pq.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish(),
+        );
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
+fn denied(e: EcrError) -> Response {
+    match e {
+        EcrError::AccessDenied(m) => {
+            OciError::new(StatusCode::FORBIDDEN, "DENIED", m).into_response()
+        }
+        other => {
+            let wire = crate::error::to_wire(&other);
+            tracing::error!(error = ?other, "authorizing a /v2 request failed");
+            OciError::new(wire.status, "UNKNOWN", wire.message).into_response()
+        }
+    }
+}
+
+/// The middleware to layer on the `/v2` router.
+pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/v2/token" {
+        return token_endpoint(&gate, req).await;
+    }
+    let Ok(route) = berth_oci_api::operation::route(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let now = OffsetDateTime::now_utc();
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or(ConnInfo {
+            peer_ip: None,
+            secure: false,
+        });
+
+    if matches!(route.op, OciOperation::GetBlob | OciOperation::HeadBlob) {
+        if let Some(grant) = query_param(req.uri(), token::DOWNLOAD_PARAM) {
+            let cfg = &gate.inner.config;
+            return match token::verify_download(
+                &cfg.login_token_key,
+                &grant,
+                &cfg.account_id,
+                &route.name,
+                &route.target,
+                now.unix_timestamp(),
+            ) {
+                Ok(()) => next.run(req).await,
+                Err(TokenError::Expired) => OciError::new(
+                    StatusCode::FORBIDDEN,
+                    "DENIED",
+                    "the download URL has expired; call GetDownloadUrlForLayer again",
+                )
+                .into_response(),
+                Err(TokenError::Invalid) => OciError::new(
+                    StatusCode::FORBIDDEN,
+                    "DENIED",
+                    "the download URL is not valid for this layer",
+                )
+                .into_response(),
+            };
+        }
+    }
+
+    let scope = || scope_of(route.op, &route.name);
+    let creds = match v2_credentials::from_headers(req.headers()) {
+        Ok(c) => c,
+        Err(m) => return gate.unauthorized(&req, scope(), m),
+    };
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let caller = match gate.resolve(Some(&header), creds, now).await {
+        Ok(c) => c,
+        Err(Refusal(m)) => return gate.unauthorized(&req, scope(), &m),
+    };
+    if let Some(limits) = &gate.inner.limits {
+        let account = caller
+            .as_ref()
+            .map_or(gate.inner.config.account_id.as_str(), |c| {
+                c.account_id.as_str()
+            });
+        if let Err(wait) = limits.check(route.op.ecr_action(), account) {
+            let secs = RateLimits::retry_after_secs(wait);
+            return OciError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                format!(
+                    "Rate exceeded for {}; retry after {secs} s",
+                    route.op.ecr_action()
+                ),
+            )
+            .with_header("retry-after", &secs.to_string())
+            .into_response();
+        }
+    }
+    let Some(caller) = caller else {
+        if gate.anonymous_allows(route.op) {
+            let resp = next.run(req).await;
+            gate.note_pull(route.op, &route.name, &resp, ANONYMOUS_PRINCIPAL);
+            return resp;
+        }
+        return gate.unauthorized(&req, scope(), "authentication required");
+    };
+    if route.op == OciOperation::ApiVersion || gate.inner.options.anonymous == Anonymous::All {
+        return next.run(req).await;
+    }
+    let name = (route.op != OciOperation::Catalog).then_some(route.name.as_str());
+    if let Err(e) = gate
+        .allowed(&caller, route.op.ecr_action(), name, conn, now)
+        .await
+    {
+        return denied(e);
+    }
+    if route.op == OciOperation::StartUpload {
+        if let Some(from) = query_param(req.uri(), "from") {
+            let mut may_pull = true;
+            for action in ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"] {
+                may_pull &= gate
+                    .allowed(&caller, action, Some(&from), conn, now)
+                    .await
+                    .is_ok();
+            }
+            if !may_pull {
+                tracing::info!(caller = %caller.arn, from = %from, "mount source not readable; starting an upload instead");
+                if let Some(uri) = without_mount(req.uri()) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+    let arn = (route.op == OciOperation::GetManifest).then(|| caller.arn.clone());
+    req.extensions_mut().insert(caller);
+    let resp = next.run(req).await;
+    if let Some(arn) = arn {
+        gate.note_pull(route.op, &route.name, &resp, &arn);
+    }
+    resp
+}
+
+/// The principal recorded for pulls without credentials.
+const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+
+impl V2Gate {
+    /// Records a successful manifest GET for `lastRecordedPullTime` (in memory; the
+    /// registry writes pull times in batches).
+    fn note_pull(&self, op: OciOperation, name: &str, resp: &Response, principal_arn: &str) {
+        if op != OciOperation::GetManifest || resp.status() != StatusCode::OK {
+            return;
+        }
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        if let (Some(digest), Ok(repo)) = (digest, name.parse::<RepositoryName>()) {
+            self.inner
+                .registry
+                .record_pull(&repo, &digest, principal_arn);
+        }
+    }
+}
+
+/// `GET /v2/token?service=..&scope=..` (Docker token flow) and the OAuth2 password and
+/// refresh-token grants on `POST` (form body).
+async fn token_endpoint(gate: &V2Gate, req: Request) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let (creds, header) = match *req.method() {
+        Method::GET | Method::HEAD => {
+            let header = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            match v2_credentials::from_headers(req.headers()) {
+                Ok(c) => (c, Some(header)),
+                Err(m) => return gate.unauthorized(&req, None, m),
+            }
+        }
+        Method::POST => {
+            let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                req.into_body(),
+                64 * 1024,
+            ))
+            .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return oauth_error("invalid_request", "the form body is too large"),
+            };
+            let form: HashMap<String, String> = form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let creds = match form.get("grant_type").map(String::as_str) {
+                Some("password") => v2_credentials::user_password(
+                    form.get("username").map(String::as_str).unwrap_or(""),
+                    form.get("password").map(String::as_str).unwrap_or(""),
+                ),
+                Some("refresh_token") => match form.get("refresh_token") {
+                    Some(t) if !t.is_empty() => Ok(Credentials::Token(t.clone())),
+                    _ => Err("refresh_token is missing"),
+                },
+                _ => Err("grant_type must be password or refresh_token"),
+            };
+            match creds {
+                Ok(c) => (c, None),
+                Err(m) => return oauth_error("invalid_request", m),
+            }
+        }
+        _ => return OciError::method_not_allowed().into_response(),
+    };
+    let caller = match gate.resolve(header.as_deref(), creds, now).await {
+        Ok(c) => c,
+        Err(Refusal(m)) => {
+            return OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m).into_response()
+        }
+    };
+    let lifetime = gate.inner.options.bearer_token_secs;
+    let token = match caller {
+        None if gate.inner.options.anonymous != Anonymous::None => ANONYMOUS_TOKEN.to_string(),
+        None => {
+            return gate.unauthorized_token_request();
+        }
+        Some(c) => token::sign(
+            &gate.inner.config.login_token_key,
+            &TokenClaims {
+                access_key_id: c.access_key_id.clone(),
+                account_id: c.account_id.clone(),
+                user: c.user.as_ref().map(|(name, _)| name.clone()),
+                expires_at: now.unix_timestamp() + lifetime,
+            },
+        ),
+    };
+    let issued_at = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": lifetime,
+        "issued_at": issued_at,
+    });
+    let mut resp = (StatusCode::OK, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+impl V2Gate {
+    fn unauthorized_token_request(&self) -> Response {
+        OciError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "credentials are required: log in as AWS with a password from `aws ecr get-login-password`, or with an access key",
+        )
+        .with_header("www-authenticate", "Basic realm=\"berth token service\"")
+        .into_response()
+    }
+}
+
+fn oauth_error(code: &str, description: &str) -> Response {
+    let body = serde_json::json!({"error": code, "error_description": description});
+    let mut resp = (StatusCode::BAD_REQUEST, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_follow_the_operation() {
+        assert_eq!(scope_of(OciOperation::ApiVersion, ""), None);
+        assert_eq!(
+            scope_of(OciOperation::GetManifest, "a/b").as_deref(),
+            Some("repository:a/b:pull")
+        );
+        assert_eq!(
+            scope_of(OciOperation::PatchUpload, "a").as_deref(),
+            Some("repository:a:pull,push")
+        );
+        assert_eq!(
+            scope_of(OciOperation::DeleteManifest, "a").as_deref(),
+            Some("repository:a:delete")
+        );
+        assert_eq!(
+            scope_of(OciOperation::Catalog, "").as_deref(),
+            Some("registry:catalog:*")
+        );
+    }
+
+    #[test]
+    fn mount_parameters_are_dropped_and_others_kept() {
+        let uri: http::Uri = "/v2/a/blobs/uploads/?mount=sha256%3Aab&from=b%2Fc&digest=sha256%3Acd"
+            .parse()
+            .unwrap();
+        let out = without_mount(&uri).unwrap();
+        assert_eq!(out.path(), "/v2/a/blobs/uploads/");
+        assert_eq!(out.query(), Some("digest=sha256%3Acd"));
+        let uri: http::Uri = "/v2/a/blobs/uploads/?mount=x&from=y".parse().unwrap();
+        assert_eq!(without_mount(&uri).unwrap().query(), None);
+    }
+}
