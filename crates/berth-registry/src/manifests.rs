@@ -75,6 +75,7 @@ impl Registry {
             return Err(ManifestError::TooLarge.into());
         }
         let parsed = manifest::parse(&body, content_type)?;
+        self.ensure_repository(repo).await?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &body);
