@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian 12 (as root): the real clients the end-to-end tests drive
-# (skopeo, podman, buildah, umoci, curl), botocore and boto3 from PyPI and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
+# (skopeo, podman, buildah, umoci, curl), botocore, boto3 and the AWS CLI from PyPI and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
 # something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,8 +45,8 @@ umoci --version
 curl --version | sed -n 1p
 
 # PyPI packages: botocore signs the requests that the SigV4 verifier is tested against; boto3 drives
-# the ECR API end to end (crates/berth/tests/ecr_boto3.py).
-PIP_PACKAGES=(botocore boto3)
+# the ECR API end to end (crates/berth/tests/ecr_boto3.py); the AWS CLI drives IAM/STS (crates/berth/tests/iam_cli.rs).
+PIP_PACKAGES=(botocore boto3 awscli)
 step "python3 -m pip install ${PIP_PACKAGES[*]}"
 retry python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
