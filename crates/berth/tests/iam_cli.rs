@@ -508,3 +508,83 @@ fn aws_cli_manages_iam_and_its_policies_govern_requests() {
     admin.err(&["iam", "get-user", "--user-name", &name], "NoSuchEntity");
     admin.ok(&["iam", "delete-user", "--user-name", &other]);
 }
+
+/// `/` is shared: form-encoded POSTs and `GET /?Action=` are the Query API (XML errors),
+/// JSON POSTs stay the ECR API, other requests the OCI "not found". Needs no AWS CLI.
+#[test]
+fn root_routes_query_json_and_oci_requests_apart() {
+    let reg = TestRegistry::start();
+    let http = reqwest::blocking::Client::new();
+    let base = reg.base_url();
+    let form = "application/x-www-form-urlencoded; charset=utf-8";
+
+    // Unsigned Query requests: the XML error of the service they name.
+    let resp = http
+        .post(format!("{base}/"))
+        .header("content-type", form)
+        .body("Action=ListUsers&Version=2010-05-08")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["content-type"], "text/xml");
+    assert!(resp.headers().contains_key("x-amzn-requestid"));
+    let body = resp.text().unwrap();
+    assert!(
+        body.starts_with("<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\">")
+            && body.contains("<Code>MissingAuthenticationToken</Code>"),
+        "{body}"
+    );
+    let resp = http
+        .get(format!(
+            "{base}/?Action=GetCallerIdentity&Version=2011-06-15"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().unwrap();
+    assert!(
+        body.contains("sts.amazonaws.com")
+            && body.contains("<Code>MissingAuthenticationToken</Code>"),
+        "{body}"
+    );
+    let resp = http
+        .post(format!("{base}/"))
+        .header("content-type", form)
+        .body("Action=ListRoles&Version=2010-05-08")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().unwrap().contains("<Code>InvalidAction</Code>"));
+
+    // A JSON body without a target is still ECR's, as is a form body with a target.
+    let resp = http.post(format!("{base}/")).body("{}").send().unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["__type"], "UnknownOperationException");
+    let resp = http
+        .post(format!("{base}/"))
+        .header("content-type", form)
+        .header(
+            "x-amz-target",
+            "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+        )
+        .body("{}")
+        .send()
+        .unwrap();
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["__type"], "MissingAuthenticationTokenException");
+
+    // GET / without an Action, and other methods, are the OCI "not found".
+    for resp in [
+        http.get(format!("{base}/")).send().unwrap(),
+        http.get(format!("{base}/?foo=bar")).send().unwrap(),
+        http.put(format!("{base}/?Action=ListUsers"))
+            .send()
+            .unwrap(),
+    ] {
+        assert_eq!(resp.status(), 404);
+        let v: Value = resp.json().unwrap();
+        assert!(v["errors"].is_array(), "{v}");
+    }
+}
