@@ -70,10 +70,15 @@ async fn env() -> Env {
     .await
     .unwrap();
     let blobs = DiskBlobStore::open(dir.path()).unwrap();
-    let registry = Registry::new(Arc::new(meta), Arc::new(blobs), RegistryOptions::default());
+    let registry = Registry::new(
+        Arc::new(meta.clone()),
+        Arc::new(blobs),
+        RegistryOptions::default(),
+    );
     let state = EcrState::new(
         registry,
         iam.clone(),
+        Arc::new(meta),
         EcrConfig {
             account_id: ACCOUNT.into(),
             region: REGION.into(),

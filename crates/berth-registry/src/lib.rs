@@ -123,8 +123,10 @@ impl Registry {
         registry
     }
 
-    /// The create-on-push hook: every push path calls it before writing.
-    pub(crate) async fn ensure_repository(&self, repo: &RepositoryName) -> Result<()> {
+    /// The create-on-push hook: every push path calls it before writing (the ECR API's
+    /// InitiateLayerUpload and PutImage call it after authorization). `Ok` when the
+    /// repository exists or was just created; `RepositoryNotFound` otherwise.
+    pub async fn ensure_repository(&self, repo: &RepositoryName) -> Result<()> {
         self.inner.provisioner.ensure_repository(repo).await
     }
 

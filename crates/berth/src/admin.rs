@@ -15,8 +15,9 @@ use berth_meta::iam::{
     AccessKeyRecord, Account, IamError, KeyOwner, KeyStatus, NewAccessKey, NewUser, User,
 };
 use berth_meta::secrets::MasterKey;
+use berth_meta::settings::{AppliedFor, CreationTemplate, ROOT_PREFIX};
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore, SqliteOptions};
-use berth_meta::IamStore;
+use berth_meta::{EcrSettingsStore, IamStore, SettingsError};
 
 /// The administrator's AWS shared-credentials file, in the data directory.
 pub const ADMIN_CREDENTIALS: &str = "admin.credentials";
@@ -125,13 +126,24 @@ impl Drop for PendingCredentials {
 }
 
 /// On an empty data directory: creates the configured account with an administrator
-/// access key for its root, writes `admin.credentials` and prints the key once to stderr.
-/// Does nothing when the account exists (so a restart never creates another key).
-pub async fn bootstrap(iam: &dyn IamStore, cfg: &Config) -> anyhow::Result<()> {
+/// access key for its root, writes `admin.credentials` and prints the key once to stderr;
+/// also gives the account a `ROOT` repository creation template for `CREATE_ON_PUSH`
+/// (MUTABLE tags), so that a push to a new repository creates it, as newcomers to a
+/// registry expect. Deleting that template (`aws ecr delete-repository-creation-template
+/// --prefix ROOT`) gives ECR's strict behaviour; it is never recreated, because this does
+/// nothing when the account exists (so a restart never creates another key either).
+pub async fn bootstrap(
+    iam: &dyn IamStore,
+    settings: &dyn EcrSettingsStore,
+    cfg: &Config,
+) -> anyhow::Result<()> {
     let account_id = &cfg.registry.account_id;
     if iam.get_account(account_id).await?.is_some() {
         return Ok(());
     }
+    // Before the account: a crash in between leaves the template, and the restart (which
+    // still finds no account) tolerates it.
+    create_root_template(settings, account_id).await?;
     let key = match (
         &cfg.auth.bootstrap_access_key_id,
         &cfg.auth.bootstrap_secret_access_key,
@@ -176,6 +188,23 @@ pub async fn bootstrap(iam: &dyn IamStore, cfg: &Config) -> anyhow::Result<()> {
         path.display(),
     );
     Ok(())
+}
+
+/// The `ROOT` template of a new account (creating it twice is not an error).
+async fn create_root_template(
+    settings: &dyn EcrSettingsStore,
+    account_id: &str,
+) -> anyhow::Result<()> {
+    let mut template = CreationTemplate::new(ROOT_PREFIX, vec![AppliedFor::CreateOnPush], now_ms());
+    template.description = Some(
+        "Created by berth on first start: a push to a missing repository creates it. \
+         Delete this template for ECR's behaviour (such pushes fail)."
+            .into(),
+    );
+    match settings.create_template(account_id, &template).await {
+        Ok(()) | Err(SettingsError::TemplateAlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e).context("creating the ROOT repository creation template"),
+    }
 }
 
 fn user_json(u: &User) -> Value {
@@ -236,8 +265,8 @@ pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyho
         .context("starting the async runtime")?;
     let out = rt.block_on(async move {
         let meta = open_meta(&cfg.storage)?;
-        let iam = open_iam(&cfg.storage, meta)?;
-        bootstrap(&iam, &cfg).await?;
+        let iam = open_iam(&cfg.storage, meta.clone())?;
+        bootstrap(&iam, &meta, &cfg).await?;
         let account = account.unwrap_or_else(|| cfg.registry.account_id.clone());
         if iam.get_account(&account).await?.is_none() {
             bail!("account {account} does not exist");
@@ -368,12 +397,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         let meta = open_meta(&cfg.storage).unwrap();
-        let iam = open_iam(&cfg.storage, meta).unwrap();
+        let iam = open_iam(&cfg.storage, meta.clone()).unwrap();
         let (a, b) = (iam.clone(), iam.clone());
+        let (ma, mb) = (meta.clone(), meta.clone());
         let (ca, cb) = (cfg.clone(), cfg.clone());
         let (ra, rb) = tokio::join!(
-            tokio::spawn(async move { bootstrap(&a, &ca).await }),
-            tokio::spawn(async move { bootstrap(&b, &cb).await }),
+            tokio::spawn(async move { bootstrap(&a, &ma, &ca).await }),
+            tokio::spawn(async move { bootstrap(&b, &mb, &cb).await }),
         );
         ra.unwrap().unwrap();
         rb.unwrap().unwrap();
@@ -398,8 +428,31 @@ mod tests {
             .collect();
         assert!(hidden.is_empty(), "{hidden:?}");
         // Idempotent afterwards.
-        bootstrap(&iam, &cfg).await.unwrap();
+        bootstrap(&iam, &meta, &cfg).await.unwrap();
         assert_eq!(file_key_id(dir.path()), id);
+    }
+
+    #[tokio::test]
+    async fn first_start_creates_a_root_template_that_stays_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let meta = open_meta(&cfg.storage).unwrap();
+        let iam = open_iam(&cfg.storage, meta.clone()).unwrap();
+        let acc = cfg.registry.account_id.clone();
+        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        let templates = meta.describe_templates(&acc, None, None, 10).await.unwrap();
+        assert_eq!(templates.len(), 1);
+        assert_eq!(templates[0].prefix, "ROOT");
+        assert_eq!(templates[0].applied_for, vec![AppliedFor::CreateOnPush]);
+        assert_eq!(templates[0].image_tag_mutability, "MUTABLE");
+        // Deleted by the operator: a restart does not bring it back.
+        meta.delete_template(&acc, "ROOT").await.unwrap();
+        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        assert!(meta
+            .describe_templates(&acc, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -407,13 +460,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         let meta = open_meta(&cfg.storage).unwrap();
-        let iam = open_iam(&cfg.storage, meta).unwrap();
-        bootstrap(&iam, &cfg).await.unwrap();
+        let iam = open_iam(&cfg.storage, meta.clone()).unwrap();
+        bootstrap(&iam, &meta, &cfg).await.unwrap();
         let acc = cfg.registry.account_id.clone();
         let first = file_key_id(dir.path());
         std::fs::remove_file(dir.path().join(ADMIN_CREDENTIALS)).unwrap();
         // A restart does not recreate it...
-        bootstrap(&iam, &cfg).await.unwrap();
+        bootstrap(&iam, &meta, &cfg).await.unwrap();
         assert!(!dir.path().join(ADMIN_CREDENTIALS).exists());
         // ...a rotation does, and the old key stops working.
         let out = rotate_admin_key(&iam, &cfg, &acc).await.unwrap();
