@@ -121,10 +121,11 @@ checks.append("authentication errors")
 # an action this version does not implement
 msg = expect_error(
     "UnsupportedOperationException",
-    ecr.list_images,
+    ecr.start_image_scan,
     repositoryName=names[1],
+    imageId={"imageTag": "latest"},
 )
-assert msg == "ecr:ListImages is not implemented by this Berth version", msg
+assert msg == "ecr:StartImageScan is not implemented by this Berth version", msg
 checks.append("unimplemented action")
 
 print(json.dumps({"ok": checks}))

@@ -23,9 +23,10 @@ pub(super) struct Target {
     pub repo: RepositoryName,
 }
 
-/// Validates the name, authorizes `op` on the repository ARN, and checks that the
-/// repository exists (`RepositoryNotFoundException` otherwise).
-pub(super) async fn open_repository(
+/// Validates the name and authorizes `op` on the repository ARN, for the pushing
+/// actions (PutImage, InitiateLayerUpload): whether a missing repository is created
+/// (ECR's create-on-push templates) or refused is the core's decision.
+pub(super) fn push_target(
     ctx: &Ctx<'_>,
     op: EcrOperation,
     registry_id: Option<&str>,
@@ -36,6 +37,26 @@ pub(super) async fn open_repository(
     let repo = repository_name(&name)?;
     ctx.authorize(op, &ctx.repository_arn(&registry, &name), &registry)?;
     ctx.check_served(&registry)?;
+    Ok(Target {
+        registry,
+        name,
+        repo,
+    })
+}
+
+/// Validates the name, authorizes `op` on the repository ARN, and checks that the
+/// repository exists (`RepositoryNotFoundException` otherwise).
+pub(super) async fn open_repository(
+    ctx: &Ctx<'_>,
+    op: EcrOperation,
+    registry_id: Option<&str>,
+    name: &Option<String>,
+) -> Result<Target, EcrError> {
+    let Target {
+        registry,
+        name,
+        repo,
+    } = push_target(ctx, op, registry_id, name)?;
     let exists = ctx
         .state
         .inner
@@ -249,13 +270,12 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<Val
             "Invalid parameter at 'imageManifestMediaType': the manifest has no mediaType field, so imageManifestMediaType is required".into(),
         ));
     }
-    let target = open_repository(
+    let target = push_target(
         ctx,
         EcrOperation::PutImage,
         input.registry_id.as_deref(),
         &input.repository_name,
-    )
-    .await?;
+    )?;
     let body = axum::body::Bytes::from(manifest.to_string());
     if let Some(expected) = &expected {
         let actual = Digest::of(expected.algorithm(), &body);

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use berth_registry::RegistryError;
 use berth_types::Digest;
 
-use super::images::{open_repository, Target};
+use super::images::{open_repository, push_target, Target};
 use super::{required, Ctx};
 use crate::error::EcrError;
 use crate::operation::EcrOperation;
@@ -146,13 +146,12 @@ pub(super) async fn initiate_layer_upload(
     ctx: &Ctx<'_>,
     input: InitiateLayerUploadInput,
 ) -> Result<Value, EcrError> {
-    let target = open_repository(
+    let target = push_target(
         ctx,
         EcrOperation::InitiateLayerUpload,
         input.registry_id.as_deref(),
         &input.repository_name,
-    )
-    .await?;
+    )?;
     let status = ctx
         .state
         .inner
