@@ -616,3 +616,66 @@ async fn access_keys_and_groups() {
     let (s, _) = iam(&env, &env.root, "DeleteUser", &[("UserName", "bob")]).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn presigned_get_and_oversize_bodies() {
+    let env = env().await;
+    // A presigned GET: the signature and the parameters share the query string.
+    let params = "Action=GetUser&Version=2010-05-08&UserName=alice";
+    let sreq = berth_sigv4::Request::new("GET", "/", params, PayloadHash::of_body(b""))
+        .with_header("host", "iam.test:5000");
+    let creds = Credentials {
+        access_key_id: &env.root.access_key_id,
+        secret_access_key: env.root.secret.expose(),
+        session_token: None,
+    };
+    let query = berth_sigv4::presign(
+        &sreq,
+        &creds,
+        "us-east-1",
+        "iam",
+        time::OffsetDateTime::now_utc(),
+        60,
+    )
+    .unwrap();
+    let req = Request::get(format!("/?{query}"))
+        .header("host", "iam.test:5000")
+        .body(Body::empty())
+        .unwrap();
+    let (s, xml) = send(&env, req).await;
+    assert_eq!(s, StatusCode::OK, "{xml}");
+    assert!(
+        xml.contains("<GetUserResult><User><Path>/</Path><UserName>alice</UserName>"),
+        "{xml}"
+    );
+    // The same URL with another user named is a different request.
+    let req = Request::get(format!(
+        "/?{}",
+        query.replace("UserName=alice", "UserName=bob")
+    ))
+    .header("host", "iam.test:5000")
+    .body(Body::empty())
+    .unwrap();
+    let (s, xml) = send(&env, req).await;
+    assert_eq!(
+        (s, code(&xml)),
+        (StatusCode::FORBIDDEN, "SignatureDoesNotMatch"),
+        "{xml}"
+    );
+
+    // Bodies beyond the limit are refused before anything else is done with them.
+    let body = format!(
+        "Action=ListUsers&Version=2010-05-08&Pad={}",
+        "a".repeat(berth_iam_api::MAX_BODY)
+    );
+    let req = Request::post("/")
+        .header("content-type", FORM)
+        .body(Body::from(body))
+        .unwrap();
+    let (s, xml) = send(&env, req).await;
+    assert_eq!(
+        (s, code(&xml)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "ValidationError"),
+        "{xml}"
+    );
+}
