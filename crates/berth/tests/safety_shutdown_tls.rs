@@ -49,8 +49,11 @@ fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, String, Du
 /// Opens a keep-alive HTTP/1.1 connection and completes one `GET /v2/` on it.
 fn idle_keepalive_connection(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
+    let request = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
+        admin_basic_auth()
+    );
+    s.write_all(request.as_bytes()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
