@@ -201,10 +201,10 @@ async fn repositories_are_created_described_and_deleted() {
         &env,
         root,
         "CreateRepository",
-        json!({"repositoryName": "x1", "tags": [{"Key": "a", "Value": "b"}]}),
+        json!({"repositoryName": "x1", "tags": [{"Key": "aws:a", "Value": "b"}]}),
     )
     .await;
-    assert_eq!(err_type(&v), "InvalidParameterException");
+    assert_eq!(err_type(&v), "InvalidTagParameterException");
     let (_, v) = call(
         &env,
         root,
