@@ -64,10 +64,10 @@ pub fn app(
 ) -> Router {
     berth_oci_api::router(registry)
         .layer(axum::middleware::from_fn_with_state(
-            gate,
+            gate.clone(),
             berth_ecr_api::v2_gate::middleware,
         ))
-        .route("/", root_service(ecr, iam))
+        .route("/", root_service(ecr, iam, gate))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .fallback(|| async { berth_oci_api::OciError::not_found().into_response() })
 }
@@ -111,16 +111,24 @@ fn gate_options(cfg: &Config) -> berth_ecr_api::v2_gate::GateOptions {
 /// `/`: the IAM/STS Query API for a form-encoded `POST` without `X-Amz-Target` and for
 /// `GET /?Action=...`; the ECR API (JSON 1.1) for every other `POST`, so a JSON body without
 /// a target still answers ECR's `UnknownOperationException`; the OCI "not found" otherwise.
+///
+/// A successful IAM call may have changed keys or policies, so the `/v2` gate forgets the
+/// identities it cached and the change takes effect on the next request.
 fn root_service(
     ecr: berth_ecr_api::EcrState,
     iam: berth_iam_api::IamApiState,
+    gate: berth_ecr_api::v2_gate::V2Gate,
 ) -> axum::routing::MethodRouter {
     let ecr = berth_ecr_api::router(ecr);
     axum::routing::any(move |req: axum::extract::Request| {
-        let (ecr, iam) = (ecr.clone(), iam.clone());
+        let (ecr, iam, gate) = (ecr.clone(), iam.clone(), gate.clone());
         async move {
             if berth_iam_api::is_query_request(&req) {
-                berth_iam_api::handle(&iam, req).await
+                let resp = berth_iam_api::handle(&iam, req).await;
+                if resp.status().is_success() {
+                    gate.forget();
+                }
+                resp
             } else if req.method() == http::Method::POST {
                 match ecr.oneshot(req).await {
                     Ok(resp) => resp,
