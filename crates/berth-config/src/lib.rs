@@ -347,6 +347,23 @@ mod tests {
     use super::*;
     use figment::Jail;
 
+    /// docs/CONFIG.md shows every setting with its default: the example must parse and
+    /// equal [`Config::default`].
+    #[test]
+    fn the_documented_example_is_the_default() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("end of the block");
+        let example = &doc[start..end];
+        Jail::expect_with(|jail| {
+            jail.create_file("example.toml", example)?;
+            let cfg = Config::load(Some(Path::new("example.toml"))).expect("the example loads");
+            assert_eq!(cfg, Config::default());
+            cfg.validate().expect("valid");
+            Ok(())
+        });
+    }
+
     #[test]
     fn layers_apply_in_order() {
         Jail::expect_with(|jail| {
