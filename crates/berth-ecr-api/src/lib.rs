@@ -15,9 +15,11 @@
 //!    message), then handled against the core [`Registry`].
 //!
 //! Errors go to the wire in one function ([`error::to_wire`]); every response carries
-//! `x-amzn-RequestId`. Implemented: CreateRepository, DescribeRepositories,
-//! DeleteRepository, GetAuthorizationToken; every other action answers
-//! `UnsupportedOperationException` (see [`error`] for why that name).
+//! `x-amzn-RequestId`. The implemented actions are those of
+//! [`EcrOperation::is_implemented`] (repositories, login tokens, images and layers, tag
+//! mutability, pull time exclusions, policies, tags, account settings, creation
+//! templates); every other action answers `UnsupportedOperationException` (see [`error`]
+//! for why that name).
 //!
 //! May depend on: `berth-types`, `berth-registry`, `berth-meta` (the store traits, not
 //! SQL), `berth-iam`, `berth-sigv4`. Never touches SQL or files.

@@ -1,8 +1,11 @@
 //! # berth-registry
 //!
 //! The core registry services behind every protocol edge: uploads and blobs, manifests
-//! and tags, mounts, the referrers index, catalog and tag listing. It speaks in domain
-//! terms ([`RegistryError`]) and knows nothing of HTTP; the OCI and ECR edges translate.
+//! and tags, mounts, the referrers index, catalog and tag listing; for the ECR API also
+//! image deletes, layer parts and pull times (recorded in memory, written in batches off
+//! the pull path; `pull_times.rs`). Tag mutability is enforced by the meta store's push
+//! transaction, so every edge refuses the same tag moves. It speaks in domain terms
+//! ([`RegistryError`]) and knows nothing of HTTP; the OCI and ECR edges translate.
 //!
 //! May depend on: `berth-types`, `berth-blobstore`, `berth-meta`.
 
