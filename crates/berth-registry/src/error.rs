@@ -6,7 +6,9 @@ use berth_types::{Digest, DigestError, ManifestError, NameError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("repository {0} not found")]
+    /// Also what a push to a missing repository gets when no creation template applies
+    /// (worded as ECR's `/v2` answers it).
+    #[error("repository {0} does not exist")]
     RepositoryNotFound(String),
     #[error("invalid repository name: {0}")]
     InvalidName(String),

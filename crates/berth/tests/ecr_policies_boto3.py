@@ -321,6 +321,7 @@ try:
     assert status == 404, (status, body)
     err = json.loads(body)["errors"][0]
     assert err["code"] == "NAME_UNKNOWN", err
+    assert err["message"] == f"repository nowhere-{s}/app does not exist", err
     status, body, _ = v2("POST", f"nowhere-{s}/app/blobs/uploads/")
     assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN", (status, body)
     expect_error("RepositoryNotFoundException", ecr.describe_repositories, repositoryNames=[f"nowhere-{s}/app"])
