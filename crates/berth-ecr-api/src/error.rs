@@ -115,7 +115,14 @@ pub struct WireError {
 pub fn to_wire(e: &EcrError) -> WireError {
     let bad = StatusCode::BAD_REQUEST;
     let (status, aws_type, message) = match e {
-        EcrError::UnknownOperation => (bad, "UnknownOperationException", String::new()),
+        EcrError::UnknownOperation => (
+            bad,
+            "UnknownOperationException",
+            format!(
+                "The X-Amz-Target header names no action of this service (expected {}.<Action>)",
+                crate::operation::TARGET_PREFIX
+            ),
+        ),
         EcrError::Serialization(m) => (bad, "SerializationException", m.clone()),
         EcrError::BodyTooLarge { limit } => (
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,5 +1,6 @@
 //! The ECR API of the real binary, driven by boto3 (`tests/ecr_boto3.py`) with the
-//! administrator credentials file written at first start and `endpoint_url`.
+//! administrator credentials file written at first start and `endpoint_url`, and by raw
+//! botocore-signed requests with bad input (`tests/ecr_bad_input.py`).
 //!
 //! Needs python3 with boto3 (`pip install boto3`). When either is missing this test FAILS,
 //! unless `BERTH_ALLOW_MISSING_BOTOCORE=1`.
@@ -10,8 +11,9 @@ use std::process::Command;
 
 use common::{run, unique_suffix, TestRegistry, CMD_TIMEOUT};
 
-#[test]
-fn boto3_manages_repositories_and_gets_login_tokens() {
+/// Runs a python script of this directory against a fresh registry with its admin
+/// credentials; it must print `"ok"`.
+fn run_python_check(script: &str) {
     let reg = TestRegistry::start();
     let Some(data) = reg.data_dir() else {
         eprintln!(
@@ -19,9 +21,9 @@ fn boto3_manages_repositories_and_gets_login_tokens() {
         );
         return;
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ecr_boto3.py");
+    let script = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("python3");
-    cmd.arg(script)
+    cmd.arg(&script)
         .arg(reg.base_url())
         .arg(data.join("admin.credentials"))
         .arg(unique_suffix());
@@ -29,33 +31,45 @@ fn boto3_manages_repositories_and_gets_login_tokens() {
     if Command::new("python3").arg("--version").output().is_err() {
         assert!(
             allow_missing,
-            "python3 is missing: the boto3 ECR test needs python3 with boto3 (pip install boto3); \
+            "python3 is missing: {script} needs python3 with boto3 (pip install boto3); \
              set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it"
         );
-        eprintln!("SKIPPED boto3 ECR test (no python3); BERTH_ALLOW_MISSING_BOTOCORE=1");
+        eprintln!("SKIPPED {script} (no python3); BERTH_ALLOW_MISSING_BOTOCORE=1");
         return;
     }
     let out = run(cmd, CMD_TIMEOUT);
     if out.status.code() == Some(3) {
         assert!(
             allow_missing,
-            "{}: the boto3 ECR test needs boto3 (pip install boto3); \
+            "{}: {script} needs boto3 (pip install boto3); \
              set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it",
             out.stderr_str().trim()
         );
         eprintln!(
-            "SKIPPED boto3 ECR test ({}); BERTH_ALLOW_MISSING_BOTOCORE=1",
+            "SKIPPED {script} ({}); BERTH_ALLOW_MISSING_BOTOCORE=1",
             out.stderr_str().trim()
         );
         return;
     }
     assert!(
         out.success(),
-        "ecr_boto3.py failed\n{}\nserver log:\n{}",
+        "{script} failed\n{}\nserver log:\n{}",
         out.report(),
         reg.server_log()
     );
     assert!(out.stdout_str().contains("\"ok\""), "{}", out.report());
+}
+
+#[test]
+fn boto3_manages_repositories_and_gets_login_tokens() {
+    run_python_check("ecr_boto3.py");
+}
+
+/// Malformed JSON, unknown targets, wrong types, model constraints, oversize and invalid
+/// policies: each the model's exception with HTTP 400, never a 500.
+#[test]
+fn bad_input_gets_the_models_exceptions() {
+    run_python_check("ecr_bad_input.py");
 }
 
 #[test]
