@@ -2,6 +2,9 @@
 # Benchmarks Berth against the reference registry (CNCF distribution, Debian's `docker-registry`).
 # Builds berth and berth-bench in release, starts both servers on free loopback ports with fresh data
 # dirs, runs every scenario against both INTERLEAVED, and prints a Markdown comparison table.
+# Berth requires credentials on /v2 (its default): it is started with a known administrator key,
+# which the bench uses for every request to it; the reference registry gets no credentials.
+# The Berth-only scenarios (auth-token, manifest-head-auth, describe-images) run last.
 # See bench/README.md. Usage: bench/run.sh [--quick] [--repeat R] [--only reference|berth] [options]
 set -euo pipefail
 
@@ -11,9 +14,9 @@ BENCH=$TARGET/release/berth-bench
 BERTH_BIN=$TARGET/release/berth
 REF_BIN=$(command -v docker-registry || echo /usr/bin/docker-registry)
 
-QUICK=0 REPEAT=1 ONLY="" BUILD=1 SCENARIOS="" OUT=""
+QUICK=0 REPEAT=1 ONLY="" BUILD=1 SCENARIOS="" OUT="" V2_LOGIN=token
 # Scenario sizes: empty means "the default of the chosen mode" (see set_sizes).
-BLOBS="" BLOB_SIZE="" IMAGES="" CLIENTS="" STORM_SIZE="" HOT_DURATION="" MIXED_DURATION="" REPOS="" TAGS="" WALK_DURATION=""
+BLOBS="" BLOB_SIZE="" IMAGES="" CLIENTS="" STORM_SIZE="" HOT_DURATION="" MIXED_DURATION="" REPOS="" TAGS="" WALK_DURATION="" DESCRIBE_IMAGES=""
 
 usage() {
   cat <<'EOF'
@@ -23,12 +26,16 @@ Usage: bench/run.sh [options]
   --only NAME           run one server only: reference | berth
   --scenarios "A B"     subset of: catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull
                         image-push pull-storm manifest-head manifest-get mixed
+                        and, Berth only: auth-token manifest-head-auth describe-images
+  --v2-login token|key  how the bench logs in to Berth's /v2: the GetAuthorizationToken password
+                        (default, as after docker login) or the access key itself
   --no-build            use the binaries already in target/release
   --berth-bin PATH      berth binary (default target/release/berth)
   --reference-bin PATH  docker-registry binary (default: from PATH)
   --out DIR             where results.jsonl, report.md and server logs go (default target/bench-results/TIME)
   Sizes: --blobs N --blob-size S --images N --clients N --storm-size S --hot-duration D
-         --mixed-duration D --repos A,B --tags A,B --walk-duration D   (S like 4MiB, D like 10s)
+         --mixed-duration D --repos A,B --tags A,B --walk-duration D --describe-images N
+         (S like 4MiB, D like 10s)
 EOF
 }
 
@@ -52,6 +59,8 @@ while [ $# -gt 0 ]; do
     --repos) REPOS=$2; shift ;;
     --tags) TAGS=$2; shift ;;
     --walk-duration) WALK_DURATION=$2; shift ;;
+    --describe-images) DESCRIBE_IMAGES=$2; shift ;;
+    --v2-login) V2_LOGIN=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -59,14 +68,17 @@ while [ $# -gt 0 ]; do
 done
 
 case "$ONLY" in ""|reference|berth) ;; *) echo "run.sh: --only takes reference or berth" >&2; exit 2 ;; esac
+case "$V2_LOGIN" in token|key) ;; *) echo "run.sh: --v2-login takes token or key" >&2; exit 2 ;; esac
 
 set_sizes() {
   if [ "$QUICK" = 1 ]; then
     : "${BLOBS:=16}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=8}" "${CLIENTS:=20}" "${STORM_SIZE:=10MB}"
     : "${HOT_DURATION:=3s}" "${MIXED_DURATION:=5s}" "${REPOS:=50,250}" "${TAGS:=50,250}" "${WALK_DURATION:=2s}"
+    : "${DESCRIBE_IMAGES:=2000}"
   else
     : "${BLOBS:=64}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=32}" "${CLIENTS:=200}" "${STORM_SIZE:=50MB}"
     : "${HOT_DURATION:=10s}" "${MIXED_DURATION:=20s}" "${REPOS:=100,1000}" "${TAGS:=100,1000}" "${WALK_DURATION:=5s}"
+    : "${DESCRIBE_IMAGES:=10000}"
   fi
 }
 set_sizes
@@ -84,13 +96,33 @@ scenario_args() {
     manifest-head) echo "manifest-head manifest-head --duration $HOT_DURATION" ;;
     manifest-get) echo "manifest-get manifest-get --duration $HOT_DURATION" ;;
     mixed) echo "mixed mixed --duration $MIXED_DURATION" ;;
+    auth-token) echo "auth-token auth-token --duration $HOT_DURATION" ;;
+    # Per mode (anonymous, IAM user, root); run_scenario adds the anonymous instance.
+    manifest-head-auth) echo "manifest-head-auth manifest-head-auth --duration $HOT_DURATION" ;;
+    describe-images) echo "describe-images describe-images --images $DESCRIBE_IMAGES --walk-duration $WALK_DURATION --lookup-duration $HOT_DURATION" ;;
     *) return 1 ;;
   esac
 }
+# Scenarios of Berth's ECR API and access control: the reference registry has neither.
+berth_only() { case "$1" in auth-token|manifest-head-auth|describe-images) return 0 ;; *) return 1 ;; esac; }
 # catalog-walk first, so the catalog holds (almost) only its own repositories when it is measured.
-ALL="catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull image-push pull-storm manifest-head manifest-get mixed"
+ALL="catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull image-push pull-storm manifest-head manifest-get mixed auth-token manifest-head-auth describe-images"
 SCENARIOS=${SCENARIOS:-$ALL}
-for s in $SCENARIOS; do scenario_args "$s" >/dev/null || { echo "run.sh: unknown scenario $s" >&2; exit 2; }; done
+SHARED="" BERTH_ONLY=""
+for s in $SCENARIOS; do
+  scenario_args "$s" >/dev/null || { echo "run.sh: unknown scenario $s" >&2; exit 2; }
+  if berth_only "$s"; then BERTH_ONLY="$BERTH_ONLY $s"; else SHARED="$SHARED $s"; fi
+done
+
+# Berth's administrator key, created on first start of each empty data dir (the bench then logs
+# in with it). Random per run; a loopback benchmark needs no better randomness than $RANDOM.
+rand_chars() {
+  local set=$1 n=$2 out="" i
+  for ((i = 0; i < n; i++)); do out+=${set:RANDOM%${#set}:1}; done
+  echo "$out"
+}
+BERTH_KEY_ID=AKIA$(rand_chars ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 16)
+BERTH_SECRET=$(rand_chars ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 40)
 
 OUT=${OUT:-$TARGET/bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -142,6 +174,8 @@ hwm_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/nu
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # start_server NAME ROUND: starts it with a fresh data dir; returns 1 (with a message) if it does not come up.
+# NAME is reference, berth (access control on, the administrator key above) or berth-anon (the
+# same binary with `[auth] anonymous = "all"`: no access control, manifest-head-auth's baseline).
 start_server() {
   local name=$1 round=$2 dir port pid
   dir=$WORK/$name-$round
@@ -165,8 +199,12 @@ http:
   addr: 127.0.0.1:$port
 EOF
     "$REF_BIN" serve "$dir/config.yml" >"$OUT/$name-$round.log" 2>&1 &
+  elif [ "$name" = berth-anon ]; then
+    BERTH_AUTH__ANONYMOUS=all \
+      "$BERTH_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$OUT/$name-$round.log" 2>&1 &
   else
-    "$BERTH_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$OUT/$name-$round.log" 2>&1 &
+    BERTH_AUTH__BOOTSTRAP_ACCESS_KEY_ID=$BERTH_KEY_ID BERTH_AUTH__BOOTSTRAP_SECRET_ACCESS_KEY=$BERTH_SECRET \
+      "$BERTH_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$OUT/$name-$round.log" 2>&1 &
   fi
   pid=$!
   for _ in $(seq 150); do
@@ -180,7 +218,8 @@ EOF
       PID[$name]=$pid PORT[$name]=$port
       sleep 1
       log "$name up: pid $pid, http://127.0.0.1:$port, idle RSS $(rss_mib "$pid") MiB"
-      emit_line idle "$name" "{\"name\":\"idle_rss_mib\",\"value\":$(rss_mib "$pid"),\"unit\":\"MiB\",\"better\":\"lower\"}"
+      [ "$name" = berth-anon ] ||
+        emit_line idle "$name" "{\"name\":\"idle_rss_mib\",\"value\":$(rss_mib "$pid"),\"unit\":\"MiB\",\"better\":\"lower\"}"
       return 0
     fi
     sleep 0.1
@@ -215,6 +254,39 @@ SERVERS=()
 [ "$WANT_BERTH" = 1 ] && SERVERS+=(berth)
 [ ${#SERVERS[@]} -gt 0 ] || { echo "run.sh: no server to benchmark" >&2; exit 1; }
 
+# run_scenario SCENARIO SERVER ROUND: one bench run, its JSON line appended to the results.
+run_scenario() {
+  # extra: options after the subcommand (clap takes global options there too).
+  local scen=$1 s=$2 round=$3 label args pid extra=() env=()
+  read -r label args <<<"$(scenario_args "$scen")"
+  pid=${PID[$s]:-}
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    log "$s is not running (see $OUT/$s-$round.log): $label not run"
+    emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
+    return 0
+  fi
+  if [ "$s" = berth ]; then
+    # Through the environment, not flags, so the secret does not show in ps.
+    env=(BERTH_BENCH_ACCESS_KEY_ID="$BERTH_KEY_ID" BERTH_BENCH_SECRET_ACCESS_KEY="$BERTH_SECRET")
+    extra=(--v2-login "$V2_LOGIN")
+  fi
+  if [ "$scen" = manifest-head-auth ]; then
+    if start_server berth-anon "$round"; then
+      extra+=(--anonymous-registry "http://127.0.0.1:${PORT[berth-anon]}" --anonymous-server-pid "${PID[berth-anon]}")
+    else
+      log "berth-anon did not start: manifest-head-auth without the anonymous baseline"
+    fi
+  fi
+  log "[$s] $label"
+  # shellcheck disable=SC2086
+  if ! env "${env[@]}" timeout 900 "$BENCH" --registry "http://127.0.0.1:${PORT[$s]}" --server-pid "$pid" \
+    --tag "$s" $args "${extra[@]}" >>"$RESULTS"; then
+    log "[$s] $label FAILED"
+    emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
+  fi
+  stop_server berth-anon
+}
+
 for round in $(seq "$REPEAT"); do
   log "round $round of $REPEAT: starting servers"
   UP=()
@@ -222,23 +294,10 @@ for round in $(seq "$REPEAT"); do
   [ ${#UP[@]} -gt 0 ] || { echo "run.sh: no server came up" >&2; exit 1; }
   # Alternate which server goes first in each round, to even out warm-up and page-cache effects.
   if [ $((round % 2)) = 0 ] && [ ${#UP[@]} = 2 ]; then UP=("${UP[1]}" "${UP[0]}"); fi
-  for scen in $SCENARIOS; do
-    read -r label args <<<"$(scenario_args "$scen")"
-    for s in "${UP[@]}"; do
-      pid=${PID[$s]:-}
-      if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-        log "$s is not running (see $OUT/$s-$round.log): $label not run"
-        emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
-        continue
-      fi
-      log "[$s] $label"
-      # shellcheck disable=SC2086
-      if ! timeout 900 "$BENCH" --registry "http://127.0.0.1:${PORT[$s]}" --server-pid "$pid" --tag "$s" $args >>"$RESULTS"; then
-        log "[$s] $label FAILED"
-        emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
-      fi
-    done
+  for scen in $SHARED; do
+    for s in "${UP[@]}"; do run_scenario "$scen" "$s" "$round"; done
   done
+  # The lifetime rows cover the shared scenarios only, so both servers did the same work.
   for s in "${UP[@]}"; do
     pid=${PID[$s]:-}
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
@@ -247,8 +306,16 @@ for round in $(seq "$REPEAT"); do
         "{\"name\":\"cpu_total_s\",\"value\":$(cpu_s "$pid"),\"unit\":\"s\",\"better\":\"lower\"}" \
         "{\"name\":\"disk_mib\",\"value\":$(du -sm "$WORK/$s-$round/data" | cut -f1),\"unit\":\"MiB\",\"better\":\"lower\"}"
     fi
-    stop_server "$s"
+    [ "$s" = berth ] || stop_server "$s"
   done
+  if [ -n "$BERTH_ONLY" ]; then
+    if [[ " ${UP[*]} " == *" berth "* ]]; then
+      for scen in $BERTH_ONLY; do run_scenario "$scen" berth "$round"; done
+    else
+      log "berth is not being measured: skipping the Berth-only scenarios ($BERTH_ONLY )"
+    fi
+  fi
+  stop_server berth
 done
 
 "$BENCH" report "$RESULTS" | tee "$OUT/report.md"

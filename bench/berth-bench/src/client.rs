@@ -93,6 +93,8 @@ pub struct Registry {
     authority: String,
     transport: Transport,
     timeout: Duration,
+    /// `Authorization` sent with every request that does not set its own.
+    auth: Option<HeaderValue>,
 }
 
 impl Registry {
@@ -119,7 +121,21 @@ impl Registry {
             authority,
             transport: Transport::Pool(Arc::new(client)),
             timeout,
+            auth: None,
         })
+    }
+
+    /// A copy that sends `authorization` (a header value such as `Basic ...`) with every
+    /// request, or nothing when `None`. Shares the connection pool.
+    pub fn with_auth(&self, authorization: Option<&str>) -> Result<Registry> {
+        Ok(Registry {
+            auth: authorization.map(HeaderValue::from_str).transpose()?,
+            ..self.clone()
+        })
+    }
+
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// A copy that sends everything over one connection of its own (opened lazily, reopened if
@@ -174,7 +190,12 @@ impl Registry {
         }
     }
 
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
+    async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
+        if let Some(a) = &self.auth {
+            req.headers_mut()
+                .entry(header::AUTHORIZATION)
+                .or_insert_with(|| a.clone());
+        }
         let what = format!("{} {}", req.method(), req.uri().path());
         let fut = async {
             match &self.transport {
@@ -503,13 +524,27 @@ impl Registry {
             .await?;
         Ok(())
     }
+
+    /// `GET /v2/` must answer 200: the credentials (if any) are accepted.
+    pub async fn check_login(&self) -> Result<()> {
+        self.expect(
+            "GET /v2/ with credentials",
+            Method::GET,
+            "/v2/",
+            &[],
+            Bytes::new(),
+            &[200],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 async fn drain(mut body: Incoming) {
     while let Some(Ok(_)) = body.frame().await {}
 }
 
-fn status_error(what: &str, r: &Collected) -> BenchError {
+pub fn status_error(what: &str, r: &Collected) -> BenchError {
     let mut body = String::from_utf8_lossy(&r.body).into_owned();
     body.truncate(300);
     BenchError::Status {

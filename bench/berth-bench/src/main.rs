@@ -2,6 +2,8 @@
 //! Berth with the reference registry (CNCF distribution). Each scenario prints one JSON line on
 //! stdout and a human summary on stderr; `report` turns collected JSON lines into a Markdown table.
 
+mod auth;
+mod aws;
 mod client;
 mod procstat;
 mod report;
@@ -35,6 +37,31 @@ struct Cli {
     /// Prefix of every repository the bench creates.
     #[arg(long, global = true, default_value = "bench")]
     repo_prefix: String,
+    /// Access key id for a registry that requires credentials (Berth). Without it the bench
+    /// sends no credentials and the ECR API scenarios cannot run.
+    #[arg(long, global = true, env = "BERTH_BENCH_ACCESS_KEY_ID")]
+    access_key_id: Option<String>,
+    /// Its secret (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_BENCH_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    secret_access_key: Option<String>,
+    /// Region the ECR API requests are signed for.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_BENCH_REGION",
+        default_value = "us-east-1"
+    )]
+    region: String,
+    /// How `/v2` requests authenticate when an access key is given: `token` (Basic with the
+    /// `GetAuthorizationToken` password, as after `docker login`), `key` (Basic with the
+    /// access key itself) or `none`.
+    #[arg(long, global = true, value_enum, default_value = "token")]
+    v2_login: auth::V2Login,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -59,6 +86,12 @@ enum Cmd {
     TagsWalk(scenarios::listing::TagsArgs),
     /// Mixed read/write load: tag re-pushes, manifest GETs, blob GETs, tag lists.
     Mixed(scenarios::mixed::Args),
+    /// ECR GetAuthorizationToken (SigV4-signed) over many connections for a fixed duration.
+    AuthToken(scenarios::auth::TokenArgs),
+    /// Manifest HEAD as an IAM user with an identity policy, as root, and without access control.
+    ManifestHeadAuth(scenarios::auth::HeadArgs),
+    /// ECR DescribeImages over one repository of many images: paging and single-image lookups.
+    DescribeImages(scenarios::describe::Args),
     /// Print a Markdown comparison table from JSON result lines (files or stdin).
     Report(report::Args),
     /// Exit 0 if the registry answers GET /v2/ (used by run.sh to wait for a server).
@@ -93,10 +126,18 @@ async fn async_main(cli: Cli) -> Result<()> {
     reg.ping()
         .await
         .with_context(|| format!("registry {} does not answer GET /v2/", cli.registry))?;
+    if matches!(cli.cmd, Cmd::Ping) {
+        return Ok(());
+    }
+    let (reg, aws) = login(&cli, reg).await?;
     let ctx = Ctx {
         reg,
+        aws,
         prefix: cli.repo_prefix.clone(),
         server_pid: cli.server_pid,
+        region: cli.region.clone(),
+        timeout,
+        v2_login: cli.v2_login,
     };
     let report = match &cli.cmd {
         Cmd::BlobPush(a) => scenarios::blob::push(&ctx, a).await?,
@@ -108,9 +149,44 @@ async fn async_main(cli: Cli) -> Result<()> {
         Cmd::CatalogWalk(a) => scenarios::listing::catalog(&ctx, a).await?,
         Cmd::TagsWalk(a) => scenarios::listing::tags(&ctx, a).await?,
         Cmd::Mixed(a) => scenarios::mixed::run(&ctx, a).await?,
-        Cmd::Ping => return Ok(()),
-        Cmd::Report(_) | Cmd::FreePort => unreachable!("handled before the runtime starts"),
+        Cmd::AuthToken(a) => scenarios::auth::token(&ctx, a).await?,
+        Cmd::ManifestHeadAuth(a) => scenarios::auth::head(&ctx, a).await?,
+        Cmd::DescribeImages(a) => scenarios::describe::run(&ctx, a).await?,
+        Cmd::Report(_) | Cmd::FreePort | Cmd::Ping => {
+            unreachable!("handled before the scenarios")
+        }
     };
     report.emit(&cli.tag, &cli.registry);
     Ok(())
+}
+
+/// With an access key: the signed ECR/IAM client, and the `/v2` client carrying the
+/// `Authorization` chosen by `--v2-login`, checked once with `GET /v2/`.
+async fn login(
+    cli: &Cli,
+    reg: client::Registry,
+) -> Result<(client::Registry, Option<aws::AwsClient>)> {
+    let key = match (&cli.access_key_id, &cli.secret_access_key) {
+        (Some(id), Some(secret)) => auth::AccessKey {
+            id: id.clone(),
+            secret: secret.clone(),
+        },
+        (None, None) => return Ok((reg, None)),
+        _ => anyhow::bail!("--access-key-id and --secret-access-key go together"),
+    };
+    let aws = aws::AwsClient::new(reg.clone(), key.clone(), &cli.region)?;
+    let header = match cli.v2_login {
+        auth::V2Login::Token => Some(
+            aws.login_header()
+                .await
+                .context("GetAuthorizationToken for the /v2 login")?,
+        ),
+        auth::V2Login::Key => Some(auth::basic_header(&key.id, &key.secret)),
+        auth::V2Login::None => None,
+    };
+    let reg = reg.with_auth(header.as_deref())?;
+    if header.is_some() {
+        reg.check_login().await?;
+    }
+    Ok((reg, Some(aws)))
 }

@@ -18,6 +18,11 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
+/// [`cpu_seconds`] of an optional server process, for per-phase CPU deltas.
+pub fn server_cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    pid.and_then(|p| cpu_seconds(&p.to_string()))
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

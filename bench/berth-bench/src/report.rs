@@ -78,6 +78,8 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
     let mut order: Vec<(String, String)> = Vec::new();
     let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
     let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    // Scenarios that only the candidate runs (`params.berth_only`), labelled as such.
+    let mut only_cand: std::collections::BTreeSet<String> = Default::default();
     for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -85,6 +87,9 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
         let scenario = v["scenario"].as_str().unwrap_or("?").to_string();
         let server = v["server"].as_str().unwrap_or("?").to_string();
         *runs.entry(server.clone()).or_default() += 1;
+        if v["params"]["berth_only"].as_bool() == Some(true) {
+            only_cand.insert(scenario.clone());
+        }
         for m in v["metrics"].as_array().into_iter().flatten() {
             let name = m["name"].as_str().unwrap_or("?").to_string();
             let key = (scenario.clone(), name);
@@ -128,6 +133,8 @@ pub fn render(text: &str, base: &str, cand: &str) -> String {
         };
         let scen = if key.0 == last {
             String::new()
+        } else if only_cand.contains(&key.0) {
+            format!("{} ({cand} only)", key.0)
         } else {
             key.0.clone()
         };
@@ -174,6 +181,12 @@ noise
         assert!(t.contains("| s | mb (MB/s) ↑ | 100 | 250 | 2.50× |"), "{t}");
         assert!(t.contains("| p50 (ms) ↓ | 10 | 5 | 2.00× |"), "{t}");
         assert_eq!(ratio_cell("lower", 4.0, 0.0, 4.0 / 0.0), "∞");
+        let only = r#"{"scenario":"o","server":"berth","params":{"berth_only":true},"metrics":[{"name":"r","value":5,"unit":"req/s","better":"higher"}]}"#;
+        let t = render(only, "reference", "berth");
+        assert!(
+            t.contains("| o (berth only) | r (req/s) ↑ | — | 5 | — |"),
+            "{t}"
+        );
         assert_eq!(ratio_cell("lower", 0.0, 3.0, 0.0), "0.00×");
         assert_eq!(ratio_cell("lower", 0.0, 0.0, f64::NAN), "=");
         assert_eq!(ratio_cell("none", 1.0, 2.0, f64::NAN), "—");

@@ -1,25 +1,44 @@
 //! The benchmark scenarios. Each prepares its data (untimed), measures one phase while sampling the
 //! server process, and returns a `Report`.
 
+pub mod auth;
 pub mod blob;
+pub mod describe;
 pub mod hot;
 pub mod image;
 pub mod listing;
 pub mod mixed;
 pub mod storm;
 
-use anyhow::{Context, Result};
+use std::time::Duration;
 
+use anyhow::{anyhow, Context, Result};
+
+use crate::aws::AwsClient;
 use crate::client::{config_blob, image_manifest, Blob, Registry, OCI_MANIFEST};
 use crate::procstat::Sampler;
 
 pub struct Ctx {
+    /// The `/v2` client, carrying the login when an access key was given.
     pub reg: Registry,
+    /// The signed ECR/IAM client of that access key.
+    pub aws: Option<AwsClient>,
     pub prefix: String,
     pub server_pid: Option<u32>,
+    pub region: String,
+    pub timeout: Duration,
+    /// How `/v2` logins are made (for the users a scenario creates).
+    pub v2_login: crate::auth::V2Login,
 }
 
 impl Ctx {
+    /// The ECR API client, which the Berth-only scenarios need.
+    pub fn aws(&self) -> Result<&AwsClient> {
+        self.aws.as_ref().ok_or_else(|| {
+            anyhow!("this scenario uses the ECR API: give --access-key-id and --secret-access-key")
+        })
+    }
+
     pub fn repo(&self, name: &str) -> String {
         format!("{}/{}", self.prefix, name)
     }
