@@ -1062,6 +1062,61 @@ mod tests {
             .unwrap()
     }
 
+    /// A database of schema 3 with images gets their sizes back-filled by migration 4:
+    /// an image manifest its declared layer sizes, an index its largest child.
+    #[tokio::test]
+    async fn migration_4_back_fills_image_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let image = r#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:00","size":7},"layers":[{"digest":"sha256:01","size":100},{"digest":"sha256:02","size":23}]}"#;
+        let small = r#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:00","size":7},"layers":[]}"#;
+        let index = r#"{"schemaVersion":2,"manifests":[{"digest":"sha256:aa","size":1},{"digest":"sha256:bb","size":1}]}"#;
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+            )
+            .unwrap();
+            for (v, sql) in super::super::migrate::MIGRATIONS
+                .iter()
+                .filter(|(v, _)| *v <= 3)
+            {
+                c.execute_batch(sql).unwrap();
+                c.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [v])
+                    .unwrap();
+            }
+            c.execute_batch(&format!(
+                "INSERT INTO repositories (id, name, created_ms) VALUES (1, 'old/app', 0);
+                 INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms)
+                   VALUES (1, 'sha256:aa', 'm', 1, CAST('{image}' AS BLOB), 0),
+                          (1, 'sha256:bb', 'm', 1, CAST('{small}' AS BLOB), 0),
+                          (1, 'sha256:cc', 'i', 1, CAST('{index}' AS BLOB), 0),
+                          (1, 'sha256:dd', 'm', 1, CAST('not json' AS BLOB), 0);
+                 INSERT INTO manifest_refs (repo_id, manifest, kind, target)
+                   VALUES (1, 'sha256:cc', 1, 'sha256:aa'), (1, 'sha256:cc', 1, 'sha256:bb');"
+            ))
+            .unwrap();
+        }
+        drop(SqliteMetaStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let sizes: Vec<(String, i64)> = c
+            .prepare("SELECT digest, image_size FROM manifests ORDER BY digest")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            sizes,
+            vec![
+                ("sha256:aa".to_string(), 123),
+                ("sha256:bb".to_string(), 0),
+                ("sha256:cc".to_string(), 123),
+                ("sha256:dd".to_string(), 0),
+            ]
+        );
+    }
+
     /// DescribeImages and ListImages over a repository of 10,000 images: every page is
     /// index searches (no scan of a whole table, no sort of the repository), and paging
     /// through all of it is fast.
