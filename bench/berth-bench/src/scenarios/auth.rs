@@ -5,8 +5,9 @@
 //!   `ecr:BatchGetImage` on that one repository, as the account root, and against the same
 //!   server build started with `[auth] anonymous = "all"` (no access control: the
 //!   unauthenticated rate). The three modes run in interleaved slices so that drift in the
-//!   machine's load hits them alike; `user_vs_anonymous` is the cost of authentication plus
-//!   policy evaluation on the hot path (the target is ≥ 0.8).
+//!   machine's load hits them alike; `user_vs_anonymous` (rate ratio) and
+//!   `user_vs_anonymous_cpu` (inverse ratio of server CPU per request) are the cost of
+//!   authentication plus policy evaluation on the hot path (the target is ≥ 0.8).
 
 use std::time::Duration;
 
@@ -137,6 +138,14 @@ impl Mode {
         self.wall += wall;
     }
 
+    /// Server CPU seconds per request, when the server's PID is known.
+    fn cpu_per_req(&self) -> Option<f64> {
+        let n = self.tally.count("req");
+        self.cpu_s
+            .filter(|_| self.pid.is_some() && n > 0)
+            .map(|c| c / n as f64)
+    }
+
     fn rate(&self) -> f64 {
         self.tally.count("req") as f64 / self.wall.as_secs_f64().max(1e-9)
     }
@@ -254,16 +263,25 @@ pub async fn head(ctx: &Ctx, a: &HeadArgs) -> Result<Report> {
                 "x",
                 Better::Higher,
             );
+            // The same comparison in server CPU per request, which a client-bound or noisy
+            // machine disturbs less than the rates.
+            if let (Some(a), Some(b)) = (anon.cpu_per_req(), m.cpu_per_req()) {
+                r.metric(
+                    format!("{}_vs_anonymous_cpu", m.name),
+                    a / b,
+                    "x",
+                    Better::Higher,
+                );
+            }
         }
     }
     for m in &modes {
         let s = m.tally.get("req").summary();
         r.latency(&format!("{}_", m.name), &s);
-        if let Some(cpu) = m.cpu_s.filter(|_| m.pid.is_some()) {
-            let n = m.tally.count("req").max(1) as f64;
+        if let Some(cpu) = m.cpu_per_req() {
             r.metric(
                 format!("{}_server_cpu_us_per_req", m.name),
-                cpu * 1e6 / n,
+                cpu * 1e6,
                 "µs",
                 Better::Lower,
             );
