@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 
 use berth_meta::settings::{AppliedFor, EcrSettingsStore, Provisioned, SettingsError};
 use berth_types::RepositoryName;
@@ -58,14 +59,26 @@ pub const BLOB_MOUNTING: &str = "BLOB_MOUNTING";
 pub struct TemplateProvisioner {
     settings: Arc<dyn EcrSettingsStore>,
     account: String,
+    /// Called after a repository was created, e.g. so that caches of "this repository
+    /// has no policy" (authorization looked before the push created it) are dropped.
+    listeners: Mutex<Vec<CreatedListener>>,
 }
+
+type CreatedListener = Box<dyn Fn(&RepositoryName) + Send + Sync>;
 
 impl TemplateProvisioner {
     pub fn new(settings: Arc<dyn EcrSettingsStore>, account: impl Into<String>) -> Self {
         TemplateProvisioner {
             settings,
             account: account.into(),
+            listeners: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers `f` to run (synchronously, keep it cheap) after each repository this
+    /// provisioner creates.
+    pub fn on_create(&self, f: impl Fn(&RepositoryName) + Send + Sync + 'static) {
+        self.listeners.lock().push(Box::new(f));
     }
 }
 
@@ -90,6 +103,9 @@ impl RepositoryProvisioner for TemplateProvisioner {
                 Provisioned::Existing => Ok(()),
                 Provisioned::Created { template, .. } => {
                     tracing::info!(repository = %repo, template, "created repository on push");
+                    for listener in self.listeners.lock().iter() {
+                        listener(repo);
+                    }
                     Ok(())
                 }
                 Provisioned::NoTemplate => Err(RegistryError::RepositoryNotFound(repo.to_string())),
@@ -209,6 +225,26 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    #[tokio::test]
+    async fn listeners_hear_of_each_created_repository_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+        let p = TemplateProvisioner::new(Arc::new(meta.clone()), ACCOUNT);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        p.on_create(move |r| h.lock().push(r.to_string()));
+        assert!(p.ensure_repository(&name("t/a")).await.is_err());
+        meta.create_template(
+            ACCOUNT,
+            &CreationTemplate::new("t", vec![AppliedFor::CreateOnPush], 1),
+        )
+        .await
+        .unwrap();
+        p.ensure_repository(&name("t/a")).await.unwrap();
+        p.ensure_repository(&name("t/a")).await.unwrap();
+        assert_eq!(*heard.lock(), vec!["t/a".to_string()]);
     }
 
     #[tokio::test]

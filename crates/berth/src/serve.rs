@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use berth_blobstore::{DiskBlobStore, DiskOptions};
 use berth_config::{Config, StorageConfig};
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_registry::{Registry, RegistryOptions};
+use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -31,12 +31,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Opens the blob store under the data directory and builds the registry on `meta`.
 /// Pushes to missing repositories follow the account's repository creation templates
-/// (`CREATE_ON_PUSH`), as ECR's do.
+/// (`CREATE_ON_PUSH`), as ECR's do; the provisioner is returned so that caches can
+/// listen for the repositories it creates.
 pub fn open_registry(
     storage: &StorageConfig,
     meta: SqliteMetaStore,
     account_id: &str,
-) -> anyhow::Result<Registry> {
+) -> anyhow::Result<(Registry, Arc<TemplateProvisioner>)> {
     let data_dir = &storage.data_dir;
     let blobs = DiskBlobStore::open_with(
         data_dir,
@@ -45,13 +46,17 @@ pub fn open_registry(
         },
     )
     .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let provisioner = berth_registry::TemplateProvisioner::new(Arc::new(meta.clone()), account_id);
-    Ok(Registry::with_provisioner(
+    let provisioner = Arc::new(TemplateProvisioner::new(
+        Arc::new(meta.clone()),
+        account_id,
+    ));
+    let registry = Registry::with_provisioner(
         Arc::new(meta),
         Arc::new(blobs),
         RegistryOptions::default(),
-        Arc::new(provisioner),
-    ))
+        provisioner.clone(),
+    );
+    Ok((registry, provisioner))
 }
 
 /// The whole HTTP application: `/v2`, the ECR and IAM/STS APIs on `/` (see
@@ -198,7 +203,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let meta = crate::admin::open_meta(&cfg.storage)?;
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
     crate::admin::bootstrap(&iam, &meta, &cfg).await?;
-    let registry = open_registry(&cfg.storage, meta.clone(), &cfg.registry.account_id)?;
+    let (registry, provisioner) =
+        open_registry(&cfg.storage, meta.clone(), &cfg.registry.account_id)?;
     let iam = Arc::new(iam);
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),
@@ -234,6 +240,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         None => ecr,
     };
     let gate = ecr.v2_gate(gate_options(&cfg));
+    // A push that creates a repository from a template gives it the template's policy;
+    // authorization may have cached "no policy" for that name while checking the push.
+    provisioner.on_create({
+        let gate = gate.clone();
+        move |_| gate.forget()
+    });
     let app = app(registry.clone(), ecr, gate, iam_api);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -328,7 +328,15 @@ try:
     expect_error("RepositoryNotFoundException", ecr.initiate_layer_upload, repositoryName=f"nowhere-{s}/app")
 
     team, special = f"team-{s}", f"team-{s}/special"
-    team_policy = pull_policy(sid="teampull")
+    # Besides a cross-account pull grant, the template's policy denies listing tags, so
+    # that the policy of a repository created by a push is seen to apply at once.
+    team_policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": json.loads(pull_policy(sid="teampull"))["Statement"]
+            + [{"Sid": "nolist", "Effect": "Deny", "Principal": "*", "Action": "ecr:ListImages"}],
+        }
+    )
     ecr.create_repository_creation_template(
         prefix=team,
         appliedFor=["CREATE_ON_PUSH"],
@@ -350,6 +358,10 @@ try:
     assert desc["imageTagMutability"] == "IMMUTABLE", desc
     assert ecr.list_tags_for_resource(resourceArn=desc["repositoryArn"])["tags"] == [{"Key": "owner", "Value": "team"}]
     assert ecr.get_repository_policy(repositoryName=app)["policyText"] == team_policy
+    status, body, _ = v2("GET", f"{app}/tags/list")
+    assert status == 403, (status, body)
+    status, body, _ = v2("GET", f"{special}/cache/x/tags/list")
+    assert status == 404, (status, body)  # not denied; just not pushed yet
     # The template's IMMUTABLE is enforced: moving v1 is refused.
     status, _ = push_image(app, "v1", f"other layer {s}".encode())
     assert status == 400, status
