@@ -20,7 +20,7 @@ use futures::stream;
 
 use berth_types::Digest;
 
-use crate::{BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadSink};
+use crate::{BlobInfo, BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadSink};
 
 /// Chunk size when streaming blobs out; small enough that hundreds of concurrent
 /// readers stay within a few tens of MiB.
@@ -105,6 +105,86 @@ impl DiskBlobStore {
         }
         Ok(self.inner.uploads.join(id))
     }
+}
+
+fn modified_ms(m: &fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Names in `dir` in byte order (missing directory: none).
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                if let Ok(name) = e?.file_name().into_string() {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Walks `blobs/<alg>/<xx>/<hex>` in digest-text order, reading only the directories
+/// at or after `after`'s, until `limit` blobs are found. Files that are not a valid
+/// digest of their directory (stray temporary files) are skipped.
+fn list_blob_files(root: &Path, after: Option<&Digest>, limit: usize) -> io::Result<Vec<BlobInfo>> {
+    let after_text = after.map(|d| d.to_string()).unwrap_or_default();
+    let mut out = Vec::new();
+    for alg in sorted_names(root)? {
+        if limit == out.len() {
+            break;
+        }
+        if after.is_some_and(|a| alg.as_str() < a.algorithm().as_str()) {
+            continue;
+        }
+        let alg_dir = root.join(&alg);
+        for prefix in sorted_names(&alg_dir)? {
+            if limit == out.len() {
+                break;
+            }
+            if after
+                .is_some_and(|a| alg == a.algorithm().as_str() && prefix.as_str() < &a.hex()[..2])
+            {
+                continue;
+            }
+            let dir = alg_dir.join(&prefix);
+            for hex in sorted_names(&dir)? {
+                let text = format!("{alg}:{hex}");
+                if text <= after_text {
+                    continue;
+                }
+                let Ok(digest) = text.parse::<Digest>() else {
+                    continue;
+                };
+                if !hex.starts_with(&prefix) {
+                    continue;
+                }
+                let meta = match fs::metadata(dir.join(&hex)) {
+                    Ok(m) => m,
+                    // Deleted since the directory was read.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                out.push(BlobInfo {
+                    digest,
+                    size: meta.len(),
+                    modified_ms: modified_ms(&meta),
+                });
+                if limit == out.len() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn file_stream(file: File, remaining: u64) -> ByteStream {
@@ -238,6 +318,24 @@ impl BlobStore for DiskBlobStore {
             Ok(file_stream(file, count))
         })
         .await
+    }
+
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(BlobInfo {
+                digest: digest.clone(),
+                size: m.len(),
+                modified_ms: modified_ms(&m),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobInfo>> {
+        let root = self.inner.blobs.clone();
+        let after = after.cloned();
+        blocking(move || Ok(list_blob_files(&root, after.as_ref(), limit)?)).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {

@@ -78,6 +78,17 @@ impl ByteRange {
     }
 }
 
+/// What the store knows of one committed blob: for garbage collection, which compares
+/// the store's contents with the meta store's rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+    /// When the bytes were last written (Unix ms): a blob file that no row records is only
+    /// reclaimed once this is older than the grace period.
+    pub modified_ms: i64,
+}
+
 /// A blocking, append-only writer into an upload. Used from a blocking thread.
 pub trait UploadSink: Send {
     /// Appends all of `buf`.
@@ -103,6 +114,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams a committed blob, or the given inclusive range of it.
     async fn open(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream>;
+
+    /// Size and modification time of a committed blob, or `None`.
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<BlobInfo>>;
+
+    /// Committed blobs in digest order (as text, `algorithm:hex`) strictly after `after`,
+    /// at most `limit`. Uploads in progress are never listed (garbage collection walks
+    /// this list and must not see them). S3 maps it to `ListObjectsV2` with `StartAfter`.
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobInfo>>;
 
     /// Deletes a committed blob's bytes. Deleting an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;

@@ -110,5 +110,67 @@ pub async fn run(store: &dyn BlobStore) {
     store.delete(&digest).await.unwrap();
     store.delete(&digest).await.unwrap();
     assert!(store.stat(&digest).await.unwrap().is_none());
+    assert!(store.blob_info(&digest).await.unwrap().is_none());
     assert!(store.list_uploads().await.unwrap().is_empty());
+
+    listing(store, &empty).await;
+}
+
+/// `list_blobs` pages through committed blobs in digest order and never shows uploads;
+/// `blob_info` agrees with it.
+async fn listing(store: &dyn BlobStore, empty: &Digest) {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut expected = vec![(empty.clone(), 0u64)];
+    for i in 0..40u32 {
+        let body = format!("listed blob {i}").repeat(i as usize + 1);
+        let digest = Digest::sha256_of(body.as_bytes());
+        let id = format!("l{i}");
+        store.create_upload(&id).await.unwrap();
+        write(store, &id, 0, body.as_bytes()).await;
+        store.commit_upload(&id, &digest).await.unwrap();
+        expected.push((digest, body.len() as u64));
+    }
+    // A SHA-512 blob sorts after every SHA-256 one.
+    let long = b"sha512 content".to_vec();
+    let d512: Digest = format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+    store.create_upload("l512").await.unwrap();
+    write(store, "l512", 0, &long).await;
+    store.commit_upload("l512", &d512).await.unwrap();
+    expected.push((d512.clone(), long.len() as u64));
+    expected.sort_by_key(|(d, _)| d.to_string());
+    // An upload in progress is not a blob.
+    store.create_upload("in-progress").await.unwrap();
+    write(store, "in-progress", 0, b"partial").await;
+
+    let mut seen = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = store.list_blobs(after.as_ref(), 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        for info in &page {
+            assert!(info.modified_ms >= before - 2_000, "{info:?}");
+            let stat = store.blob_info(&info.digest).await.unwrap().unwrap();
+            assert_eq!(&stat, info);
+        }
+        seen.extend(page.into_iter().map(|i| (i.digest, i.size)));
+    }
+    assert_eq!(seen, expected);
+    assert!(store.list_blobs(Some(&d512), 10).await.unwrap().is_empty());
+    let middle = &expected[20].0;
+    let rest = store.list_blobs(Some(middle), 1000).await.unwrap();
+    assert_eq!(rest.len(), expected.len() - 21);
+    assert_eq!(rest[0].digest, expected[21].0);
+
+    // Deleting leaves the upload alone and the listing without the blob.
+    store.delete(&expected[3].0).await.unwrap();
+    let all = store.list_blobs(None, 1000).await.unwrap();
+    assert_eq!(all.len(), expected.len() - 1);
+    assert!(all.iter().all(|i| i.digest != expected[3].0));
+    assert_eq!(store.upload_size("in-progress").await.unwrap(), Some(7));
+    store.abort_upload("in-progress").await.unwrap();
 }
