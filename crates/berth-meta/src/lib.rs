@@ -19,6 +19,8 @@
 //!
 //! May depend on: `berth-types`.
 
+pub mod gc;
+pub mod gc_suite;
 pub mod iam;
 pub mod secrets;
 pub mod settings;
@@ -28,6 +30,7 @@ pub mod suite;
 pub mod tag_mutability;
 mod types;
 
+pub use gc::GcStore;
 pub use iam::{IamError, IamStore};
 pub use settings::{EcrSettingsStore, SettingsError};
 pub use types::*;
@@ -62,8 +65,9 @@ pub enum MetaError {
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
+/// Garbage collection's methods ([`GcStore`]) are part of every metadata backend.
 #[async_trait::async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: GcStore + Send + Sync + 'static {
     // Repositories.
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool>;
     /// Repository names in lexical order strictly after `after`, at most `limit`; only

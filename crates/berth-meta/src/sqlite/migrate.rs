@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_repository_settings.sql")),
     (4, include_str!("migrations/0004_image_details.sql")),
     (5, include_str!("migrations/0005_ecr_settings.sql")),
+    (6, include_str!("migrations/0006_gc.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -251,18 +251,46 @@ impl MetaStore for SqliteMetaStore {
 
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
         let (name, d) = (repo.to_string(), digest.to_string());
-        self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT b.size FROM blob_links l
-                   JOIN repositories r ON r.id = l.repo_id
-                   JOIN blobs b ON b.digest = l.digest
-                 WHERE r.name = ?1 AND l.digest = ?2",
-            )?
-            .query_row(params![name, d], |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(|s| s as u64))
-        })
-        .await
+        let found = {
+            let (name, d) = (name.clone(), d.clone());
+            self.read(move |c| {
+                Ok::<_, MetaError>(
+                    c.prepare_cached(
+                        "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
+                           JOIN repositories r ON r.id = l.repo_id
+                           JOIN blobs b ON b.digest = l.digest
+                         WHERE r.name = ?1 AND l.digest = ?2",
+                    )?
+                    .query_row(params![name, d], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+                    })
+                    .optional()?,
+                )
+            })
+            .await?
+        };
+        match found {
+            None => Ok(None),
+            Some((size, false)) => Ok(Some(size as u64)),
+            // Garbage collection marked the link unused. A client that sees the blob now
+            // may reference it in a manifest next (a HEAD before a push), so the mark is
+            // cleared, giving it a whole grace period; if collection deleted the link
+            // meanwhile, the blob is reported absent and the client uploads it again.
+            Some((size, true)) => {
+                let kept = self
+                    .write(move |c| {
+                        Ok::<_, MetaError>(
+                            c.prepare_cached(
+                                "UPDATE blob_links SET orphaned_ms = NULL WHERE digest = ?2
+                                   AND repo_id = (SELECT id FROM repositories WHERE name = ?1)",
+                            )?
+                            .execute(params![name, d])?,
+                        )
+                    })
+                    .await?;
+                Ok((kept > 0).then_some(size as u64))
+            }
+        }
     }
 
     async fn commit_blob(
@@ -281,14 +309,23 @@ impl MetaStore for SqliteMetaStore {
             let now = super::now_ms();
             let tx = immediate(c)?;
             let id = ensure_repo(&tx, &name, now)?;
-            tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_ms) VALUES (?1, ?2, ?3)")?
-                .execute(params![d, size as i64, now])?;
+            // Recording a blob references it: any garbage-collection mark goes.
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO blob_links (repo_id, digest, created_ms) VALUES (?1, ?2, ?3)",
+                "INSERT INTO blobs (digest, size, created_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET orphaned_ms = NULL",
+            )?
+            .execute(params![d, size as i64, now])?;
+            tx.prepare_cached(
+                "INSERT INTO blob_links (repo_id, digest, created_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repo_id, digest) DO UPDATE SET orphaned_ms = NULL",
             )?
             .execute(params![id, d, now])?;
             if let Some(u) = upload {
-                tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([u])?;
+                tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                    .execute([&u])?;
+                // The link now holds the blob; the commit's pin (see `GcStore::pin_blob`) can go.
+                tx.prepare_cached("DELETE FROM blob_pins WHERE holder = ?1")?
+                    .execute([&u])?;
             }
             tx.commit()?;
             Ok(())
@@ -320,7 +357,8 @@ impl MetaStore for SqliteMetaStore {
             };
             let id = ensure_repo(&tx, &to, now)?;
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO blob_links (repo_id, digest, created_ms) VALUES (?1, ?2, ?3)",
+                "INSERT INTO blob_links (repo_id, digest, created_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repo_id, digest) DO UPDATE SET orphaned_ms = NULL",
             )?
             .execute(params![id, d, now])?;
             tx.commit()?;
@@ -419,6 +457,11 @@ impl MetaStore for SqliteMetaStore {
                     "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
                      WHERE l.repo_id = ?1 AND l.digest = ?2",
                 )?;
+                // A link the manifest uses is referenced again: its garbage-collection mark goes.
+                let mut unmark = tx.prepare_cached(
+                    "UPDATE blob_links SET orphaned_ms = NULL
+                     WHERE repo_id = ?1 AND digest = ?2 AND orphaned_ms IS NOT NULL",
+                )?;
                 let mut sizes = std::collections::HashMap::new();
                 for b in &m.blobs {
                     let size: Option<i64> = blob_size
@@ -428,6 +471,7 @@ impl MetaStore for SqliteMetaStore {
                         Some(s) => sizes.insert(b, s),
                         None => return Err(MetaError::BlobNotLinked(b.clone())),
                     };
+                    unmark.execute(params![id, b.to_string()])?;
                 }
                 // Layers are a subset of the blobs (non-distributable ones may be absent).
                 image_size += m.layers.iter().filter_map(|l| sizes.get(l)).sum::<i64>();

@@ -1,0 +1,254 @@
+//! The garbage-collection behaviour every [`MetaStore`] backend must show (marks, grace
+//! cut-offs, re-checks at deletion, pins). Each backend's tests call [`run`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use berth_types::{Digest, RepositoryName};
+
+use crate::gc::BlobDeleter;
+use crate::{MetaStore, NewManifest};
+
+fn repo(s: &str) -> RepositoryName {
+    s.parse().unwrap()
+}
+fn d(s: &str) -> Digest {
+    Digest::sha256_of(s.as_bytes())
+}
+
+fn manifest(body: &str, blobs: Vec<Digest>) -> NewManifest {
+    NewManifest {
+        digest: Digest::sha256_of(body.as_bytes()),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        body: body.as_bytes().to_vec(),
+        artifact_type: None,
+        subject: None,
+        annotations_json: None,
+        layers: blobs.iter().skip(1).cloned().collect(),
+        blobs,
+        children: vec![],
+        tag: None,
+        now_ms: 1,
+    }
+}
+
+/// A deleter that records what it was asked to delete and fails for `refuse`.
+fn deleter(calls: Arc<AtomicUsize>, refuse: Option<Digest>) -> BlobDeleter {
+    Arc::new(move |digest: &Digest| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        if refuse.as_ref() == Some(digest) {
+            Err("refused".into())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+async fn mark_all(store: &dyn MetaStore, now: i64) -> (usize, usize) {
+    let (mut links, mut blobs, mut after) = (0, 0, None::<Digest>);
+    loop {
+        let page = store.gc_mark(after.as_ref(), 2, now).await.unwrap();
+        links += page.links_marked;
+        blobs += page.blobs_marked;
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return (links, blobs),
+        }
+    }
+}
+
+async fn candidates(store: &dyn MetaStore, now: i64, cutoff: i64) -> Vec<Digest> {
+    let (mut out, mut after) = (Vec::new(), None::<Digest>);
+    loop {
+        let page = store
+            .gc_candidates(now, cutoff, after.as_ref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            let mut out: Vec<Digest> = out;
+            out.sort_by_key(|d: &Digest| d.to_string());
+            return out;
+        };
+        after = Some(last.digest.clone());
+        out.extend(page.into_iter().map(|b| b.digest));
+    }
+}
+
+fn sorted(mut v: Vec<Digest>) -> Vec<Digest> {
+    v.sort_by_key(|d| d.to_string());
+    v
+}
+
+/// Runs the whole suite against a fresh, empty store.
+pub async fn run(store: &dyn MetaStore) {
+    let (a, b) = (repo("gc/a"), repo("gc/b"));
+    let (x, y, z) = (d("gc x"), d("gc y"), d("gc z"));
+    store.commit_blob(&a, &x, 10, None).await.unwrap();
+    store.commit_blob(&a, &y, 20, None).await.unwrap();
+    store.commit_blob(&a, &z, 30, None).await.unwrap();
+    store
+        .put_manifest(&a, &manifest("gc image", vec![x.clone(), y.clone()]))
+        .await
+        .unwrap();
+
+    // The first pass marks the link no manifest uses; blobs all still have links.
+    assert_eq!(mark_all(store, 100).await, (1, 0));
+    assert_eq!(mark_all(store, 150).await, (0, 0), "marks are not renewed");
+    assert_eq!(store.gc_count_sweepable_links(150, 100).await.unwrap(), 1);
+    assert_eq!(store.gc_count_sweepable_links(150, 99).await.unwrap(), 0);
+    assert!(candidates(store, 150, 149).await.is_empty());
+    // A dry run with no grace predicts z: its only link is sweepable.
+    assert_eq!(candidates(store, 150, 150).await, vec![z.clone()]);
+
+    // Sweeping respects the cut-off.
+    assert_eq!(store.gc_sweep_links(99, 10).await.unwrap(), 0);
+    assert_eq!(store.gc_sweep_links(100, 10).await.unwrap(), 1);
+    assert!(store.linked_blob(&a, &z).await.unwrap().is_none());
+    assert_eq!(store.linked_blob(&a, &x).await.unwrap(), Some(10));
+
+    // Now the blob itself is marked, and deletable once its mark is old enough.
+    assert_eq!(mark_all(store, 200).await, (0, 1));
+    assert!(candidates(store, 300, 199).await.is_empty());
+    let page = store.gc_candidates(300, 200, None, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        (page[0].digest.clone(), page[0].size, page[0].orphaned_ms),
+        (z.clone(), 30, Some(200))
+    );
+
+    // A pin (a commit of the same digest in progress) protects it, and clears the mark.
+    store.pin_blob("up1", &z, 250).await.unwrap();
+    assert!(candidates(store, 300, i64::MAX - 1).await.is_empty());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let deleted = store
+        .gc_delete_blobs(
+            std::slice::from_ref(&z),
+            i64::MAX - 1,
+            deleter(calls.clone(), None),
+        )
+        .await
+        .unwrap();
+    assert!(deleted.is_empty());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "bytes of a pinned blob are never touched"
+    );
+    // The commit records the blob, links it and drops its pin.
+    store.commit_blob(&a, &z, 30, Some("up1")).await.unwrap();
+    assert!(store
+        .gc_unrecorded(std::slice::from_ref(&z))
+        .await
+        .unwrap()
+        .is_empty());
+    store.unpin_blob("up1").await.unwrap();
+    assert_eq!(mark_all(store, 300).await, (1, 0));
+
+    // Seeing a marked link (a HEAD before a manifest push) clears its mark.
+    assert_eq!(store.linked_blob(&a, &z).await.unwrap(), Some(30));
+    assert_eq!(store.gc_count_sweepable_links(400, 350).await.unwrap(), 0);
+    // So does a manifest that uses it.
+    assert_eq!(mark_all(store, 400).await, (1, 0));
+    store
+        .put_manifest(&a, &manifest("gc image 2", vec![x.clone(), z.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(store.gc_count_sweepable_links(500, 450).await.unwrap(), 0);
+
+    // Deleting the repository leaves every blob unreferenced.
+    store.delete_repository(&a, true).await.unwrap();
+    assert_eq!(mark_all(store, 500).await, (0, 3));
+    assert_eq!(
+        candidates(store, 600, 500).await,
+        sorted(vec![x.clone(), y.clone(), z.clone()])
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let all = [x.clone(), y.clone(), z.clone()];
+    let deleted = store
+        .gc_delete_blobs(&all, 499, deleter(calls.clone(), None))
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "marked after the cut-off");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // A blob whose bytes cannot be deleted keeps its row.
+    let deleted = store
+        .gc_delete_blobs(&all, 500, deleter(calls.clone(), Some(y.clone())))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        sorted(deleted.iter().map(|b| b.digest.clone()).collect()),
+        sorted(vec![x.clone(), z.clone()])
+    );
+    assert_eq!(deleted.iter().map(|b| b.size).sum::<u64>(), 40);
+    assert_eq!(candidates(store, 600, 500).await, vec![y.clone()]);
+    assert_eq!(
+        sorted(store.gc_unrecorded(&all).await.unwrap()),
+        sorted(vec![x.clone(), z.clone()])
+    );
+
+    // A deleted blob pushed again is an ordinary new blob.
+    store.commit_blob(&b, &x, 10, None).await.unwrap();
+    assert_eq!(store.linked_blob(&b, &x).await.unwrap(), Some(10));
+    // A manifest reference holds a blob even after its link is removed by hand.
+    store
+        .put_manifest(&b, &manifest("gc image b", vec![x.clone()]))
+        .await
+        .unwrap();
+    assert!(store.unlink_blob(&b, &x).await.unwrap());
+    assert_eq!(mark_all(store, 700).await, (0, 0));
+    assert!(!candidates(store, 800, i64::MAX - 1).await.contains(&x));
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert!(store
+        .gc_delete_blobs(
+            std::slice::from_ref(&x),
+            i64::MAX - 1,
+            deleter(calls.clone(), None)
+        )
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A fresh link of an upload whose manifest is not pushed yet: with no grace a dry run
+    // counts it; with any grace it waits.
+    let w = d("gc w");
+    store.commit_blob(&b, &w, 5, None).await.unwrap();
+    assert!(candidates(store, 900, 900).await.contains(&w));
+    assert!(!candidates(store, 900, 899).await.contains(&w));
+
+    // Unrecorded bytes (no row): deletable unless pinned.
+    let fresh = d("gc unrecorded");
+    assert_eq!(
+        store
+            .gc_unrecorded(&[fresh.clone(), w.clone()])
+            .await
+            .unwrap(),
+        vec![fresh.clone()]
+    );
+    store.pin_blob("up2", &fresh, 900).await.unwrap();
+    assert!(store
+        .gc_unrecorded(std::slice::from_ref(&fresh))
+        .await
+        .unwrap()
+        .is_empty());
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert!(store
+        .gc_delete_unrecorded(std::slice::from_ref(&fresh), deleter(calls.clone(), None))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Pins left by a dead process expire.
+    assert_eq!(store.gc_expire_pins(900).await.unwrap(), 0);
+    assert_eq!(store.gc_expire_pins(901).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .gc_delete_unrecorded(std::slice::from_ref(&fresh), deleter(calls.clone(), None))
+            .await
+            .unwrap(),
+        vec![fresh.clone()]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Unpinning an absent pin is fine.
+    store.unpin_blob("nobody").await.unwrap();
+}
