@@ -61,6 +61,36 @@ impl Authenticator {
         }
     }
 
+    /// What can be checked before the body is read: a well-formed SigV4 authorization for
+    /// this service, region and time, by an access key that exists and is active. The
+    /// edge calls this first so that an unauthenticated client cannot make the server
+    /// buffer a large body; [`Authenticator::authenticate`] then checks the signature.
+    pub async fn precheck(
+        &self,
+        parts: &http::request::Parts,
+        now: OffsetDateTime,
+    ) -> Result<(), EcrError> {
+        let auth = |e: SigV4Error| EcrError::Authentication(e);
+        let req = SigRequest::from_http(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            PayloadHash::Declared,
+        );
+        let parsed = self.verifier.parse(&req).map_err(auth)?;
+        self.verifier
+            .check_scope_and_time(&parsed, now)
+            .map_err(auth)?;
+        if parsed.security_token.is_some()
+            || self.active_key(&parsed.access_key_id).await?.is_none()
+        {
+            return Err(EcrError::Authentication(SigV4Error::UnrecognizedClient {
+                access_key_id: parsed.access_key_id.clone(),
+            }));
+        }
+        Ok(())
+    }
+
     /// Verifies the signature of a request whose whole body is `body`.
     pub async fn authenticate(
         &self,

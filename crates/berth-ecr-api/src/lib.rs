@@ -255,6 +255,8 @@ async fn handle(
             secure: false,
         });
     let (parts, body) = req.into_parts();
+    let now = time::OffsetDateTime::now_utc();
+    state.inner.auth.precheck(&parts, now).await?;
     let body = http_body_util::Limited::new(body, MAX_BODY)
         .collect()
         .await
@@ -268,7 +270,6 @@ async fn handle(
             }
         })?
         .to_bytes();
-    let now = time::OffsetDateTime::now_utc();
     let caller = state.inner.auth.authenticate(&parts, &body, now).await?;
     if let Some(limits) = &state.inner.limits {
         limits

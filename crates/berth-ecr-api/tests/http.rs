@@ -509,15 +509,36 @@ async fn authorization_tokens_are_signed_for_the_caller_and_expire_in_12_hours()
     assert_eq!(err_type(&v), "InvalidParameterException");
 }
 
+/// An unauthenticated request is refused from its headers, before its body is read; an
+/// authenticated one over the limit is 413.
 #[tokio::test]
-async fn oversize_bodies_are_refused_before_anything_else() {
+async fn oversize_bodies_are_refused_and_unsigned_bodies_are_never_read() {
     let env = env().await;
-    let big = vec![b' '; berth_ecr_api::MAX_BODY + 1];
+    let big = " ".repeat(berth_ecr_api::MAX_BODY + 1);
+    // A body that fails when polled: reading it would turn the answer into an error about
+    // the body, not about the missing signature.
+    let poisoned = Body::from_stream(futures::stream::once(async {
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::other("the body was read"))
+    }));
     let req = Request::post("/")
         .header("x-amz-target", format!("{TARGET_PREFIX}.UploadLayerPart"))
-        .body(Body::from(big))
+        .body(poisoned)
         .unwrap();
     let (s, v) = send(&env.app, req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(err_type(&v), "MissingAuthenticationTokenException");
+
+    let (s, v) = send(
+        &env.app,
+        signed(
+            &env.root,
+            env.root.secret.expose(),
+            "UploadLayerPart",
+            &big,
+            REGION,
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(err_type(&v), "SerializationException");
 }
