@@ -49,6 +49,9 @@ curl --version | sed -n 1p
 PIP_PACKAGES=(botocore boto3 awscli)
 step "python3 -m pip install ${PIP_PACKAGES[*]}"
 retry python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+# pyenv installs console scripts behind shims that only appear after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+aws --version
 
 if cargo nextest --version >/dev/null 2>&1; then
   step "cargo-nextest present: $(cargo nextest --version | sed -n 1p)"
