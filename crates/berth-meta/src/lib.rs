@@ -17,11 +17,17 @@
 //! settings, repository creation templates) is a third trait, [`EcrSettingsStore`]
 //! (module [`settings`]), implemented by [`sqlite::SqliteMetaStore`] itself.
 //!
+//! Lifecycle policies, their previews, the facts evaluation reads in one query per
+//! repository and execution's conditional delete with its expiry log are a fourth trait,
+//! [`LifecycleStore`] (module [`lifecycle`]), also implemented by [`sqlite::SqliteMetaStore`].
+//!
 //! May depend on: `berth-types`.
 
 pub mod gc;
 pub mod gc_suite;
 pub mod iam;
+pub mod lifecycle;
+pub mod lifecycle_suite;
 pub mod secrets;
 pub mod settings;
 pub mod settings_suite;
@@ -32,6 +38,7 @@ mod types;
 
 pub use gc::GcStore;
 pub use iam::{IamError, IamStore};
+pub use lifecycle::LifecycleStore;
 pub use settings::{EcrSettingsStore, SettingsError};
 pub use types::*;
 

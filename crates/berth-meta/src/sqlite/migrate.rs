@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_image_details.sql")),
     (5, include_str!("migrations/0005_ecr_settings.sql")),
     (6, include_str!("migrations/0006_gc.sql")),
+    (7, include_str!("migrations/0007_lifecycle.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -4,6 +4,7 @@
 
 mod gc_queries;
 mod iam_queries;
+mod lifecycle_queries;
 mod migrate;
 mod queries;
 mod settings_queries;
@@ -176,6 +177,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
         crate::settings_suite::run(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_backend_passes_the_lifecycle_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+        crate::lifecycle_suite::run(&store, &store).await;
     }
 
     #[tokio::test]
