@@ -60,9 +60,10 @@ pub trait GcStore: Send + Sync + 'static {
     async fn gc_expire_pins(&self, before_ms: i64) -> Result<usize>;
 
     /// Deletes up to `limit` links marked before or at `cutoff_ms` that no manifest of
-    /// their repository references (re-checked in the deleting transaction). Returns how
-    /// many went.
-    async fn gc_sweep_links(&self, cutoff_ms: i64, limit: usize) -> Result<usize>;
+    /// their repository references (re-checked in the deleting transaction), and marks
+    /// with `now_ms` each blob left unreferenced by that, in the same transaction. Returns
+    /// how many links went.
+    async fn gc_sweep_links(&self, cutoff_ms: i64, now_ms: i64, limit: usize) -> Result<usize>;
     /// How many links a sweep would delete now (a dry run): unreferenced ones whose mark,
     /// or `now_ms` when unmarked, is at or before `cutoff_ms`.
     async fn gc_count_sweepable_links(&self, now_ms: i64, cutoff_ms: i64) -> Result<usize>;

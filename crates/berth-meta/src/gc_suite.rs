@@ -100,14 +100,14 @@ pub async fn run(store: &dyn MetaStore) {
     // A dry run with no grace predicts z: its only link is sweepable.
     assert_eq!(candidates(store, 150, 150).await, vec![z.clone()]);
 
-    // Sweeping respects the cut-off.
-    assert_eq!(store.gc_sweep_links(99, 10).await.unwrap(), 0);
-    assert_eq!(store.gc_sweep_links(100, 10).await.unwrap(), 1);
+    // Sweeping respects the cut-off, and marks the blob that lost its last link.
+    assert_eq!(store.gc_sweep_links(99, 200, 10).await.unwrap(), 0);
+    assert_eq!(store.gc_sweep_links(100, 200, 10).await.unwrap(), 1);
     assert!(store.linked_blob(&a, &z).await.unwrap().is_none());
     assert_eq!(store.linked_blob(&a, &x).await.unwrap(), Some(10));
 
-    // Now the blob itself is marked, and deletable once its mark is old enough.
-    assert_eq!(mark_all(store, 200).await, (0, 1));
+    // So the blob is deletable once its own mark is old enough.
+    assert_eq!(mark_all(store, 250).await, (0, 0));
     assert!(candidates(store, 300, 199).await.is_empty());
     let page = store.gc_candidates(300, 200, None, 10).await.unwrap();
     assert_eq!(page.len(), 1);

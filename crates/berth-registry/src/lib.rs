@@ -12,6 +12,7 @@
 mod cache;
 pub mod create_on_push;
 pub mod error;
+pub mod gc;
 mod images;
 mod layer_parts;
 mod manifests;

@@ -376,11 +376,51 @@ impl Uploads {
                 actual,
             });
         }
-        self.blobs.commit_upload(id, digest).await?;
-        self.meta.commit_blob(repo, digest, size, Some(id)).await?;
+        self.commit(repo, id, digest, size).await?;
         drop(slot);
         self.active.forget(id);
         Ok(size)
+    }
+
+    /// Moves the verified upload `id` into place as blob `digest` and records it in
+    /// `repo`, safely against garbage collection deleting the same digest meanwhile:
+    ///
+    /// 1. pin the digest on behalf of the upload (from here collection leaves it be, and a
+    ///    deletion that won the race has already removed the bytes);
+    /// 2. move the upload into place, or drop it if the blob file exists: that file is
+    ///    pinned, so it stays;
+    /// 3. record the blob and link it in one transaction, which also drops the pin: the
+    ///    link holds the blob from then on;
+    /// 4. check that the bytes are there. Steps 1–3 make this always true; it guards
+    ///    against a pin expired by a commit stalled for longer than collection keeps pins.
+    ///    Should it fail, the client's retry moves its upload into the empty place.
+    async fn commit(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        self.meta.pin_blob(id, digest, now_ms()).await?;
+        let recorded = async {
+            self.blobs.commit_upload(id, digest).await?;
+            // For a monolithic push there is no upload row; the id still names the pin.
+            self.meta.commit_blob(repo, digest, size, Some(id)).await?;
+            Ok::<_, RegistryError>(())
+        }
+        .await;
+        if let Err(e) = recorded {
+            if let Err(unpin) = self.meta.unpin_blob(id).await {
+                tracing::warn!(upload = id, error = %unpin, "could not unpin a failed commit (it expires)");
+            }
+            return Err(e);
+        }
+        match self.blobs.stat(digest).await? {
+            Some(stored) if stored == size => Ok(()),
+            stored => Err(RegistryError::Internal(
+                format!("blob {digest} was recorded but its bytes are missing or differ ({stored:?} bytes, not {size}); upload it again").into(),
+            )),
+        }
     }
 
     /// A whole blob in one request, never registered as an upload row: if the process
@@ -416,10 +456,7 @@ impl Uploads {
                     actual,
                 });
             }
-            self.blobs.commit_upload(&id, digest).await?;
-            self.meta
-                .commit_blob(repo, digest, state.offset, None)
-                .await?;
+            self.commit(repo, &id, digest, state.offset).await?;
             Ok(state.offset)
         }
         .await;

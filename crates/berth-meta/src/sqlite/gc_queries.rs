@@ -16,6 +16,11 @@ use crate::{MetaError, Result};
 const LINK_REFERENCED: &str = "EXISTS (SELECT 1 FROM manifest_refs r
      WHERE r.repo_id = l.repo_id AND r.target = l.digest AND r.kind = 0)";
 
+/// Something holds blob row `b`: a link, a manifest reference or a commit's pin.
+const BLOB_HELD: &str = "(EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
+     OR EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
+     OR EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest))";
+
 /// A blob row `b` is deletable now: marked long enough ago, and nothing holds it.
 const BLOB_DELETABLE: &str = "b.orphaned_ms IS NOT NULL AND b.orphaned_ms <= ?2
    AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
@@ -69,20 +74,34 @@ impl GcStore for SqliteMetaStore {
         .await
     }
 
-    async fn gc_sweep_links(&self, cutoff_ms: i64, limit: usize) -> Result<usize> {
+    async fn gc_sweep_links(&self, cutoff_ms: i64, now_ms: i64, limit: usize) -> Result<usize> {
         self.write(move |c| {
             let tx = immediate(c)?;
-            let n = tx
+            let links: Vec<(i64, String)> = tx
                 .prepare_cached(&format!(
-                    "DELETE FROM blob_links WHERE (repo_id, digest) IN (
-                       SELECT l.repo_id, l.digest FROM blob_links l
-                       WHERE l.orphaned_ms IS NOT NULL AND l.orphaned_ms <= ?1
-                         AND NOT {LINK_REFERENCED}
-                       LIMIT ?2)"
+                    "SELECT l.repo_id, l.digest FROM blob_links l
+                     WHERE l.orphaned_ms IS NOT NULL AND l.orphaned_ms <= ?1
+                       AND NOT {LINK_REFERENCED}
+                     LIMIT ?2"
                 ))?
-                .execute(params![cutoff_ms, limit as i64])?;
+                .query_map(params![cutoff_ms, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            {
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM blob_links WHERE repo_id = ?1 AND digest = ?2")?;
+                let mut mark = tx.prepare_cached(&format!(
+                    "UPDATE blobs AS b SET orphaned_ms = ?2
+                     WHERE b.digest = ?1 AND b.orphaned_ms IS NULL AND NOT {BLOB_HELD}"
+                ))?;
+                for (repo_id, digest) in &links {
+                    delete.execute(params![repo_id, digest])?;
+                    mark.execute(params![digest, now_ms])?;
+                }
+            }
             tx.commit()?;
-            Ok(n)
+            Ok(links.len())
         })
         .await
     }
@@ -131,18 +150,15 @@ impl GcStore for SqliteMetaStore {
                    AND {LINK_REFERENCED}"
             ))?
             .execute(params![lo, hi])?;
-            const HELD: &str = "(EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
-                 OR EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
-                 OR EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest))";
             let blobs_marked = tx
                 .prepare_cached(&format!(
                     "UPDATE blobs AS b SET orphaned_ms = ?3
-                     WHERE b.digest > ?1 AND b.digest <= ?2 AND b.orphaned_ms IS NULL AND NOT {HELD}"
+                     WHERE b.digest > ?1 AND b.digest <= ?2 AND b.orphaned_ms IS NULL AND NOT {BLOB_HELD}"
                 ))?
                 .execute(params![lo, hi, now_ms])?;
             tx.prepare_cached(&format!(
                 "UPDATE blobs AS b SET orphaned_ms = NULL
-                 WHERE b.digest > ?1 AND b.digest <= ?2 AND b.orphaned_ms IS NOT NULL AND {HELD}"
+                 WHERE b.digest > ?1 AND b.digest <= ?2 AND b.orphaned_ms IS NOT NULL AND {BLOB_HELD}"
             ))?
             .execute(params![lo, hi])?;
             tx.commit()?;

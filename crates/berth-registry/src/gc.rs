@@ -1,0 +1,252 @@
+//! Online garbage collection: deletes blobs nothing references any more, after a grace
+//! period, while pushes and pulls go on.
+//!
+//! One pass ([`GarbageCollector::run`]):
+//! 1. expires commit pins older than [`PIN_LIFETIME`] (left by a process that died);
+//! 2. walks every blob row, marking unreferenced links and blobs with now and unmarking
+//!    those referenced again (pages of [`PAGE`], one short transaction each);
+//! 3. deletes links that no manifest of their repository has used since before the
+//!    cut-off (now − grace), as an image's deletion leaves them, marking the blobs they
+//!    leave unlinked;
+//! 4. deletes blobs marked at or before the cut-off, re-checked and with their bytes
+//!    removed inside the store's write transaction ([`berth_meta::GcStore::gc_delete_blobs`]);
+//! 5. deletes blob files no row records (a crash between moving an upload into place and
+//!    recording it) once they are older than the cut-off; uploads in progress live
+//!    elsewhere (`uploads/`) and are never listed.
+//!
+//! An image's unshared bytes are therefore freed about two grace periods (plus up to two
+//! intervals) after its deletion: the link waits one grace, then the blob another; a
+//! repository's after one grace (plus up to two intervals), as its links go with it.
+//! A dry run changes nothing and reports what a run with the same grace would free now.
+//! Why no race can delete a blob a push is about to reference: docs/ARCHITECTURE.md,
+//! "Garbage collection".
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use berth_blobstore::BlobStore;
+use berth_meta::gc::{BlobDeleter, GcBlob};
+use berth_meta::MetaStore;
+use berth_types::Digest;
+
+use crate::error::Result;
+use crate::{now_ms, Registry};
+
+/// Rows per page of the mark walk, the candidate scan and the file listing.
+const PAGE: usize = 1000;
+/// Blobs deleted per write transaction (each holds the write lock while deleting files).
+const DELETE_BATCH: usize = 64;
+/// A commit holds its pin for milliseconds; one an hour old belongs to a dead process.
+pub const PIN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How a pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct GcOptions {
+    /// How long a blob must have been unreferenced before it is deleted.
+    pub grace: Duration,
+    /// Report only; change nothing.
+    pub dry_run: bool,
+}
+
+/// What a pass freed (or, in a dry run, would free).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub grace_secs: u64,
+    /// Blobs (rows and bytes) deleted, or deletable now in a dry run.
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Blob files no row records, older than the grace period: deleted (or deletable).
+    pub unrecorded_files: u64,
+    pub unrecorded_bytes: u64,
+    /// Links no manifest uses, removed (or removable) by this pass.
+    pub links: u64,
+    /// Blobs unreferenced but still within the grace period (or not yet seen by a pass),
+    /// left for a later pass.
+    pub pending_blobs: u64,
+    pub pending_bytes: u64,
+    /// Expired commit pins removed.
+    pub pins_expired: u64,
+    pub elapsed_ms: u64,
+}
+
+impl GcReport {
+    /// Everything the pass freed (or would free): recorded blobs plus unrecorded files.
+    pub fn freed_bytes(&self) -> u64 {
+        self.bytes + self.unrecorded_bytes
+    }
+    pub fn freed_blobs(&self) -> u64 {
+        self.blobs + self.unrecorded_files
+    }
+}
+
+/// Runs passes over a meta store and a blob store. Cheap to clone.
+#[derive(Clone)]
+pub struct GarbageCollector {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    /// One pass at a time per collector (a manual run waits for the background one).
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Registry {
+    /// A collector over this registry's stores.
+    pub fn garbage_collector(&self) -> GarbageCollector {
+        GarbageCollector::new(self.inner.meta.clone(), self.inner.blobs.clone())
+    }
+}
+
+fn sum(blobs: &[GcBlob]) -> (u64, u64) {
+    (blobs.len() as u64, blobs.iter().map(|b| b.size).sum())
+}
+
+impl GarbageCollector {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
+        GarbageCollector {
+            meta,
+            blobs,
+            running: Arc::default(),
+        }
+    }
+
+    /// Deletes bytes from the blob store; called by the meta store inside its write
+    /// transaction, on a blocking thread.
+    fn deleter(&self) -> BlobDeleter {
+        let blobs = self.blobs.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(move |digest: &Digest| {
+            runtime
+                .block_on(blobs.delete(digest))
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// One pass; see the module documentation.
+    pub async fn run(&self, options: GcOptions) -> Result<GcReport> {
+        let _one_at_a_time = self.running.lock().await;
+        let started = Instant::now();
+        let now = now_ms();
+        let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(grace_ms);
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            grace_secs: options.grace.as_secs(),
+            ..GcReport::default()
+        };
+        let meta = self.meta.as_ref();
+
+        if options.dry_run {
+            report.links = meta.gc_count_sweepable_links(now, cutoff).await? as u64;
+            (report.blobs, report.bytes) = self.count(now, cutoff).await?;
+        } else {
+            let pin_cutoff = now.saturating_sub(PIN_LIFETIME.as_millis() as i64);
+            report.pins_expired = meta.gc_expire_pins(pin_cutoff).await? as u64;
+            // Mark first, so that with no grace a link unused now goes in this pass, and
+            // its blob with it (the sweep marks the blobs it leaves unlinked).
+            let mut after = None;
+            loop {
+                let page = meta.gc_mark(after.as_ref(), PAGE, now).await?;
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            loop {
+                let n = meta.gc_sweep_links(cutoff, now, PAGE).await?;
+                report.links += n as u64;
+                if n < PAGE {
+                    break;
+                }
+            }
+            let deleter = self.deleter();
+            let mut after = None::<Digest>;
+            loop {
+                let page = meta
+                    .gc_candidates(now, cutoff, after.as_ref(), PAGE)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.digest.clone());
+                for chunk in page.chunks(DELETE_BATCH) {
+                    let digests: Vec<Digest> = chunk.iter().map(|b| b.digest.clone()).collect();
+                    let gone = meta
+                        .gc_delete_blobs(&digests, cutoff, deleter.clone())
+                        .await?;
+                    let (n, bytes) = sum(&gone);
+                    report.blobs += n;
+                    report.bytes += bytes;
+                }
+            }
+        }
+
+        // Everything unreferenced that is left (a dry run: minus what it would free).
+        let (all, all_bytes) = self.count(now, i64::MAX).await?;
+        if options.dry_run {
+            report.pending_blobs = all.saturating_sub(report.blobs);
+            report.pending_bytes = all_bytes.saturating_sub(report.bytes);
+        } else {
+            (report.pending_blobs, report.pending_bytes) = (all, all_bytes);
+        }
+
+        (report.unrecorded_files, report.unrecorded_bytes) =
+            self.unrecorded(cutoff, options.dry_run).await?;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// Count and bytes of the blobs deletable at `cutoff` (see `GcStore::gc_candidates`).
+    async fn count(&self, now: i64, cutoff: i64) -> Result<(u64, u64)> {
+        let (mut count, mut bytes, mut after) = (0u64, 0u64, None::<Digest>);
+        loop {
+            let page = self
+                .meta
+                .gc_candidates(now, cutoff, after.as_ref(), PAGE)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok((count, bytes));
+            };
+            after = Some(last.digest.clone());
+            let (n, b) = sum(&page);
+            count += n;
+            bytes += b;
+        }
+    }
+
+    /// Blob files no row records, last written before `cutoff`: deleted unless `dry_run`.
+    async fn unrecorded(&self, cutoff: i64, dry_run: bool) -> Result<(u64, u64)> {
+        let deleter = self.deleter();
+        let (mut count, mut bytes, mut after) = (0u64, 0u64, None::<Digest>);
+        loop {
+            let page = self.blobs.list_blobs(after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok((count, bytes));
+            };
+            after = Some(last.digest.clone());
+            let old: Vec<Digest> = page
+                .iter()
+                .filter(|b| b.modified_ms <= cutoff)
+                .map(|b| b.digest.clone())
+                .collect();
+            if old.is_empty() {
+                continue;
+            }
+            let mut found = self.meta.gc_unrecorded(&old).await?;
+            if !dry_run && !found.is_empty() {
+                found = self
+                    .meta
+                    .gc_delete_unrecorded(&found, deleter.clone())
+                    .await?;
+            }
+            for d in found {
+                if let Some(info) = page.iter().find(|b| b.digest == d) {
+                    count += 1;
+                    bytes += info.size;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
