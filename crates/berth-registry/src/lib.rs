@@ -10,11 +10,13 @@
 //! May depend on: `berth-types`, `berth-blobstore`, `berth-meta`.
 
 mod cache;
+pub mod clock;
 pub mod create_on_push;
 pub mod error;
 pub mod gc;
 mod images;
 mod layer_parts;
+pub mod lifecycle;
 mod manifests;
 mod pull_times;
 mod uploads;

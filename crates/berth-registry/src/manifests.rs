@@ -10,7 +10,7 @@ use berth_types::{media, Digest, ManifestError, Reference, RepositoryName};
 
 use crate::cache::ServedManifest;
 use crate::error::{RegistryError, Result};
-use crate::{now_ms, Registry};
+use crate::Registry;
 
 /// Largest page a listing returns when the client names no `n`.
 pub const DEFAULT_PAGE_LIMIT: usize = 10_000;
@@ -111,7 +111,8 @@ impl Registry {
             layers: parsed.layers.iter().map(|d| d.digest.clone()).collect(),
             tag: tag.clone(),
             body: body.to_vec(),
-            now_ms: now_ms(),
+            // The registry clock: lifecycle ages count from it (see `clock`).
+            now_ms: crate::clock::now_ms(),
         };
         let outcome = self.inner.meta.put_manifest(repo, &new).await;
         // Invalidate even on failure: harmless, and keeps the rule "every write invalidates".

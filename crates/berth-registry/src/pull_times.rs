@@ -40,11 +40,9 @@ pub(crate) struct PullTimes {
     flushing: tokio::sync::Mutex<()>,
 }
 
+/// The registry clock (see `clock`): lifecycle's `sinceImagePulled` reads these times.
 fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::clock::now_ms().div_euclid(1000)
 }
 
 impl PullTimes {

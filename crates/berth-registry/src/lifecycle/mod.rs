@@ -1,0 +1,294 @@
+//! Running lifecycle policies against live data: previews and executions.
+//!
+//! Both start the same way — the repository's image facts from one store query
+//! ([`LifecycleStore::image_facts`]), the registry clock's "now" ([`crate::clock`]) and
+//! `berth_lifecycle::evaluate` — so a preview shows exactly what an execution at the same
+//! moment would do. A preview stores the plan's rows and changes nothing else. An
+//! execution carries the plan out in its safe order (referrers before their subject, an
+//! index before its children), one conditional delete per image
+//! ([`LifecycleStore::expire_image`]): the image is expired only if, inside the deleting
+//! transaction, it still has exactly the tags that were evaluated and no index references
+//! it, so a concurrent push (a new tag, a new index) wins and the image stays until the
+//! next evaluation. Each expiry is logged (an event in the store and an `info` line), the
+//! manifest cache forgets the image exactly as after `Registry::delete_image`, and the
+//! blobs stay for garbage collection. Running twice is harmless: the second run finds the
+//! images gone. `TRANSITION` actions (to the archive tier) are previewed but not carried
+//! out by this version: execution skips and counts them.
+//!
+//! [`scheduler`] runs every repository with a policy at an interval.
+
+pub mod scheduler;
+
+use std::sync::Arc;
+
+use berth_lifecycle::{Action, Evaluation, ImageFacts, LifecycleError, LifecyclePolicy};
+use berth_meta::lifecycle::{
+    ExpireOutcome, Expiry, ImageFactsRecord, PreviewOutcome, PreviewResultRecord, StartPreview,
+};
+use berth_meta::LifecycleStore;
+use berth_types::{Digest, RepositoryName};
+use time::OffsetDateTime;
+
+use crate::error::{RegistryError, Result};
+use crate::Registry;
+
+/// Previews and executions of lifecycle policies. Cheap to clone.
+#[derive(Clone)]
+pub struct Lifecycle {
+    registry: Registry,
+    store: Arc<dyn LifecycleStore>,
+    /// One execution at a time in this process (the scheduler and an on-demand run).
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What one execution did to a repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionReport {
+    /// Images expired, with their rule priority, in the order they went.
+    pub expired: Vec<(Digest, u32)>,
+    /// Bytes of the expired images (ECR's image sizes; shared layers are freed only when no
+    /// other image uses them, by garbage collection).
+    pub expired_bytes: u64,
+    /// Images the plan wanted to expire but that changed meanwhile (new tag, new index)
+    /// or were already gone.
+    pub skipped: usize,
+    /// Transitions to the archive the plan contains and this version does not carry out.
+    pub transitions_skipped: usize,
+    /// `lastEvaluatedAt` as recorded.
+    pub evaluated_at_ms: i64,
+}
+
+/// Why an execution did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    #[error("repository {0} has no lifecycle policy")]
+    NoPolicy(String),
+    /// The stored text no longer parses (stored by an older version or a template).
+    #[error("the lifecycle policy of {repository} is invalid: {error}")]
+    InvalidPolicy {
+        repository: String,
+        error: LifecycleError,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<berth_meta::MetaError> for ExecutionError {
+    fn from(e: berth_meta::MetaError) -> Self {
+        ExecutionError::Registry(e.into())
+    }
+}
+
+fn at(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Evaluation's view of one stored image. Every image is `STANDARD` until the archive
+/// tier exists.
+pub fn to_facts(r: &ImageFactsRecord) -> ImageFacts {
+    ImageFacts {
+        digest: r.digest.clone(),
+        tags: r.tags.clone(),
+        pushed_at: at(r.pushed_ms),
+        last_pulled_at: r.last_pull_ms.map(at),
+        last_activated_at: None,
+        storage_class: berth_lifecycle::StorageClass::Standard,
+        transitioned_at: None,
+        size_bytes: r.size,
+        parents: r.parents.clone(),
+        subject: r.subject.clone(),
+    }
+}
+
+/// The preview rows of a plan, in its order (rule priority, then oldest first).
+pub fn preview_rows(eval: &Evaluation) -> Vec<PreviewResultRecord> {
+    eval.images
+        .iter()
+        .enumerate()
+        .map(|(i, o)| PreviewResultRecord {
+            position: i as i64 + 1,
+            digest: o.digest.clone(),
+            tags: o.tags.clone(),
+            pushed_ms: (o.pushed_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            action: o.action.api_type().to_string(),
+            target_storage_class: o.action.api_target_storage_class().map(str::to_string),
+            rule_priority: o.rule_priority,
+            storage_class: o.storage_class.as_api().to_string(),
+            size: o.size_bytes,
+        })
+        .collect()
+}
+
+impl Lifecycle {
+    pub fn new(registry: Registry, store: Arc<dyn LifecycleStore>) -> Self {
+        Lifecycle {
+            registry,
+            store,
+            running: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn LifecycleStore> {
+        &self.store
+    }
+
+    /// "Now" on the registry clock (see [`crate::clock`]).
+    pub fn now_ms(&self) -> i64 {
+        crate::clock::now_ms()
+    }
+
+    /// Evaluates `policy` against the repository as it is now. Pending pull times are
+    /// written first so `sinceImagePulled` sees the latest pulls.
+    pub async fn evaluate(
+        &self,
+        repo: &RepositoryName,
+        policy: &LifecyclePolicy,
+    ) -> Result<(Evaluation, Vec<ImageFacts>, i64)> {
+        if let Err(e) = self.registry.flush_pull_times().await {
+            tracing::warn!(error = %e, "could not write pending pull times before a lifecycle evaluation");
+        }
+        let records = self
+            .store
+            .image_facts(repo)
+            .await?
+            .ok_or_else(|| RegistryError::RepositoryNotFound(repo.to_string()))?;
+        let facts: Vec<ImageFacts> = records.iter().map(to_facts).collect();
+        let now = self.now_ms();
+        let eval = berth_lifecycle::evaluate(policy, &facts, at(now));
+        Ok((eval, facts, now))
+    }
+
+    /// Starts a preview of `text` (already validated by the caller) and computes it in the
+    /// background; `InProgress` when one is already running.
+    pub async fn start_preview(
+        &self,
+        account: &str,
+        repo: &RepositoryName,
+        text: &str,
+    ) -> Result<StartPreview> {
+        let started = self
+            .store
+            .start_preview(account, repo, text, self.now_ms())
+            .await?;
+        if let StartPreview::Started { generation } = started {
+            let this = self.clone();
+            let (repo, text) = (repo.clone(), text.to_string());
+            tokio::spawn(async move { this.compute_preview(&repo, generation, &text).await });
+        }
+        Ok(started)
+    }
+
+    /// Computes preview run `generation` and stores how it ended.
+    pub async fn compute_preview(&self, repo: &RepositoryName, generation: i64, text: &str) {
+        let outcome = match LifecyclePolicy::parse(text) {
+            Err(e) => PreviewOutcome::Failed(e.to_string()),
+            Ok(policy) => match self.evaluate(repo, &policy).await {
+                Ok((eval, _, _)) => PreviewOutcome::Complete(preview_rows(&eval)),
+                Err(e) => PreviewOutcome::Failed(e.to_string()),
+            },
+        };
+        if let PreviewOutcome::Failed(why) = &outcome {
+            tracing::warn!(repository = %repo, reason = %why, "lifecycle policy preview failed");
+        }
+        if let Err(e) = self
+            .store
+            .finish_preview(repo, generation, &outcome, self.now_ms())
+            .await
+        {
+            tracing::error!(repository = %repo, error = %e, "could not store a lifecycle policy preview");
+        }
+    }
+
+    /// Evaluates the repository's stored policy and carries the plan out (see the module
+    /// documentation), then records `lastEvaluatedAt`.
+    pub async fn execute(
+        &self,
+        repo: &RepositoryName,
+    ) -> std::result::Result<ExecutionReport, ExecutionError> {
+        let _one_at_a_time = self.running.lock().await;
+        let stored = self
+            .store
+            .lifecycle_policy(repo)
+            .await?
+            .ok_or_else(|| ExecutionError::NoPolicy(repo.to_string()))?;
+        let policy = LifecyclePolicy::parse(&stored.text).map_err(|error| {
+            ExecutionError::InvalidPolicy {
+                repository: repo.to_string(),
+                error,
+            }
+        })?;
+        let (eval, facts, now) = self.evaluate(repo, &policy).await?;
+        let mut report = ExecutionReport {
+            evaluated_at_ms: now,
+            ..Default::default()
+        };
+        for digest in &eval.execution_order {
+            let Some(outcome) = eval.outcome(digest) else {
+                continue;
+            };
+            if outcome.action != Action::Expire {
+                report.transitions_skipped += 1;
+                continue;
+            }
+            let Some(fact) = facts.iter().find(|f| &f.digest == digest) else {
+                continue;
+            };
+            let Ok(parsed) = digest.parse::<Digest>() else {
+                report.skipped += 1;
+                continue;
+            };
+            let expiry = Expiry {
+                digest: parsed.clone(),
+                expected_tags: fact.tags.clone(),
+                rule_priority: outcome.rule_priority,
+                size: outcome.size_bytes,
+                pushed_ms: (fact.pushed_at.unix_timestamp_nanos() / 1_000_000) as i64,
+                at_ms: now,
+            };
+            match self.store.expire_image(repo, &expiry).await? {
+                ExpireOutcome::Expired { event_id } => {
+                    for t in &fact.tags {
+                        self.registry
+                            .inner
+                            .cache
+                            .invalidate(repo.as_str(), Some(t), None);
+                    }
+                    self.registry
+                        .inner
+                        .cache
+                        .invalidate(repo.as_str(), None, Some(&parsed));
+                    tracing::info!(
+                        repository = %repo,
+                        digest = %parsed,
+                        tags = ?fact.tags,
+                        rule_priority = outcome.rule_priority,
+                        size = outcome.size_bytes,
+                        event_id,
+                        "lifecycle policy expired an image"
+                    );
+                    report.expired_bytes += outcome.size_bytes;
+                    report.expired.push((parsed, outcome.rule_priority));
+                }
+                other => {
+                    tracing::info!(repository = %repo, digest = %parsed, outcome = ?other, "lifecycle policy left a changed image alone");
+                    report.skipped += 1;
+                }
+            }
+        }
+        if report.transitions_skipped > 0 {
+            tracing::warn!(
+                repository = %repo,
+                count = report.transitions_skipped,
+                "lifecycle transitions to the archive are not carried out by this version"
+            );
+        }
+        self.store
+            .mark_lifecycle_evaluated(repo, &stored.text, now)
+            .await?;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Previews and executions against a real SQLite store and blob store.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream;
+
+use berth_blobstore::DiskBlobStore;
+use berth_meta::lifecycle::{PreviewStatus, PreviewTagFilter, StartPreview};
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_types::{Digest, Reference, RepositoryName};
+
+use super::{ExecutionError, Lifecycle};
+use crate::{Registry, RegistryOptions};
+
+fn lifecycle(dir: &std::path::Path) -> Lifecycle {
+    let meta = SqliteMetaStore::open(dir.join("meta.db")).unwrap();
+    let blobs = DiskBlobStore::open(dir).unwrap();
+    let registry = Registry::new(
+        Arc::new(meta.clone()),
+        Arc::new(blobs),
+        RegistryOptions::default(),
+    );
+    Lifecycle::new(registry, Arc::new(meta))
+}
+
+/// Pushes a one-layer image; tagged when `tag` is given, else by digest. Returns its digest.
+async fn push(r: &Registry, repo: &RepositoryName, seed: &str, tag: Option<&str>) -> Digest {
+    let cfg = format!("{{\"seed\":\"{seed}\"}}").into_bytes();
+    let layer = format!("layer of {seed}").into_bytes();
+    for b in [&cfg, &layer] {
+        let d = Digest::sha256_of(b);
+        let body = stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(b.clone()))]);
+        r.push_blob(repo, &d, body).await.unwrap();
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256_of(&cfg).to_string(), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::sha256_of(&layer).to_string(), "size": layer.len()}],
+    });
+    let body = Bytes::from(serde_json::to_vec(&manifest).unwrap());
+    let digest = Digest::sha256_of(&body);
+    let reference = match tag {
+        Some(t) => Reference::Tag(t.parse().unwrap()),
+        None => Reference::Digest(digest.clone()),
+    };
+    r.put_manifest(repo, &reference, None, body).await.unwrap();
+    // Distinct push times, so "newest" is unambiguous.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    digest
+}
+
+const POLICY: &str = r#"{"rules": [
+  {"rulePriority": 1, "description": "one untagged image",
+   "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}},
+  {"rulePriority": 2, "description": "two release images",
+   "selection": {"tagStatus": "tagged", "tagPrefixList": ["v"], "countType": "imageCountMoreThan", "countNumber": 2},
+   "action": {"type": "expire"}}
+]}"#;
+
+#[tokio::test]
+async fn preview_shows_exactly_what_execution_then_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let lc = lifecycle(dir.path());
+    let r = lc.registry.clone();
+    let repo: RepositoryName = "lc/app".parse().unwrap();
+    let mut untagged = Vec::new();
+    let mut tagged = Vec::new();
+    for i in 0..3 {
+        untagged.push(push(&r, &repo, &format!("u{i}"), None).await);
+    }
+    for i in 0..4 {
+        tagged.push(push(&r, &repo, &format!("v{i}"), Some(&format!("v{i}"))).await);
+    }
+    let keep = push(&r, &repo, "other", Some("latest")).await;
+    // Expected: the two oldest untagged (rule 1) and the two oldest v* (rule 2).
+    let expected: BTreeSet<(String, u32)> = untagged[..2]
+        .iter()
+        .map(|d| (d.to_string(), 1))
+        .chain(tagged[..2].iter().map(|d| (d.to_string(), 2)))
+        .collect();
+
+    // Preview: computed in the background, nothing deleted.
+    let started = lc
+        .start_preview("000000000000", &repo, POLICY)
+        .await
+        .unwrap();
+    assert!(matches!(started, StartPreview::Started { .. }));
+    let store = lc.store().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let preview = loop {
+        let p = store.preview(&repo).await.unwrap().unwrap();
+        if p.status != PreviewStatus::InProgress {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "preview never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(preview.status, PreviewStatus::Complete, "{preview:?}");
+    assert_eq!(preview.expiring_count, 4);
+    let rows = store
+        .preview_results(&repo, PreviewTagFilter::Any, None, 100)
+        .await
+        .unwrap();
+    let previewed: BTreeSet<(String, u32)> = rows
+        .iter()
+        .map(|x| (x.digest.clone(), x.rule_priority))
+        .collect();
+    assert_eq!(previewed, expected);
+    assert!(rows.iter().all(|x| x.action == "EXPIRE" && x.size > 0));
+    for d in untagged.iter().chain(&tagged) {
+        assert!(r.meta().get_manifest(&repo, d).await.unwrap().is_some());
+    }
+
+    // Without a stored policy there is nothing to execute.
+    assert!(matches!(
+        lc.execute(&repo).await,
+        Err(ExecutionError::NoPolicy(_))
+    ));
+    store
+        .put_lifecycle_policy("000000000000", &repo, POLICY, 1)
+        .await
+        .unwrap();
+    let report = lc.execute(&repo).await.unwrap();
+    let executed: BTreeSet<(String, u32)> = report
+        .expired
+        .iter()
+        .map(|(d, p)| (d.to_string(), *p))
+        .collect();
+    assert_eq!(executed, expected);
+    assert_eq!(report.skipped, 0);
+    for d in untagged[..2].iter().chain(&tagged[..2]) {
+        assert!(r.meta().get_manifest(&repo, d).await.unwrap().is_none());
+        assert!(r
+            .get_manifest(&repo, &Reference::Digest(d.clone()))
+            .await
+            .is_err());
+    }
+    for d in untagged[2..].iter().chain(&tagged[2..]).chain([&keep]) {
+        assert!(r
+            .get_manifest(&repo, &Reference::Digest(d.clone()))
+            .await
+            .is_ok());
+    }
+    // The tag of an expired image is gone from the cache too.
+    assert!(r
+        .get_manifest(&repo, &Reference::Tag("v0".parse().unwrap()))
+        .await
+        .is_err());
+    // Logged, and lastEvaluatedAt recorded.
+    let events = store
+        .lifecycle_events(Some("lc/app"), 0, 100)
+        .await
+        .unwrap();
+    let logged: BTreeSet<(String, u32)> = events
+        .iter()
+        .map(|e| (e.digest.clone(), e.rule_priority))
+        .collect();
+    assert_eq!(logged, expected);
+    let policy = store.lifecycle_policy(&repo).await.unwrap().unwrap();
+    assert_eq!(policy.last_evaluated_ms, Some(report.evaluated_at_ms));
+
+    // Idempotent: a second run has nothing left to do.
+    let again = lc.execute(&repo).await.unwrap();
+    assert!(again.expired.is_empty() && again.skipped == 0);
+}
+
+#[tokio::test]
+async fn execution_keeps_index_children_and_takes_referrers_with_their_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let lc = lifecycle(dir.path());
+    let r = lc.registry.clone();
+    let repo: RepositoryName = "lc/graph".parse().unwrap();
+    let child = push(&r, &repo, "child", None).await;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": child.to_string(), "size": 1,
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    });
+    let size = r
+        .meta()
+        .get_manifest(&repo, &child)
+        .await
+        .unwrap()
+        .unwrap()
+        .body
+        .len();
+    let index = serde_json::to_string(&index)
+        .unwrap()
+        .replace("\"size\":1", &format!("\"size\":{size}"));
+    r.put_manifest(
+        &repo,
+        &Reference::Tag("multi".parse().unwrap()),
+        None,
+        Bytes::from(index),
+    )
+    .await
+    .unwrap();
+    let old = push(&r, &repo, "old", None).await;
+    // A signature of `old` (an artifact manifest with a subject).
+    let sig_cfg = b"{}".to_vec();
+    let d = Digest::sha256_of(&sig_cfg);
+    r.push_blob(
+        &repo,
+        &d,
+        stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(sig_cfg.clone()))]),
+    )
+    .await
+    .unwrap();
+    let old_size = r
+        .meta()
+        .get_manifest(&repo, &old)
+        .await
+        .unwrap()
+        .unwrap()
+        .body
+        .len();
+    let sig = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": d.to_string(), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": old.to_string(), "size": old_size},
+    });
+    let sig_body = Bytes::from(serde_json::to_vec(&sig).unwrap());
+    let sig_digest = Digest::sha256_of(&sig_body);
+    r.put_manifest(
+        &repo,
+        &Reference::Digest(sig_digest.clone()),
+        None,
+        sig_body,
+    )
+    .await
+    .unwrap();
+    let newest = push(&r, &repo, "newest", None).await;
+    // Keep one untagged image: `newest`. `child` is kept by the index; `old` goes, and its
+    // signature with it.
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    lc.store()
+        .put_lifecycle_policy("000000000000", &repo, policy, 1)
+        .await
+        .unwrap();
+    let report = lc.execute(&repo).await.unwrap();
+    let gone: Vec<Digest> = report.expired.iter().map(|(d, _)| d.clone()).collect();
+    assert_eq!(
+        gone,
+        vec![sig_digest.clone(), old.clone()],
+        "referrer first"
+    );
+    for d in [&child, &newest] {
+        assert!(r.meta().get_manifest(&repo, d).await.unwrap().is_some());
+    }
+    for d in [&old, &sig_digest] {
+        assert!(r.meta().get_manifest(&repo, d).await.unwrap().is_none());
+    }
+}
