@@ -9,6 +9,7 @@
 //! May depend on: nothing of Berth's.
 
 mod auth;
+mod gc;
 mod limits;
 mod secret;
 
@@ -20,6 +21,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{AnonymousAccess, AuthConfig, Challenge};
+pub use gc::GcConfig;
 pub use limits::LimitsConfig;
 pub use secret::Secret;
 
@@ -33,6 +35,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub uploads: UploadsConfig,
+    pub gc: GcConfig,
     pub log: LogConfig,
 }
 
@@ -295,6 +298,7 @@ impl Config {
         self.auth.validate()?;
         self.limits.validate()?;
         self.uploads.validate()?;
+        self.gc.validate()?;
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! The command line: `berth serve`, `berth config check`, `berth iam ...`.
+//! The command line: `berth serve`, `berth config check`, `berth iam ...`, `berth gc`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,29 @@ pub enum Command {
     /// Manage accounts, IAM users and access keys in the data directory (works whether
     /// or not `berth serve` is running). Output is JSON shaped like the AWS CLI's.
     Iam(IamArgs),
+    /// Delete blobs no repository link, manifest or upload references (one garbage
+    /// collection pass, as `berth serve` runs every `[gc] interval_secs`), and report the
+    /// blobs and bytes reclaimed. Safe while `berth serve` runs.
+    Gc(GcArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// A TOML configuration file (see docs/CONFIG.md).
+    #[arg(long, short = 'c', env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Report what would be reclaimed; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long a blob must have been unreferenced [default: gc.grace_secs, 86400].
+    #[arg(long)]
+    pub grace_secs: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +160,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cfg.redacted_toml());
             eprintln!("configuration is valid");
             Ok(())
+        }
+        Command::Gc(args) => {
+            let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;
+            cfg.apply(&Overrides {
+                data_dir: args.data_dir.clone(),
+                ..Default::default()
+            });
+            cfg.validate()?;
+            let mut log = cfg.log.clone();
+            log.level = "warn".into();
+            crate::logging::init(&log)?;
+            crate::gc::run(cfg, args.grace_secs, args.dry_run, args.json)
         }
         Command::Iam(args) => {
             let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;

@@ -6,6 +6,7 @@
 
 mod admin;
 mod cli;
+mod gc;
 mod logging;
 mod serve;
 mod tls;

@@ -177,6 +177,41 @@ fn spawn_upload_sweeper(registry: Registry, cfg: &Config) {
     });
 }
 
+/// Runs a garbage-collection pass every `[gc] interval_secs` (the first one interval
+/// after start) and logs what it freed.
+fn spawn_gc(registry: Registry, cfg: &Config) {
+    if !cfg.gc.enabled {
+        return;
+    }
+    let options = berth_registry::gc::GcOptions {
+        grace: Duration::from_secs(cfg.gc.grace_secs),
+        dry_run: false,
+    };
+    let every = Duration::from_secs(cfg.gc.interval_secs);
+    let gc = registry.garbage_collector();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match gc.run(options).await {
+                Ok(r) if r.freed_blobs() > 0 || r.links > 0 => tracing::info!(
+                    blobs = r.freed_blobs(),
+                    bytes = r.freed_bytes(),
+                    links = r.links,
+                    pending_blobs = r.pending_blobs,
+                    elapsed_ms = r.elapsed_ms,
+                    "garbage collection freed {} blobs ({} bytes)",
+                    r.freed_blobs(),
+                    r.freed_bytes()
+                ),
+                Ok(r) => tracing::debug!(pending_blobs = r.pending_blobs, "garbage collection freed nothing"),
+                Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+            }
+        }
+    });
+}
+
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not
 /// when first polled), so call it before announcing readiness.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
@@ -222,6 +257,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     spawn_upload_sweeper(registry.clone(), &cfg);
+    spawn_gc(registry.clone(), &cfg);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
