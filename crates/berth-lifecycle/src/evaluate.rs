@@ -17,7 +17,7 @@
 //! The cost is one sort plus, per rule, one pass over the images and their tags: linear in the repository.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use time::{Duration, OffsetDateTime};
 
@@ -44,18 +44,11 @@ pub fn evaluate(
 ) -> Evaluation {
     let imgs = dedupe(images);
     let n = imgs.len();
-    let index: HashMap<&str, usize> = imgs
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.digest.as_str(), i))
-        .collect();
+    // `imgs` is sorted by digest, so a digest's index is a binary search away.
+    let index = |d: &str| imgs.binary_search_by(|f| f.digest.as_str().cmp(d)).ok();
     let subject: Vec<Option<usize>> = imgs
         .iter()
-        .map(|f| {
-            f.subject
-                .as_deref()
-                .map(|s| index.get(s).copied().unwrap_or(usize::MAX))
-        })
+        .map(|f| f.subject.as_deref().map(|s| index(s).unwrap_or(usize::MAX)))
         .collect();
     let mut parents: Vec<Vec<usize>> = imgs
         .iter()
@@ -63,7 +56,7 @@ pub fn evaluate(
         .map(|(i, f)| {
             f.parents
                 .iter()
-                .filter_map(|p| index.get(p.as_str()).copied())
+                .filter_map(|p| index(p))
                 .filter(|&p| p != i)
                 .collect()
         })
@@ -81,9 +74,21 @@ pub fn evaluate(
         }
     }
 
+    // Times as integers, computed once: comparing them is what evaluation mostly does.
+    let nanos = |t: OffsetDateTime| t.unix_timestamp_nanos();
+    let pushed: Vec<i128> = imgs
+        .iter()
+        .map(|f| nanos(f.effective_pushed_at()))
+        .collect();
+    let pulled: Vec<i128> = imgs
+        .iter()
+        .map(|f| nanos(f.effective_pulled_at()))
+        .collect();
+    let archived: Vec<Option<i128>> = imgs.iter().map(|f| f.transitioned_at.map(nanos)).collect();
+
     // Newest first; ties broken by digest so the order (and so `imageCountMoreThan`) never depends on input order.
     let mut newest_first: Vec<usize> = (0..n).collect();
-    newest_first.sort_unstable_by_key(|&i| (Reverse(imgs[i].effective_pushed_at()), Reverse(i)));
+    newest_first.sort_unstable_by_key(|&i| (Reverse(pushed[i]), Reverse(i)));
 
     let visible: Vec<bool> = imgs
         .iter()
@@ -105,23 +110,9 @@ pub fn evaluate(
             CountType::ImageCountMoreThan(keep) => {
                 matched.iter().copied().skip(keep as usize).collect()
             }
-            CountType::SinceImagePushed(days) => older(
-                &matched,
-                now,
-                days,
-                |f| Some(f.effective_pushed_at()),
-                &imgs,
-            ),
-            CountType::SinceImagePulled(days) => older(
-                &matched,
-                now,
-                days,
-                |f| Some(f.effective_pulled_at()),
-                &imgs,
-            ),
-            CountType::SinceImageTransitioned(days) => {
-                older(&matched, now, days, |f| f.transitioned_at, &imgs)
-            }
+            CountType::SinceImagePushed(days) => older(&matched, now, days, |i| Some(pushed[i])),
+            CountType::SinceImagePulled(days) => older(&matched, now, days, |i| Some(pulled[i])),
+            CountType::SinceImageTransitioned(days) => older(&matched, now, days, |i| archived[i]),
         };
         for i in picked {
             if !claimed[i] {
@@ -186,6 +177,7 @@ pub fn evaluate(
         &orphan,
         &parents,
         &subject,
+        &pushed,
     )
 }
 
@@ -215,16 +207,16 @@ fn older(
     matched: &[usize],
     now: OffsetDateTime,
     days: u32,
-    time_of: impl Fn(&ImageFacts) -> Option<OffsetDateTime>,
-    imgs: &[&ImageFacts],
+    time_of: impl Fn(usize) -> Option<i128>,
 ) -> Vec<usize> {
     let Some(cutoff) = now.checked_sub(Duration::days(i64::from(days))) else {
         return Vec::new();
     };
+    let cutoff = cutoff.unix_timestamp_nanos();
     matched
         .iter()
         .copied()
-        .filter(|&i| time_of(imgs[i]).is_some_and(|t| t < cutoff))
+        .filter(|&i| time_of(i).is_some_and(|t| t < cutoff))
         .collect()
 }
 
@@ -304,6 +296,7 @@ fn assemble(
     orphan: &[bool],
     parents: &[Vec<usize>],
     subject: &[Option<usize>],
+    pushed: &[i128],
 ) -> Evaluation {
     let rules = policy.rules();
     let mut rule_outcomes: Vec<RuleOutcome> = rules
@@ -321,7 +314,7 @@ fn assemble(
         .collect();
 
     let mut acted: Vec<usize> = (0..imgs.len()).filter(|&i| act[i].is_some()).collect();
-    acted.sort_unstable_by_key(|&i| (act[i].map(|a| a.rule), imgs[i].effective_pushed_at(), i));
+    acted.sort_unstable_by_key(|&i| (act[i].map(|a| a.rule), pushed[i], i));
     let mut images = Vec::with_capacity(acted.len());
     for &i in &acted {
         let a = act[i].expect("filtered");

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a fixed clock, image literals, and a plain reference evaluator.
 #![allow(dead_code)]
 
+pub mod invariants;
 pub mod reference;
 
 use berth_lifecycle::{Action, Evaluation, ImageFacts, LifecyclePolicy, StorageClass};
