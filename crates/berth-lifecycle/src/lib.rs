@@ -37,10 +37,12 @@
 //! - The text is at most 30,720 characters ([`limits`]).
 //!
 //! ## Evaluation (ECR's)
-//! See [`evaluate()`]'s module: every rule identifies its matches; rules apply lowest priority number first; an
-//! image is acted on by at most one rule and never by a rule of lower priority than one whose selection it
-//! matches; `imageCountMoreThan` keeps the newest N by push time; ages are strict ("more than N days");
-//! images referenced by an index stay while it does; referrers follow their subject.
+//! Every rule identifies its matches (storage class, tag status, tags) regardless of the others and picks among
+//! them by its count type; rules then apply lowest priority number first; an image is acted on by at most one
+//! rule and never by a rule of lower priority than one whose selection it matches (such images still count for
+//! `imageCountMoreThan`, which keeps the newest N by push time); ages are strict ("more than N days"); images
+//! referenced by an index stay while it does; referrers follow their subject. The `evaluate` module documents
+//! each step.
 //!
 //! ## Berth extensions (opt-in)
 //! Every extension key begins with `berth`, so a policy ECR accepts never contains one and keeps exactly ECR's
