@@ -89,6 +89,22 @@ pub enum EcrError {
     ExclusionNotFound(String),
     LimitExceeded(String),
     // -- End of images and layers. --
+    // -- Lifecycle policies and previews. --
+    LifecyclePolicyNotFound {
+        registry: String,
+        name: String,
+    },
+    LifecyclePolicyPreviewNotFound {
+        registry: String,
+        name: String,
+    },
+    LifecyclePolicyPreviewInProgress {
+        registry: String,
+        name: String,
+    },
+    /// A lifecycle policy text berth-lifecycle refuses; its message is ECR's.
+    InvalidLifecyclePolicy(berth_lifecycle::LifecycleError),
+    // -- End of lifecycle policies. --
     /// SigV4 failed (missing, malformed, unknown or inactive key, bad signature, skew).
     Authentication(SigV4Error),
     /// IAM denied the request; the message is berth-iam's AWS-shaped denial message.
@@ -190,6 +206,22 @@ pub fn to_wire(e: &EcrError) -> WireError {
         }
         EcrError::ExclusionNotFound(m) => (bad, "ExclusionNotFoundException", m.clone()),
         EcrError::LimitExceeded(m) => (bad, "LimitExceededException", m.clone()),
+        EcrError::LifecyclePolicyNotFound { registry, name } => (
+            bad,
+            "LifecyclePolicyNotFoundException",
+            format!("Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"),
+        ),
+        EcrError::LifecyclePolicyPreviewNotFound { registry, name } => (
+            bad,
+            "LifecyclePolicyPreviewNotFoundException",
+            format!("Lifecycle policy preview does not exist for the repository with name '{name}' in the registry with id '{registry}'"),
+        ),
+        EcrError::LifecyclePolicyPreviewInProgress { registry, name } => (
+            bad,
+            "LifecyclePolicyPreviewInProgressException",
+            format!("The previous lifecycle policy preview request for the repository with name '{name}' in the registry with id '{registry}' has not completed; wait and try again"),
+        ),
+        EcrError::InvalidLifecyclePolicy(e) => (bad, "InvalidParameterException", e.to_string()),
         EcrError::Authentication(e) => (
             StatusCode::from_u16(e.json_status()).unwrap_or(bad),
             e.aws_type(),

@@ -18,7 +18,7 @@
 //! `x-amzn-RequestId`. The implemented actions are those of
 //! [`EcrOperation::is_implemented`] (repositories, login tokens, images and layers, tag
 //! mutability, pull time exclusions, policies, tags, account settings, creation
-//! templates); every other action answers `UnsupportedOperationException` (see [`error`]
+//! templates, lifecycle policies and their previews); every other action answers `UnsupportedOperationException` (see [`error`]
 //! for why that name).
 //!
 //! May depend on: `berth-types`, `berth-registry`, `berth-meta` (the store traits, not
@@ -104,6 +104,9 @@ struct Inner {
     limits: Option<Arc<rate_limit::RateLimits>>,
     /// Parsed repository and registry policies (shared with the `/v2` gate).
     policies: Arc<resource_policies::ResourcePolicies>,
+    /// Lifecycle policies and previews ([`EcrState::with_lifecycle`]); without it those
+    /// actions answer `UnsupportedOperationException`.
+    lifecycle: Option<berth_registry::lifecycle::Lifecycle>,
 }
 
 /// How long parsed resource policies are reused unless [`EcrState::with_cache_ttl`] says
@@ -134,6 +137,7 @@ impl EcrState {
                 auth: Arc::new(auth::Authenticator::new(verifier, iam)),
                 config,
                 limits: None,
+                lifecycle: None,
             }),
         }
     }
@@ -147,6 +151,15 @@ impl EcrState {
             inner.settings.clone(),
             ttl,
         ));
+        self
+    }
+
+    /// Serves the lifecycle policy actions with `lifecycle` (its store is the same
+    /// database as the registry's). Call before the state is cloned.
+    pub fn with_lifecycle(mut self, lifecycle: berth_registry::lifecycle::Lifecycle) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_lifecycle is called before the state is shared")
+            .lifecycle = Some(lifecycle);
         self
     }
 

@@ -165,6 +165,12 @@ impl EcrOperation {
                 | EcrOperation::UpdateRepositoryCreationTemplate
                 | EcrOperation::DeleteRepositoryCreationTemplate
                 | EcrOperation::DescribeRepositoryCreationTemplates
+                // Lifecycle policies and previews.
+                | EcrOperation::PutLifecyclePolicy
+                | EcrOperation::GetLifecyclePolicy
+                | EcrOperation::DeleteLifecyclePolicy
+                | EcrOperation::StartLifecyclePolicyPreview
+                | EcrOperation::GetLifecyclePolicyPreview
         )
     }
 }

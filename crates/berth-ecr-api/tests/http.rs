@@ -327,14 +327,14 @@ async fn bad_input_gets_model_errors_never_a_500() {
     assert_eq!(s, 200);
     let (_, v) = send(&env.app, send_raw("NoSuchAction", "{}")).await;
     assert_eq!(err_type(&v), "UnknownOperationException");
-    let (s, v) = call(&env, root, "PutLifecyclePolicy", json!({})).await;
+    let (s, v) = call(&env, root, "StartImageScan", json!({})).await;
     assert_eq!(
         (s, err_type(&v)),
         (StatusCode::BAD_REQUEST, "UnsupportedOperationException")
     );
     assert_eq!(
         v["message"],
-        "ecr:PutLifecyclePolicy is not implemented by this Berth version"
+        "ecr:StartImageScan is not implemented by this Berth version"
     );
 }
 

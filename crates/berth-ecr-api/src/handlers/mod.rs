@@ -2,6 +2,7 @@
 
 mod images;
 mod layers;
+mod lifecycle;
 mod mutability;
 mod pull_times;
 
@@ -256,6 +257,22 @@ pub(crate) async fn handle(
         }
         EcrOperation::DescribeRepositoryCreationTemplates => {
             templates::describe_templates(ctx, decode(input)?).await
+        }
+        // Lifecycle policies and previews.
+        EcrOperation::PutLifecyclePolicy => {
+            lifecycle::put_lifecycle_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::GetLifecyclePolicy => {
+            lifecycle::get_lifecycle_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::DeleteLifecyclePolicy => {
+            lifecycle::delete_lifecycle_policy(ctx, decode(input)?).await
+        }
+        EcrOperation::StartLifecyclePolicyPreview => {
+            lifecycle::start_lifecycle_policy_preview(ctx, decode(input)?).await
+        }
+        EcrOperation::GetLifecyclePolicyPreview => {
+            lifecycle::get_lifecycle_policy_preview(ctx, decode(input)?).await
         }
         other => Err(EcrError::Unsupported(other)),
     }
