@@ -58,6 +58,31 @@
 //!   `transition`); allowed on no other rule.
 //!
 //! docs/LIFECYCLE.md has worked examples of each.
+//!
+//! ## Use
+//! ```
+//! use berth_lifecycle::{evaluate, Action, ImageFacts, LifecyclePolicy};
+//! use time::macros::datetime;
+//!
+//! let policy = LifecyclePolicy::parse(
+//!     r#"{"rules":[{"rulePriority":1,"description":"keep one untagged image",
+//!         "selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},
+//!         "action":{"type":"expire"}}]}"#,
+//! )?;
+//! let images = [
+//!     ImageFacts::new("sha256:old", datetime!(2026-01-01 0:00 UTC), 100),
+//!     ImageFacts::new("sha256:new", datetime!(2026-02-01 0:00 UTC), 100),
+//!     ImageFacts::new("sha256:tagged", datetime!(2025-01-01 0:00 UTC), 100).tagged(["v1"]),
+//! ];
+//! let plan = evaluate(&policy, &images, datetime!(2026-03-01 0:00 UTC));
+//! assert_eq!(plan.images.len(), 1);
+//! assert_eq!((plan.images[0].digest.as_str(), plan.images[0].action), ("sha256:old", Action::Expire));
+//! assert_eq!(plan.rules[0].expiring_bytes, 100);
+//!
+//! let refused = LifecyclePolicy::parse(r#"{"rules":[]}"#).unwrap_err();
+//! assert!(refused.to_string().starts_with("Invalid parameter at 'LifecyclePolicyText'"));
+//! # Ok::<(), berth_lifecycle::LifecycleError>(())
+//! ```
 
 mod error;
 mod evaluate;
