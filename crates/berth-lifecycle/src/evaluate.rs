@@ -1,20 +1,4 @@
-//! Evaluating a policy against a repository's images, with ECR's semantics:
-//!
-//! 1. Every rule identifies ("matches") the images its selection describes — storage class, tag status and tag
-//!    filters — regardless of the other rules, and picks among them by its count type: `imageCountMoreThan`
-//!    keeps the newest N matches (by push time, or restore time for a restored image) and picks the rest; the
-//!    `since*` types pick matches older than N days.
-//! 2. Rules are then applied lowest priority number first. A rule acts only on picked images that no
-//!    higher-priority rule matched: an image is acted on by at most one rule, and an image matching a rule's
-//!    selection is shielded from every lower-priority rule even if that rule left it alone. Shielded images
-//!    still count toward a lower rule's `imageCountMoreThan`.
-//! 3. An image referenced by an index (manifest list) is not expired while the index stays, nor archived while
-//!    the index stays pullable (Berth's reading of ECR's "not without the manifest list being deleted or
-//!    archived first": a child expires only with all its indexes, so a restored index is never missing one).
-//! 4. Referrers (images with a `subject`) are never chosen by rules: they follow their subject — expired with
-//!    it, archived with it — and are otherwise kept. They are not counted by any rule.
-//!
-//! The cost is one sort plus, per rule, one pass over the images and their tags: linear in the repository.
+//! Evaluating a policy against a repository's images; see [`evaluate`].
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -35,8 +19,26 @@ struct Act {
     follows: Option<usize>,
 }
 
-/// Evaluates `policy` against a repository's `images` at time `now`. See the module documentation for the
-/// semantics. Digests should be unique; if one repeats, the smallest entry (by [`ImageFacts`]'s `Ord`) is used.
+/// Evaluates `policy` against a repository's `images` at time `now`. Digests should be unique; if one repeats,
+/// the smallest entry (by [`ImageFacts`]'s `Ord`) is used.
+///
+/// The semantics are ECR's:
+///
+/// 1. Every rule identifies ("matches") the images its selection describes — storage class, tag status and tag
+///    filters — regardless of the other rules, and picks among them by its count type: `imageCountMoreThan`
+///    keeps the newest N matches (by push time, or restore time for a restored image) and picks the rest; the
+///    `since*` types pick matches older than N days.
+/// 2. Rules are then applied lowest priority number first. A rule acts only on picked images that no
+///    higher-priority rule matched: an image is acted on by at most one rule, and an image matching a rule's
+///    selection is shielded from every lower-priority rule even if that rule left it alone. Shielded images
+///    still count toward a lower rule's `imageCountMoreThan`.
+/// 3. An image referenced by an index (manifest list) is not expired while the index stays, nor archived while
+///    the index stays pullable (Berth's reading of ECR's "not without the manifest list being deleted or
+///    archived first": a child expires only with all its indexes, so a restored index is never missing one).
+/// 4. Referrers (images with a `subject`) are never chosen by rules: they follow their subject — expired with
+///    it, archived with it — and are otherwise kept. They are not counted by any rule.
+///
+/// The cost is one sort plus, per rule, one pass over the images and their tags: linear in the repository.
 pub fn evaluate(
     policy: &LifecyclePolicy,
     images: &[ImageFacts],

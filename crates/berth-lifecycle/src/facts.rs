@@ -23,7 +23,8 @@ pub struct ImageFacts {
     pub last_activated_at: Option<OffsetDateTime>,
     /// Its current storage class.
     pub storage_class: StorageClass,
-    /// When it was last moved to the archive (ECR `last_archived_at`); meaningful while archived.
+    /// When it was last moved to the archive (ECR `last_archived_at`); meaningful while archived. An archived
+    /// image without it is never old enough for `sinceImageTransitioned`.
     pub transitioned_at: Option<OffsetDateTime>,
     /// Its size as ECR reports it (`imageSizeInBytes`), used for the bytes each rule frees or moves.
     pub size_bytes: u64,

@@ -41,7 +41,7 @@
 //! them by its count type; rules then apply lowest priority number first; an image is acted on by at most one
 //! rule and never by a rule of lower priority than one whose selection it matches (such images still count for
 //! `imageCountMoreThan`, which keeps the newest N by push time); ages are strict ("more than N days"); images
-//! referenced by an index stay while it does; referrers follow their subject. The `evaluate` module documents
+//! referenced by an index stay while it does; referrers follow their subject. [`evaluate()`] documents
 //! each step.
 //!
 //! ## Berth extensions (opt-in)
