@@ -326,3 +326,144 @@ async fn unrecorded_files_go_after_the_grace_period_and_uploads_are_never_touche
     assert_eq!((freed(&run), run.pending_blobs), ((0, 0), 1));
     assert_eq!(read(&f.registry, &a, &d).await, b"half an upload, finished");
 }
+
+/// A blob store that stops every `commit_upload` just after it has moved (or dropped)
+/// the upload, until released: the moment between the bytes being in place and the meta
+/// store recording them, where a collection could slip in.
+struct PausingStore {
+    inner: DiskBlobStore,
+    committed: tokio::sync::mpsc::UnboundedSender<()>,
+    resume: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for PausingStore {
+    async fn stat(&self, d: &Digest) -> berth_blobstore::Result<Option<u64>> {
+        self.inner.stat(d).await
+    }
+    async fn blob_info(
+        &self,
+        d: &Digest,
+    ) -> berth_blobstore::Result<Option<berth_blobstore::BlobInfo>> {
+        self.inner.blob_info(d).await
+    }
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> berth_blobstore::Result<Vec<berth_blobstore::BlobInfo>> {
+        self.inner.list_blobs(after, limit).await
+    }
+    async fn open(
+        &self,
+        d: &Digest,
+        range: Option<berth_blobstore::ByteRange>,
+    ) -> berth_blobstore::Result<berth_blobstore::ByteStream> {
+        self.inner.open(d, range).await
+    }
+    async fn delete(&self, d: &Digest) -> berth_blobstore::Result<()> {
+        self.inner.delete(d).await
+    }
+    async fn create_upload(&self, id: &str) -> berth_blobstore::Result<()> {
+        self.inner.create_upload(id).await
+    }
+    async fn upload_size(&self, id: &str) -> berth_blobstore::Result<Option<u64>> {
+        self.inner.upload_size(id).await
+    }
+    async fn upload_sink(
+        &self,
+        id: &str,
+        offset: u64,
+    ) -> berth_blobstore::Result<Box<dyn berth_blobstore::UploadSink>> {
+        self.inner.upload_sink(id, offset).await
+    }
+    async fn read_upload(&self, id: &str) -> berth_blobstore::Result<berth_blobstore::ByteStream> {
+        self.inner.read_upload(id).await
+    }
+    async fn commit_upload(&self, id: &str, d: &Digest) -> berth_blobstore::Result<()> {
+        self.inner.commit_upload(id, d).await?;
+        let _ = self.committed.send(());
+        self.resume.lock().await.recv().await;
+        Ok(())
+    }
+    async fn abort_upload(&self, id: &str) -> berth_blobstore::Result<()> {
+        self.inner.abort_upload(id).await
+    }
+    async fn list_uploads(&self) -> berth_blobstore::Result<Vec<String>> {
+        self.inner.list_uploads().await
+    }
+}
+
+/// The central hazard, made to happen every time: a blob is unreferenced and marked long
+/// ago; a push of the same digest finds the file in place and drops its upload; before it
+/// records the blob, a collection with no grace runs to completion. The commit's pin makes
+/// that collection leave the blob alone, so the push ends with its bytes intact (without
+/// the pin the collection deletes them and the push fails its final check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_collection_between_moving_an_upload_and_recording_it_leaves_the_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("meta.db")).unwrap());
+    let disk = DiskBlobStore::open(dir.path()).unwrap();
+    let (committed_tx, mut committed) = tokio::sync::mpsc::unbounded_channel();
+    let (resume, resume_rx) = tokio::sync::mpsc::unbounded_channel();
+    let paused = Arc::new(PausingStore {
+        inner: disk.clone(),
+        committed: committed_tx,
+        resume: tokio::sync::Mutex::new(resume_rx),
+    });
+    let registry = Registry::new(meta.clone(), paused.clone(), RegistryOptions::default());
+    let gc = registry.garbage_collector();
+    let (a, b) = (repo("gc/old"), repo("gc/new"));
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+    let d = Digest::sha256_of(&data);
+
+    // Push it once (letting that commit through), then leave it unreferenced and marked.
+    let first = {
+        let (registry, a, d, data) = (registry.clone(), a.clone(), d.clone(), data.clone());
+        tokio::spawn(async move { registry.push_blob(&a, &d, one(&data)).await })
+    };
+    committed.recv().await.unwrap();
+    resume.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    registry.delete_repository(&a, true).await.unwrap();
+    gc.run(opts(3600, false)).await.unwrap();
+
+    for monolithic in [true, false] {
+        let push = {
+            let (registry, b, d, data) = (registry.clone(), b.clone(), d.clone(), data.clone());
+            tokio::spawn(async move {
+                if monolithic {
+                    registry.push_blob(&b, &d, one(&data)).await
+                } else {
+                    let up = registry.start_upload(&b).await?;
+                    registry
+                        .complete_upload(&b, &up.id, &d, Some(0), one(&data))
+                        .await
+                }
+            })
+        };
+        // The upload was dropped as a duplicate of the existing file; nothing records it yet.
+        committed.recv().await.unwrap();
+        let run = gc.run(opts(0, false)).await.unwrap();
+        assert_eq!(freed(&run), (0, 0), "the pinned blob was deleted");
+        assert!(disk.stat(&d).await.unwrap().is_some());
+        resume.send(()).unwrap();
+        assert_eq!(push.await.unwrap().unwrap(), data.len() as u64);
+        assert_eq!(read(&registry, &b, &d).await, data);
+        // Unreferenced again for the next round; a collection without a push in flight
+        // does delete it.
+        registry.delete_repository(&b, true).await.unwrap();
+        let run = gc.run(opts(0, false)).await.unwrap();
+        assert_eq!(freed(&run), (1, data.len() as u64));
+        // Re-create it as an old orphan for the next round.
+        let again = {
+            let (registry, a, d, data) = (registry.clone(), a.clone(), d.clone(), data.clone());
+            tokio::spawn(async move { registry.push_blob(&a, &d, one(&data)).await })
+        };
+        committed.recv().await.unwrap();
+        resume.send(()).unwrap();
+        again.await.unwrap().unwrap();
+        registry.delete_repository(&a, true).await.unwrap();
+        gc.run(opts(3600, false)).await.unwrap();
+    }
+}
