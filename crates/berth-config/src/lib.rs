@@ -10,6 +10,7 @@
 
 mod auth;
 mod gc;
+mod lifecycle;
 mod limits;
 mod secret;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{AnonymousAccess, AuthConfig, Challenge};
 pub use gc::GcConfig;
+pub use lifecycle::LifecycleConfig;
 pub use limits::LimitsConfig;
 pub use secret::Secret;
 
@@ -36,6 +38,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub uploads: UploadsConfig,
     pub gc: GcConfig,
+    pub lifecycle: LifecycleConfig,
     pub log: LogConfig,
 }
 
@@ -299,6 +302,7 @@ impl Config {
         self.limits.validate()?;
         self.uploads.validate()?;
         self.gc.validate()?;
+        self.lifecycle.validate()?;
         Ok(())
     }
 

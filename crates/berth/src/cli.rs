@@ -1,4 +1,5 @@
-//! The command line: `berth serve`, `berth config check`, `berth iam ...`, `berth gc`.
+//! The command line: `berth serve`, `berth config check`, `berth iam ...`, `berth gc`,
+//! `berth lifecycle ...`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub enum Command {
     /// collection pass, as `berth serve` runs every `[gc] interval_secs`), and report the
     /// blobs and bytes reclaimed. Safe while `berth serve` runs.
     Gc(GcArgs),
+    /// Lifecycle policies by hand: preview a policy's effect per rule, run it now, or list
+    /// the images lifecycle policies expired (see docs/ARCHITECTURE.md).
+    Lifecycle(crate::lifecycle_cli::LifecycleArgs),
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::logging::init(&log)?;
             crate::gc::run(cfg, args.grace_secs, args.dry_run, args.json)
         }
+        Command::Lifecycle(args) => crate::lifecycle_cli::run(args),
         Command::Iam(args) => {
             let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;
             cfg.apply(&Overrides {

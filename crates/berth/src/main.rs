@@ -7,6 +7,7 @@
 mod admin;
 mod cli;
 mod gc;
+mod lifecycle_cli;
 mod logging;
 mod serve;
 mod tls;

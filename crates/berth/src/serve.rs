@@ -245,12 +245,21 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         iam.clone(),
         berth_iam_api::IamApiConfig::new(cfg.registry.region.clone()),
     );
+    // Lifecycle policies: served by the ECR API, executed every `[lifecycle] interval_secs`.
+    let lifecycle =
+        berth_registry::lifecycle::Lifecycle::new(registry.clone(), Arc::new(meta.clone()));
+    if cfg.lifecycle.enabled {
+        lifecycle
+            .clone()
+            .spawn_scheduler(Duration::from_secs(cfg.lifecycle.interval_secs));
+    }
     let ecr = berth_ecr_api::EcrState::new(
         registry.clone(),
         iam.clone(),
         Arc::new(meta),
         ecr_config(&cfg)?,
-    );
+    )
+    .with_lifecycle(lifecycle);
     let tls = crate::tls::acceptor(&cfg)?;
     let listener = TcpListener::bind(cfg.server.listen)
         .await

@@ -41,11 +41,21 @@ pub struct Lifecycle {
     running: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One image an execution expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+    pub rule_priority: u32,
+    /// ECR's image size.
+    pub size: u64,
+}
+
 /// What one execution did to a repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionReport {
-    /// Images expired, with their rule priority, in the order they went.
-    pub expired: Vec<(Digest, u32)>,
+    /// Images expired, in the order they went.
+    pub expired: Vec<Expired>,
     /// Bytes of the expired images (ECR's image sizes; shared layers are freed only when no
     /// other image uses them, by garbage collection).
     pub expired_bytes: u64,
@@ -268,7 +278,12 @@ impl Lifecycle {
                         "lifecycle policy expired an image"
                     );
                     report.expired_bytes += outcome.size_bytes;
-                    report.expired.push((parsed, outcome.rule_priority));
+                    report.expired.push(Expired {
+                        digest: parsed,
+                        tags: fact.tags.clone(),
+                        rule_priority: outcome.rule_priority,
+                        size: outcome.size_bytes,
+                    });
                 }
                 other => {
                     tracing::info!(repository = %repo, digest = %parsed, outcome = ?other, "lifecycle policy left a changed image alone");

@@ -134,7 +134,7 @@ async fn preview_shows_exactly_what_execution_then_expires() {
     let executed: BTreeSet<(String, u32)> = report
         .expired
         .iter()
-        .map(|(d, p)| (d.to_string(), *p))
+        .map(|e| (e.digest.to_string(), e.rule_priority))
         .collect();
     assert_eq!(executed, expected);
     assert_eq!(report.skipped, 0);
@@ -254,7 +254,7 @@ async fn execution_keeps_index_children_and_takes_referrers_with_their_subject()
         .await
         .unwrap();
     let report = lc.execute(&repo).await.unwrap();
-    let gone: Vec<Digest> = report.expired.iter().map(|(d, _)| d.clone()).collect();
+    let gone: Vec<Digest> = report.expired.iter().map(|e| e.digest.clone()).collect();
     assert_eq!(
         gone,
         vec![sig_digest.clone(), old.clone()],
