@@ -147,6 +147,16 @@ pub async fn run(store: &dyn MetaStore) {
     // Seeing a marked link (a HEAD before a manifest push) clears its mark.
     assert_eq!(store.linked_blob(&a, &z).await.unwrap(), Some(30));
     assert_eq!(store.gc_count_sweepable_links(400, 350).await.unwrap(), 0);
+    // So does BatchCheckLayerAvailability's lookup.
+    assert_eq!(mark_all(store, 350).await, (1, 0));
+    assert_eq!(
+        store
+            .linked_blobs(&a, &[d("absent"), z.clone(), x.clone()])
+            .await
+            .unwrap(),
+        vec![None, Some(30), Some(10)]
+    );
+    assert_eq!(store.gc_count_sweepable_links(400, 360).await.unwrap(), 0);
     // So does a manifest that uses it.
     assert_eq!(mark_all(store, 400).await, (1, 0));
     store

@@ -910,22 +910,55 @@ impl MetaStore for SqliteMetaStore {
     ) -> Result<Vec<Option<u64>>> {
         let name = repo.to_string();
         let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
-        self.read(move |c| {
-            let Some(id) = repo_id(c, &name)? else {
-                return Ok(vec![None; digests.len()]);
-            };
-            let mut st = c.prepare_cached(
-                "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
-                 WHERE l.repo_id = ?1 AND l.digest = ?2",
-            )?;
-            let mut out = Vec::with_capacity(digests.len());
-            for d in &digests {
-                let size: Option<i64> = st.query_row(params![id, d], |r| r.get(0)).optional()?;
-                out.push(size.map(|s| s as u64));
+        let (id, mut out, marked) = self
+            .read(move |c| {
+                let Some(id) = repo_id(c, &name)? else {
+                    return Ok::<_, MetaError>((None, vec![None; digests.len()], Vec::new()));
+                };
+                let mut st = c.prepare_cached(
+                    "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
+                       JOIN blobs b ON b.digest = l.digest
+                     WHERE l.repo_id = ?1 AND l.digest = ?2",
+                )?;
+                let (mut out, mut marked) = (Vec::with_capacity(digests.len()), Vec::new());
+                for (i, d) in digests.iter().enumerate() {
+                    let row: Option<(i64, bool)> = st
+                        .query_row(params![id, d], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    if let Some((_, true)) = row {
+                        marked.push((i, d.clone()));
+                    }
+                    out.push(row.map(|(s, _)| s as u64));
+                }
+                Ok((Some(id), out, marked))
+            })
+            .await?;
+        // As `linked_blob`: a layer reported available (BatchCheckLayerAvailability before
+        // PutImage) gets a whole grace period; one collected meanwhile is reported absent.
+        if let (Some(id), false) = (id, marked.is_empty()) {
+            let kept = self
+                .write(move |c| {
+                    let tx = immediate(c)?;
+                    let mut kept = Vec::with_capacity(marked.len());
+                    {
+                        let mut st = tx.prepare_cached(
+                            "UPDATE blob_links SET orphaned_ms = NULL WHERE repo_id = ?1 AND digest = ?2",
+                        )?;
+                        for (i, d) in marked {
+                            kept.push((i, st.execute(params![id, d])? > 0));
+                        }
+                    }
+                    tx.commit()?;
+                    Ok::<_, MetaError>(kept)
+                })
+                .await?;
+            for (i, still_linked) in kept {
+                if !still_linked {
+                    out[i] = None;
+                }
             }
-            Ok(out)
-        })
-        .await
+        }
+        Ok(out)
     }
 
     async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
