@@ -92,9 +92,27 @@ pub fn evaluate(
     let mut newest_first: Vec<usize> = (0..n).collect();
     newest_first.sort_unstable_by_key(|&i| (Reverse(pushed[i]), Reverse(i)));
 
-    let visible: Vec<bool> = imgs
+    // What rules test most, in small arrays: only tagged rules and exclusions look at the tags themselves.
+    // What rules test most, laid out newest first so each rule reads it in one sequential pass; only tagged
+    // rules and rule exclusions look at the tags themselves.
+    struct Brief {
+        index: usize,
+        visible: bool,
+        class: StorageClass,
+        untagged: bool,
+    }
+    let briefs: Vec<Brief> = newest_first
         .iter()
-        .map(|f| f.subject.is_none() && !policy.exclusion().is_some_and(|e| e.excludes(&f.tags)))
+        .map(|&i| {
+            let f = imgs[i];
+            Brief {
+                index: i,
+                visible: f.subject.is_none()
+                    && !policy.exclusion().is_some_and(|e| e.excludes(&f.tags)),
+                class: f.storage_class,
+                untagged: f.tags.is_empty(),
+            }
+        })
         .collect();
 
     // Steps 1 and 2: rules in priority order, each claiming what it matches.
@@ -103,11 +121,24 @@ pub fn evaluate(
     let mut act: Vec<Option<Act>> = vec![None; n];
     let mut matched_by_rule: Vec<Vec<usize>> = Vec::with_capacity(rules.len());
     for (r, rule) in rules.iter().enumerate() {
-        let matched: Vec<usize> = newest_first
-            .iter()
-            .copied()
-            .filter(|&i| visible[i] && selects(rule, imgs[i]))
-            .collect();
+        let mut matched: Vec<usize> = Vec::with_capacity(n);
+        matched.extend(
+            briefs
+                .iter()
+                .filter(|b| {
+                    b.visible
+                        && b.class == rule.storage_class
+                        && match rule.tag_status {
+                            TagStatus::Any => true,
+                            TagStatus::Untagged => b.untagged,
+                            TagStatus::Tagged => !b.untagged && selects_tags(rule, imgs[b.index]),
+                        }
+                        && (rule.exclude.is_none()
+                            || b.untagged
+                            || !excluded_by_rule(rule, imgs[b.index]))
+                })
+                .map(|b| b.index),
+        );
         let picked: Vec<usize> = match rule.count {
             CountType::ImageCountMoreThan(keep) => {
                 matched.iter().copied().skip(keep as usize).collect()
@@ -191,17 +222,14 @@ fn dedupe(images: &[ImageFacts]) -> Vec<&ImageFacts> {
     v
 }
 
-/// Whether `rule`'s selection describes the image (before counting).
-fn selects(rule: &Rule, f: &ImageFacts) -> bool {
-    if f.storage_class != rule.storage_class {
-        return false;
-    }
-    let by_tags = match rule.tag_status {
-        TagStatus::Any => true,
-        TagStatus::Untagged => f.tags.is_empty(),
-        TagStatus::Tagged => rule.filter.as_ref().is_some_and(|flt| flt.matches(&f.tags)),
-    };
-    by_tags && !rule.exclude.as_ref().is_some_and(|e| e.excludes(&f.tags))
+/// Whether a tagged image's tags satisfy a `tagged` rule's filter.
+fn selects_tags(rule: &Rule, f: &ImageFacts) -> bool {
+    rule.filter.as_ref().is_some_and(|flt| flt.matches(&f.tags))
+}
+
+/// Whether the rule's own exclusion list hides the image from it.
+fn excluded_by_rule(rule: &Rule, f: &ImageFacts) -> bool {
+    rule.exclude.as_ref().is_some_and(|e| e.excludes(&f.tags))
 }
 
 /// The images among `matched` whose time is more than `days` whole days before `now` (strictly).
