@@ -16,6 +16,7 @@
 //!
 //! May depend on: `berth-types`.
 
+pub mod archive;
 pub mod disk;
 pub mod suite;
 
@@ -27,6 +28,7 @@ use futures::Stream;
 
 use berth_types::Digest;
 
+pub use archive::{ArchiveTier, DiskArchive};
 pub use disk::{DiskBlobStore, DiskOptions};
 
 /// A stream of byte chunks read from the store.
@@ -46,6 +48,9 @@ pub enum BlobStoreError {
     },
     #[error("storage is full")]
     StorageFull(#[source] io::Error),
+    /// An archive copy (or its source) does not yield the blob's digest and size.
+    #[error("archive copy of {digest} is not valid: {reason}")]
+    ArchiveCorrupt { digest: Digest, reason: String },
     #[error("storage I/O failed")]
     Io(#[source] io::Error),
 }

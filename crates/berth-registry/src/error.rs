@@ -95,7 +95,9 @@ impl From<BlobStoreError> for RegistryError {
                 current: actual,
             },
             BlobStoreError::StorageFull(_) => RegistryError::StorageFull,
-            e @ BlobStoreError::Io(_) => RegistryError::Internal(Box::new(e)),
+            e @ (BlobStoreError::Io(_) | BlobStoreError::ArchiveCorrupt { .. }) => {
+                RegistryError::Internal(Box::new(e))
+            }
         }
     }
 }
