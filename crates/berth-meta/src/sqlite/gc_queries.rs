@@ -339,3 +339,98 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod scale {
+    use std::time::Instant;
+
+    use rusqlite::params;
+
+    use crate::gc::GcStore;
+    use crate::sqlite::{SqliteMetaStore, SqliteOptions};
+
+    /// A pass's store work over 100,000 blobs (half of them unreferenced): the mark walk
+    /// in pages, the candidate scan, and deletion, each page a short transaction.
+    #[tokio::test]
+    async fn a_pass_over_a_hundred_thousand_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqliteMetaStore::open_with(&path, SqliteOptions { fsync: false }).unwrap();
+        store
+            .write(|c| {
+                let tx = super::immediate(c)?;
+                tx.execute("INSERT INTO repositories (id, name, created_ms) VALUES (1, 'big', 0)", [])?;
+                tx.execute(
+                    "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms)
+                     VALUES (1, 'sha256:m', 'm', 1, x'00', 0)",
+                    [],
+                )?;
+                for i in 0..100_000u32 {
+                    let d = berth_types::Digest::sha256_of(&i.to_le_bytes()).to_string();
+                    tx.prepare_cached("INSERT INTO blobs (digest, size, created_ms) VALUES (?1, 10, 0)")?
+                        .execute([&d])?;
+                    if i % 2 == 0 {
+                        tx.prepare_cached("INSERT INTO blob_links (repo_id, digest, created_ms) VALUES (1, ?1, 0)")?
+                            .execute([&d])?;
+                        tx.prepare_cached(
+                            "INSERT INTO manifest_refs (repo_id, manifest, kind, target) VALUES (1, 'sha256:m', 0, ?1)",
+                        )?
+                        .execute(params![d])?;
+                    }
+                }
+                tx.commit()?;
+                Ok::<_, crate::MetaError>(())
+            })
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let (mut after, mut marked, mut slowest) = (None, 0, std::time::Duration::ZERO);
+        loop {
+            let t = Instant::now();
+            let page = store.gc_mark(after.as_ref(), 1000, 5).await.unwrap();
+            slowest = slowest.max(t.elapsed());
+            marked += page.blobs_marked;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mark = start.elapsed();
+        let start = Instant::now();
+        let (mut after, mut found) = (None, Vec::new());
+        loop {
+            let page = store
+                .gc_candidates(10, 5, after.as_ref(), 1000)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            found.extend(page.into_iter().map(|b| b.digest));
+        }
+        let scan = start.elapsed();
+        let start = Instant::now();
+        let deleter: crate::gc::BlobDeleter = std::sync::Arc::new(|_| Ok(()));
+        let mut deleted = 0;
+        for chunk in found.chunks(64) {
+            let t = Instant::now();
+            deleted += store
+                .gc_delete_blobs(chunk, 5, deleter.clone())
+                .await
+                .unwrap()
+                .len();
+            slowest = slowest.max(t.elapsed());
+        }
+        let delete = start.elapsed();
+        eprintln!(
+            "100,000 blobs: mark {mark:?}, candidates {scan:?}, delete {deleted} in {delete:?}; \
+             slowest write transaction {slowest:?}"
+        );
+        assert_eq!((marked, found.len(), deleted), (50_000, 50_000, 50_000));
+        // Writers (pushes) wait for at most one of these transactions; keep them short.
+        assert!(
+            slowest < std::time::Duration::from_millis(500),
+            "{slowest:?}"
+        );
+        assert!(mark + scan + delete < std::time::Duration::from_secs(60));
+    }
+}
