@@ -31,7 +31,9 @@ pub struct ApplicablePolicies {
 pub struct ResourcePolicies {
     store: Arc<dyn EcrSettingsStore>,
     ttl: Duration,
-    repositories: Mutex<HashMap<(String, String), Entry>>,
+    /// account → repository → policy. Nested so that a lookup by `&str` allocates nothing.
+    repositories: Mutex<HashMap<String, HashMap<String, Entry>>>,
+    /// account → registry policy.
     registries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -46,26 +48,9 @@ fn parse(what: &str, text: Option<String>) -> Result<Option<Arc<Policy>>, EcrErr
         .map_err(|e| EcrError::Internal(format!("stored {what} does not parse: {e}")))
 }
 
-fn cached<K: std::hash::Hash + Eq>(
-    map: &Mutex<HashMap<K, Entry>>,
-    key: &K,
-) -> Option<Option<Arc<Policy>>> {
-    let map = map.lock();
-    let (at, p) = map.get(key)?;
-    (*at > Instant::now()).then(|| p.clone())
-}
-
-fn remember<K: std::hash::Hash + Eq>(
-    map: &Mutex<HashMap<K, Entry>>,
-    key: K,
-    ttl: Duration,
-    p: Option<Arc<Policy>>,
-) {
-    let mut map = map.lock();
-    if map.len() >= LIMIT {
-        map.clear();
-    }
-    map.insert(key, (Instant::now() + ttl, p));
+fn fresh(entry: Option<&Entry>) -> Option<Option<Arc<Policy>>> {
+    let (until, p) = entry?;
+    (*until > Instant::now()).then(|| p.clone())
 }
 
 impl ResourcePolicies {
@@ -90,7 +75,8 @@ impl ResourcePolicies {
         account: &str,
         repository: Option<&str>,
     ) -> Result<ApplicablePolicies, EcrError> {
-        let registry = match cached(&self.registries, &account.to_string()) {
+        let cached = fresh(self.registries.lock().get(account));
+        let registry = match cached {
             Some(p) => p,
             None => {
                 let text =
@@ -98,7 +84,11 @@ impl ResourcePolicies {
                         EcrError::Internal(format!("reading the registry policy: {e}"))
                     })?;
                 let p = parse("registry policy", text)?;
-                remember(&self.registries, account.to_string(), self.ttl, p.clone());
+                let mut map = self.registries.lock();
+                if map.len() >= LIMIT {
+                    map.clear();
+                }
+                map.insert(account.to_string(), (Instant::now() + self.ttl, p.clone()));
                 p
             }
         };
@@ -108,8 +98,13 @@ impl ResourcePolicies {
                 registry,
             });
         };
-        let key = (account.to_string(), repository.to_string());
-        let repository = match cached(&self.repositories, &key) {
+        let cached = fresh(
+            self.repositories
+                .lock()
+                .get(account)
+                .and_then(|m| m.get(repository)),
+        );
+        let policy = match cached {
             Some(p) => p,
             None => {
                 let text = self
@@ -120,12 +115,20 @@ impl ResourcePolicies {
                         EcrError::Internal(format!("reading the repository policy: {e}"))
                     })?;
                 let p = parse("repository policy", text)?;
-                remember(&self.repositories, key, self.ttl, p.clone());
+                let mut map = self.repositories.lock();
+                let per_account = map.entry(account.to_string()).or_default();
+                if per_account.len() >= LIMIT {
+                    per_account.clear();
+                }
+                per_account.insert(
+                    repository.to_string(),
+                    (Instant::now() + self.ttl, p.clone()),
+                );
                 p
             }
         };
         Ok(ApplicablePolicies {
-            repository,
+            repository: policy,
             registry,
         })
     }

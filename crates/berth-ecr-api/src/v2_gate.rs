@@ -86,6 +86,8 @@ struct GateInner {
     policies: Arc<ResourcePolicies>,
     /// For pull times (`lastRecordedPullTime`).
     registry: Registry,
+    /// `arn:aws:ecr:<region>:<account>:repository/`.
+    arn_prefix: String,
 }
 
 struct CachedCaller {
@@ -122,12 +124,13 @@ impl V2Gate {
         V2Gate {
             inner: Arc::new(GateInner {
                 auth,
-                config,
                 options,
                 callers: Mutex::new(HashMap::new()),
                 limits,
                 policies,
                 registry,
+                arn_prefix: berth_iam::ecr_repository_arn(&config.region, &config.account_id, ""),
+                config,
             }),
         }
     }
@@ -137,14 +140,6 @@ impl V2Gate {
     pub fn forget(&self) {
         self.inner.callers.lock().clear();
         self.inner.policies.forget();
-    }
-
-    fn repository_arn(&self, name: &str) -> String {
-        berth_iam::ecr_repository_arn(
-            &self.inner.config.region,
-            &self.inner.config.account_id,
-            name,
-        )
     }
 
     /// The caller presenting `creds`, cached under `cache_key` (the `Authorization`
@@ -159,18 +154,8 @@ impl V2Gate {
         if matches!(creds, Credentials::Anonymous) {
             return Ok(None);
         }
-        if let Some(c) = cache_key.and_then(|k| {
-            self.inner
-                .callers
-                .lock()
-                .get(k)
-                .map(|c| (c.caller.clone(), c.fresh_until, c.expires_at))
-        }) {
-            let (caller, fresh_until, expires_at) = c;
-            let token_valid = expires_at.is_none_or(|e| now_secs < e);
-            if fresh_until > Instant::now() && token_valid {
-                return Ok(Some(caller));
-            }
+        if let Some(c) = cache_key.and_then(|k| self.cached_caller(k, now_secs)) {
+            return Ok(Some(c));
         }
         let auth = &self.inner.auth;
         let (caller, expires_at) = match creds {
@@ -232,6 +217,15 @@ impl V2Gate {
         Ok(Some(caller))
     }
 
+    /// The cached caller for this exact `Authorization` value, if still fresh and its
+    /// token (if any) unexpired at `now_secs`.
+    fn cached_caller(&self, header: &str, now_secs: i64) -> Option<Arc<Caller>> {
+        let cache = self.inner.callers.lock();
+        let c = cache.get(header)?;
+        let token_valid = c.expires_at.is_none_or(|e| now_secs < e);
+        (c.fresh_until > Instant::now() && token_valid).then(|| c.caller.clone())
+    }
+
     fn anonymous_allows(&self, op: OciOperation) -> bool {
         match self.inner.options.anonymous {
             Anonymous::All => true,
@@ -286,16 +280,26 @@ impl V2Gate {
     ) -> Result<(), EcrError> {
         let account = &self.inner.config.account_id;
         let policies = self.inner.policies.for_repository(account, name).await?;
-        authorize_with(
-            caller,
-            action,
-            &self.repository_arn(name.unwrap_or("*")),
-            account,
-            conn,
-            &self.inner.config.region,
-            now,
-            &policies,
-        )
+        // The ARN is built in a reused per-thread buffer (no await while it is borrowed):
+        // this runs on every request.
+        thread_local! {
+            static ARN: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        ARN.with_borrow_mut(|arn| {
+            arn.clear();
+            arn.push_str(&self.inner.arn_prefix);
+            arn.push_str(name.unwrap_or("*"));
+            authorize_with(
+                caller,
+                action,
+                arn,
+                account,
+                conn,
+                &self.inner.config.region,
+                now,
+                &policies,
+            )
+        })
     }
 }
 
@@ -414,19 +418,25 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
     }
 
     let scope = || scope_of(route.op, &route.name);
-    let creds = match v2_credentials::from_headers(req.headers()) {
-        Ok(c) => c,
-        Err(m) => return gate.unauthorized(&req, scope(), m),
-    };
     let header = req
         .headers()
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let caller = match gate.resolve(Some(&header), creds, now).await {
-        Ok(c) => c,
-        Err(Refusal(m)) => return gate.unauthorized(&req, scope(), &m),
+        .and_then(|v| v.to_str().ok());
+    // The hot path: the same header as a recent request, no decoding at all.
+    let cached = header.and_then(|h| gate.cached_caller(h, now.unix_timestamp()));
+    let caller = match cached {
+        Some(c) => Some(c),
+        None => {
+            let creds = match v2_credentials::from_headers(req.headers()) {
+                Ok(c) => c,
+                Err(m) => return gate.unauthorized(&req, scope(), m),
+            };
+            let header = header.map(str::to_string);
+            match gate.resolve(header.as_deref(), creds, now).await {
+                Ok(c) => c,
+                Err(Refusal(m)) => return gate.unauthorized(&req, scope(), &m),
+            }
+        }
     };
     if let Some(limits) = &gate.inner.limits {
         let account = caller
@@ -483,11 +493,13 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
             }
         }
     }
-    let arn = (route.op == OciOperation::GetManifest).then(|| caller.arn.clone());
+    let pull =
+        (route.op == OciOperation::GetManifest).then(|| (caller.arn.clone(), route.name.clone()));
     req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(route);
     let resp = next.run(req).await;
-    if let Some(arn) = arn {
-        gate.note_pull(route.op, &route.name, &resp, &arn);
+    if let Some((arn, name)) = pull {
+        gate.note_pull(OciOperation::GetManifest, &name, &resp, &arn);
     }
     resp
 }

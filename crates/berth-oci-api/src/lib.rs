@@ -58,11 +58,16 @@ fn new_request_id() -> String {
 }
 
 /// Routes, handles and logs one request.
-pub async fn dispatch(State(app): State<AppState>, req: Request) -> Response {
+pub async fn dispatch(State(app): State<AppState>, mut req: Request) -> Response {
     let request_id = new_request_id();
     let started = Instant::now();
     let method = req.method().clone();
-    let (op_name, mut resp) = match operation::route(req.method(), req.uri().path()) {
+    // A layer in front (the auth gate) may have routed the request already.
+    let routed = match req.extensions_mut().remove::<Route>() {
+        Some(route) => Ok(route),
+        None => operation::route(req.method(), req.uri().path()),
+    };
+    let (op_name, mut resp) = match routed {
         Ok(route) => {
             let span = tracing::info_span!(
                 "request",
