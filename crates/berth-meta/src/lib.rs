@@ -23,6 +23,8 @@
 //!
 //! May depend on: `berth-types`.
 
+pub mod archive;
+pub mod archive_suite;
 pub mod gc;
 pub mod gc_suite;
 pub mod iam;
@@ -36,6 +38,7 @@ pub mod suite;
 pub mod tag_mutability;
 mod types;
 
+pub use archive::ArchiveStore;
 pub use gc::GcStore;
 pub use iam::{IamError, IamStore};
 pub use lifecycle::LifecycleStore;
@@ -72,9 +75,10 @@ pub enum MetaError {
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
-/// Garbage collection's methods ([`GcStore`]) are part of every metadata backend.
+/// Garbage collection's methods ([`GcStore`]) and the archive storage class's
+/// ([`ArchiveStore`]) are part of every metadata backend.
 #[async_trait::async_trait]
-pub trait MetaStore: GcStore + Send + Sync + 'static {
+pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
     // Repositories.
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool>;
     /// Repository names in lexical order strictly after `after`, at most `limit`; only

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_ecr_settings.sql")),
     (6, include_str!("migrations/0006_gc.sql")),
     (7, include_str!("migrations/0007_lifecycle.sql")),
+    (8, include_str!("migrations/0008_archive.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -2,6 +2,7 @@
 //! on disk). One writer connection serialises writes; a few reader connections serve
 //! reads concurrently. Every call runs on a blocking thread.
 
+mod archive_queries;
 mod gc_queries;
 mod iam_queries;
 mod lifecycle_queries;
