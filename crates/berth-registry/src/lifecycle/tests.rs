@@ -374,3 +374,201 @@ async fn a_preview_of_a_hundred_thousand_images_is_fast() {
     };
     assert!(took < bound, "{took:?}");
 }
+
+/// What runs in place of a concurrent push, given the digest about to be expired.
+type Race = Box<dyn FnOnce(Digest) -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// A store that lets a "concurrent push" happen between evaluation and the first delete:
+/// before delegating the first `expire_image`, it runs `race` (which tags that image).
+struct RacingStore {
+    inner: SqliteMetaStore,
+    race: tokio::sync::Mutex<Option<Race>>,
+}
+
+#[async_trait::async_trait]
+impl berth_meta::LifecycleStore for RacingStore {
+    async fn put_lifecycle_policy(
+        &self,
+        account: &str,
+        repo: &RepositoryName,
+        text: &str,
+        now_ms: i64,
+    ) -> berth_meta::Result<()> {
+        self.inner
+            .put_lifecycle_policy(account, repo, text, now_ms)
+            .await
+    }
+    async fn lifecycle_policy(
+        &self,
+        repo: &RepositoryName,
+    ) -> berth_meta::Result<Option<berth_meta::lifecycle::StoredLifecyclePolicy>> {
+        self.inner.lifecycle_policy(repo).await
+    }
+    async fn delete_lifecycle_policy(
+        &self,
+        repo: &RepositoryName,
+    ) -> berth_meta::Result<Option<berth_meta::lifecycle::StoredLifecyclePolicy>> {
+        self.inner.delete_lifecycle_policy(repo).await
+    }
+    async fn repositories_with_lifecycle_policies(&self) -> berth_meta::Result<Vec<String>> {
+        self.inner.repositories_with_lifecycle_policies().await
+    }
+    async fn mark_lifecycle_evaluated(
+        &self,
+        repo: &RepositoryName,
+        text: &str,
+        at_ms: i64,
+    ) -> berth_meta::Result<bool> {
+        self.inner.mark_lifecycle_evaluated(repo, text, at_ms).await
+    }
+    async fn image_facts(
+        &self,
+        repo: &RepositoryName,
+    ) -> berth_meta::Result<Option<Vec<berth_meta::lifecycle::ImageFactsRecord>>> {
+        self.inner.image_facts(repo).await
+    }
+    async fn start_preview(
+        &self,
+        account: &str,
+        repo: &RepositoryName,
+        policy_text: &str,
+        now_ms: i64,
+    ) -> berth_meta::Result<StartPreview> {
+        self.inner
+            .start_preview(account, repo, policy_text, now_ms)
+            .await
+    }
+    async fn finish_preview(
+        &self,
+        repo: &RepositoryName,
+        generation: i64,
+        outcome: &berth_meta::lifecycle::PreviewOutcome,
+        now_ms: i64,
+    ) -> berth_meta::Result<bool> {
+        self.inner
+            .finish_preview(repo, generation, outcome, now_ms)
+            .await
+    }
+    async fn preview(
+        &self,
+        repo: &RepositoryName,
+    ) -> berth_meta::Result<Option<berth_meta::lifecycle::PreviewRecord>> {
+        self.inner.preview(repo).await
+    }
+    async fn preview_results(
+        &self,
+        repo: &RepositoryName,
+        filter: PreviewTagFilter,
+        after: Option<i64>,
+        limit: usize,
+    ) -> berth_meta::Result<Vec<berth_meta::lifecycle::PreviewResultRecord>> {
+        self.inner.preview_results(repo, filter, after, limit).await
+    }
+    async fn expire_image(
+        &self,
+        repo: &RepositoryName,
+        expiry: &berth_meta::lifecycle::Expiry,
+    ) -> berth_meta::Result<berth_meta::lifecycle::ExpireOutcome> {
+        if let Some(race) = self.race.lock().await.take() {
+            race(expiry.digest.clone()).await;
+        }
+        self.inner.expire_image(repo, expiry).await
+    }
+    async fn lifecycle_events(
+        &self,
+        repository: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> berth_meta::Result<Vec<berth_meta::lifecycle::LifecycleEvent>> {
+        self.inner
+            .lifecycle_events(repository, after_id, limit)
+            .await
+    }
+    async fn recent_lifecycle_events(
+        &self,
+        repository: Option<&str>,
+        limit: usize,
+    ) -> berth_meta::Result<Vec<berth_meta::lifecycle::LifecycleEvent>> {
+        self.inner.recent_lifecycle_events(repository, limit).await
+    }
+}
+
+/// A push that tags an image after evaluation chose it, before its delete: the delete sees
+/// the new tag and leaves the image (and its new tag) alone; the others go; the next run
+/// evaluates the image as tagged and keeps it.
+#[tokio::test]
+async fn a_tag_pushed_between_evaluation_and_delete_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    let blobs = DiskBlobStore::open(dir.path()).unwrap();
+    let registry = Registry::new(
+        Arc::new(meta.clone()),
+        Arc::new(blobs),
+        RegistryOptions::default(),
+    );
+    let repo: RepositoryName = "lc/race".parse().unwrap();
+    let mut untagged = Vec::new();
+    for i in 0..4 {
+        untagged.push(push(&registry, &repo, &format!("r{i}"), None).await);
+    }
+    let (r2, repo2) = (registry.clone(), repo.clone());
+    let store = RacingStore {
+        inner: meta.clone(),
+        race: tokio::sync::Mutex::new(Some(Box::new(move |digest: Digest| {
+            Box::pin(async move {
+                // Re-push the same manifest under a tag: the image is now tagged.
+                let m = r2
+                    .meta()
+                    .get_manifest(&repo2, &digest)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                r2.put_manifest(
+                    &repo2,
+                    &Reference::Tag("rescued".parse().unwrap()),
+                    None,
+                    Bytes::from(m.body),
+                )
+                .await
+                .unwrap();
+            }) as futures::future::BoxFuture<'static, ()>
+        }))),
+    };
+    let lc = Lifecycle::new(registry.clone(), Arc::new(store));
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    lc.store()
+        .put_lifecycle_policy("000000000000", &repo, policy, 1)
+        .await
+        .unwrap();
+    let report = lc.execute(&repo).await.unwrap();
+    // The plan had the three oldest; the first one it tried got tagged meanwhile.
+    assert_eq!(report.skipped, 1, "{report:?}");
+    assert_eq!(report.expired.len(), 2, "{report:?}");
+    let rescued = registry
+        .resolve(&repo, &Reference::Tag("rescued".parse().unwrap()))
+        .await
+        .unwrap();
+    assert!(untagged[..3].contains(&rescued));
+    assert!(registry
+        .get_manifest(&repo, &Reference::Tag("rescued".parse().unwrap()))
+        .await
+        .is_ok());
+    for d in &untagged[..3] {
+        let present = registry
+            .meta()
+            .get_manifest(&repo, d)
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(present, d == &rescued, "{d}");
+    }
+    assert!(registry
+        .meta()
+        .get_manifest(&repo, &untagged[3])
+        .await
+        .unwrap()
+        .is_some());
+    // Next run: the rescued image is tagged now, so the untagged rule leaves it; nothing to do.
+    let again = lc.execute(&repo).await.unwrap();
+    assert!(again.expired.is_empty() && again.skipped == 0, "{again:?}");
+}
