@@ -95,6 +95,13 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
         // as given", and clients print the message ("manifest invalid: The image tag ...").
         E::TagImmutable { .. } => OciError::new(S::BAD_REQUEST, "MANIFEST_INVALID", msg),
         E::Unsupported(_) => OciError::new(S::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg),
+        // Archived content is "not available here" to a client (404, as docker and podman
+        // print `manifest unknown: <message>`), with a message saying how to restore it;
+        // DENIED would send users to their credentials (see docs/ARCHITECTURE.md).
+        E::ImageArchived { .. } => OciError::new(S::NOT_FOUND, "MANIFEST_UNKNOWN", msg),
+        E::BlobArchived(d) => OciError::new(S::NOT_FOUND, "BLOB_UNKNOWN", msg)
+            .with_detail(serde_json::json!({ "digest": d.to_string() })),
+        E::StorageClassUnchanged(_) => OciError::new(S::CONFLICT, "UNSUPPORTED", msg),
         E::RangeNotSatisfiable { size, .. } => {
             OciError::new(S::RANGE_NOT_SATISFIABLE, "SIZE_INVALID", msg)
                 .with_header("content-range", &format!("bytes */{size}"))

@@ -21,6 +21,9 @@ pub struct ServedManifest {
     pub digest: Digest,
     pub media_type: String,
     pub body: Bytes,
+    /// The image's storage status, cached with it so that refusing archived images costs
+    /// the hot path nothing (every status change invalidates the entry).
+    pub status: berth_meta::archive::ImageStatus,
 }
 
 pub(crate) struct ManifestCache {

@@ -43,12 +43,33 @@ pub enum RegistryError {
     TagImmutable { repository: String, tag: String },
     #[error("unsupported: {0}")]
     Unsupported(String),
+    // -- The archive storage class (archive.rs). --
+    /// A pull of an image that is `ARCHIVED` (or `ACTIVATING`): not pullable until restored.
+    #[error("{}", archived_message(reference, *restoring))]
+    ImageArchived { reference: String, restoring: bool },
+    /// A pull of a blob whose standard copy went to the archive with this repository's
+    /// archived images.
+    #[error("blob {0} is archived with its image; restore the image with UpdateImageStorageClass --target-storage-class STANDARD")]
+    BlobArchived(Digest),
+    /// A storage class change the image's status does not allow (ECR's
+    /// `ImageStorageClassUpdateNotSupportedException`).
+    #[error("{0}")]
+    StorageClassUnchanged(String),
+    // -- End of the archive storage class. --
     #[error("the range {start}-{end} is not satisfiable for a blob of {size} bytes")]
     RangeNotSatisfiable { start: u64, end: u64, size: u64 },
     #[error("storage is full")]
     StorageFull,
     #[error("internal storage failure")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn archived_message(reference: &str, restoring: bool) -> String {
+    if restoring {
+        format!("the image {reference} is being restored from the archive; pull it again once its imageStatus is ACTIVE")
+    } else {
+        format!("the image {reference} is archived; restore it with UpdateImageStorageClass --target-storage-class STANDARD")
+    }
 }
 
 impl From<NameError> for RegistryError {

@@ -9,6 +9,7 @@
 //!
 //! May depend on: `berth-types`, `berth-blobstore`, `berth-meta`.
 
+pub mod archive;
 mod cache;
 pub mod clock;
 pub mod create_on_push;
@@ -86,6 +87,10 @@ struct Inner {
     pull_times: Arc<pull_times::PullTimes>,
     /// What a push to a missing repository does (see [`create_on_push`]).
     provisioner: Arc<dyn RepositoryProvisioner>,
+    /// Where archived images' bytes go (see [`archive`]); none until installed.
+    archive: std::sync::OnceLock<Arc<dyn berth_blobstore::ArchiveTier>>,
+    /// Restores running in this process (repository, image).
+    activations: parking_lot::Mutex<std::collections::HashSet<(String, Digest)>>,
 }
 
 impl Registry {
@@ -109,6 +114,8 @@ impl Registry {
                 meta,
                 blobs,
                 provisioner: Arc::new(ImplicitRepositories),
+                archive: Default::default(),
+                activations: Default::default(),
             }),
         }
     }
@@ -175,7 +182,10 @@ impl Registry {
         digest: &Digest,
         range: Option<(Option<u64>, Option<u64>)>,
     ) -> Result<BlobBody> {
-        let size = self.blob_size(repo, digest).await?;
+        let size = match self.inner.meta.linked_blob(repo, digest).await? {
+            Some(size) => size,
+            None => return Err(self.explain_missing_blob(repo, digest).await),
+        };
         let range = match range {
             None => None,
             Some(spec) => Some(resolve_range(spec, size)?),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use berth_meta::archive::ImageStatus;
 use berth_meta::NewManifest;
 use berth_types::manifest::{self, MAX_MANIFEST_BYTES};
 use berth_types::{media, Digest, ManifestError, Reference, RepositoryName};
@@ -160,24 +161,43 @@ impl Registry {
         reference: &Reference,
     ) -> Result<Arc<ServedManifest>> {
         let digest = self.resolve(repo, reference).await?;
-        if let Some(m) = self.inner.cache.manifest(repo.as_str(), &digest) {
-            return Ok(m);
+        let served = match self.inner.cache.manifest(repo.as_str(), &digest) {
+            Some(m) => m,
+            None => {
+                let generation = self.inner.cache.generation();
+                let rec = self
+                    .inner
+                    .meta
+                    .get_manifest(repo, &digest)
+                    .await?
+                    .ok_or_else(|| RegistryError::ManifestNotFound(reference.to_string()))?;
+                // Only a cache miss reads the status (see `archive`).
+                let status = self
+                    .inner
+                    .meta
+                    .image_storage(repo, std::slice::from_ref(&digest))
+                    .await?
+                    .pop()
+                    .flatten()
+                    .map_or(ImageStatus::Active, |s| s.status);
+                let served = Arc::new(ServedManifest {
+                    digest: rec.digest,
+                    media_type: rec.media_type,
+                    body: Bytes::from(rec.body),
+                    status,
+                });
+                self.inner
+                    .cache
+                    .fill_manifest(generation, repo.as_str(), served.clone());
+                served
+            }
+        };
+        if served.status != ImageStatus::Active {
+            return Err(RegistryError::ImageArchived {
+                reference: reference.to_string(),
+                restoring: served.status == ImageStatus::Activating,
+            });
         }
-        let generation = self.inner.cache.generation();
-        let rec = self
-            .inner
-            .meta
-            .get_manifest(repo, &digest)
-            .await?
-            .ok_or_else(|| RegistryError::ManifestNotFound(reference.to_string()))?;
-        let served = Arc::new(ServedManifest {
-            digest: rec.digest,
-            media_type: rec.media_type,
-            body: Bytes::from(rec.body),
-        });
-        self.inner
-            .cache
-            .fill_manifest(generation, repo.as_str(), served.clone());
         Ok(served)
     }
 

@@ -1,0 +1,351 @@
+//! Archiving and restoring against the embedded backends: which standard copies go,
+//! what pulls answer, that a restore is byte-identical, and that garbage collection and
+//! concurrent pushes keep their guarantees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{stream, TryStreamExt};
+
+use berth_blobstore::{ArchiveTier, BlobStore, DiskArchive, DiskBlobStore};
+use berth_meta::archive::ImageStatus;
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_types::{Digest, Reference, RepositoryName};
+
+use crate::gc::GcOptions;
+use crate::{Registry, RegistryError, RegistryOptions};
+
+struct Fixture {
+    registry: Registry,
+    blobs: DiskBlobStore,
+    archive: DiskArchive,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    let blobs = DiskBlobStore::open(dir.path()).unwrap();
+    let archive = DiskArchive::open(dir.path().join("archive"), true).unwrap();
+    let registry = Registry::new(
+        Arc::new(meta),
+        Arc::new(blobs.clone()),
+        RegistryOptions::default(),
+    );
+    registry.set_archive_tier(Arc::new(archive.clone()));
+    Fixture {
+        registry,
+        blobs,
+        archive,
+        _dir: dir,
+    }
+}
+
+fn repo(s: &str) -> RepositoryName {
+    s.parse().unwrap()
+}
+
+async fn push(r: &Registry, repo: &RepositoryName, data: &[u8]) -> Digest {
+    let d = Digest::sha256_of(data);
+    let body = stream::iter(vec![Ok::<_, std::io::Error>(Bytes::copy_from_slice(data))]);
+    r.push_blob(repo, &d, body).await.unwrap();
+    d
+}
+
+fn manifest_body(cfg: &[u8], layers: &[&[u8]]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}"#,
+                Digest::sha256_of(l),
+                l.len()
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        Digest::sha256_of(cfg),
+        cfg.len(),
+        layers.join(",")
+    )
+}
+
+async fn image(
+    r: &Registry,
+    repo: &RepositoryName,
+    tag: &str,
+    cfg: &[u8],
+    layers: &[&[u8]],
+) -> Digest {
+    push(r, repo, cfg).await;
+    for l in layers {
+        push(r, repo, l).await;
+    }
+    let reference: Reference = tag.parse().unwrap();
+    r.put_manifest(
+        repo,
+        &reference,
+        None,
+        Bytes::from(manifest_body(cfg, layers)),
+    )
+    .await
+    .unwrap()
+    .digest
+}
+
+async fn read(r: &Registry, repo: &RepositoryName, d: &Digest) -> Result<Vec<u8>, RegistryError> {
+    let b = r.open_blob(repo, d, None).await?;
+    let chunks: Vec<Bytes> = b.stream.try_collect().await.unwrap();
+    Ok(chunks.concat())
+}
+
+async fn status(r: &Registry, repo: &RepositoryName, d: &Digest) -> ImageStatus {
+    r.meta()
+        .image_storage(repo, std::slice::from_ref(d))
+        .await
+        .unwrap()[0]
+        .unwrap()
+        .status
+}
+
+async fn wait_active(r: &Registry, repo: &RepositoryName, d: &Digest) {
+    for _ in 0..500 {
+        if status(r, repo, d).await == ImageStatus::Active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the restore of {d} did not finish");
+}
+
+fn layer(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_drops_unshared_bytes_refuses_pulls_and_restores_byte_identical() {
+    let f = fixture();
+    let r = &f.registry;
+    let app = repo("team/app");
+    let (shared, own, other) = (layer(300_000, 1), layer(200_000, 2), layer(1000, 3));
+    let m1 = image(r, &app, "old", b"cfg-old", &[&shared, &own]).await;
+    let m2 = image(r, &app, "new", b"cfg-new", &[&shared, &other]).await;
+    let (sd, od) = (Digest::sha256_of(&shared), Digest::sha256_of(&own));
+    let old: Reference = "old".parse().unwrap();
+    // Cache the manifest first: archiving must invalidate it.
+    r.get_manifest(&app, &old).await.unwrap();
+
+    r.archive_image(&app, &m1).await.unwrap();
+    assert_eq!(status(r, &app, &m1).await, ImageStatus::Archived);
+    // The unshared layer and config left the blob store; the shared layer stayed.
+    assert_eq!(f.blobs.stat(&od).await.unwrap(), None);
+    assert_eq!(
+        f.blobs.stat(&Digest::sha256_of(b"cfg-old")).await.unwrap(),
+        None
+    );
+    assert_eq!(f.blobs.stat(&sd).await.unwrap(), Some(300_000));
+    assert!(f.archive.stat(&od).await.unwrap().is_some());
+    assert!(f.archive.stat(&sd).await.unwrap().is_some());
+
+    // Pulls: the archived manifest (by tag and digest) and its own layer are refused with
+    // the clear error; the other image and the shared layer pull fine.
+    for reference in [old.clone(), Reference::Digest(m1.clone())] {
+        let err = r.get_manifest(&app, &reference).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RegistryError::ImageArchived {
+                    restoring: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("--target-storage-class STANDARD"),
+            "{err}"
+        );
+    }
+    let err = read(r, &app, &od).await.unwrap_err();
+    assert!(matches!(err, RegistryError::BlobArchived(_)), "{err:?}");
+    assert_eq!(
+        r.get_manifest(&app, &"new".parse().unwrap())
+            .await
+            .unwrap()
+            .digest,
+        m2
+    );
+    assert_eq!(read(r, &app, &sd).await.unwrap(), shared);
+
+    // Archiving again, restoring an active image: refused.
+    let err = r.archive_image(&app, &m1).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::StorageClassUnchanged(_)),
+        "{err:?}"
+    );
+    let err = r.restore_image(&app, &m2).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::StorageClassUnchanged(_)),
+        "{err:?}"
+    );
+    let err = r
+        .archive_image(&app, &Digest::sha256_of(b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::ManifestNotFound(_)), "{err:?}");
+
+    // Restore: ACTIVATING at once, then ACTIVE with the bytes back, byte-identical.
+    assert_eq!(
+        r.restore_image(&app, &m1).await.unwrap(),
+        ImageStatus::Activating
+    );
+    wait_active(r, &app, &m1).await;
+    assert_eq!(r.get_manifest(&app, &old).await.unwrap().digest, m1);
+    assert_eq!(read(r, &app, &od).await.unwrap(), own);
+    assert_eq!(
+        read(r, &app, &Digest::sha256_of(b"cfg-old")).await.unwrap(),
+        b"cfg-old"
+    );
+    let st = r
+        .meta()
+        .image_storage(&app, std::slice::from_ref(&m1))
+        .await
+        .unwrap()[0]
+        .unwrap();
+    assert!(
+        st.archived_ms.is_some() && st.activated_ms >= st.archived_ms,
+        "{st:?}"
+    );
+
+    // The sweep then deletes the copies no archived image needs.
+    let sweep = r.sweep_archive().await.unwrap();
+    assert_eq!(sweep.copies_deleted.len(), 3);
+    assert_eq!(f.archive.stat(&od).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_layer_goes_once_every_image_using_it_is_archived_and_gc_keeps_archived_blobs() {
+    let f = fixture();
+    let r = &f.registry;
+    let (a, b) = (repo("a/one"), repo("b/two"));
+    let shared = layer(50_000, 9);
+    let sd = Digest::sha256_of(&shared);
+    let m1 = image(r, &a, "v1", b"cfg-1", &[&shared]).await;
+    let m2 = image(r, &b, "v1", b"cfg-2", &[&shared]).await;
+    r.archive_image(&a, &m1).await.unwrap();
+    assert!(f.blobs.stat(&sd).await.unwrap().is_some());
+    r.archive_image(&b, &m2).await.unwrap();
+    assert_eq!(f.blobs.stat(&sd).await.unwrap(), None);
+
+    // Garbage collection with no grace neither deletes the archived images' rows nor
+    // trips over the missing standard copies.
+    r.garbage_collector()
+        .run(GcOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    r.restore_image(&b, &m2).await.unwrap();
+    wait_active(r, &b, &m2).await;
+    assert_eq!(read(r, &b, &sd).await.unwrap(), shared);
+    // m1 is still archived in `a`: its link there stays gone.
+    assert!(matches!(
+        read(r, &a, &sd).await.unwrap_err(),
+        RegistryError::BlobArchived(_)
+    ));
+
+    // Deleting the archived image lets the sweep delete the copies no archived image
+    // needs any more: all three (m2 was restored).
+    r.delete_manifest(&a, &Reference::Digest(m1)).await.unwrap();
+    let sweep = r.sweep_archive().await.unwrap();
+    assert_eq!(sweep.copies_deleted.len(), 3, "{sweep:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_reusing_an_archived_layer_uploads_it_again() {
+    let f = fixture();
+    let r = &f.registry;
+    let app = repo("team/app");
+    let l = layer(10_000, 4);
+    let m1 = image(r, &app, "v1", b"cfg", &[&l]).await;
+    r.archive_image(&app, &m1).await.unwrap();
+    // A client's HEAD finds nothing (the link went with the standard copy) ...
+    assert!(matches!(
+        r.blob_size(&app, &Digest::sha256_of(&l)).await,
+        Err(RegistryError::BlobNotFound(_))
+    ));
+    // ... a manifest naming it without uploading is refused ...
+    let err = r
+        .put_manifest(
+            &app,
+            &"v2".parse().unwrap(),
+            None,
+            Bytes::from(manifest_body(b"cfg", &[&l])),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ManifestBlobUnknown(_)),
+        "{err:?}"
+    );
+    // ... and after uploading again the new image pulls, while the archived one stays
+    // archived and the sweep leaves the re-uploaded bytes alone (an ACTIVE image uses them).
+    let m2 = image(r, &app, "v2", b"cfg2", &[&l]).await;
+    r.sweep_archive().await.unwrap();
+    assert_eq!(read(r, &app, &Digest::sha256_of(&l)).await.unwrap(), l);
+    assert_eq!(
+        r.get_manifest(&app, &"v2".parse().unwrap())
+            .await
+            .unwrap()
+            .digest,
+        m2
+    );
+    assert_eq!(status(r, &app, &m1).await, ImageStatus::Archived);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_restore_is_resumed() {
+    let f = fixture();
+    let r = &f.registry;
+    let app = repo("team/app");
+    let l = layer(70_000, 5);
+    let m1 = image(r, &app, "v1", b"cfg", &[&l]).await;
+    r.archive_image(&app, &m1).await.unwrap();
+    // As if a process died after marking the image ACTIVATING.
+    r.meta().begin_activation(&app, &m1).await.unwrap();
+    assert_eq!(status(r, &app, &m1).await, ImageStatus::Activating);
+    let err = r
+        .get_manifest(&app, &"v1".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::ImageArchived {
+                restoring: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.resume_activations().await.unwrap(), 1);
+    wait_active(r, &app, &m1).await;
+    assert_eq!(read(r, &app, &Digest::sha256_of(&l)).await.unwrap(), l);
+}
+
+#[tokio::test]
+async fn without_an_archive_tier_archiving_is_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    let blobs = DiskBlobStore::open(dir.path()).unwrap();
+    let r = Registry::new(Arc::new(meta), Arc::new(blobs), RegistryOptions::default());
+    let app = repo("team/app");
+    let m = image(&r, &app, "v1", b"cfg", &[b"l"]).await;
+    assert!(matches!(
+        r.archive_image(&app, &m).await,
+        Err(RegistryError::Unsupported(_))
+    ));
+}
