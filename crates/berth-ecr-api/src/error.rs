@@ -105,6 +105,10 @@ pub enum EcrError {
     /// A lifecycle policy text berth-lifecycle refuses; its message is ECR's.
     InvalidLifecyclePolicy(berth_lifecycle::LifecycleError),
     // -- End of lifecycle policies. --
+    // -- The archive storage class. --
+    /// A storage class change the image's status does not allow, or no archive tier.
+    ImageStorageClassUpdateNotSupported(String),
+    // -- End of the archive storage class. --
     /// SigV4 failed (missing, malformed, unknown or inactive key, bad signature, skew).
     Authentication(SigV4Error),
     /// IAM denied the request; the message is berth-iam's AWS-shaped denial message.
@@ -222,6 +226,9 @@ pub fn to_wire(e: &EcrError) -> WireError {
             format!("The previous lifecycle policy preview request for the repository with name '{name}' in the registry with id '{registry}' has not completed; wait and try again"),
         ),
         EcrError::InvalidLifecyclePolicy(e) => (bad, "InvalidParameterException", e.to_string()),
+        EcrError::ImageStorageClassUpdateNotSupported(m) => {
+            (bad, "ImageStorageClassUpdateNotSupportedException", m.clone())
+        }
         EcrError::Authentication(e) => (
             StatusCode::from_u16(e.json_status()).unwrap_or(bad),
             e.aws_type(),

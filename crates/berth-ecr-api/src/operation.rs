@@ -165,6 +165,8 @@ impl EcrOperation {
                 | EcrOperation::UpdateRepositoryCreationTemplate
                 | EcrOperation::DeleteRepositoryCreationTemplate
                 | EcrOperation::DescribeRepositoryCreationTemplates
+                // The archive storage class.
+                | EcrOperation::UpdateImageStorageClass
                 // Lifecycle policies and previews.
                 | EcrOperation::PutLifecyclePolicy
                 | EcrOperation::GetLifecyclePolicy

@@ -15,7 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use berth_blobstore::{DiskBlobStore, DiskOptions};
+use berth_blobstore::{DiskArchive, DiskBlobStore, DiskOptions};
 use berth_config::{Config, StorageConfig};
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
@@ -56,6 +56,11 @@ pub fn open_registry(
         RegistryOptions::default(),
         provisioner.clone(),
     );
+    // The archive storage class: zstd copies under <data dir>/archive (berth_registry::archive).
+    let archive_dir = data_dir.join("archive");
+    let archive = DiskArchive::open(&archive_dir, storage.fsync)
+        .with_context(|| format!("opening the archive tier in {}", archive_dir.display()))?;
+    registry.set_archive_tier(Arc::new(archive));
     Ok((registry, provisioner))
 }
 
@@ -240,6 +245,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::admin::bootstrap(&iam, &meta, &cfg).await?;
     let (registry, provisioner) =
         open_registry(&cfg.storage, meta.clone(), &cfg.registry.account_id)?;
+    // Resumes interrupted restores from the archive now, then sweeps it every 10 minutes.
+    registry.start_archive_maintenance(Duration::from_secs(600));
     let iam = Arc::new(iam);
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),

@@ -8,6 +8,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use berth_meta::archive::{ImageStatus, ImageStorage};
 use berth_meta::{DeleteImageOutcome, ImageId, ImageRecord, TagStatus};
 use berth_registry::RegistryError;
 use berth_types::{Digest, Reference, RepositoryName, Tag};
@@ -119,9 +120,11 @@ pub(super) fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
-fn tag_status(filter: Option<StatusFilter>) -> Result<(TagStatus, bool), EcrError> {
+/// The tag status and the image status asked for (`None`: any status). Without a filter
+/// only `ACTIVE` images are listed, as the model says.
+fn tag_status(filter: Option<StatusFilter>) -> Result<(TagStatus, Option<ImageStatus>), EcrError> {
     let Some(f) = filter else {
-        return Ok((TagStatus::Any, true));
+        return Ok((TagStatus::Any, Some(ImageStatus::Active)));
     };
     let status = match f.tag_status.as_deref() {
         None | Some("ANY") => TagStatus::Any,
@@ -133,17 +136,37 @@ fn tag_status(filter: Option<StatusFilter>) -> Result<(TagStatus, bool), EcrErro
             )))
         }
     };
-    // Every Berth image is ACTIVE (there is no archive tier).
-    let active = match f.image_status.as_deref() {
-        None | Some("ACTIVE") | Some("ANY") => true,
-        Some("ARCHIVED") | Some("ACTIVATING") => false,
+    let wanted = match f.image_status.as_deref() {
+        None | Some("ACTIVE") => Some(ImageStatus::Active),
+        Some("ARCHIVED") => Some(ImageStatus::Archived),
+        Some("ACTIVATING") => Some(ImageStatus::Activating),
+        Some("ANY") => None,
         Some(other) => {
             return Err(EcrError::InvalidParameter(format!(
                 "Invalid parameter at 'filter.imageStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]' (got '{other}')"
             )))
         }
     };
-    Ok((status, active))
+    Ok((status, wanted))
+}
+
+/// The storage state of each image of a page (absent: a never-archived `ACTIVE` image).
+async fn storage_of(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    digests: &[Digest],
+) -> Result<Vec<ImageStorage>, EcrError> {
+    Ok(ctx
+        .state
+        .inner
+        .registry
+        .meta()
+        .image_storage(&t.repo, digests)
+        .await
+        .map_err(|e| EcrError::from_meta(e, &t.registry))?
+        .into_iter()
+        .map(|s| s.unwrap_or(ImageStorage::ACTIVE))
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -384,6 +407,11 @@ pub(super) async fn batch_get_image(
                 failures.push(failure(id, "ImageNotFound", "Requested image not found"));
                 continue;
             }
+            // Archived (or being restored): not pullable; the reason says how to restore.
+            Err(e @ RegistryError::ImageArchived { .. }) => {
+                failures.push(failure(id, "ImageNotFound", e.to_string()));
+                continue;
+            }
             Err(e) => return Err(target.registry_error(e)),
         };
         if let (Some(_), Some(d)) = (&parsed.tag, &parsed.digest) {
@@ -506,7 +534,7 @@ pub(super) struct DescribeImagesInput {
 
 const IMAGES_TOKEN: &str = "di1";
 
-fn image_detail(t: &Target, i: &ImageRecord) -> Value {
+fn image_detail(t: &Target, i: &ImageRecord, storage: &ImageStorage) -> Value {
     let mut v = json!({
         "registryId": t.registry,
         "repositoryName": t.name,
@@ -514,8 +542,14 @@ fn image_detail(t: &Target, i: &ImageRecord) -> Value {
         "imageSizeInBytes": i.size,
         "imagePushedAt": secs(i.pushed_ms),
         "imageManifestMediaType": i.media_type,
-        "imageStatus": "ACTIVE",
+        "imageStatus": storage.status.as_api(),
     });
+    if let Some(ms) = storage.archived_ms {
+        v["lastArchivedAt"] = json!(secs(ms));
+    }
+    if let Some(ms) = storage.activated_ms {
+        v["lastActivatedAt"] = json!(secs(ms));
+    }
     if !i.tags.is_empty() {
         v["imageTags"] = json!(i.tags);
     }
@@ -537,7 +571,7 @@ pub(super) async fn describe_images(
 ) -> Result<Value, EcrError> {
     required(&input.repository_name, "repositoryName")?;
     let limit = page_size(input.max_results, 100, 1000)?;
-    let (status, active) = tag_status(input.filter)?;
+    let (status, wanted) = tag_status(input.filter)?;
     if input.image_ids.is_some() && (input.next_token.is_some() || input.max_results.is_some()) {
         return Err(EcrError::InvalidParameter(
             "maxResults and nextToken cannot be used with imageIds".into(),
@@ -595,18 +629,16 @@ pub(super) async fn describe_images(
             .describe_images_by_digest(&target.repo, &digests)
             .await
             .map_err(from_meta)?;
+        let storage = storage_of(ctx, &target, &digests).await?;
         let mut details = Vec::with_capacity(found.len());
         let mut seen = std::collections::HashSet::new();
-        for (id, image) in ids.iter().zip(found) {
+        for ((id, image), storage) in ids.iter().zip(found).zip(&storage) {
             let image = image.ok_or_else(|| image_not_found(&target, id))?;
             if seen.insert(image.digest.clone()) {
-                details.push(image_detail(&target, &image));
+                details.push(image_detail(&target, &image, storage));
             }
         }
         return Ok(json!({"imageDetails": details}));
-    }
-    if !active {
-        return Ok(json!({"imageDetails": []}));
     }
     let mut rows = meta
         .describe_images(&target.repo, status, after.as_ref(), limit + 1)
@@ -618,9 +650,17 @@ pub(super) async fn describe_images(
         })?;
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let mut out = json!({
-        "imageDetails": rows.iter().map(|i| image_detail(&target, i)).collect::<Vec<_>>(),
-    });
+    // The image status filter applies to the page (a page may come out shorter than
+    // maxResults; its nextToken still continues after the last image read).
+    let digests: Vec<Digest> = rows.iter().map(|i| i.digest.clone()).collect();
+    let storage = storage_of(ctx, &target, &digests).await?;
+    let details: Vec<Value> = rows
+        .iter()
+        .zip(&storage)
+        .filter(|(_, s)| wanted.is_none_or(|w| w == s.status))
+        .map(|(i, s)| image_detail(&target, i, s))
+        .collect();
+    let mut out = json!({ "imageDetails": details });
     if let (true, Some(last)) = (more, rows.last()) {
         out["nextToken"] = json!(encode_token(IMAGES_TOKEN, &last.digest.to_string()));
     }
@@ -654,7 +694,7 @@ const LIST_TOKEN: &str = "li1";
 pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result<Value, EcrError> {
     required(&input.repository_name, "repositoryName")?;
     let limit = page_size(input.max_results, 100, 1000)?;
-    let (status, active) = tag_status(input.filter)?;
+    let (status, wanted) = tag_status(input.filter)?;
     let after = match &input.next_token {
         None => None,
         Some(t) => {
@@ -678,9 +718,6 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result
         &input.repository_name,
     )
     .await?;
-    if !active {
-        return Ok(json!({"imageIds": []}));
-    }
     let mut rows = ctx
         .state
         .inner
@@ -692,9 +729,13 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result
         .unwrap_or_default();
     let more = rows.len() > limit;
     rows.truncate(limit);
+    let digests: Vec<Digest> = rows.iter().map(|i| i.digest.clone()).collect();
+    let storage = storage_of(ctx, &target, &digests).await?;
     let ids: Vec<Value> = rows
         .iter()
-        .map(|i| match &i.tag {
+        .zip(&storage)
+        .filter(|(_, s)| wanted.is_none_or(|w| w == s.status))
+        .map(|(i, _)| match &i.tag {
             Some(t) => json!({"imageDigest": i.digest.to_string(), "imageTag": t}),
             None => json!({"imageDigest": i.digest.to_string()}),
         })
@@ -894,13 +935,24 @@ mod tests {
                 image_status: i.map(str::to_string),
             }))
         };
-        assert_eq!(tag_status(None).unwrap(), (TagStatus::Any, true));
-        assert_eq!(f(Some("TAGGED"), None).unwrap(), (TagStatus::Tagged, true));
+        let active = Some(ImageStatus::Active);
+        assert_eq!(tag_status(None).unwrap(), (TagStatus::Any, active));
+        assert_eq!(
+            f(Some("TAGGED"), None).unwrap(),
+            (TagStatus::Tagged, active)
+        );
         assert_eq!(
             f(Some("UNTAGGED"), Some("ANY")).unwrap(),
-            (TagStatus::Untagged, true)
+            (TagStatus::Untagged, None)
         );
-        assert_eq!(f(None, Some("ARCHIVED")).unwrap(), (TagStatus::Any, false));
+        assert_eq!(
+            f(None, Some("ARCHIVED")).unwrap(),
+            (TagStatus::Any, Some(ImageStatus::Archived))
+        );
+        assert_eq!(
+            f(None, Some("ACTIVATING")).unwrap(),
+            (TagStatus::Any, Some(ImageStatus::Activating))
+        );
         assert!(f(Some("tagged"), None).is_err());
         assert!(f(None, Some("GONE")).is_err());
     }

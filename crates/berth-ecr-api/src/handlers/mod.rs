@@ -5,6 +5,7 @@ mod layers;
 mod lifecycle;
 mod mutability;
 mod pull_times;
+mod storage_class;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -257,6 +258,10 @@ pub(crate) async fn handle(
         }
         EcrOperation::DescribeRepositoryCreationTemplates => {
             templates::describe_templates(ctx, decode(input)?).await
+        }
+        // The archive storage class.
+        EcrOperation::UpdateImageStorageClass => {
+            storage_class::update_image_storage_class(ctx, decode(input)?).await
         }
         // Lifecycle policies and previews.
         EcrOperation::PutLifecyclePolicy => {
