@@ -13,6 +13,10 @@
 //! sealed under a master key) are a second trait, [`IamStore`] (module [`iam`], sealing in
 //! [`secrets`]), implemented by [`sqlite::SqliteIamStore`] on the same database.
 //!
+//! What online garbage collection needs (marks of unreferenced blobs and links, commit
+//! pins, deletion re-checked in the write transaction that deletes the bytes) is
+//! [`GcStore`] (module [`gc`]), a supertrait of [`MetaStore`] with its own [`gc_suite`].
+//!
 //! ECR registry configuration (repository and registry policies, resource tags, account
 //! settings, repository creation templates) is a third trait, [`EcrSettingsStore`]
 //! (module [`settings`]), implemented by [`sqlite::SqliteMetaStore`] itself.

@@ -7,6 +7,9 @@
 //! transaction, so every edge refuses the same tag moves. It speaks in domain terms
 //! ([`RegistryError`]) and knows nothing of HTTP; the OCI and ECR edges translate.
 //!
+//! Blob bytes are freed by online garbage collection ([`gc`]); a commit pins its digest
+//! first so that no collection can delete the bytes it is about to record (`uploads.rs`).
+//!
 //! May depend on: `berth-types`, `berth-blobstore`, `berth-meta`.
 
 pub mod archive;
