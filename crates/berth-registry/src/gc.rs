@@ -4,7 +4,7 @@
 //! One pass ([`GarbageCollector::run`]):
 //! 1. expires commit pins older than [`PIN_LIFETIME`] (left by a process that died);
 //! 2. walks every blob row, marking unreferenced links and blobs with now and unmarking
-//!    those referenced again (pages of [`PAGE`], one short transaction each);
+//!    those referenced again (pages of 1,000 blobs, one short transaction each);
 //! 3. deletes links that no manifest of their repository has used since before the
 //!    cut-off (now − grace), as an image's deletion leaves them, marking the blobs they
 //!    leave unlinked;
