@@ -147,7 +147,7 @@ pub struct Expiry {
     pub at_ms: i64,
 }
 
-/// What [`LifecycleStore::expire_image`] did.
+/// What [`LifecycleStore::expire_images`] did to one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExpireOutcome {
     /// Deleted (with its tags), and logged as the event with this id.
@@ -254,11 +254,24 @@ pub trait LifecycleStore: Send + Sync + 'static {
 
     // ---- execution ----
 
-    /// Expires one image in one transaction, only if it still is what was evaluated: it
-    /// exists, carries exactly `expected_tags`, and no index references it. Deletes its
-    /// tags and manifest (with the same outbox events as an image delete) and logs a
-    /// [`LifecycleEvent`]. Blob bytes stay for garbage collection.
-    async fn expire_image(&self, repo: &RepositoryName, expiry: &Expiry) -> Result<ExpireOutcome>;
+    /// Expires images in one transaction, in the given order, each only if it still is
+    /// what was evaluated: it exists, carries exactly `expected_tags`, and no index
+    /// references it (an index expired earlier in the same batch no longer does). Deletes
+    /// each one's tags and manifest (with the same outbox events as an image delete) and
+    /// logs a [`LifecycleEvent`]. Blob bytes stay for garbage collection. Returns one
+    /// outcome per expiry. Batching keeps an execution of many images to a few commits.
+    async fn expire_images(
+        &self,
+        repo: &RepositoryName,
+        expiries: &[Expiry],
+    ) -> Result<Vec<ExpireOutcome>>;
+    /// [`LifecycleStore::expire_images`] for one image.
+    async fn expire_image(&self, repo: &RepositoryName, expiry: &Expiry) -> Result<ExpireOutcome> {
+        let mut out = self
+            .expire_images(repo, std::slice::from_ref(expiry))
+            .await?;
+        Ok(out.pop().unwrap_or(ExpireOutcome::Gone))
+    }
     /// Logged expiries with an id greater than `after_id` (of one repository, or all),
     /// oldest first, at most `limit`.
     async fn lifecycle_events(

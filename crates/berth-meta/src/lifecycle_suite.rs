@@ -398,9 +398,46 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
             .unwrap(),
         ExpireOutcome::Gone
     );
+    // A batch runs in order in one transaction: a child before its index is still held;
+    // an index before its child frees it.
+    let c1 = push(meta, &r, "bc1", None, None, 10, 40).await;
+    let i1 = push_index(meta, &r, &[&c1], "b1").await;
+    let batch = |d: &Digest, tags: &[&str]| Expiry {
+        rule_priority: 4,
+        ..exp(d, tags)
+    };
+    let out = s
+        .expire_images(&r, &[batch(&c1, &[]), batch(&i1, &["b1"])])
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], ExpireOutcome::ReferencedByIndex(_)),
+        "{out:?}"
+    );
+    assert!(matches!(out[1], ExpireOutcome::Expired { .. }), "{out:?}");
+    let c2 = push(meta, &r, "bc2", None, None, 10, 40).await;
+    let i2 = push_index(meta, &r, &[&c2], "b2").await;
+    let out = s
+        .expire_images(&r, &[batch(&i2, &["b2"]), batch(&c2, &[])])
+        .await
+        .unwrap();
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, ExpireOutcome::Expired { .. })),
+        "{out:?}"
+    );
+    assert!(meta.get_manifest(&r, &c2).await.unwrap().is_none());
+    assert!(meta.get_manifest(&r, &c1).await.unwrap().is_some());
+    assert_eq!(
+        s.expire_images(&repo("lc/none"), &[batch(&c1, &[]), batch(&c2, &[])])
+            .await
+            .unwrap(),
+        vec![ExpireOutcome::Gone, ExpireOutcome::Gone]
+    );
+
     // The log, oldest first after an id, or newest first.
     let log = s.lifecycle_events(Some("lc/expiry"), 0, 10).await.unwrap();
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 5);
     assert_eq!(log[0].id, event_id);
     assert_eq!(log[0].digest, a.to_string());
     assert_eq!(log[0].tags, vec!["old".to_string()]);
@@ -418,9 +455,10 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
         .lifecycle_events(Some("lc/expiry"), event_id, 10)
         .await
         .unwrap();
-    assert_eq!(later.len(), 1);
+    assert_eq!(later.len(), 4);
     let recent = s.recent_lifecycle_events(None, 1).await.unwrap();
-    assert_eq!(recent[0].digest, b.to_string());
+    assert_eq!(recent[0].digest, c2.to_string());
+    assert_eq!(recent[0].rule_priority, 4);
     assert!(s
         .lifecycle_events(Some("lc/other"), 0, 10)
         .await

@@ -98,6 +98,68 @@ fn insert_outbox_event(
     Ok(())
 }
 
+/// One conditional expiry inside the caller's transaction (see
+/// [`LifecycleStore::expire_images`]).
+fn expire_one(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    name: &str,
+    expiry: &Expiry,
+) -> Result<ExpireOutcome> {
+    let digest = expiry.digest.to_string();
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+        .exists(params![id, digest])?;
+    if !exists {
+        return Ok(ExpireOutcome::Gone);
+    }
+    let tags: Vec<String> = tx
+        .prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name")?
+        .query_map(params![id, digest], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut expected = expiry.expected_tags.clone();
+    expected.sort();
+    expected.dedup();
+    if tags != expected {
+        return Ok(ExpireOutcome::Changed);
+    }
+    let index: Option<String> = tx
+        .prepare_cached(
+            "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND target = ?2 AND kind = ?3 LIMIT 1",
+        )?
+        .query_row(params![id, digest, REF_MANIFEST], |r| r.get(0))
+        .optional()?;
+    if let Some(index) = index {
+        return Ok(ExpireOutcome::ReferencedByIndex(index));
+    }
+    let now = expiry.at_ms;
+    for t in &tags {
+        tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
+            .execute(params![id, t])?;
+        insert_outbox_event(tx, EventKind::TagDeleted, name, &digest, Some(t), now)?;
+    }
+    tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+        .execute(params![id, digest])?;
+    insert_outbox_event(tx, EventKind::ManifestDeleted, name, &digest, None, now)?;
+    tx.prepare_cached(
+        "INSERT INTO lifecycle_events
+           (at_ms, repository, digest, tags, rule_priority, action, size, pushed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'EXPIRE', ?6, ?7)",
+    )?
+    .execute(params![
+        now,
+        name,
+        digest,
+        tags_to_json(&tags),
+        expiry.rule_priority as i64,
+        expiry.size as i64,
+        expiry.pushed_ms
+    ])?;
+    Ok(ExpireOutcome::Expired {
+        event_id: tx.last_insert_rowid(),
+    })
+}
+
 #[async_trait::async_trait]
 impl LifecycleStore for SqliteMetaStore {
     async fn put_lifecycle_policy(
@@ -433,69 +495,24 @@ impl LifecycleStore for SqliteMetaStore {
         .await
     }
 
-    async fn expire_image(&self, repo: &RepositoryName, expiry: &Expiry) -> Result<ExpireOutcome> {
+    async fn expire_images(
+        &self,
+        repo: &RepositoryName,
+        expiries: &[Expiry],
+    ) -> Result<Vec<ExpireOutcome>> {
         let name = repo.to_string();
-        let expiry = expiry.clone();
+        let expiries = expiries.to_vec();
         self.write(move |c| {
             let tx = immediate(c)?;
             let Some(id) = repo_id(&tx, &name)? else {
-                return Ok(ExpireOutcome::Gone);
+                return Ok(vec![ExpireOutcome::Gone; expiries.len()]);
             };
-            let digest = expiry.digest.to_string();
-            let exists = tx
-                .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
-                .exists(params![id, digest])?;
-            if !exists {
-                return Ok(ExpireOutcome::Gone);
+            let mut out = Vec::with_capacity(expiries.len());
+            for e in &expiries {
+                out.push(expire_one(&tx, id, &name, e)?);
             }
-            let tags: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name",
-                )?
-                .query_map(params![id, digest], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut expected = expiry.expected_tags.clone();
-            expected.sort();
-            expected.dedup();
-            if tags != expected {
-                return Ok(ExpireOutcome::Changed);
-            }
-            let index: Option<String> = tx
-                .prepare_cached(
-                    "SELECT manifest FROM manifest_refs
-                     WHERE repo_id = ?1 AND target = ?2 AND kind = ?3 LIMIT 1",
-                )?
-                .query_row(params![id, digest, REF_MANIFEST], |r| r.get(0))
-                .optional()?;
-            if let Some(index) = index {
-                return Ok(ExpireOutcome::ReferencedByIndex(index));
-            }
-            let now = expiry.at_ms;
-            for t in &tags {
-                tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
-                    .execute(params![id, t])?;
-                insert_outbox_event(&tx, EventKind::TagDeleted, &name, &digest, Some(t), now)?;
-            }
-            tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
-                .execute(params![id, digest])?;
-            insert_outbox_event(&tx, EventKind::ManifestDeleted, &name, &digest, None, now)?;
-            tx.prepare_cached(
-                "INSERT INTO lifecycle_events
-                   (at_ms, repository, digest, tags, rule_priority, action, size, pushed_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'EXPIRE', ?6, ?7)",
-            )?
-            .execute(params![
-                now,
-                name,
-                digest,
-                tags_to_json(&tags),
-                expiry.rule_priority as i64,
-                expiry.size as i64,
-                expiry.pushed_ms
-            ])?;
-            let event_id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(ExpireOutcome::Expired { event_id })
+            Ok(out)
         })
         .await
     }

@@ -6,7 +6,7 @@
 //! moment would do. A preview stores the plan's rows and changes nothing else. An
 //! execution carries the plan out in its safe order (referrers before their subject, an
 //! index before its children), one conditional delete per image
-//! ([`LifecycleStore::expire_image`]): the image is expired only if, inside the deleting
+//! ([`LifecycleStore::expire_images`], in batches): an image is expired only if, inside the deleting
 //! transaction, it still has exactly the tags that were evaluated and no index references
 //! it, so a concurrent push (a new tag, a new index) wins and the image stays until the
 //! next evaluation. Each expiry is logged (an event in the store and an `info` line), the
@@ -19,9 +19,12 @@
 
 pub mod scheduler;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use berth_lifecycle::{Action, Evaluation, ImageFacts, LifecycleError, LifecyclePolicy};
+use berth_lifecycle::{
+    Action, Evaluation, ImageFacts, ImageOutcome, LifecycleError, LifecyclePolicy,
+};
 use berth_meta::lifecycle::{
     ExpireOutcome, Expiry, ImageFactsRecord, PreviewOutcome, PreviewResultRecord, StartPreview,
 };
@@ -31,6 +34,10 @@ use time::OffsetDateTime;
 
 use crate::error::{RegistryError, Result};
 use crate::Registry;
+
+/// Images expired per write transaction: few commits for a large plan, short transactions
+/// for concurrent pushes.
+const EXPIRE_BATCH: usize = 256;
 
 /// Previews and executions of lifecycle policies. Cheap to clone.
 #[derive(Clone)]
@@ -233,62 +240,38 @@ impl Lifecycle {
             evaluated_at_ms: now,
             ..Default::default()
         };
+        let by_digest: HashMap<&str, &ImageFacts> =
+            facts.iter().map(|f| (f.digest.as_str(), f)).collect();
+        // Evaluation::outcome searches linearly; a plan may hold 100,000 images.
+        let acted: HashMap<&str, &ImageOutcome> =
+            eval.images.iter().map(|o| (o.digest.as_str(), o)).collect();
+        let mut planned: Vec<Expiry> = Vec::new();
         for digest in &eval.execution_order {
-            let Some(outcome) = eval.outcome(digest) else {
+            let Some(outcome) = acted.get(digest.as_str()) else {
                 continue;
             };
             if outcome.action != Action::Expire {
                 report.transitions_skipped += 1;
                 continue;
             }
-            let Some(fact) = facts.iter().find(|f| &f.digest == digest) else {
-                continue;
-            };
-            let Ok(parsed) = digest.parse::<Digest>() else {
+            let (Some(fact), Ok(parsed)) = (by_digest.get(digest.as_str()), digest.parse()) else {
                 report.skipped += 1;
                 continue;
             };
-            let expiry = Expiry {
-                digest: parsed.clone(),
+            planned.push(Expiry {
+                digest: parsed,
                 expected_tags: fact.tags.clone(),
                 rule_priority: outcome.rule_priority,
                 size: outcome.size_bytes,
                 pushed_ms: (fact.pushed_at.unix_timestamp_nanos() / 1_000_000) as i64,
                 at_ms: now,
-            };
-            match self.store.expire_image(repo, &expiry).await? {
-                ExpireOutcome::Expired { event_id } => {
-                    for t in &fact.tags {
-                        self.registry
-                            .inner
-                            .cache
-                            .invalidate(repo.as_str(), Some(t), None);
-                    }
-                    self.registry
-                        .inner
-                        .cache
-                        .invalidate(repo.as_str(), None, Some(&parsed));
-                    tracing::info!(
-                        repository = %repo,
-                        digest = %parsed,
-                        tags = ?fact.tags,
-                        rule_priority = outcome.rule_priority,
-                        size = outcome.size_bytes,
-                        event_id,
-                        "lifecycle policy expired an image"
-                    );
-                    report.expired_bytes += outcome.size_bytes;
-                    report.expired.push(Expired {
-                        digest: parsed,
-                        tags: fact.tags.clone(),
-                        rule_priority: outcome.rule_priority,
-                        size: outcome.size_bytes,
-                    });
-                }
-                other => {
-                    tracing::info!(repository = %repo, digest = %parsed, outcome = ?other, "lifecycle policy left a changed image alone");
-                    report.skipped += 1;
-                }
+            });
+        }
+        // In execution order, a batch per transaction; each image re-checked inside it.
+        for batch in planned.chunks(EXPIRE_BATCH) {
+            let outcomes = self.store.expire_images(repo, batch).await?;
+            for (expiry, outcome) in batch.iter().zip(outcomes) {
+                self.record(repo, expiry, outcome, &mut report);
             }
         }
         if report.transitions_skipped > 0 {
@@ -302,6 +285,48 @@ impl Lifecycle {
             .mark_lifecycle_evaluated(repo, &stored.text, now)
             .await?;
         Ok(report)
+    }
+}
+
+impl Lifecycle {
+    /// Accounts for one image's outcome: on expiry, drops it from the manifest cache (as
+    /// `Registry::delete_image` does) and logs it.
+    fn record(
+        &self,
+        repo: &RepositoryName,
+        expiry: &Expiry,
+        outcome: ExpireOutcome,
+        report: &mut ExecutionReport,
+    ) {
+        let cache = &self.registry.inner.cache;
+        match outcome {
+            ExpireOutcome::Expired { event_id } => {
+                for t in &expiry.expected_tags {
+                    cache.invalidate(repo.as_str(), Some(t), None);
+                }
+                cache.invalidate(repo.as_str(), None, Some(&expiry.digest));
+                tracing::info!(
+                    repository = %repo,
+                    digest = %expiry.digest,
+                    tags = ?expiry.expected_tags,
+                    rule_priority = expiry.rule_priority,
+                    size = expiry.size,
+                    event_id,
+                    "lifecycle policy expired an image"
+                );
+                report.expired_bytes += expiry.size;
+                report.expired.push(Expired {
+                    digest: expiry.digest.clone(),
+                    tags: expiry.expected_tags.clone(),
+                    rule_priority: expiry.rule_priority,
+                    size: expiry.size,
+                });
+            }
+            other => {
+                tracing::info!(repository = %repo, digest = %expiry.digest, outcome = ?other, "lifecycle policy left a changed image alone");
+                report.skipped += 1;
+            }
+        }
     }
 }
 
