@@ -136,6 +136,18 @@ impl Registry {
         ))
     }
 
+    /// [`Registry::archive_image`] for the lifecycle `transition` action: an image that is
+    /// no longer `ACTIVE` or was deleted since the evaluation is not an error (`false`).
+    pub async fn archive_if_active(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
+        match self.archive_image(repo, digest).await {
+            Ok(()) => Ok(true),
+            Err(RegistryError::StorageClassUnchanged(_) | RegistryError::ManifestNotFound(_)) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Starts restoring an archived image (`ARCHIVED` → `ACTIVATING`); the blobs come back
     /// in the background, then the image is `ACTIVE`. Returns the status now: `ACTIVATING`
     /// (also when a restore was already under way). Errors: `ManifestNotFound`,

@@ -179,7 +179,13 @@ async fn archive_drops_unshared_bytes_refuses_pulls_and_restores_byte_identical(
     );
     assert_eq!(read(r, &app, &sd).await.unwrap(), shared);
 
-    // Archiving again, restoring an active image: refused.
+    // Archiving again, restoring an active image: refused (the lifecycle's variant
+    // reports "nothing done" instead).
+    assert!(!r.archive_if_active(&app, &m1).await.unwrap());
+    assert!(!r
+        .archive_if_active(&app, &Digest::sha256_of(b"gone"))
+        .await
+        .unwrap());
     let err = r.archive_image(&app, &m1).await.unwrap_err();
     assert!(
         matches!(err, RegistryError::StorageClassUnchanged(_)),
