@@ -472,3 +472,37 @@ async fn without_a_lifecycle_engine_the_actions_are_unsupported() {
         (StatusCode::BAD_REQUEST, "UnsupportedOperationException")
     );
 }
+
+/// A preview whose run was lost (the server stopped during it) reads as FAILED once it is
+/// older than the staleness limit, so waiters stop, and a new preview may start.
+#[tokio::test]
+async fn a_lost_preview_run_reads_as_failed_and_can_be_replaced() {
+    let env = env(true).await;
+    let repo: RepositoryName = "team/lost".parse().unwrap();
+    push(&env.registry, &repo, "one", None).await;
+    let long_ago = env.lifecycle.now_ms() - berth_meta::lifecycle::PREVIEW_STALE_MS - 1;
+    env.lifecycle
+        .store()
+        .start_preview(ACCOUNT, &repo, POLICY, long_ago)
+        .await
+        .unwrap();
+    let (_, v) = call(
+        &env,
+        &env.root,
+        "GetLifecyclePolicyPreview",
+        json!({"repositoryName": "team/lost"}),
+    )
+    .await;
+    assert_eq!(v["status"], "FAILED", "{v}");
+    let (s, v) = call(
+        &env,
+        &env.root,
+        "StartLifecyclePolicyPreview",
+        json!({"repositoryName": "team/lost", "lifecyclePolicyText": POLICY}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v = wait_complete(&env, "team/lost").await;
+    assert_eq!(v["status"], "COMPLETE");
+    assert_eq!(v["summary"]["expiringImageTotalCount"], 0);
+}

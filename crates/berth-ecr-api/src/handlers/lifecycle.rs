@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use berth_lifecycle::LifecyclePolicy;
 use berth_meta::lifecycle::{
     PreviewRecord, PreviewResultRecord, PreviewStatus, PreviewTagFilter, StartPreview,
+    PREVIEW_STALE_MS,
 };
 use berth_registry::lifecycle::Lifecycle;
 
@@ -319,7 +320,8 @@ pub(super) async fn get_lifecycle_policy_preview(
     let token = input.next_token.as_deref().map(decode_token).transpose()?;
     ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
     ctx.check_served(&registry)?;
-    let store = ctx.lifecycle(op)?.store();
+    let lifecycle = ctx.lifecycle(op)?;
+    let store = lifecycle.store();
     ctx.existing_repository(&registry, &repo).await?;
     let from_meta = |e| EcrError::from_meta(e, &registry);
     let preview = store
@@ -330,14 +332,23 @@ pub(super) async fn get_lifecycle_policy_preview(
             registry: registry.clone(),
             name: name.to_string(),
         })?;
+    // A run that never finished (the server stopped during it) is reported as failed, so
+    // waiters stop; a new StartLifecyclePolicyPreview replaces it.
+    let lost = preview.status == PreviewStatus::InProgress
+        && lifecycle.now_ms() - preview.started_ms >= PREVIEW_STALE_MS;
+    let status = if lost {
+        PreviewStatus::Failed
+    } else {
+        preview.status
+    };
     let mut out = json!({
         "registryId": registry,
         "repositoryName": name,
         "lifecyclePolicyText": preview.policy_text,
-        "status": preview.status.as_str(),
+        "status": status.as_str(),
         "previewResults": [],
     });
-    if preview.status != PreviewStatus::Complete {
+    if status != PreviewStatus::Complete {
         return Ok(out);
     }
     out["summary"] = summary_json(&preview);
