@@ -4,7 +4,9 @@
 //!   period and a 1 s interval; four threads push images that share layers (uploads,
 //!   cross-repository mounts, layers skipped after a HEAD), delete images and whole
 //!   repositories (the ECR API via the aws CLI), re-push layers collection has deleted,
-//!   and pull-verify, for `BERTH_GC_STRESS_SECS` (default 40) seconds, while the server
+//!   and pull-verify, while a fifth thread unlinks small blobs and uploads them again
+//!   just when passes delete them (without the commit's pin this fails within seconds:
+//!   the upload finds its bytes gone), for `BERTH_GC_STRESS_SECS` (default 40) seconds, while the server
 //!   collects every second and `berth gc` also runs by hand beside it. Afterwards every
 //!   image acknowledged and not deleted pulls intact (digests verified), and once idle the
 //!   store holds no unreferenced blob and no file without a row.
@@ -455,6 +457,67 @@ fn gc_under_concurrent_pushes_deletes_and_re_pushes() {
             })
         })
         .collect();
+    // Hot orphans: small blobs unlinked by hand and uploaded again after 0.9-2.5 s, about
+    // when the server's passes delete them, so uploads keep landing on blobs that are being
+    // collected; each upload must then serve its bytes.
+    let hot = {
+        let state = state.clone();
+        thread::spawn(move || {
+            let c = http();
+            let mut rng = Rng(0xdead_beef_cafe_f00d);
+            let blobs: Vec<Vec<u8>> = (0..32).map(|_| rng.bytes(1024)).collect();
+            let mut due: Vec<Option<Instant>> = vec![None; blobs.len()];
+            let name = "gcs/hot";
+            let mut reuploads = 0u64;
+            while Instant::now() < deadline {
+                let i = rng.below(blobs.len() as u64) as usize;
+                let digest = sha256_digest(&blobs[i]);
+                match due[i] {
+                    Some(at) if Instant::now() < at => {
+                        thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    _ => {}
+                }
+                let resp = c
+                    .post(state.v2(&format!("{name}/blobs/uploads/")))
+                    .send()
+                    .expect("POST upload");
+                assert_eq!(resp.status().as_u16(), 202);
+                let location = state.resolve(&header(&resp, "location"));
+                let resp = c
+                    .put(with_query(&location, "digest", &digest))
+                    .header("content-type", "application/octet-stream")
+                    .body(blobs[i].clone())
+                    .send()
+                    .expect("PUT upload");
+                assert_eq!(
+                    resp.status().as_u16(),
+                    201,
+                    "re-upload of a hot blob: {}",
+                    resp.text().unwrap_or_default()
+                );
+                let resp = c
+                    .get(state.v2(&format!("{name}/blobs/{digest}")))
+                    .send()
+                    .expect("GET blob");
+                assert_eq!(resp.status().as_u16(), 200, "a hot blob just uploaded");
+                assert_eq!(
+                    sha256_digest(&resp.bytes().unwrap()),
+                    digest,
+                    "a hot blob just uploaded is corrupt"
+                );
+                reuploads += 1;
+                let resp = c
+                    .delete(state.v2(&format!("{name}/blobs/{digest}")))
+                    .send()
+                    .expect("DELETE blob");
+                assert_eq!(resp.status().as_u16(), 202);
+                due[i] = Some(Instant::now() + Duration::from_millis(900 + rng.below(1600)));
+            }
+            reuploads
+        })
+    };
     // `berth gc` by hand beside the server's own passes (two processes, one database).
     let mut manual_freed = 0;
     while Instant::now() + Duration::from_secs(4) < deadline {
@@ -465,7 +528,11 @@ fn gc_under_concurrent_pushes_deletes_and_re_pushes() {
     for w in workers {
         w.join().expect("a worker failed (see above)");
     }
+    let reuploads = hot
+        .join()
+        .expect("the hot-orphan thread failed (see above)");
     let c = &state.counters;
+    eprintln!("re-uploaded {reuploads} hot blobs that were being collected");
     eprintln!(
         "pushed {} images ({} manifests refused and pushed again; blobs: {} uploaded, {} mounted, {} skipped after HEAD), \
          deleted {} images and {} repositories, verified {} pulls during the run; berth gc by hand freed {manual_freed}",
