@@ -41,6 +41,12 @@ pub struct ImageFactsRecord {
     pub subject: Option<String>,
     /// Digests of the indexes (manifest lists) of this repository that reference it.
     pub parents: Vec<String>,
+    /// Its storage status: `ACTIVE`, `ARCHIVED` or `ACTIVATING` (migration 0008).
+    pub status: String,
+    /// When it was last archived (ECR `lastArchivedAt`), if ever.
+    pub archived_ms: Option<i64>,
+    /// When it was last restored from the archive (ECR `lastActivatedAt`), if ever.
+    pub activated_ms: Option<i64>,
 }
 
 /// Where a preview run stands (the model's `LifecyclePolicyPreviewStatus`).
@@ -141,6 +147,9 @@ pub struct Expiry {
     /// has exactly these now.
     pub expected_tags: Vec<String>,
     pub rule_priority: u32,
+    /// Its storage status when evaluated (`ACTIVE`, ...): an image archived or restored
+    /// since is left alone.
+    pub expected_status: String,
     /// For the log: size and push time as evaluated.
     pub size: u64,
     pub pushed_ms: i64,
@@ -154,13 +163,14 @@ pub enum ExpireOutcome {
     Expired { event_id: i64 },
     /// Not there any more (deleted meanwhile, or the repository is gone).
     Gone,
-    /// Its tags changed since evaluation (a concurrent push): left alone.
+    /// Its tags or storage status changed since evaluation (a concurrent push, an
+    /// archive or restore): left alone.
     Changed,
     /// An index now references it: left alone.
     ReferencedByIndex(String),
 }
 
-/// One expired image, as logged.
+/// One image execution acted on, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LifecycleEvent {
     pub id: i64,
@@ -169,7 +179,7 @@ pub struct LifecycleEvent {
     pub digest: String,
     pub tags: Vec<String>,
     pub rule_priority: u32,
-    /// `EXPIRE`.
+    /// `EXPIRE`, or `TRANSITION` (to the archive).
     pub action: String,
     pub size: u64,
     pub pushed_ms: i64,
@@ -272,6 +282,10 @@ pub trait LifecycleStore: Send + Sync + 'static {
             .await?;
         Ok(out.pop().unwrap_or(ExpireOutcome::Gone))
     }
+    /// Logs that execution moved an image to the archive (action `TRANSITION`); the move
+    /// itself is the archive's (`berth-registry`'s `archive_if_active`). Returns the
+    /// event's id.
+    async fn log_transition(&self, repo: &RepositoryName, expiry: &Expiry) -> Result<i64>;
     /// Logged expiries with an id greater than `after_id` (of one repository, or all),
     /// oldest first, at most `limit`.
     async fn lifecycle_events(

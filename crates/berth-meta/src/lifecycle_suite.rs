@@ -186,6 +186,10 @@ async fn facts(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     assert_eq!(fa.tags, vec!["latest".to_string(), "v1".to_string()]);
     assert_eq!((fa.pushed_ms, fa.size, fa.last_pull_ms), (10, 100, None));
     assert!(fa.parents.is_empty() && fa.subject.is_none());
+    assert_eq!(
+        (fa.status.as_str(), fa.archived_ms, fa.activated_ms),
+        ("ACTIVE", None, None)
+    );
     let fb = get(&b);
     assert!(fb.tags.is_empty());
     assert_eq!(fb.parents, vec![idx.to_string()]);
@@ -349,6 +353,7 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     let exp = |d: &Digest, tags: &[&str]| Expiry {
         digest: d.clone(),
         expected_tags: tags.iter().map(|t| t.to_string()).collect(),
+        expected_status: "ACTIVE".into(),
         rule_priority: 3,
         size: 100,
         pushed_ms: 10,
@@ -361,6 +366,19 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     );
     assert_eq!(
         s.expire_image(&r, &exp(&a, &["old", "new"])).await.unwrap(),
+        ExpireOutcome::Changed
+    );
+    // Archived (or restored) since evaluation: left alone.
+    assert_eq!(
+        s.expire_image(
+            &r,
+            &Expiry {
+                expected_status: "ARCHIVED".into(),
+                ..exp(&a, &["old"])
+            }
+        )
+        .await
+        .unwrap(),
         ExpireOutcome::Changed
     );
     // Referenced by an index: left alone.
@@ -464,6 +482,15 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
         .await
         .unwrap()
         .is_empty());
+    // Transitions are logged by the caller after the archive moved the image.
+    let t = s.log_transition(&r, &exp(&child, &["x"])).await.unwrap();
+    let recent = s
+        .recent_lifecycle_events(Some("lc/expiry"), 1)
+        .await
+        .unwrap();
+    assert_eq!(recent[0].id, t);
+    assert_eq!(recent[0].action, "TRANSITION");
+    assert_eq!(recent[0].tags, vec!["x".to_string()]);
 }
 
 async fn deleting_a_repository_takes_its_policy_and_preview(

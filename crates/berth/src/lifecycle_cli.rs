@@ -291,23 +291,26 @@ async fn execute(lifecycle: &Lifecycle, name: &str, json: bool) -> anyhow::Resul
     let repo = repository(name)?;
     let report = lifecycle.execute(&repo).await?;
     if json {
-        let expired: Vec<_> = report
-            .expired
-            .iter()
-            .map(|e| {
-                json!({
-                    "imageDigest": e.digest.to_string(),
-                    "imageTags": e.tags,
-                    "appliedRulePriority": e.rule_priority,
-                    "sizeInBytes": e.size,
+        let rows = |v: &[berth_registry::lifecycle::Expired]| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|e| {
+                    json!({
+                        "imageDigest": e.digest.to_string(),
+                        "imageTags": e.tags,
+                        "appliedRulePriority": e.rule_priority,
+                        "sizeInBytes": e.size,
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let expired = rows(&report.expired);
+        let transitioned = rows(&report.transitioned);
         return Ok(format!(
             "{}\n",
             json!({
                 "repository": name,
                 "expired": expired,
+                "transitioned": transitioned,
                 "expiredBytes": report.expired_bytes,
                 "skipped": report.skipped,
                 "transitionsSkipped": report.transitions_skipped,
@@ -343,9 +346,17 @@ fn render_run(name: &str, report: &ExecutionReport) -> String {
             report.skipped
         );
     }
+    if !report.transitioned.is_empty() {
+        let bytes: u64 = report.transitioned.iter().map(|e| e.size).sum();
+        out += &format!(
+            "\nArchived {} images ({}).\n",
+            report.transitioned.len(),
+            human_bytes(bytes)
+        );
+    }
     if report.transitions_skipped > 0 {
         out += &format!(
-            "\n{} transitions to the archive were not carried out (not supported by this version).\n",
+            "\n{} transitions to the archive were not carried out (this registry has no archive tier).\n",
             report.transitions_skipped
         );
     }

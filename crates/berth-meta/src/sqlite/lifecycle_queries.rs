@@ -60,9 +60,11 @@ const FACTS_SELECT: &str = "SELECT m.digest, m.pushed_ms, m.image_size, m.subjec
        (SELECT group_concat(t.name, char(10)) FROM tags t
          WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
        (SELECT group_concat(x.manifest, char(10)) FROM manifest_refs x
-         WHERE x.repo_id = m.repo_id AND x.target = m.digest AND x.kind = ?2)
+         WHERE x.repo_id = m.repo_id AND x.target = m.digest AND x.kind = ?2),
+       COALESCE(st.status, 'ACTIVE'), st.archived_ms, st.activated_ms
      FROM manifests m
      LEFT JOIN image_pulls p ON p.repo_id = m.repo_id AND p.digest = m.digest
+     LEFT JOIN image_storage st ON st.repo_id = m.repo_id AND st.digest = m.digest
      WHERE m.repo_id = ?1 ORDER BY m.digest";
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleEvent> {
@@ -98,6 +100,40 @@ fn insert_outbox_event(
     Ok(())
 }
 
+/// An image's storage status (`ACTIVE` when it was never archived).
+fn image_status(tx: &rusqlite::Transaction<'_>, id: i64, digest: &str) -> rusqlite::Result<String> {
+    Ok(tx
+        .prepare_cached("SELECT status FROM image_storage WHERE repo_id = ?1 AND digest = ?2")?
+        .query_row(params![id, digest], |r| r.get::<_, String>(0))
+        .optional()?
+        .unwrap_or_else(|| "ACTIVE".to_string()))
+}
+
+fn insert_lifecycle_event(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    expiry: &Expiry,
+    tags: &[String],
+    action: &str,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO lifecycle_events
+           (at_ms, repository, digest, tags, rule_priority, action, size, pushed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        expiry.at_ms,
+        name,
+        expiry.digest.to_string(),
+        tags_to_json(tags),
+        expiry.rule_priority as i64,
+        action,
+        expiry.size as i64,
+        expiry.pushed_ms
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
 /// One conditional expiry inside the caller's transaction (see
 /// [`LifecycleStore::expire_images`]).
 fn expire_one(
@@ -120,7 +156,7 @@ fn expire_one(
     let mut expected = expiry.expected_tags.clone();
     expected.sort();
     expected.dedup();
-    if tags != expected {
+    if tags != expected || image_status(tx, id, &digest)? != expiry.expected_status {
         return Ok(ExpireOutcome::Changed);
     }
     let index: Option<String> = tx
@@ -141,22 +177,8 @@ fn expire_one(
     tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
         .execute(params![id, digest])?;
     insert_outbox_event(tx, EventKind::ManifestDeleted, name, &digest, None, now)?;
-    tx.prepare_cached(
-        "INSERT INTO lifecycle_events
-           (at_ms, repository, digest, tags, rule_priority, action, size, pushed_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'EXPIRE', ?6, ?7)",
-    )?
-    .execute(params![
-        now,
-        name,
-        digest,
-        tags_to_json(&tags),
-        expiry.rule_priority as i64,
-        expiry.size as i64,
-        expiry.pushed_ms
-    ])?;
     Ok(ExpireOutcome::Expired {
-        event_id: tx.last_insert_rowid(),
+        event_id: insert_lifecycle_event(tx, name, expiry, &tags, "EXPIRE")?,
     })
 }
 
@@ -279,6 +301,9 @@ impl LifecycleStore for SqliteMetaStore {
                     last_pull_ms: r.get(4)?,
                     tags: lines(r.get(5)?),
                     parents: lines(r.get(6)?),
+                    status: r.get(7)?,
+                    archived_ms: r.get(8)?,
+                    activated_ms: r.get(9)?,
                 })
             })?;
             Ok(Some(rows.collect::<rusqlite::Result<Vec<_>>>()?))
@@ -513,6 +538,19 @@ impl LifecycleStore for SqliteMetaStore {
             }
             tx.commit()?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn log_transition(&self, repo: &RepositoryName, expiry: &Expiry) -> Result<i64> {
+        let name = repo.to_string();
+        let expiry = expiry.clone();
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let id =
+                insert_lifecycle_event(&tx, &name, &expiry, &expiry.expected_tags, "TRANSITION")?;
+            tx.commit()?;
+            Ok(id)
         })
         .await
     }

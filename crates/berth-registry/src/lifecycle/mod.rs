@@ -12,8 +12,9 @@
 //! next evaluation. Each expiry is logged (an event in the store and an `info` line), the
 //! manifest cache forgets the image exactly as after `Registry::delete_image`, and the
 //! blobs stay for garbage collection. Running twice is harmless: the second run finds the
-//! images gone. `TRANSITION` actions (to the archive tier) are previewed but not carried
-//! out by this version: execution skips and counts them.
+//! images gone. `TRANSITION` actions go through the registry's archive path
+//! (`Registry::archive_if_active`, which archives only a still-`ACTIVE` image) and are
+//! logged the same way; without an archive tier they are skipped and counted.
 //!
 //! [`scheduler`] runs every repository with a policy at an interval.
 
@@ -66,10 +67,12 @@ pub struct ExecutionReport {
     /// Bytes of the expired images (ECR's image sizes; shared layers are freed only when no
     /// other image uses them, by garbage collection).
     pub expired_bytes: u64,
-    /// Images the plan wanted to expire but that changed meanwhile (new tag, new index)
-    /// or were already gone.
+    /// Images the plan wanted to act on but that changed meanwhile (new tag, new index,
+    /// archived or restored) or were already gone, or whose archiving failed (logged).
     pub skipped: usize,
-    /// Transitions to the archive the plan contains and this version does not carry out.
+    /// Images moved to the archive (`transition` rules), in the order they went.
+    pub transitioned: Vec<Expired>,
+    /// Transitions not carried out because this registry has no archive tier.
     pub transitions_skipped: usize,
     /// `lastEvaluatedAt` as recorded.
     pub evaluated_at_ms: i64,
@@ -101,17 +104,22 @@ fn at(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Evaluation's view of one stored image. Every image is `STANDARD` until the archive
-/// tier exists.
+/// Evaluation's view of one stored image: `ARCHIVED` and `ACTIVATING` images are of the
+/// archive class.
 pub fn to_facts(r: &ImageFactsRecord) -> ImageFacts {
     ImageFacts {
         digest: r.digest.clone(),
         tags: r.tags.clone(),
         pushed_at: at(r.pushed_ms),
         last_pulled_at: r.last_pull_ms.map(at),
-        last_activated_at: None,
-        storage_class: berth_lifecycle::StorageClass::Standard,
-        transitioned_at: None,
+        last_activated_at: r.activated_ms.map(at),
+        // An image being restored stays in the archive class until it is ACTIVE again.
+        storage_class: if r.status == "ACTIVE" {
+            berth_lifecycle::StorageClass::Standard
+        } else {
+            berth_lifecycle::StorageClass::Archive
+        },
+        transitioned_at: r.archived_ms.map(at),
         size_bytes: r.size,
         parents: r.parents.clone(),
         subject: r.subject.clone(),
@@ -161,7 +169,7 @@ impl Lifecycle {
         &self,
         repo: &RepositoryName,
         policy: &LifecyclePolicy,
-    ) -> Result<(Evaluation, Vec<ImageFacts>, i64)> {
+    ) -> Result<(Evaluation, Vec<ImageFactsRecord>, i64)> {
         if let Err(e) = self.registry.flush_pull_times().await {
             tracing::warn!(error = %e, "could not write pending pull times before a lifecycle evaluation");
         }
@@ -173,7 +181,7 @@ impl Lifecycle {
         let facts: Vec<ImageFacts> = records.iter().map(to_facts).collect();
         let now = self.now_ms();
         let eval = berth_lifecycle::evaluate(policy, &facts, at(now));
-        Ok((eval, facts, now))
+        Ok((eval, records, now))
     }
 
     /// Starts a preview of `text` (already validated by the caller) and computes it in the
@@ -240,45 +248,50 @@ impl Lifecycle {
             evaluated_at_ms: now,
             ..Default::default()
         };
-        let by_digest: HashMap<&str, &ImageFacts> =
+        let by_digest: HashMap<&str, &ImageFactsRecord> =
             facts.iter().map(|f| (f.digest.as_str(), f)).collect();
         // Evaluation::outcome searches linearly; a plan may hold 100,000 images.
         let acted: HashMap<&str, &ImageOutcome> =
             eval.images.iter().map(|o| (o.digest.as_str(), o)).collect();
-        let mut planned: Vec<Expiry> = Vec::new();
+        // In execution order: runs of expiries go in batches (one transaction each, every
+        // image re-checked inside it); a transition first finishes the expiries before it.
+        let mut batch: Vec<Expiry> = Vec::new();
         for digest in &eval.execution_order {
             let Some(outcome) = acted.get(digest.as_str()) else {
                 continue;
             };
-            if outcome.action != Action::Expire {
-                report.transitions_skipped += 1;
-                continue;
-            }
             let (Some(fact), Ok(parsed)) = (by_digest.get(digest.as_str()), digest.parse()) else {
                 report.skipped += 1;
                 continue;
             };
-            planned.push(Expiry {
+            let step = Expiry {
                 digest: parsed,
                 expected_tags: fact.tags.clone(),
+                expected_status: fact.status.clone(),
                 rule_priority: outcome.rule_priority,
                 size: outcome.size_bytes,
-                pushed_ms: (fact.pushed_at.unix_timestamp_nanos() / 1_000_000) as i64,
+                pushed_ms: fact.pushed_ms,
                 at_ms: now,
-            });
-        }
-        // In execution order, a batch per transaction; each image re-checked inside it.
-        for batch in planned.chunks(EXPIRE_BATCH) {
-            let outcomes = self.store.expire_images(repo, batch).await?;
-            for (expiry, outcome) in batch.iter().zip(outcomes) {
-                self.record(repo, expiry, outcome, &mut report);
+            };
+            match outcome.action {
+                Action::Expire => {
+                    batch.push(step);
+                    if batch.len() == EXPIRE_BATCH {
+                        self.expire_batch(repo, &mut batch, &mut report).await?;
+                    }
+                }
+                Action::Transition(_) => {
+                    self.expire_batch(repo, &mut batch, &mut report).await?;
+                    self.transition(repo, step, &mut report).await?;
+                }
             }
         }
+        self.expire_batch(repo, &mut batch, &mut report).await?;
         if report.transitions_skipped > 0 {
             tracing::warn!(
                 repository = %repo,
                 count = report.transitions_skipped,
-                "lifecycle transitions to the archive are not carried out by this version"
+                "lifecycle transitions to the archive skipped: this registry has no archive tier"
             );
         }
         self.store
@@ -289,6 +302,60 @@ impl Lifecycle {
 }
 
 impl Lifecycle {
+    /// Expires the pending `batch` (and empties it).
+    async fn expire_batch(
+        &self,
+        repo: &RepositoryName,
+        batch: &mut Vec<Expiry>,
+        report: &mut ExecutionReport,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.store.expire_images(repo, batch).await?;
+        for (expiry, outcome) in batch.drain(..).zip(outcomes) {
+            self.record(repo, &expiry, outcome, report);
+        }
+        Ok(())
+    }
+
+    /// Moves one image to the archive through the registry's archive path, which archives
+    /// only an image that is still `ACTIVE`, then logs it.
+    async fn transition(
+        &self,
+        repo: &RepositoryName,
+        step: Expiry,
+        report: &mut ExecutionReport,
+    ) -> Result<()> {
+        match self.registry.archive_if_active(repo, &step.digest).await {
+            Ok(true) => {
+                let event_id = self.store.log_transition(repo, &step).await?;
+                tracing::info!(
+                    repository = %repo,
+                    digest = %step.digest,
+                    tags = ?step.expected_tags,
+                    rule_priority = step.rule_priority,
+                    size = step.size,
+                    event_id,
+                    "lifecycle policy archived an image"
+                );
+                report.transitioned.push(Expired {
+                    digest: step.digest,
+                    tags: step.expected_tags,
+                    rule_priority: step.rule_priority,
+                    size: step.size,
+                });
+            }
+            Ok(false) => report.skipped += 1,
+            Err(RegistryError::Unsupported(_)) => report.transitions_skipped += 1,
+            Err(e) => {
+                tracing::warn!(repository = %repo, digest = %step.digest, error = %e, "lifecycle policy could not archive an image");
+                report.skipped += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Accounts for one image's outcome: on expiry, drops it from the manifest cache (as
     /// `Registry::delete_image` does) and logs it.
     fn record(

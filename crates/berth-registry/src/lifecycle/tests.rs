@@ -490,6 +490,13 @@ impl berth_meta::LifecycleStore for RacingStore {
         }
         self.inner.expire_images(repo, expiries).await
     }
+    async fn log_transition(
+        &self,
+        repo: &RepositoryName,
+        expiry: &berth_meta::lifecycle::Expiry,
+    ) -> berth_meta::Result<i64> {
+        self.inner.log_transition(repo, expiry).await
+    }
     async fn lifecycle_events(
         &self,
         repository: Option<&str>,
@@ -587,4 +594,73 @@ async fn a_tag_pushed_between_evaluation_and_delete_wins() {
     // Next run: the rescued image is tagged now, so the untagged rule leaves it; nothing to do.
     let again = lc.execute(&repo).await.unwrap();
     assert!(again.expired.is_empty() && again.skipped == 0, "{again:?}");
+}
+
+/// `transition` rules go through the archive: the selected images become `ARCHIVED`
+/// (archive class in the next evaluation, so a second run does nothing), are logged as
+/// `TRANSITION`, and the kept image still pulls.
+#[tokio::test]
+async fn transitions_archive_the_selected_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let lc = lifecycle(dir.path());
+    let r = lc.registry.clone();
+    r.set_archive_tier(Arc::new(
+        berth_blobstore::DiskArchive::open(dir.path().join("archive"), false).unwrap(),
+    ));
+    let repo: RepositoryName = "lc/cold".parse().unwrap();
+    let mut images = Vec::new();
+    for i in 0..3 {
+        images.push(push(&r, &repo, &format!("c{i}"), None).await);
+    }
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition","targetStorageClass":"archive"}}]}"#;
+    lc.store()
+        .put_lifecycle_policy("000000000000", &repo, policy, 1)
+        .await
+        .unwrap();
+    let report = lc.execute(&repo).await.unwrap();
+    assert!(report.expired.is_empty());
+    let moved: Vec<Digest> = report
+        .transitioned
+        .iter()
+        .map(|e| e.digest.clone())
+        .collect();
+    assert_eq!(moved, images[..2].to_vec(), "{report:?}");
+    assert_eq!(report.transitions_skipped, 0);
+    let facts = lc.store().image_facts(&repo).await.unwrap().unwrap();
+    for f in &facts {
+        let archived = images[..2].iter().any(|d| d.to_string() == f.digest);
+        assert_eq!(
+            f.status,
+            if archived { "ARCHIVED" } else { "ACTIVE" },
+            "{f:?}"
+        );
+        assert_eq!(f.archived_ms.is_some(), archived);
+    }
+    assert!(r
+        .get_manifest(&repo, &Reference::Digest(images[2].clone()))
+        .await
+        .is_ok());
+    let log = lc
+        .store()
+        .lifecycle_events(Some("lc/cold"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|e| e.action == "TRANSITION"));
+    // The archived images are archive class now: the standard-class rule leaves them.
+    let again = lc.execute(&repo).await.unwrap();
+    assert!(
+        again.transitioned.is_empty() && again.skipped == 0,
+        "{again:?}"
+    );
+    // A preview shows them as ARCHIVE storage class when an archive rule selects them.
+    let (eval, _, _) = lc
+        .evaluate(
+            &repo,
+            &berth_lifecycle::LifecyclePolicy::parse(r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":90},"action":{"type":"expire"}}]}"#).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(eval.images.is_empty(), "archived just now: not 90 days ago");
+    assert_eq!(eval.rules[0].matched.len(), 2);
 }
