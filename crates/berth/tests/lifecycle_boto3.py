@@ -147,6 +147,7 @@ for i in range(3):
 for i in range(1, 4):
     pushed[f"v{i}"] = push_image(repo, f"v{i}-{suffix}", tag=f"v{i}", size=2000 + i)
 pushed["prod-1"] = push_image(repo, f"prod-1-{suffix}", tag="prod-1", size=3000)
+pushed["cold-1"] = push_image(repo, f"cold-1-{suffix}", tag="cold-1", size=5000)
 # An old untagged image that a (tagged) index references: selected, but kept by the index.
 pushed["child"] = push_image(repo, f"child-{suffix}", size=4000)
 child_digest, child_manifest, _ = pushed["child"]
@@ -179,13 +180,18 @@ policy = json.dumps({"rules": [
     {"rulePriority": 3, "description": "the two newest release images",
      "selection": {"tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "imageCountMoreThan",
                    "countNumber": 2}, "action": {"type": "expire"}},
-    {"rulePriority": 4, "description": "at most 100 images",
+    {"rulePriority": 4, "description": "cold images to the archive after 30 days",
+     "selection": {"tagStatus": "tagged", "tagPrefixList": ["cold"], "countType": "sinceImagePushed",
+                   "countUnit": "days", "countNumber": 30},
+     "action": {"type": "transition", "targetStorageClass": "archive"}},
+    {"rulePriority": 5, "description": "at most 100 images",
      "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100},
      "action": {"type": "expire"}},
 ]})
 expected = {pushed[f"old-untagged-{i}"][0]: 2 for i in range(3)}
 expected.update({pushed[f"v{i}"][0]: 3 for i in (1, 2, 3)})
-kept = {name: v for name, v in pushed.items() if v[0] not in expected}
+cold = pushed["cold-1"][0]
+kept = {name: v for name, v in pushed.items() if v[0] not in expected and v[0] != cold}
 # Bytes of kept images before anything runs, to compare after.
 before = {v[0]: v[1] for v in kept.values()}
 
@@ -205,22 +211,27 @@ for page in ecr.get_paginator("get_lifecycle_policy_preview").paginate(
         repositoryName=repo, PaginationConfig={"PageSize": 2}):
     pages += 1
     assert page["status"] == "COMPLETE" and page["lifecyclePolicyText"] == policy, page
-    assert page["summary"]["expiringImageTotalCount"] == len(expected), page["summary"]
+    assert page["summary"] == {
+        "expiringImageTotalCount": len(expected),
+        "transitioningImageTotalCounts": [{"targetStorageClass": "ARCHIVE", "imageTotalCount": 1}],
+    }, page["summary"]
     results.extend(page["previewResults"])
-assert pages == 3, pages
+assert pages == 4, pages
 got = {r["imageDigest"]: r["appliedRulePriority"] for r in results}
-assert got == expected, (got, expected)
+assert got == dict(expected, **{cold: 4}), (got, expected)
 for r in results:
-    assert r["action"] == {"type": "EXPIRE"} and r["storageClass"] == "STANDARD", r
+    action = {"type": "TRANSITION", "targetStorageClass": "ARCHIVE"} if r["imageDigest"] == cold \
+        else {"type": "EXPIRE"}
+    assert r["action"] == action and r["storageClass"] == "STANDARD", r
     assert 39.9 < (now() - r["imagePushedAt"]).total_seconds() / DAY < 40.1, r
 by_digest = {v[0]: name for name, v in pushed.items()}
 for r in results:
     name = by_digest[r["imageDigest"]]
-    assert r["imageTags"] == ([name] if name.startswith("v") else []), r
+    assert r["imageTags"] == ([name] if name.startswith(("v", "cold")) else []), r
 # Rule order, then oldest first.
-assert [r["appliedRulePriority"] for r in results] == [2, 2, 2, 3, 3, 3], results
+assert [r["appliedRulePriority"] for r in results] == [2, 2, 2, 3, 3, 3, 4], results
 tagged = ecr.get_lifecycle_policy_preview(repositoryName=repo, filter={"tagStatus": "TAGGED"})
-assert {r["imageDigest"] for r in tagged["previewResults"]} == {pushed[f"v{i}"][0] for i in (1, 2, 3)}
+assert {r["imageDigest"] for r in tagged["previewResults"]} == {pushed[f"v{i}"][0] for i in (1, 2, 3)} | {cold}
 untagged = ecr.get_lifecycle_policy_preview(repositoryName=repo, filter={"tagStatus": "UNTAGGED"})
 assert {r["imageDigest"] for r in untagged["previewResults"]} == {pushed[f"old-untagged-{i}"][0] for i in range(3)}
 one = ecr.get_lifecycle_policy_preview(repositoryName=repo, imageIds=[{"imageTag": "v2"}])
@@ -231,7 +242,8 @@ checks.append("preview with a request policy: waiter, paginator (3 pages of 2), 
 # nothing to execute.
 time.sleep(2.5)
 assert set(all_images(repo)) == {v[0] for v in pushed.values()}
-checks.append("nothing deleted by previews")
+assert all_images(repo)[cold].get("imageStatus", "ACTIVE") == "ACTIVE"
+checks.append("nothing deleted or archived by previews")
 
 # ---- The stored policy, executed by the scheduler ----
 put = ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=policy)
@@ -245,10 +257,13 @@ while True:
     time.sleep(0.5)
 assert got_policy["lifecyclePolicyText"] == policy, got_policy
 assert abs((now() - got_policy["lastEvaluatedAt"]).total_seconds()) < 60, got_policy
-remaining = all_images(repo)
+remaining = all_images(repo)  # ACTIVE images only, as DescribeImages lists by default
 assert set(remaining) == set(before), (sorted(remaining), sorted(before))
 assert not set(remaining) & set(expected)
-checks.append("the scheduler expired exactly the previewed set; lastEvaluatedAt recorded")
+archived = ecr.describe_images(repositoryName=repo, filter={"imageStatus": "ARCHIVED"})["imageDetails"]
+assert [d["imageDigest"] for d in archived] == [cold], archived
+assert archived[0]["imageTags"] == ["cold-1"] and "lastArchivedAt" in archived[0], archived
+checks.append("the scheduler expired exactly the previewed set and archived the cold image; lastEvaluatedAt recorded")
 
 # Kept images pull byte-identically: manifests through BatchGetImage, layers through
 # GetDownloadUrlForLayer.
@@ -282,5 +297,6 @@ checks.append("DeleteLifecyclePolicy returns the policy with lastEvaluatedAt")
 print(json.dumps({"ok": checks, "facts": {
     "repository": repo,
     "expired": sorted(expected),
+    "archived": [cold],
     "kept": sorted(before),
 }}))
