@@ -664,3 +664,137 @@ async fn transitions_archive_the_selected_images() {
     assert!(eval.images.is_empty(), "archived just now: not 90 days ago");
     assert_eq!(eval.rules[0].matched.len(), 2);
 }
+
+/// Preview and execution agree on random repositories: for each seed, a repository of
+/// random images (tagged from a few prefixes or untagged, pushed over the last 60 days,
+/// some pulled, some under an index, some referrers of another image) and each of a few
+/// policies, the preview's rows are exactly what the execution then expires, and exactly
+/// those images are gone afterwards. Deterministic (a fixed linear congruential generator).
+#[tokio::test]
+async fn preview_and_execution_agree_on_random_repositories() {
+    const POLICIES: [&str; 4] = [
+        r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":14},"action":{"type":"expire"}},{"rulePriority":2,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":8},"action":{"type":"expire"}}]}"#,
+        r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":3},"action":{"type":"expire"}},{"rulePriority":2,"selection":{"tagStatus":"tagged","tagPatternList":["rc*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}},{"rulePriority":3,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#,
+        r#"{"rules":[{"rulePriority":5,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}},{"rulePriority":9,"selection":{"tagStatus":"tagged","tagPrefixList":["dev","rc"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#,
+        r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}"#,
+    ];
+    let mut state: u64 = 0x5eed;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let (mut acted, mut kept) = (0, 0);
+    for seed in 0..6 {
+        for (p, policy) in POLICIES.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("meta.db");
+            drop(SqliteMetaStore::open(&path).unwrap());
+            let now = crate::clock::now_ms();
+            let count = 5 + next(40) as usize;
+            let digests: Vec<String> = (0..count)
+                .map(|i| Digest::sha256_of(format!("{seed}/{p}/{i}").as_bytes()).to_string())
+                .collect();
+            {
+                let mut c = rusqlite::Connection::open(&path).unwrap();
+                let tx = c.transaction().unwrap();
+                tx.execute(
+                    "INSERT INTO repositories (name, created_ms) VALUES ('rand/app', 1)",
+                    [],
+                )
+                .unwrap();
+                let id = tx.last_insert_rowid();
+                for (i, d) in digests.iter().enumerate() {
+                    // Some referrers (of an earlier image), the rest plain images.
+                    let subject =
+                        (i > 0 && next(8) == 0).then(|| digests[next(i as u64) as usize].clone());
+                    tx.execute(
+                        "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms, image_size, subject)
+                         VALUES (?1, ?2, 'application/vnd.oci.image.manifest.v1+json', 2, x'7b7d', ?3, ?4, ?5)",
+                        rusqlite::params![id, d, now - next(60 * 86_400_000) as i64, 100 + i as i64, subject],
+                    )
+                    .unwrap();
+                    if subject.is_none() {
+                        for _ in 0..next(3) {
+                            let prefix = ["v", "rc", "dev"][next(3) as usize];
+                            tx.execute(
+                                "INSERT OR IGNORE INTO tags (repo_id, name, digest, updated_ms) VALUES (?1, ?2, ?3, 1)",
+                                rusqlite::params![id, format!("{prefix}{}", next(1000)), d],
+                            )
+                            .unwrap();
+                        }
+                    }
+                    if next(4) == 0 {
+                        tx.execute(
+                            "INSERT INTO image_pulls (repo_id, digest, last_pull_ms) VALUES (?1, ?2, ?3)",
+                            rusqlite::params![id, d, now - next(10 * 86_400_000) as i64],
+                        )
+                        .unwrap();
+                    }
+                }
+                // An index over a few earlier images (itself an image of the repository).
+                if count > 6 {
+                    let index = &digests[count - 1];
+                    for _ in 0..3 {
+                        let child = &digests[next(count as u64 - 1) as usize];
+                        tx.execute(
+                            "INSERT OR IGNORE INTO manifest_refs (repo_id, manifest, kind, target) VALUES (?1, ?2, 1, ?3)",
+                            rusqlite::params![id, index, child],
+                        )
+                        .unwrap();
+                    }
+                }
+                tx.commit().unwrap();
+            }
+            let lc = lifecycle(dir.path());
+            let repo: RepositoryName = "rand/app".parse().unwrap();
+            let StartPreview::Started { generation } = lc
+                .store()
+                .start_preview("000000000000", &repo, policy, 1)
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            lc.compute_preview(&repo, generation, policy).await;
+            let previewed: BTreeSet<(String, u32)> = lc
+                .store()
+                .preview_results(&repo, PreviewTagFilter::Any, None, 10_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.digest, r.rule_priority))
+                .collect();
+            lc.store()
+                .put_lifecycle_policy("000000000000", &repo, policy, 1)
+                .await
+                .unwrap();
+            let report = lc.execute(&repo).await.unwrap();
+            let executed: BTreeSet<(String, u32)> = report
+                .expired
+                .iter()
+                .map(|e| (e.digest.to_string(), e.rule_priority))
+                .collect();
+            assert_eq!(executed, previewed, "seed {seed}, policy {p}");
+            assert_eq!(report.skipped, 0, "seed {seed}, policy {p}");
+            let left: BTreeSet<String> = lc
+                .store()
+                .image_facts(&repo)
+                .await
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|f| f.digest)
+                .collect();
+            let gone: BTreeSet<String> = executed.into_iter().map(|(d, _)| d).collect();
+            let all: BTreeSet<String> = digests.iter().cloned().collect();
+            assert_eq!(left, &all - &gone, "seed {seed}, policy {p}");
+            acted += gone.len();
+            kept += left.len();
+        }
+    }
+    // The random repositories exercise both sides.
+    eprintln!("{acted} images expired, {kept} kept over all cases");
+    assert!(acted > 100 && kept > 100, "{acted} / {kept}");
+}
