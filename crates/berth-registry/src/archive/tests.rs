@@ -355,3 +355,149 @@ async fn without_an_archive_tier_archiving_is_unsupported() {
         Err(RegistryError::Unsupported(_))
     ));
 }
+
+/// Pushes of images reusing a layer (by HEAD-skip, by mount and by upload) while every
+/// image using that layer is archived again and again (so its standard copy is dropped
+/// under the pushes), with sweeps and garbage collection with no grace, all at once:
+/// every push either succeeds or is refused and retried as a client would, and afterwards
+/// every acknowledged image, once restored, pulls intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_mounts_archiving_and_gc_never_break_an_active_image() {
+    let f = fixture();
+    let r = f.registry.clone();
+    let (src, dst) = (repo("race/src"), repo("race/dst"));
+    let shared = layer(40_000, 42);
+    let sd = Digest::sha256_of(&shared);
+    let base = image(&r, &src, "base", b"cfg-base", &[&shared]).await;
+    let acknowledged = Arc::new(parking_lot::Mutex::new(vec![(src.clone(), base)]));
+    let pushing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+
+    let archiver = {
+        let (r, acknowledged, pushing) = (r.clone(), acknowledged.clone(), pushing.clone());
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while pushing.load(std::sync::atomic::Ordering::Acquire) || rounds < 3 {
+                let images = acknowledged.lock().clone();
+                for (repo, digest) in &images {
+                    r.archive_if_active(repo, digest).await.unwrap();
+                }
+                r.sweep_archive().await.unwrap();
+                // Restore one, so that restores race with the pushes too.
+                let (repo, digest) = &images[rounds % images.len()];
+                r.restore_image(repo, digest).await.unwrap();
+                wait_active(&r, repo, digest).await;
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let collector = {
+        let (gc, pushing) = (r.garbage_collector(), pushing.clone());
+        tokio::spawn(async move {
+            while pushing.load(std::sync::atomic::Ordering::Acquire) {
+                gc.run(GcOptions {
+                    grace: Duration::ZERO,
+                    dry_run: false,
+                })
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut pushers = Vec::new();
+    for worker in 0..2u8 {
+        let r = r.clone();
+        let (src, dst) = (src.clone(), dst.clone());
+        let (shared, sd, acknowledged) = (shared.clone(), sd.clone(), acknowledged.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut pushed = Vec::new();
+            for i in 0..20u8 {
+                // Alternate repositories: `src` skips the upload when a HEAD finds the
+                // layer; `dst` mounts it from `src`. A manifest refused because a blob
+                // went meanwhile (to the archive, or a fresh upload's link to collection
+                // with no grace) is retried after pushing that blob, as a client would.
+                let target = if i % 2 == 0 { &src } else { &dst };
+                let own = layer(500 + i as usize, worker * 50 + i);
+                let cfg = format!("cfg-{worker}-{i}").into_bytes();
+                push(&r, target, &cfg).await;
+                push(&r, target, &own).await;
+                let present = if i % 2 == 0 {
+                    r.blob_size(target, &sd).await.is_ok()
+                } else {
+                    r.mount_blob(target, &src, &sd).await.unwrap().is_some()
+                };
+                if !present {
+                    push(&r, target, &shared).await;
+                }
+                let tag: Reference = format!("w{worker}-{i}").parse().unwrap();
+                let body = manifest_body(&cfg, &[&shared, &own]);
+                let mut retries = 0;
+                let digest = loop {
+                    match r
+                        .put_manifest(target, &tag, None, Bytes::from(body.clone()))
+                        .await
+                    {
+                        Ok(p) => break p.digest,
+                        Err(RegistryError::ManifestBlobUnknown(missing)) => {
+                            retries += 1;
+                            assert!(retries < 100, "a push kept being refused");
+                            let blob = [&shared, &own, &cfg]
+                                .into_iter()
+                                .find(|b| Digest::sha256_of(b) == missing)
+                                .expect("the manifest names only these blobs");
+                            push(&r, target, blob).await;
+                        }
+                        Err(e) => panic!("push failed: {e:?}"),
+                    }
+                };
+                acknowledged.lock().push((target.clone(), digest.clone()));
+                pushed.push((target.clone(), digest, cfg, own));
+            }
+            pushed
+        }));
+    }
+    let mut expected = Vec::new();
+    for p in pushers {
+        expected.extend(p.await.unwrap());
+    }
+    pushing.store(false, std::sync::atomic::Ordering::Release);
+    assert!(archiver.await.unwrap() >= 3);
+    collector.await.unwrap();
+    r.garbage_collector()
+        .run(GcOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    // Restore everything still archived, then every acknowledged image pulls intact.
+    let all = acknowledged.lock().clone();
+    for (repo, digest) in &all {
+        if status(&r, repo, digest).await == ImageStatus::Archived {
+            r.restore_image(repo, digest).await.unwrap();
+        }
+    }
+    for (repo, digest) in &all {
+        wait_active(&r, repo, digest).await;
+    }
+    assert_eq!(expected.len(), 40);
+    for (target, digest, cfg, own) in expected {
+        r.get_manifest(&target, &Reference::Digest(digest.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            read(&r, &target, &Digest::sha256_of(&cfg)).await.unwrap(),
+            cfg
+        );
+        assert_eq!(
+            read(&r, &target, &Digest::sha256_of(&own)).await.unwrap(),
+            own
+        );
+        assert_eq!(
+            read(&r, &target, &sd).await.unwrap(),
+            shared,
+            "{target} {digest}"
+        );
+    }
+}
