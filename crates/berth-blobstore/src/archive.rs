@@ -11,7 +11,7 @@
 //! to check that it yields exactly the blob's digest and size**, then renamed into place
 //! and the directory fsynced. So an archive copy either is complete and verified or does
 //! not exist under its name; a crash leaves at most a temporary file, which is never read
-//! and is removed by [`DiskArchive::remove_leftovers`].
+//! and is removed by [`ArchiveTier::remove_leftovers`].
 //!
 //! Everything streams through fixed buffers (zstd's streaming encoder and decoder): a
 //! layer is never held in memory whole.
@@ -61,6 +61,12 @@ pub trait ArchiveTier: Send + Sync + 'static {
 
     /// Deletes an archive copy; an absent one is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Removes what a crash left behind (never read as copies); returns how many.
+    /// Called once at start-up.
+    async fn remove_leftovers(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// The local-disk archive: zstd-compressed copies under one directory.
@@ -169,8 +175,8 @@ impl DiskArchive {
     }
 
     /// Removes temporary files a crash left behind. They are never read as copies, so
-    /// this only reclaims space; call it at start-up.
-    pub async fn remove_leftovers(&self) -> Result<usize> {
+    /// this only reclaims space.
+    async fn remove_tmp_files(&self) -> Result<usize> {
         let root = self.root.clone();
         blocking(move || {
             let mut removed = 0;
@@ -321,6 +327,10 @@ impl ArchiveTier for DiskArchive {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn remove_leftovers(&self) -> Result<usize> {
+        self.remove_tmp_files().await
     }
 }
 

@@ -272,14 +272,24 @@ impl Registry {
         }
     }
 
-    /// Starts the archive's background upkeep (needs a Tokio runtime): resumes unfinished
-    /// restores now, then every `every` retries failed ones and sweeps.
+    /// Starts the archive's background upkeep (needs a Tokio runtime): removes what a crash
+    /// left in the tier and resumes unfinished restores now, then every `every` retries
+    /// failed restores and sweeps.
     pub fn start_archive_maintenance(&self, every: Duration) {
         if self.archive_tier().is_err() {
             return;
         }
         let registry = self.clone();
         tokio::spawn(async move {
+            if let Ok(tier) = registry.archive_tier() {
+                match tier.remove_leftovers().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(files = n, "removed temporary archive files a crash left")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not remove leftover archive files"),
+                }
+            }
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
