@@ -194,7 +194,11 @@ impl Registry {
         };
         if served.status != ImageStatus::Active {
             return Err(RegistryError::ImageArchived {
-                reference: reference.to_string(),
+                // As clients name images: `repo:tag` or `repo@digest`.
+                reference: match reference {
+                    Reference::Tag(t) => format!("{repo}:{t}"),
+                    Reference::Digest(d) => format!("{repo}@{d}"),
+                },
                 restoring: served.status == ImageStatus::Activating,
             });
         }
