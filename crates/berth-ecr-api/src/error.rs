@@ -519,6 +519,10 @@ impl EcrError {
             R::ManifestNotFound(r) => EcrError::ImageNotFound(format!(
                 "The image with imageId '{r}' does not exist within the repository with name '{repository}' in the registry with id '{registry}'"
             )),
+            // The archive storage class.
+            R::ImageArchived { .. } => EcrError::ImageNotFound(e.to_string()),
+            R::BlobArchived(_) => EcrError::LayersNotFound(e.to_string()),
+            R::StorageClassUnchanged(m) => EcrError::ImageStorageClassUpdateNotSupported(m),
             R::UploadNotFound(id) => EcrError::UploadNotFound(format!(
                 "Upload with id '{id}' was not found in the repository with name '{repository}' in the registry with id '{registry}'"
             )),

@@ -224,6 +224,14 @@ expect_error("InvalidParameterException", raw.update_image_storage_class, reposi
              imageId={}, targetStorageClass="STANDARD")
 checks.append("disallowed transitions and bad input get the model's exceptions")
 
+# Tagging the archived image again needs its layers, whose standard copies went to the
+# archive: refused as missing layers, and nothing changes (restore it first).
+expect_error("LayersNotFoundException", ecr.put_image, repositoryName=repo, imageManifest=m_old,
+             imageTag="old-again")
+det = describe(repo, imageIds=[{"imageDigest": d_old}])[0]
+assert det["imageStatus"] == "ARCHIVED" and det["imageTags"] == ["old"], det
+checks.append("pushing the archived image's manifest again is refused until it is restored")
+
 # ---- Restore ----
 r = ecr.update_image_storage_class(repositoryName=repo, imageId={"imageDigest": d_old},
                                    targetStorageClass="STANDARD")
@@ -245,6 +253,20 @@ got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "old"}])
 assert [i["imageManifest"] for i in got["images"]] == [m_old] and not got["failures"], got
 assert sorted(d["imageDigest"] for d in describe(repo)) == sorted([d_old, d_new])
 checks.append("restore answers ACTIVATING, then ACTIVE, and the image pulls byte-identical")
+
+# An archived image whose blobs all stay (every one is shared with an ACTIVE image) can be
+# tagged again: the push stands and the image stays archived.
+m_twin = image_manifest(config_old, [shared])
+d_twin = ecr.put_image(repositoryName=repo, imageManifest=m_twin, imageTag="twin")["image"]["imageId"]["imageDigest"]
+ecr.update_image_storage_class(repositoryName=repo, imageId={"imageDigest": d_twin}, targetStorageClass="ARCHIVE")
+assert os.path.exists(blob_file(sha256(shared))) and os.path.exists(blob_file(sha256(config_old)))
+r = ecr.put_image(repositoryName=repo, imageManifest=m_twin, imageTag="twin-again")
+assert r["image"]["imageId"] == {"imageDigest": d_twin, "imageTag": "twin-again"}, r
+assert r["image"]["imageManifestMediaType"] == OCI_MANIFEST, r
+det = describe(repo, imageIds=[{"imageDigest": d_twin}])[0]
+assert det["imageStatus"] == "ARCHIVED" and sorted(det["imageTags"]) == ["twin", "twin-again"], det
+assert v2_error(f"/v2/{repo}/manifests/twin-again")["code"] == "MANIFEST_UNKNOWN"
+checks.append("an archived image whose layers all stay can be tagged again and stays archived")
 
 ecr.delete_repository(repositoryName=repo, force=True)
 print(json.dumps({"ok": checks}))

@@ -334,14 +334,22 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<Val
             target.registry
         )));
     }
-    let media_type = ctx
-        .state
-        .inner
-        .registry
+    let registry = &ctx.state.inner.registry;
+    let media_type = match registry
         .get_manifest(&target.repo, &Reference::Digest(pushed.digest.clone()))
         .await
-        .map(|m| m.media_type.clone())
-        .map_err(|e| target.registry_error(e))?;
+    {
+        Ok(m) => m.media_type.clone(),
+        // A new tag on an archived image: the push stands; the image stays archived.
+        Err(RegistryError::ImageArchived { .. }) => registry
+            .meta()
+            .get_manifest(&target.repo, &pushed.digest)
+            .await
+            .map_err(|e| EcrError::from_meta(e, &target.registry))?
+            .map(|m| m.media_type)
+            .unwrap_or_default(),
+        Err(e) => return Err(target.registry_error(e)),
+    };
     let mut image_id = json!({"imageDigest": pushed.digest.to_string()});
     if let Some(t) = &tag {
         image_id["imageTag"] = json!(t.as_str());
