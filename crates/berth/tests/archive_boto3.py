@@ -268,5 +268,20 @@ assert det["imageStatus"] == "ARCHIVED" and sorted(det["imageTags"]) == ["twin",
 assert v2_error(f"/v2/{repo}/manifests/twin-again")["code"] == "MANIFEST_UNKNOWN"
 checks.append("an archived image whose layers all stay can be tagged again and stays archived")
 
+# Referrers: an archived referrer is listed only under artifactStatus ARCHIVED / ANY.
+ref_m = json.loads(image_manifest(config_new, [other]))
+ref_m["artifactType"] = "application/vnd.example.sbom"
+ref_m["subject"] = {"mediaType": OCI_MANIFEST, "digest": d_new, "size": len(m_new)}
+ref_m = json.dumps(ref_m, separators=(",", ":"))
+d_ref = ecr.put_image(repositoryName=repo, imageManifest=ref_m)["image"]["imageId"]["imageDigest"]
+ecr.update_image_storage_class(repositoryName=repo, imageId={"imageDigest": d_ref}, targetStorageClass="ARCHIVE")
+listed = lambda **f: ecr.list_image_referrers(  # noqa: E731
+    repositoryName=repo, subjectId={"imageDigest": d_new}, **f)["referrers"]
+assert listed() == [], listed()
+got = listed(filter={"artifactStatus": "ARCHIVED"})
+assert [(x["digest"], x["artifactStatus"]) for x in got] == [(d_ref, "ARCHIVED")], got
+assert [x["digest"] for x in listed(filter={"artifactStatus": "ANY"})] == [d_ref]
+checks.append("ListImageReferrers reports artifactStatus and filters by it")
+
 ecr.delete_repository(repositoryName=repo, force=True)
 print(json.dumps({"ok": checks}))

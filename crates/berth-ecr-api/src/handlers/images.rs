@@ -801,8 +801,8 @@ pub(super) async fn list_image_referrers(
         ))
     })?;
     let limit = page_size(input.max_results, 20, 50)?;
-    let (types, active) = match input.filter {
-        None => (None, true),
+    let (types, wanted) = match input.filter {
+        None => (None, Some(ImageStatus::Active)),
         Some(f) => {
             if let Some(types) = &f.artifact_types {
                 if types.len() > 5 || types.iter().any(|t| t.is_empty() || t.len() > 255) {
@@ -811,16 +811,18 @@ pub(super) async fn list_image_referrers(
                     ));
                 }
             }
-            let active = match f.artifact_status.as_deref() {
-                None | Some("ACTIVE") | Some("ANY") => true,
-                Some("ARCHIVED") | Some("ACTIVATING") => false,
+            let wanted = match f.artifact_status.as_deref() {
+                None | Some("ACTIVE") => Some(ImageStatus::Active),
+                Some("ARCHIVED") => Some(ImageStatus::Archived),
+                Some("ACTIVATING") => Some(ImageStatus::Activating),
+                Some("ANY") => None,
                 Some(other) => {
                     return Err(EcrError::InvalidParameter(format!(
                         "Invalid parameter at 'filter.artifactStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]' (got '{other}')"
                     )))
                 }
             };
-            (f.artifact_types.filter(|t| !t.is_empty()), active)
+            (f.artifact_types.filter(|t| !t.is_empty()), wanted)
         }
     };
     let after = input
@@ -836,9 +838,6 @@ pub(super) async fn list_image_referrers(
         &input.repository_name,
     )
     .await?;
-    if !active {
-        return Ok(json!({"referrers": []}));
-    }
     // A subject has few referrers; they come sorted by digest from one indexed query.
     let records = ctx
         .state
@@ -848,14 +847,18 @@ pub(super) async fn list_image_referrers(
         .referrers(&target.repo, &subject)
         .await
         .map_err(|e| EcrError::from_meta(e, &target.registry))?;
+    let digests: Vec<Digest> = records.iter().map(|r| r.digest.clone()).collect();
+    let storage = storage_of(ctx, &target, &digests).await?;
     let mut page: Vec<_> = records
         .into_iter()
-        .filter(|r| {
+        .zip(storage)
+        .filter(|(_, s)| wanted.is_none_or(|w| w == s.status))
+        .filter(|(r, _)| {
             after
                 .as_deref()
                 .is_none_or(|a| r.digest.to_string().as_str() > a)
         })
-        .filter(|r| {
+        .filter(|(r, _)| {
             types.as_ref().is_none_or(|t| {
                 r.artifact_type
                     .as_ref()
@@ -868,12 +871,12 @@ pub(super) async fn list_image_referrers(
     page.truncate(limit);
     let referrers: Vec<Value> = page
         .iter()
-        .map(|r| {
+        .map(|(r, s)| {
             let mut v = json!({
                 "digest": r.digest.to_string(),
                 "mediaType": r.media_type,
                 "size": r.size,
-                "artifactStatus": "ACTIVE",
+                "artifactStatus": s.status.as_api(),
             });
             if let Some(a) = &r.artifact_type {
                 v["artifactType"] = json!(a);
@@ -889,7 +892,7 @@ pub(super) async fn list_image_referrers(
         })
         .collect();
     let mut out = json!({ "referrers": referrers });
-    if let (true, Some(last)) = (more, page.last()) {
+    if let (true, Some((last, _))) = (more, page.last()) {
         out["nextToken"] = json!(encode_token(REFERRERS_TOKEN, &last.digest.to_string()));
     }
     Ok(out)
