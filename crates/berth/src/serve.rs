@@ -46,10 +46,7 @@ pub fn open_registry(
         },
     )
     .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let provisioner = Arc::new(TemplateProvisioner::new(
-        Arc::new(meta.clone()),
-        account_id,
-    ));
+    let provisioner = Arc::new(TemplateProvisioner::new(Arc::new(meta.clone()), account_id));
     let registry = Registry::with_provisioner(
         Arc::new(meta),
         Arc::new(blobs),
@@ -210,7 +207,10 @@ fn spawn_gc(registry: Registry, cfg: &Config) {
                     r.freed_blobs(),
                     r.freed_bytes()
                 ),
-                Ok(r) => tracing::debug!(pending_blobs = r.pending_blobs, "garbage collection freed nothing"),
+                Ok(r) => tracing::debug!(
+                    pending_blobs = r.pending_blobs,
+                    "garbage collection freed nothing"
+                ),
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
             }
         }
