@@ -10,55 +10,14 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{run, unique_suffix, TestRegistry, CMD_TIMEOUT};
+use common::TestRegistry;
 
 #[test]
 fn boto3_pushes_pulls_describes_and_deletes_images() {
     let reg = TestRegistry::start();
-    let Some(data) = reg.data_dir() else {
-        eprintln!(
-            "skipped: needs a spawned berth for its admin.credentials (BERTH_E2E_REGISTRY is set)"
-        );
+    let Some(out) = common::run_python_script(&reg, "ecr_images_boto3.py", &[]) else {
         return;
     };
-    let allow_missing = std::env::var("BERTH_ALLOW_MISSING_BOTOCORE").as_deref() == Ok("1");
-    if Command::new("python3").arg("--version").output().is_err() {
-        assert!(
-            allow_missing,
-            "python3 is missing: the boto3 ECR test needs python3 with boto3 (pip install boto3); \
-             set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it"
-        );
-        eprintln!("SKIPPED boto3 ECR image test (no python3); BERTH_ALLOW_MISSING_BOTOCORE=1");
-        return;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ecr_images_boto3.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .arg(reg.base_url())
-        .arg(data.join("admin.credentials"))
-        .arg(unique_suffix());
-    let out = run(cmd, CMD_TIMEOUT);
-    if out.status.code() == Some(3) {
-        assert!(
-            allow_missing,
-            "{}: the boto3 ECR test needs boto3 (pip install boto3); \
-             set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it",
-            out.stderr_str().trim()
-        );
-        eprintln!(
-            "SKIPPED boto3 ECR image test ({}); BERTH_ALLOW_MISSING_BOTOCORE=1",
-            out.stderr_str().trim()
-        );
-        return;
-    }
-    assert!(
-        out.success(),
-        "ecr_images_boto3.py failed\n{}\nserver log:\n{}",
-        out.report(),
-        reg.server_log()
-    );
     let report: serde_json::Value = serde_json::from_str(
         out.stdout_str()
             .lines()

@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{run, unique_suffix, TestRegistry, CMD_TIMEOUT};
+use common::{run, TestRegistry, CMD_TIMEOUT};
 
 fn berth(data: &std::path::Path, args: &[&str]) -> common::CmdOutput {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
@@ -37,40 +37,11 @@ fn boto3_previews_then_the_scheduler_expires_exactly_the_previewed_images() {
         ("BERTH_LIFECYCLE__INTERVAL_SECS", "1"),
     ]);
     let data = reg.data_dir().expect("a spawned registry");
-    let script = format!("{}/tests/lifecycle_boto3.py", env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = Command::new("python3");
-    cmd.arg(&script)
-        .arg(reg.base_url())
-        .arg(data.join("admin.credentials"))
-        .arg(unique_suffix())
-        .arg(&clock_file);
-    let allow_missing = std::env::var("BERTH_ALLOW_MISSING_BOTOCORE").as_deref() == Ok("1");
-    if Command::new("python3").arg("--version").output().is_err() {
-        assert!(
-            allow_missing,
-            "python3 is missing: {script} needs python3 with boto3 (pip install boto3); \
-             set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it"
-        );
-        eprintln!("SKIPPED {script} (no python3); BERTH_ALLOW_MISSING_BOTOCORE=1");
+    let Some(out) =
+        common::run_python_script(&reg, "lifecycle_boto3.py", &[clock_file.to_str().unwrap()])
+    else {
         return;
-    }
-    let out = run(cmd, CMD_TIMEOUT);
-    if out.status.code() == Some(3) {
-        assert!(
-            allow_missing,
-            "{}: {script} needs boto3 (pip install boto3); \
-             set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it",
-            out.stderr_str().trim()
-        );
-        eprintln!("SKIPPED {script}; BERTH_ALLOW_MISSING_BOTOCORE=1");
-        return;
-    }
-    assert!(
-        out.success(),
-        "{script} failed\n{}\nserver log:\n{}",
-        out.report(),
-        reg.server_log()
-    );
+    };
     let report = out.json();
     eprintln!("{}", serde_json::to_string_pretty(&report["ok"]).unwrap());
     let repo = report["facts"]["repository"].as_str().unwrap().to_string();

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -76,19 +75,7 @@ fn ecr_api_calls_over_quota_get_throttling_exception() {
     let (reg, _dir) = limited_registry();
     let creds = reg.data_dir().unwrap().join("admin.credentials");
     let describe = || {
-        let mut c = Command::new("aws");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .env("AWS_RETRY_MODE", "standard")
-            .args(["ecr", "describe-repositories", "--debug"])
-            .args(["--endpoint-url", &reg.base_url()]);
+        let c = aws_cli(&reg, &creds, &["ecr", "describe-repositories", "--debug"]);
         run(c, CMD_TIMEOUT)
     };
     // Four CLI processes at once: one gets the single token of the second, the others are

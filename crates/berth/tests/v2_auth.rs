@@ -40,31 +40,13 @@ fn error_code(resp: reqwest::blocking::Response) -> String {
         .to_string()
 }
 
-/// `aws` with only the given credentials file and its region.
+/// `aws` as the administrator (the data directory's admin.credentials).
 fn aws(reg: &TestRegistry, args: &[&str]) -> Command {
-    let data = reg.data_dir().expect("a spawned registry");
-    let creds = data.join("admin.credentials");
-    let mut c = Command::new("aws");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_DEFAULT_REGION", region_of(&creds))
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .args(args)
-        .args(["--endpoint-url", &reg.base_url()]);
-    c
-}
-
-fn region_of(creds: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(creds).expect("admin.credentials");
-    text.lines()
-        .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == "region"))
-        .map(|(_, v)| v.trim().to_string())
-        .expect("region in admin.credentials")
+    let creds = reg
+        .data_dir()
+        .expect("a spawned registry")
+        .join("admin.credentials");
+    aws_cli(reg, &creds, args)
 }
 
 #[test]

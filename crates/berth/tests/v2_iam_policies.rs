@@ -18,21 +18,8 @@ use serde_json::{json, Value};
 
 use common::*;
 
-/// `aws` with the given shared-credentials file, region us-east-1, no retries.
 fn aws(reg: &TestRegistry, creds: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("aws");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("AWS_SHARED_CREDENTIALS_FILE", creds)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .args(args)
-        .args(["--endpoint-url", &reg.base_url()]);
-    c
+    aws_cli(reg, creds, args)
 }
 
 fn basic(id: &str, secret: &str) -> String {

@@ -1111,3 +1111,76 @@ pub fn temp_file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
     std::fs::write(f.path(), bytes).expect("write temp file");
     f
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Python (boto3/botocore) scripts against a registry
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Runs `tests/<script>` with python3 as `script <endpoint> <admin.credentials> <unique suffix> [extra...]`
+/// against `reg` and asserts it succeeded; `None` when the test must be skipped (an external registry without
+/// a data directory, or python3/boto3 missing with `BERTH_ALLOW_MISSING_BOTOCORE=1`). A script exits with 3 when
+/// boto3 is not installed; without that variable a missing python3 or boto3 FAILS the test.
+pub fn run_python_script(reg: &TestRegistry, script: &str, extra: &[&str]) -> Option<CmdOutput> {
+    let Some(data) = reg.data_dir() else {
+        eprintln!("skipped: {script} needs a spawned berth for its admin.credentials (BERTH_E2E_REGISTRY is set)");
+        return None;
+    };
+    let path = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
+    let allow_missing = std::env::var("BERTH_ALLOW_MISSING_BOTOCORE").as_deref() == Ok("1");
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            allow_missing,
+            "python3 is missing: {script} needs python3 with boto3 (pip install boto3); \
+             set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it"
+        );
+        eprintln!("SKIPPED {script} (no python3); BERTH_ALLOW_MISSING_BOTOCORE=1");
+        return None;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path)
+        .arg(reg.base_url())
+        .arg(data.join("admin.credentials"))
+        .arg(unique_suffix())
+        .args(extra);
+    let out = run(cmd, CMD_TIMEOUT);
+    if out.status.code() == Some(3) {
+        assert!(
+            allow_missing,
+            "{}: {script} needs boto3 (pip install boto3); set BERTH_ALLOW_MISSING_BOTOCORE=1 to skip it",
+            out.stderr_str().trim()
+        );
+        eprintln!(
+            "SKIPPED {script} ({}); BERTH_ALLOW_MISSING_BOTOCORE=1",
+            out.stderr_str().trim()
+        );
+        return None;
+    }
+    assert!(
+        out.success(),
+        "{script} failed\n{}\nserver log:\n{}",
+        out.report(),
+        reg.server_log()
+    );
+    Some(out)
+}
+
+/// `aws --endpoint-url <reg> <args>` with nothing from the environment but the shared-credentials file
+/// `creds`: no config file, region us-east-1 (the default `[registry] region`), JSON output, no retries,
+/// no pager.
+pub fn aws_cli(reg: &TestRegistry, creds: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("aws");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("AWS_SHARED_CREDENTIALS_FILE", creds)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("AWS_PAGER", "")
+        .args(["--endpoint-url", &reg.base_url(), "--output", "json"])
+        .args(args);
+    c
+}
