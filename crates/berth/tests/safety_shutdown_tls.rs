@@ -145,7 +145,16 @@ fn in_flight_upload_survives_sigterm(tls: bool) {
     // New connections are refused while the upload is still running.
     let refused_after = loop {
         match TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(500)) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break term_at.elapsed(),
+            // A reset is a refusal too: the kernel may complete a handshake into the listen
+            // backlog just before the listener closes, then reset it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break term_at.elapsed()
+            }
             Err(e) => panic!("connect after SIGTERM: unexpected error {e}"),
             Ok(_) => {
                 assert!(
