@@ -105,7 +105,8 @@ pub struct CreationTemplate {
     /// of type `WILDCARD`).
     pub image_tag_mutability_exclusion_filters: Vec<String>,
     pub repository_policy: Option<String>,
-    /// Stored verbatim; applied by the lifecycle feature when it exists.
+    /// Validated by the edge; a repository created from the template gets it as its
+    /// lifecycle policy.
     pub lifecycle_policy: Option<String>,
     pub resource_tags: Vec<ResourceTag>,
     /// `AES256`, `KMS` or `KMS_DSSE`, with the KMS key if any.
@@ -223,6 +224,8 @@ pub struct NewRepository {
     pub settings: RepositorySettings,
     pub tags: Vec<ResourceTag>,
     pub policy: Option<String>,
+    /// A lifecycle policy (already validated), stored as if by PutLifecyclePolicy.
+    pub lifecycle_policy: Option<String>,
 }
 
 impl NewRepository {
@@ -237,6 +240,7 @@ impl NewRepository {
             },
             tags: t.resource_tags.clone(),
             policy: t.repository_policy.clone(),
+            lifecycle_policy: t.lifecycle_policy.clone(),
         }
     }
 }

@@ -173,6 +173,7 @@ async fn resource_tags(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
 
     // Created with tags (and a policy) in one step; a second create changes nothing.
     let new = NewRepository {
+        lifecycle_policy: None,
         settings: RepositorySettings {
             image_tag_mutability: "IMMUTABLE".into(),
             ..Default::default()
@@ -208,6 +209,7 @@ async fn resource_tags(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     ));
     // Too many tags at creation: no repository.
     let too_many = NewRepository {
+        lifecycle_policy: None,
         tags: (0..=MAX_TAGS_PER_RESOURCE)
             .map(|i| ResourceTag::new(format!("k{i}"), ""))
             .collect(),
@@ -494,6 +496,7 @@ async fn provisioning(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
 async fn deleting_a_repository_takes_its_settings(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     let name = "gone/app";
     let new = NewRepository {
+        lifecycle_policy: None,
         tags: tags(&[("a", "b")]),
         policy: Some("policy".into()),
         ..Default::default()

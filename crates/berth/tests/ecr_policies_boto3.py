@@ -266,6 +266,7 @@ expect_error("InvalidParameterException", ecr.create_repository_creation_templat
 expect_error("InvalidParameterException", ecr.create_repository_creation_template, prefix=f"x-{s}", appliedFor=["REPLICATION"], imageTagMutability="IMMUTABLE_WITH_EXCLUSION")
 expect_error("InvalidParameterException", ecr.create_repository_creation_template, prefix=f"x-{s}", appliedFor=["REPLICATION"], encryptionConfiguration={"encryptionType": "KMS"})
 expect_error("InvalidTagParameterException", ecr.create_repository_creation_template, prefix=f"x-{s}", appliedFor=["REPLICATION"], resourceTags=[{"Key": "aws:x", "Value": "y"}])
+expect_error("InvalidParameterException", ecr.create_repository_creation_template, prefix=f"x-{s}", appliedFor=["CREATE_ON_PUSH"], lifecyclePolicy='{"rules": []}')
 expect_error("TemplateNotFoundException", ecr.update_repository_creation_template, prefix=f"x-{s}", description="d")
 expect_error("TemplateNotFoundException", ecr.delete_repository_creation_template, prefix=f"x-{s}")
 assert ecr.describe_repository_creation_templates(prefixes=[f"x-{s}"])["repositoryCreationTemplates"] == []
@@ -342,6 +343,7 @@ try:
         appliedFor=["CREATE_ON_PUSH"],
         imageTagMutability="IMMUTABLE",
         repositoryPolicy=team_policy,
+        lifecyclePolicy=lifecycle,
         resourceTags=[{"Key": "owner", "Value": "team"}],
     )
     ecr.create_repository_creation_template(
@@ -358,6 +360,8 @@ try:
     assert desc["imageTagMutability"] == "IMMUTABLE", desc
     assert ecr.list_tags_for_resource(resourceArn=desc["repositoryArn"])["tags"] == [{"Key": "owner", "Value": "team"}]
     assert ecr.get_repository_policy(repositoryName=app)["policyText"] == team_policy
+    # ... and the template's lifecycle policy.
+    assert ecr.get_lifecycle_policy(repositoryName=app)["lifecyclePolicyText"] == lifecycle
     status, body, _ = v2("GET", f"{app}/tags/list")
     assert status == 403, (status, body)
     status, body, _ = v2("GET", f"{special}/cache/x/tags/list")
@@ -372,6 +376,7 @@ try:
     assert desc["imageTagMutability"] == "MUTABLE", desc
     assert ecr.list_tags_for_resource(resourceArn=desc["repositoryArn"])["tags"] == [{"Key": "owner", "Value": "special"}]
     expect_error("RepositoryPolicyNotFoundException", ecr.get_repository_policy, repositoryName=deep)
+    expect_error("LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=deep)
     # The prefix itself is not under the prefix.
     assert push_image(team, "v1", b"x")[0] == 404
 

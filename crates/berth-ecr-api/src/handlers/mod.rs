@@ -360,6 +360,7 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Resul
     ctx.check_served(&registry)?;
     // With its tags, in one transaction.
     let new = berth_meta::settings::NewRepository {
+        lifecycle_policy: None,
         settings,
         tags,
         policy: None,

@@ -25,7 +25,6 @@ use crate::operation::EcrOperation;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: i64 = 1000;
 const MAX_DESCRIPTION: usize = 256;
-const MAX_LIFECYCLE_POLICY: usize = 30_720;
 const MAX_ROLE_ARN: usize = 2048;
 
 fn invalid(member: &str, constraint: &str, got: &str) -> EcrError {
@@ -199,17 +198,9 @@ fn validate(input: &TemplateInput, account: &str) -> Result<TemplateUpdate, EcrE
         u.repository_policy = Some(p.clone());
     }
     if let Some(l) = &input.lifecycle_policy {
-        if l.chars().count() > MAX_LIFECYCLE_POLICY {
-            return Err(EcrError::InvalidParameter(format!(
-                "Invalid parameter at 'lifecyclePolicy' failed to satisfy constraint: 'Member must have length less than or equal to {MAX_LIFECYCLE_POLICY}' (got {} characters)",
-                l.chars().count()
-            )));
-        }
-        if !serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object()) {
-            return Err(EcrError::InvalidParameter(
-                "Invalid parameter at 'lifecyclePolicy' failed to satisfy constraint: 'The lifecycle policy must be a JSON object'".into(),
-            ));
-        }
+        // The policy a created repository will get: validated as PutLifecyclePolicy would.
+        berth_lifecycle::LifecyclePolicy::parse(l)
+            .map_err(|e| EcrError::InvalidParameter(e.message_for("lifecyclePolicy")))?;
         u.lifecycle_policy = Some(l.clone());
     }
     if let Some(a) = &input.applied_for {

@@ -220,6 +220,13 @@ fn insert_repository(
     if let Some(p) = &new.policy {
         put_repository_policy(tx, account, id, p, now_ms)?;
     }
+    if let Some(l) = &new.lifecycle_policy {
+        tx.prepare_cached(
+            "INSERT INTO lifecycle_policies (repo_id, account_id, policy_text, updated_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, account, l, now_ms])?;
+    }
     Ok(Some(RepositoryRecord {
         name: name.to_string(),
         created_ms: now_ms,
