@@ -9,42 +9,19 @@ import base64
 import configparser
 import datetime
 import json
-import os
 import sys
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
-except ImportError as e:  # pragma: no cover
-    print(f"boto3 is not installed: {e}", file=sys.stderr)
-    sys.exit(3)
+from berth_e2e import NO_RETRIES, admin_session, boto3, expect_client_error  # noqa: E402
 
 endpoint, creds_path, suffix = sys.argv[1:4]
-for k in list(os.environ):
-    if k.startswith("AWS_"):
-        del os.environ[k]
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = creds_path
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-
+region, session = admin_session(creds_path)
 creds = configparser.ConfigParser()
 creds.read(creds_path)
-region = creds["default"]["region"]
-no_retries = Config(retries={"max_attempts": 1, "mode": "standard"})
-
-session = boto3.session.Session(profile_name="default", region_name=region)
-ecr = session.client("ecr", endpoint_url=endpoint, config=no_retries)
+ecr = session.client("ecr", endpoint_url=endpoint, config=NO_RETRIES)
 
 
 def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{fn.__name__}: expected {code}, got {got}: {e}"
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
-        return e.response["Error"].get("Message", "")
-    raise AssertionError(f"{fn.__name__}({kwargs}) succeeded; expected {code}")
+    return expect_client_error(code, fn, **kwargs)["Error"].get("Message", "")
 
 
 checks = []
@@ -107,13 +84,13 @@ bad = boto3.session.Session(
     aws_access_key_id=creds["default"]["aws_access_key_id"],
     aws_secret_access_key="x" * 40,
     region_name=region,
-).client("ecr", endpoint_url=endpoint, config=no_retries)
+).client("ecr", endpoint_url=endpoint, config=NO_RETRIES)
 expect_error("InvalidSignatureException", bad.describe_repositories)
 ghost = boto3.session.Session(
     aws_access_key_id="AKIAAAAAAAAAAAAAAAAA",
     aws_secret_access_key="x" * 40,
     region_name=region,
-).client("ecr", endpoint_url=endpoint, config=no_retries)
+).client("ecr", endpoint_url=endpoint, config=NO_RETRIES)
 msg = expect_error("UnrecognizedClientException", ghost.describe_repositories)
 assert msg == "The security token included in the request is invalid.", msg
 checks.append("authentication errors")

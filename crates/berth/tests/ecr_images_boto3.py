@@ -14,7 +14,6 @@ GetDownloadUrlForLayer URLs fetched, and pull time update exclusions.
 """
 
 import base64
-import configparser
 import datetime
 import hashlib
 import json
@@ -24,27 +23,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
-except ImportError as e:  # pragma: no cover
-    print(f"boto3 is not installed: {e}", file=sys.stderr)
-    sys.exit(3)
+from berth_e2e import NO_RETRIES, ClientError, Config, admin_session, boto3, expect_client_error  # noqa: E402
 
 endpoint, creds_path, suffix = sys.argv[1:4]
-for k in list(os.environ):
-    if k.startswith("AWS_"):
-        del os.environ[k]
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = creds_path
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-
-creds = configparser.ConfigParser()
-creds.read(creds_path)
-region = creds["default"]["region"]
-no_retries = Config(retries={"max_attempts": 1, "mode": "standard"})
-session = boto3.session.Session(profile_name="default", region_name=region)
-ecr = session.client("ecr", endpoint_url=endpoint, config=no_retries)
+region, session = admin_session(creds_path)
+ecr = session.client("ecr", endpoint_url=endpoint, config=NO_RETRIES)
 # The same client without botocore's own parameter checks, to reach the server's.
 raw = session.client(
     "ecr",
@@ -62,14 +45,7 @@ LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{fn.__name__}: expected {code}, got {got}: {e}"
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
-        return e.response
-    raise AssertionError(f"{fn.__name__}({kwargs}) succeeded; expected {code}")
+    return expect_client_error(code, fn, **kwargs)
 
 
 def sha256(b):
@@ -519,7 +495,7 @@ for a in extra + [arns[1]]:
     ecr.deregister_pull_time_update_exclusion(principalArn=a)
 # An excluded principal's pulls leave lastRecordedPullTime alone; once deregistered they
 # count again. The principal is an IAM user made through the IAM API with an ECR policy.
-iam = session.client("iam", endpoint_url=endpoint, region_name="us-east-1", config=no_retries)
+iam = session.client("iam", endpoint_url=endpoint, region_name="us-east-1", config=NO_RETRIES)
 user = f"puller-{suffix}"
 user_arn = iam.create_user(UserName=user)["User"]["Arn"]
 assert user_arn == f"arn:aws:iam::{account}:user/{user}", user_arn
@@ -528,7 +504,7 @@ iam.put_user_policy(UserName=user, PolicyName="ecr", PolicyDocument=json.dumps(
 key = iam.create_access_key(UserName=user)["AccessKey"]
 puller = boto3.session.Session(
     aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=region,
-).client("ecr", endpoint_url=endpoint, config=no_retries)
+).client("ecr", endpoint_url=endpoint, config=NO_RETRIES)
 ecr.register_pull_time_update_exclusion(principalArn=user_arn)
 got = puller.batch_get_image(repositoryName=imm, imageIds=[{"imageDigest": d2}])["images"]
 assert [i["imageManifest"] for i in got] == [m2], got

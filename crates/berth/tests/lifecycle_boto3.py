@@ -14,7 +14,6 @@ executes it; exactly the previewed set is gone, GetLifecyclePolicy shows lastEva
 and every kept image pulls byte-identically (manifest and layers).
 """
 
-import configparser
 import datetime
 import hashlib
 import json
@@ -24,27 +23,11 @@ import time
 import urllib.error
 import urllib.request
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
-except ImportError as e:  # pragma: no cover
-    print(f"boto3 is not installed: {e}", file=sys.stderr)
-    sys.exit(3)
+from berth_e2e import NO_RETRIES, ClientError, admin_session, expect_client_error  # noqa: E402
 
 endpoint, creds_path, suffix, clock_file = sys.argv[1:5]
-for k in list(os.environ):
-    if k.startswith("AWS_"):
-        del os.environ[k]
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = creds_path
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-
-creds = configparser.ConfigParser()
-creds.read(creds_path)
-region = creds["default"]["region"]
-no_retries = Config(retries={"max_attempts": 1, "mode": "standard"})
-session = boto3.session.Session(profile_name="default", region_name=region)
-ecr = session.client("ecr", endpoint_url=endpoint, config=no_retries)
+region, session = admin_session(creds_path)
+ecr = session.client("ecr", endpoint_url=endpoint, config=NO_RETRIES)
 now = lambda: datetime.datetime.now(datetime.timezone.utc)  # noqa: E731
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -55,14 +38,7 @@ DAY = 86400
 
 
 def expect_error(code, fn, **kwargs):
-    try:
-        fn(**kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{fn.__name__}: expected {code}, got {got}: {e}"
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
-        return e.response
-    raise AssertionError(f"{fn.__name__}({kwargs}) succeeded; expected {code}")
+    return expect_client_error(code, fn, **kwargs)
 
 
 def sha256(b):
