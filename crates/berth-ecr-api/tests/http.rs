@@ -1,26 +1,24 @@
 //! In-process tests of the ECR edge: requests signed with berth-sigv4's client-side
 //! signer, sent through the router, against the SQLite stores.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use base64::Engine;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use berth_blobstore::DiskBlobStore;
-use berth_ecr_api::{token, EcrConfig, EcrState, TARGET_PREFIX};
-use berth_meta::iam::{Account, KeyOwner, NewAccessKey, NewUser};
+use berth_ecr_api::{token, EcrState, TARGET_PREFIX};
+use berth_meta::iam::{KeyOwner, NewAccessKey};
 use berth_meta::secrets::MasterKey;
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore};
 use berth_meta::IamStore;
 use berth_registry::{Registry, RegistryOptions};
-use berth_sigv4::{sign_request, Credentials, PayloadHash};
+use support::{account_with_user, config, err_type, send_json, signed, ACCOUNT, REGION};
 
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "eu-west-3";
 const TOKEN_KEY: [u8; 32] = [9; 32];
 
 struct Env {
@@ -35,58 +33,23 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
     let iam = Arc::new(SqliteIamStore::new(meta.clone(), MasterKey::generate()));
-    let root = NewAccessKey::generate();
-    iam.create_account(
-        &Account {
-            id: ACCOUNT.into(),
-            alias: None,
-            created_ms: 1,
-        },
-        Some(&root),
-    )
-    .await
-    .unwrap();
-    iam.create_user(&NewUser {
-        account_id: ACCOUNT.into(),
-        name: "alice".into(),
-        path: "/".into(),
-        arn: berth_iam::iam_user_arn(ACCOUNT, "/", "alice"),
-    })
-    .await
-    .unwrap();
-    let alice = NewAccessKey::generate();
-    iam.create_access_key(ACCOUNT, &KeyOwner::User("alice".into()), &alice)
-        .await
-        .unwrap();
     // Alice may describe and create under team/, and get a token; nothing else.
-    iam.put_user_policy(
-        ACCOUNT,
+    let (root, alice) = account_with_user(
+        iam.as_ref(),
         "alice",
         "ecr-team",
         r#"{"Version":"2012-10-17","Statement":[
             {"Effect":"Allow","Action":["ecr:DescribeRepositories","ecr:CreateRepository"],"Resource":"arn:aws:ecr:*:*:repository/team/*"},
             {"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#,
     )
-    .await
-    .unwrap();
+    .await;
     let blobs = DiskBlobStore::open(dir.path()).unwrap();
     let registry = Registry::new(
         Arc::new(meta.clone()),
         Arc::new(blobs),
         RegistryOptions::default(),
     );
-    let state = EcrState::new(
-        registry,
-        iam.clone(),
-        Arc::new(meta),
-        EcrConfig {
-            account_id: ACCOUNT.into(),
-            region: REGION.into(),
-            public_host: None,
-            login_token_key: TOKEN_KEY,
-            max_skew: EcrConfig::ECR_MAX_SKEW,
-        },
-    );
+    let state = EcrState::new(registry, iam.clone(), Arc::new(meta), config(TOKEN_KEY));
     Env {
         _dir: dir,
         app: berth_ecr_api::router(state),
@@ -96,50 +59,16 @@ async fn env() -> Env {
     }
 }
 
-fn signed(
-    key: &NewAccessKey,
-    secret: &str,
-    action: &str,
-    body: &str,
-    region: &str,
-) -> Request<Body> {
-    let target = format!("{TARGET_PREFIX}.{action}");
-    let req = berth_sigv4::Request::new("POST", "/", "", PayloadHash::of_body(body.as_bytes()))
-        .with_header("host", "registry.test:5000")
-        .with_header("content-type", "application/x-amz-json-1.1")
-        .with_header("x-amz-target", &target);
-    let creds = Credentials {
-        access_key_id: &key.access_key_id,
-        secret_access_key: secret,
-        session_token: None,
-    };
-    let sig = sign_request(&req, &creds, region, "ecr", time::OffsetDateTime::now_utc()).unwrap();
-    let mut b = Request::post("/")
-        .header("host", "registry.test:5000")
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", &target);
-    for (n, v) in sig.headers() {
-        b = b.header(n, v);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
-}
-
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
-    assert!(resp.headers().contains_key("x-amzn-requestid"));
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let (status, v, headers) = send_json(app, req).await;
+    assert_eq!(headers["content-type"], "application/x-amz-json-1.1");
+    assert!(headers.contains_key("x-amzn-requestid"));
+    (status, v)
 }
 
 async fn call(env: &Env, key: &NewAccessKey, action: &str, body: Value) -> (StatusCode, Value) {
     let req = signed(key, key.secret.expose(), action, &body.to_string(), REGION);
     send(&env.app, req).await
-}
-
-fn err_type(v: &Value) -> &str {
-    v["__type"].as_str().unwrap_or("")
 }
 
 #[tokio::test]

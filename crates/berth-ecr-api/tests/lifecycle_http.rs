@@ -2,29 +2,24 @@
 //! berth-sigv4's signer, sent through the router, against the SQLite stores with the
 //! registry's lifecycle engine.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use berth_blobstore::DiskBlobStore;
-use berth_ecr_api::{EcrConfig, EcrState, TARGET_PREFIX};
-use berth_meta::iam::{Account, KeyOwner, NewAccessKey, NewUser};
+use berth_ecr_api::EcrState;
+use berth_meta::iam::NewAccessKey;
 use berth_meta::secrets::MasterKey;
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore};
-use berth_meta::IamStore;
 use berth_registry::lifecycle::Lifecycle;
 use berth_registry::{Registry, RegistryOptions};
-use berth_sigv4::{sign_request, Credentials, PayloadHash};
 use berth_types::{Digest, Reference, RepositoryName};
-
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "eu-west-3";
+use support::{account_with_user, config, send_json, signed, ACCOUNT, REGION};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -39,39 +34,15 @@ async fn env(with_lifecycle: bool) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
     let iam = Arc::new(SqliteIamStore::new(meta.clone(), MasterKey::generate()));
-    let root = NewAccessKey::generate();
-    iam.create_account(
-        &Account {
-            id: ACCOUNT.into(),
-            alias: None,
-            created_ms: 1,
-        },
-        Some(&root),
-    )
-    .await
-    .unwrap();
-    iam.create_user(&NewUser {
-        account_id: ACCOUNT.into(),
-        name: "alice".into(),
-        path: "/".into(),
-        arn: berth_iam::iam_user_arn(ACCOUNT, "/", "alice"),
-    })
-    .await
-    .unwrap();
-    let alice = NewAccessKey::generate();
-    iam.create_access_key(ACCOUNT, &KeyOwner::User("alice".into()), &alice)
-        .await
-        .unwrap();
     // Alice may read lifecycle policies and previews of team/*; nothing else.
-    iam.put_user_policy(
-        ACCOUNT,
+    let (root, alice) = account_with_user(
+        iam.as_ref(),
         "alice",
         "lifecycle-read",
         r#"{"Version":"2012-10-17","Statement":[
             {"Effect":"Allow","Action":["ecr:GetLifecyclePolicy","ecr:GetLifecyclePolicyPreview"],"Resource":"arn:aws:ecr:*:*:repository/team/*"}]}"#,
     )
-    .await
-    .unwrap();
+    .await;
     let blobs = DiskBlobStore::open(dir.path()).unwrap();
     let registry = Registry::new(
         Arc::new(meta.clone()),
@@ -79,18 +50,7 @@ async fn env(with_lifecycle: bool) -> Env {
         RegistryOptions::default(),
     );
     let lifecycle = Lifecycle::new(registry.clone(), Arc::new(meta.clone()));
-    let state = EcrState::new(
-        registry.clone(),
-        iam,
-        Arc::new(meta),
-        EcrConfig {
-            account_id: ACCOUNT.into(),
-            region: REGION.into(),
-            public_host: None,
-            login_token_key: [9; 32],
-            max_skew: EcrConfig::ECR_MAX_SKEW,
-        },
-    );
+    let state = EcrState::new(registry.clone(), iam, Arc::new(meta), config([9; 32]));
     let state = if with_lifecycle {
         state.with_lifecycle(lifecycle.clone())
     } else {
@@ -107,34 +67,9 @@ async fn env(with_lifecycle: bool) -> Env {
 }
 
 async fn call(env: &Env, key: &NewAccessKey, action: &str, body: Value) -> (StatusCode, Value) {
-    let body = body.to_string();
-    let target = format!("{TARGET_PREFIX}.{action}");
-    let req = berth_sigv4::Request::new("POST", "/", "", PayloadHash::of_body(body.as_bytes()))
-        .with_header("host", "registry.test:5000")
-        .with_header("content-type", "application/x-amz-json-1.1")
-        .with_header("x-amz-target", &target);
-    let creds = Credentials {
-        access_key_id: &key.access_key_id,
-        secret_access_key: key.secret.expose(),
-        session_token: None,
-    };
-    let sig = sign_request(&req, &creds, REGION, "ecr", time::OffsetDateTime::now_utc()).unwrap();
-    let mut b = Request::post("/")
-        .header("host", "registry.test:5000")
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", &target);
-    for (n, v) in sig.headers() {
-        b = b.header(n, v);
-    }
-    let resp = env
-        .app
-        .clone()
-        .oneshot(b.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let req = signed(key, key.secret.expose(), action, &body.to_string(), REGION);
+    let (status, v, _) = send_json(&env.app, req).await;
+    (status, v)
 }
 
 fn err(v: &Value) -> &str {
