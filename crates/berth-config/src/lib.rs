@@ -71,6 +71,13 @@ pub struct RegistryConfig {
     /// `registry.example.com`; used in repository URIs and login endpoints. When unset,
     /// the `Host` of each request is used.
     pub public_host: Option<String>,
+    /// Host-based routing of account registries: with `registry.example.com`, a `/v2`
+    /// request to `<12-digit account>.registry.example.com` addresses that account's
+    /// registry (ECR's `<account>.dkr.ecr.<region>.amazonaws.com` scheme), and URIs and
+    /// login endpoints of each account name its host. Other hosts address `account_id`'s
+    /// registry. Unset: `/v2` serves `account_id`'s registry only (other accounts' through
+    /// the ECR API).
+    pub base_domain: Option<String>,
 }
 
 fn account_id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -92,6 +99,7 @@ impl Default for RegistryConfig {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
             public_host: None,
+            base_domain: None,
         }
     }
 }
@@ -134,6 +142,20 @@ impl RegistryConfig {
             if !host_ok || !port_ok {
                 return Err(ConfigError::Invalid(format!(
                     "registry.public_host must be a host name with an optional :port (no scheme or path), got {h:?}"
+                )));
+            }
+        }
+        if let Some(d) = &self.base_domain {
+            let labels_ok = d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+            if !labels_ok || d.len() > 240 {
+                return Err(ConfigError::Invalid(format!(
+                    "registry.base_domain must be a DNS name such as registry.example.com (no port, scheme or leading dot), got {d:?}"
                 )));
             }
         }
@@ -441,6 +463,26 @@ mod tests {
         }
         for bad in ["https://x.example", "x.example/path", "x:0", "x:99999", ""] {
             c.registry.public_host = Some(bad.into());
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        c.registry.public_host = None;
+        for good in [
+            "registry.example.com",
+            "dkr.ecr.us-east-1.example.com",
+            "reg.test",
+        ] {
+            c.registry.base_domain = Some(good.into());
+            assert!(c.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".reg.test",
+            "reg.test:5000",
+            "https://reg.test",
+            "a..b",
+            "-a.test",
+        ] {
+            c.registry.base_domain = Some(bad.into());
             assert!(c.validate().is_err(), "{bad}");
         }
         Jail::expect_with(|jail| {

@@ -29,6 +29,7 @@ pub mod error;
 mod handlers;
 pub mod operation;
 pub mod rate_limit;
+pub mod registry_hosts;
 pub mod resource_policies;
 pub mod token;
 pub mod v2_credentials;
@@ -50,6 +51,7 @@ use berth_sigv4::{Verifier, VerifierConfig};
 pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::{to_wire, EcrError, WireError};
 pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
+pub use registry_hosts::RegistryHosts;
 
 /// The largest request body accepted: UploadLayerPart carries up to 20 MiB as base64.
 pub const MAX_BODY: usize = 30 * 1024 * 1024;
@@ -60,9 +62,11 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// What the edge needs to know about the deployment.
 #[derive(Clone)]
 pub struct EcrConfig {
-    /// The account whose registry this server serves (repositories are not yet scoped by
-    /// account).
+    /// The default account: its registry is what `/v2` serves on hosts that name no
+    /// other account (see [`registry_hosts`]).
     pub account_id: String,
+    /// Host-based routing of account registries (its default account is `account_id`).
+    pub hosts: RegistryHosts,
     /// The region clients sign for and ARNs carry.
     pub region: String,
     /// `host[:port]` for repository URIs and `proxyEndpoint`; the request's `Host` when unset.
@@ -174,6 +178,11 @@ impl EcrState {
 }
 
 impl EcrState {
+    /// The account whose registry `/v2` serves on hosts that name no other account.
+    pub fn default_account(&self) -> berth_types::AccountId {
+        self.inner.config.hosts.default_account()
+    }
+
     /// The `/v2` authentication and authorization layer, sharing this edge's
     /// authenticator and login token key (see [`v2_gate`]).
     pub fn v2_gate(&self, options: v2_gate::GateOptions) -> v2_gate::V2Gate {
@@ -321,10 +330,18 @@ async fn handle(
         .and_then(|v| v.as_str())
         .filter(|n| handlers::valid_repository_name(n))
         .map(str::to_string);
+    // The registry addressed: `registryId` when it is an account id (handlers refuse any
+    // other value), else the caller's own.
+    let registry = input
+        .get("registryId")
+        .and_then(|v| v.as_str())
+        .filter(|id| id.parse::<berth_types::AccountId>().is_ok())
+        .unwrap_or(&caller.account_id)
+        .to_string();
     let policies = state
         .inner
         .policies
-        .for_repository(&state.inner.config.account_id, repository.as_deref())
+        .for_repository(&registry, repository.as_deref())
         .await?;
     let ctx = handlers::Ctx {
         state,
@@ -332,7 +349,7 @@ async fn handle(
         conn,
         now,
         host: host.unwrap_or_else(|| "localhost".to_string()),
-        policies: (repository, policies),
+        policies: (registry, repository, policies),
     };
     let result = handlers::handle(&ctx, op, input).await;
     if result.is_ok() && op.changes_resource_policies() {

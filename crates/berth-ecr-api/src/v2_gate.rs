@@ -30,9 +30,9 @@ use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use berth_oci_api::{OciError, OciOperation};
+use berth_oci_api::{OciError, OciOperation, RegistryAccount};
 use berth_registry::Registry;
-use berth_types::{Digest, RepositoryName};
+use berth_types::{AccountId, Digest, RepositoryName};
 
 use crate::auth::{authorize_with, Authenticator, Caller, ConnInfo};
 use crate::error::EcrError;
@@ -86,8 +86,6 @@ struct GateInner {
     policies: Arc<ResourcePolicies>,
     /// For pull times (`lastRecordedPullTime`).
     registry: Registry,
-    /// `arn:aws:ecr:<region>:<account>:repository/`.
-    arn_prefix: String,
 }
 
 struct CachedCaller {
@@ -129,7 +127,6 @@ impl V2Gate {
                 limits,
                 policies,
                 registry,
-                arn_prefix: berth_iam::ecr_repository_arn(&config.region, &config.account_id, ""),
                 config,
             }),
         }
@@ -268,17 +265,18 @@ impl V2Gate {
             .into_response()
     }
 
-    /// IAM decision for `action` on repository `name` (`None`: the whole registry), with
-    /// the repository's and the registry's policies.
+    /// IAM decision for `action` on repository `name` (`None`: the whole registry) of
+    /// `account`'s registry, with the repository's and the registry's policies.
     async fn allowed(
         &self,
         caller: &Caller,
         action: &str,
+        account: AccountId,
         name: Option<&str>,
         conn: ConnInfo,
         now: OffsetDateTime,
     ) -> Result<(), EcrError> {
-        let account = &self.inner.config.account_id;
+        let account = account.as_str();
         let policies = self.inner.policies.for_repository(account, name).await?;
         // The ARN is built in a reused per-thread buffer (no await while it is borrowed):
         // this runs on every request.
@@ -287,7 +285,11 @@ impl V2Gate {
         }
         ARN.with_borrow_mut(|arn| {
             arn.clear();
-            arn.push_str(&self.inner.arn_prefix);
+            arn.push_str("arn:aws:ecr:");
+            arn.push_str(&self.inner.config.region);
+            arn.push(':');
+            arn.push_str(account);
+            arn.push_str(":repository/");
             arn.push_str(name.unwrap_or("*"));
             authorize_with(
                 caller,
@@ -379,6 +381,14 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
     let Ok(route) = berth_oci_api::operation::route(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
+    // The registry addressed, by host name (see `registry_hosts`).
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let account = gate.inner.config.hosts.account_of_host(host);
+    req.extensions_mut().insert(RegistryAccount(account));
     let now = OffsetDateTime::now_utc();
     let conn = req
         .extensions()
@@ -395,7 +405,7 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
             return match token::verify_download(
                 &cfg.login_token_key,
                 &grant,
-                &cfg.account_id,
+                account.as_str(),
                 &route.name,
                 &route.target,
                 now.unix_timestamp(),
@@ -461,7 +471,7 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
     let Some(caller) = caller else {
         if gate.anonymous_allows(route.op) {
             let resp = next.run(req).await;
-            gate.note_pull(route.op, &route.name, &resp, ANONYMOUS_PRINCIPAL);
+            gate.note_pull(route.op, account, &route.name, &resp, ANONYMOUS_PRINCIPAL);
             return resp;
         }
         return gate.unauthorized(&req, scope(), "authentication required");
@@ -471,7 +481,7 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
     }
     let name = (route.op != OciOperation::Catalog).then_some(route.name.as_str());
     if let Err(e) = gate
-        .allowed(&caller, route.op.ecr_action(), name, conn, now)
+        .allowed(&caller, route.op.ecr_action(), account, name, conn, now)
         .await
     {
         return denied(e);
@@ -481,7 +491,7 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
             let mut may_pull = true;
             for action in ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"] {
                 may_pull &= gate
-                    .allowed(&caller, action, Some(&from), conn, now)
+                    .allowed(&caller, action, account, Some(&from), conn, now)
                     .await
                     .is_ok();
             }
@@ -499,7 +509,7 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
     req.extensions_mut().insert(route);
     let resp = next.run(req).await;
     if let Some((arn, name)) = pull {
-        gate.note_pull(OciOperation::GetManifest, &name, &resp, &arn);
+        gate.note_pull(OciOperation::GetManifest, account, &name, &resp, &arn);
     }
     resp
 }
@@ -510,7 +520,14 @@ const ANONYMOUS_PRINCIPAL: &str = "anonymous";
 impl V2Gate {
     /// Records a successful manifest GET for `lastRecordedPullTime` (in memory; the
     /// registry writes pull times in batches).
-    fn note_pull(&self, op: OciOperation, name: &str, resp: &Response, principal_arn: &str) {
+    fn note_pull(
+        &self,
+        op: OciOperation,
+        account: AccountId,
+        name: &str,
+        resp: &Response,
+        principal_arn: &str,
+    ) {
         if op != OciOperation::GetManifest || resp.status() != StatusCode::OK {
             return;
         }
@@ -519,7 +536,7 @@ impl V2Gate {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        if let (Some(digest), Ok(repo)) = (digest, name.parse::<RepositoryName>()) {
+        if let (Some(digest), Ok(repo)) = (digest, RepositoryName::new(account, name)) {
             self.inner
                 .registry
                 .record_pull(&repo, &digest, principal_arn);

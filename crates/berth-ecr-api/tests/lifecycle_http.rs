@@ -127,7 +127,7 @@ async fn wait_complete(env: &Env, repo: &str) -> Value {
 #[tokio::test]
 async fn policies_and_previews_have_the_model_shapes_and_errors() {
     let env = env(true).await;
-    let repo: RepositoryName = "team/app".parse().unwrap();
+    let repo = RepositoryName::new(ACCOUNT.parse().unwrap(), "team/app").unwrap();
     let (s, v) = call(
         &env,
         &env.root,
@@ -413,7 +413,7 @@ async fn without_a_lifecycle_engine_the_actions_are_unsupported() {
 #[tokio::test]
 async fn a_lost_preview_run_reads_as_failed_and_can_be_replaced() {
     let env = env(true).await;
-    let repo: RepositoryName = "team/lost".parse().unwrap();
+    let repo = RepositoryName::new(ACCOUNT.parse().unwrap(), "team/lost").unwrap();
     push(&env.registry, &repo, "one", None).await;
     let long_ago = env.lifecycle.now_ms() - berth_meta::lifecycle::PREVIEW_STALE_MS - 1;
     env.lifecycle

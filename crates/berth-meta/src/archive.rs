@@ -154,7 +154,7 @@ pub trait ArchiveStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<bool>;
     /// Every `ACTIVATING` image (repository name, digest): restores to resume after a restart.
-    async fn activating_images(&self) -> Result<Vec<(String, Digest)>>;
+    async fn activating_images(&self) -> Result<Vec<(RepositoryName, Digest)>>;
     /// Whether a manifest of the repository that is `ARCHIVED` or `ACTIVATING` references
     /// the blob (to tell a pull why a blob is unavailable).
     async fn blob_archived_in(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;

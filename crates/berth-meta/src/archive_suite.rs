@@ -11,8 +11,9 @@ use crate::archive::{ArchiveOutcome, ImageStatus};
 use crate::gc::BlobDeleter;
 use crate::{MetaError, MetaStore, NewManifest};
 
+/// A repository of the suite's account (`111122223333`).
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
 }
 fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())
@@ -232,7 +233,7 @@ pub async fn run(store: &dyn MetaStore) {
     assert_eq!(store.begin_activation(&a, &d("nope")).await.unwrap(), None);
     assert_eq!(
         store.activating_images().await.unwrap(),
-        vec![("arch/a".to_string(), m1.clone())]
+        vec![(repo("arch/a"), m1.clone())]
     );
     // While ACTIVATING the archive copies are needed: the sweep keeps them.
     let sweep = store

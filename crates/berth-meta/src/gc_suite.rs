@@ -9,8 +9,9 @@ use berth_types::{Digest, RepositoryName};
 use crate::gc::BlobDeleter;
 use crate::{MetaStore, NewManifest};
 
+/// A repository of the suite's account (`111122223333`).
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
 }
 fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())

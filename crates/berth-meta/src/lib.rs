@@ -49,7 +49,7 @@ pub use lifecycle::LifecycleStore;
 pub use settings::{EcrSettingsStore, SettingsError};
 pub use types::*;
 
-use berth_types::{Digest, RepositoryName, Tag};
+use berth_types::{AccountId, Digest, RepositoryName, Tag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -85,9 +85,15 @@ pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
     // Repositories.
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool>;
-    /// Repository names in lexical order strictly after `after`, at most `limit`; only
+    /// Names of the repositories of `account`'s registry in lexical order strictly after
+    /// `after`, at most `limit`; only
     /// repositories holding at least one manifest are listed.
-    async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    async fn list_repositories(
+        &self,
+        account: AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
     /// Creates a repository explicitly (the ECR API); `RepositoryAlreadyExists` if a row
     /// exists, whether created by the API or implicitly by a push.
     async fn create_repository(
@@ -97,10 +103,11 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<RepositoryRecord>;
     async fn get_repository(&self, repo: &RepositoryName) -> Result<Option<RepositoryRecord>>;
-    /// Every repository (empty ones included), in lexical order strictly after `after`,
-    /// at most `limit`.
+    /// Every repository of `account`'s registry (empty ones included), in lexical order
+    /// strictly after `after`, at most `limit`.
     async fn describe_repositories(
         &self,
+        account: AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RepositoryRecord>>;

@@ -175,7 +175,7 @@ pub enum ExpireOutcome {
 pub struct LifecycleEvent {
     pub id: i64,
     pub at_ms: i64,
-    pub repository: String,
+    pub repository: RepositoryName,
     pub digest: String,
     pub tags: Vec<String>,
     pub rule_priority: u32,
@@ -213,7 +213,7 @@ pub trait LifecycleStore: Send + Sync + 'static {
         repo: &RepositoryName,
     ) -> Result<Option<StoredLifecyclePolicy>>;
     /// Names of the repositories that have a policy, in lexical order.
-    async fn repositories_with_lifecycle_policies(&self) -> Result<Vec<String>>;
+    async fn repositories_with_lifecycle_policies(&self) -> Result<Vec<RepositoryName>>;
     /// Records that execution evaluated the policy at `at_ms` (`lastEvaluatedAt`), if the
     /// policy still has the text `text` (a policy replaced meanwhile was not evaluated).
     async fn mark_lifecycle_evaluated(
@@ -290,14 +290,14 @@ pub trait LifecycleStore: Send + Sync + 'static {
     /// oldest first, at most `limit`.
     async fn lifecycle_events(
         &self,
-        repository: Option<&str>,
+        repository: Option<&RepositoryName>,
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<LifecycleEvent>>;
     /// The newest `limit` logged expiries (of one repository, or all), newest first.
     async fn recent_lifecycle_events(
         &self,
-        repository: Option<&str>,
+        repository: Option<&RepositoryName>,
         limit: usize,
     ) -> Result<Vec<LifecycleEvent>>;
 }

@@ -12,8 +12,9 @@ use crate::{MetaError, MetaStore, NewManifest};
 
 const ACCOUNT: &str = "111122223333";
 
+/// A repository of the suite's account (`111122223333`).
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
 }
 
 /// Pushes an image manifest with one layer of `size` bytes (optionally tagged, optionally a
@@ -145,7 +146,7 @@ async fn policies(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
         .repositories_with_lifecycle_policies()
         .await
         .unwrap()
-        .contains(&"lc/policies".to_string()));
+        .contains(&repo("lc/policies")));
     let old = s.delete_lifecycle_policy(&r).await.unwrap().unwrap();
     assert_eq!(old.text, "p2");
     assert!(s.lifecycle_policy(&r).await.unwrap().is_none());
@@ -153,7 +154,7 @@ async fn policies(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
         .repositories_with_lifecycle_policies()
         .await
         .unwrap()
-        .contains(&"lc/policies".to_string()));
+        .contains(&repo("lc/policies")));
 }
 
 async fn facts(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
@@ -173,7 +174,7 @@ async fn facts(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     let sig = push(meta, &r, "sig", None, Some(&a), 5, 30).await;
     let idx = push_index(meta, &r, &[&b], "multi").await;
     meta.record_pull_times(&[crate::PullTimeUpdate {
-        repository: r.to_string(),
+        repository: r.clone(),
         digest: b.clone(),
         at_ms: 999_000,
     }])
@@ -454,7 +455,10 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     );
 
     // The log, oldest first after an id, or newest first.
-    let log = s.lifecycle_events(Some("lc/expiry"), 0, 10).await.unwrap();
+    let log = s
+        .lifecycle_events(Some(&repo("lc/expiry")), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(log.len(), 5);
     assert_eq!(log[0].id, event_id);
     assert_eq!(log[0].digest, a.to_string());
@@ -470,7 +474,7 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     );
     assert_eq!(log[1].digest, b.to_string());
     let later = s
-        .lifecycle_events(Some("lc/expiry"), event_id, 10)
+        .lifecycle_events(Some(&repo("lc/expiry")), event_id, 10)
         .await
         .unwrap();
     assert_eq!(later.len(), 4);
@@ -478,14 +482,14 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     assert_eq!(recent[0].digest, c2.to_string());
     assert_eq!(recent[0].rule_priority, 4);
     assert!(s
-        .lifecycle_events(Some("lc/other"), 0, 10)
+        .lifecycle_events(Some(&repo("lc/other")), 0, 10)
         .await
         .unwrap()
         .is_empty());
     // Transitions are logged by the caller after the archive moved the image.
     let t = s.log_transition(&r, &exp(&child, &["x"])).await.unwrap();
     let recent = s
-        .recent_lifecycle_events(Some("lc/expiry"), 1)
+        .recent_lifecycle_events(Some(&repo("lc/expiry")), 1)
         .await
         .unwrap();
     assert_eq!(recent[0].id, t);

@@ -13,8 +13,9 @@ use crate::{MetaStore, NewManifest, RepositorySettings};
 const ACCOUNT: &str = "111122223333";
 const OTHER: &str = "444455556666";
 
+/// A repository of the suite's account (`111122223333`).
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
 }
 
 fn tags(pairs: &[(&str, &str)]) -> Vec<ResourceTag> {

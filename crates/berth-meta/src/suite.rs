@@ -7,8 +7,16 @@ use crate::{
     RegisterExclusionOutcome, RepositorySettings, TagStatus, UploadRecord,
 };
 
+/// The account of the repositories the suites create.
+pub(crate) const SUITE_ACCOUNT: &str = "111122223333";
+
+fn acct() -> berth_types::AccountId {
+    SUITE_ACCOUNT.parse().unwrap()
+}
+
+/// A repository of the suite's account (`111122223333`).
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
 }
 fn tag(s: &str) -> Tag {
     s.parse().unwrap()
@@ -52,7 +60,7 @@ pub async fn run(store: &dyn MetaStore) {
     // Uploads.
     let up = UploadRecord {
         id: "u1".into(),
-        repository: a.to_string(),
+        repository: a.clone(),
         started_ms: 10,
         updated_ms: 10,
     };
@@ -79,7 +87,11 @@ pub async fn run(store: &dyn MetaStore) {
     ));
     assert!(store.resolve_tag(&a, &tag("v1")).await.unwrap().is_none());
     // Repositories holding no manifest are not in the catalog.
-    assert!(store.list_repositories(None, 10).await.unwrap().is_empty());
+    assert!(store
+        .list_repositories(acct(), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     store.commit_blob(&a, &layer, 5, None).await.unwrap();
     let out = store.put_manifest(&a, &m1).await.unwrap();
@@ -157,11 +169,14 @@ pub async fn run(store: &dyn MetaStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.list_repositories(None, 10).await.unwrap(),
+        store.list_repositories(acct(), None, 10).await.unwrap(),
         vec!["team/a", "team/b"]
     );
     assert_eq!(
-        store.list_repositories(Some("team/a"), 10).await.unwrap(),
+        store
+            .list_repositories(acct(), Some("team/a"), 10)
+            .await
+            .unwrap(),
         vec!["team/b"]
     );
 
@@ -190,6 +205,67 @@ pub async fn run(store: &dyn MetaStore) {
     images(store).await;
     tag_mutability(store).await;
     pull_times(store).await;
+    account_namespaces(store).await;
+}
+
+/// Each account's registry is its own namespace: the same name in two accounts is two
+/// repositories, each listed only in its own registry.
+async fn account_namespaces(store: &dyn MetaStore) {
+    let (mine, theirs): (berth_types::AccountId, berth_types::AccountId) = (
+        "121212121212".parse().unwrap(),
+        "343434343434".parse().unwrap(),
+    );
+    let here = RepositoryName::new(mine, "shared/name").unwrap();
+    let there = RepositoryName::new(theirs, "shared/name").unwrap();
+    let (cfg, layer) = (d("ns-cfg"), d("ns-layer"));
+    store.commit_blob(&here, &cfg, 3, None).await.unwrap();
+    store.commit_blob(&here, &layer, 4, None).await.unwrap();
+    let m = manifest("ns-m", vec![cfg.clone(), layer.clone()], vec![], Some("v1"));
+    store.put_manifest(&here, &m).await.unwrap();
+
+    assert!(store.repository_exists(&here).await.unwrap());
+    assert!(!store.repository_exists(&there).await.unwrap());
+    assert!(store.linked_blob(&there, &layer).await.unwrap().is_none());
+    assert!(store
+        .get_manifest(&there, &m.digest)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.list_repositories(mine, None, 10).await.unwrap(),
+        vec!["shared/name"]
+    );
+    assert!(store
+        .list_repositories(theirs, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The suite's own account does not see it either, nor does it see theirs.
+    assert!(!store
+        .list_repositories(acct(), None, 1000)
+        .await
+        .unwrap()
+        .contains(&"shared/name".to_string()));
+
+    // The same name in the other account is created, filled and deleted on its own.
+    store
+        .create_repository(&there, &settings("MUTABLE", &[]), 5)
+        .await
+        .unwrap();
+    let listed = store.describe_repositories(theirs, None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "shared/name");
+    store.delete_repository(&there, true).await.unwrap();
+    assert!(store.repository_exists(&here).await.unwrap());
+    assert!(store
+        .get_manifest(&here, &m.digest)
+        .await
+        .unwrap()
+        .is_some());
+    let deleted = store.events_after(0, 10_000).await.unwrap();
+    assert!(deleted
+        .iter()
+        .any(|e| e.kind == "repository.deleted" && e.repository == there));
 }
 
 fn settings(mode: &str, filters: &[&str]) -> RepositorySettings {
@@ -557,12 +633,12 @@ async fn pull_times(store: &dyn MetaStore) {
     let m = manifest("pulled-1", vec![], vec![], Some("v1"));
     store.put_manifest(&r, &m).await.unwrap();
     let pull = |at_ms| PullTimeUpdate {
-        repository: r.to_string(),
+        repository: r.clone(),
         digest: m.digest.clone(),
         at_ms,
     };
     let gone = PullTimeUpdate {
-        repository: r.to_string(),
+        repository: r.clone(),
         digest: d("never-pushed"),
         at_ms: 9,
     };
@@ -719,7 +795,7 @@ async fn repositories(store: &dyn MetaStore) {
 
     // Empty repositories are described too, in name order, paged.
     let all: Vec<String> = store
-        .describe_repositories(None, 100)
+        .describe_repositories(acct(), None, 100)
         .await
         .unwrap()
         .into_iter()
@@ -728,7 +804,7 @@ async fn repositories(store: &dyn MetaStore) {
     assert!(all.starts_with(&["ecr/one".to_string(), "ecr/two".to_string()]));
     assert!(all.contains(&"team/b".to_string()));
     let page = store
-        .describe_repositories(Some("ecr/one"), 1)
+        .describe_repositories(acct(), Some("ecr/one"), 1)
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
@@ -764,7 +840,7 @@ async fn repositories(store: &dyn MetaStore) {
     let events = store.events_after(0, 10_000).await.unwrap();
     assert!(events
         .iter()
-        .any(|e| e.kind == "repository.deleted" && e.repository == "team/b"));
+        .any(|e| e.kind == "repository.deleted" && e.repository.as_str() == "team/b"));
 }
 
 /// The behaviour every [`IamStore`](crate::IamStore) backend must show, against a fresh,

@@ -1,11 +1,11 @@
 //! Records stored and returned by the meta store.
 
-use berth_types::{Digest, Tag};
+use berth_types::{Digest, RepositoryName, Tag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRecord {
     pub id: String,
-    pub repository: String,
+    pub repository: RepositoryName,
     pub started_ms: i64,
     pub updated_ms: i64,
 }
@@ -84,7 +84,7 @@ pub struct EventRecord {
     pub id: i64,
     pub at_ms: i64,
     pub kind: String,
-    pub repository: String,
+    pub repository: RepositoryName,
     pub digest: Option<String>,
     pub tag: Option<String>,
 }
@@ -174,7 +174,7 @@ pub enum DeleteImageOutcome {
 /// A pull to record: the newest pull time of one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullTimeUpdate {
-    pub repository: String,
+    pub repository: RepositoryName,
     pub digest: Digest,
     pub at_ms: i64,
 }

@@ -22,6 +22,7 @@ use http::HeaderValue;
 use tracing::Instrument;
 
 use berth_registry::Registry;
+use berth_types::AccountId;
 
 pub use error::OciError;
 pub use operation::{OciOperation, Route};
@@ -30,11 +31,22 @@ pub use operation::{OciOperation, Route};
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    /// The registry a request addresses when no [`RegistryAccount`] says otherwise.
+    pub default_account: AccountId,
 }
 
+/// Which account's registry a request addresses. A layer in front (the gate, which routes
+/// by host name) inserts it as a request extension; without it a request addresses
+/// [`AppState::default_account`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryAccount(pub AccountId);
+
 /// The `/v2` router. Every path under `/v2` goes through [`dispatch`].
-pub fn router(registry: Registry) -> Router {
-    let state = AppState { registry };
+pub fn router(registry: Registry, default_account: AccountId) -> Router {
+    let state = AppState {
+        registry,
+        default_account,
+    };
     Router::new()
         .route("/v2", axum::routing::any(dispatch))
         .route("/v2/", axum::routing::any(dispatch))
@@ -75,7 +87,11 @@ pub async fn dispatch(State(app): State<AppState>, mut req: Request) -> Response
                 request_id = %request_id,
                 repository = %route.name,
             );
-            let resp = handlers::handle(&app, &route, req, &request_id)
+            let account = req
+                .extensions()
+                .get::<RegistryAccount>()
+                .map_or(app.default_account, |a| a.0);
+            let resp = handlers::handle(&app, account, &route, req, &request_id)
                 .instrument(span)
                 .await
                 .unwrap_or_else(IntoResponse::into_response);

@@ -54,7 +54,7 @@ impl TestApp {
         let blobs = DiskBlobStore::open(dir.path()).unwrap();
         let registry = Registry::new(Arc::new(meta), Arc::new(blobs), RegistryOptions::default());
         TestApp {
-            router: berth_oci_api::router(registry),
+            router: berth_oci_api::router(registry, "000000000000".parse().unwrap()),
             _dir: dir,
         }
     }

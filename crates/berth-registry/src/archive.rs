@@ -118,9 +118,7 @@ impl Registry {
                 .await?;
             match outcome {
                 ArchiveOutcome::Archived { dropped } => {
-                    self.inner
-                        .cache
-                        .invalidate(repo.as_str(), None, Some(digest));
+                    self.inner.cache.invalidate(repo, None, Some(digest));
                     tracing::info!(repository = %repo, %digest, dropped = dropped.len(), "image archived");
                     return Ok(());
                 }
@@ -164,9 +162,7 @@ impl Registry {
                 Err(unchanged(digest, ImageStatus::Active, ImageStatus::Active))
             }
             Some(_) => {
-                self.inner
-                    .cache
-                    .invalidate(repo.as_str(), None, Some(digest));
+                self.inner.cache.invalidate(repo, None, Some(digest));
                 self.spawn_activation(repo.clone(), digest.clone());
                 Ok(ImageStatus::Activating)
             }
@@ -212,7 +208,7 @@ impl Registry {
                 .meta
                 .create_upload(&UploadRecord {
                     id: id.clone(),
-                    repository: repo.to_string(),
+                    repository: repo.clone(),
                     started_ms: now,
                     updated_ms: now,
                 })
@@ -228,9 +224,7 @@ impl Registry {
             .meta
             .finish_activation(repo, digest, crate::clock::now_ms())
             .await?;
-        self.inner
-            .cache
-            .invalidate(repo.as_str(), None, Some(digest));
+        self.inner.cache.invalidate(repo, None, Some(digest));
         if !done {
             tracing::debug!(repository = %repo, %digest, "restore finished for an image no longer activating");
         }
@@ -243,10 +237,7 @@ impl Registry {
         let pending = self.inner.meta.activating_images().await?;
         let n = pending.len();
         for (repo, digest) in pending {
-            match repo.parse::<RepositoryName>() {
-                Ok(repo) => self.spawn_activation(repo, digest),
-                Err(e) => tracing::warn!(repository = %repo, error = %e, "cannot resume a restore"),
-            }
+            self.spawn_activation(repo, digest);
         }
         Ok(n)
     }

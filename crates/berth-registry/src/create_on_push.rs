@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
 use berth_meta::settings::{AppliedFor, EcrSettingsStore, Provisioned, SettingsError};
-use berth_types::RepositoryName;
+use berth_types::{AccountId, RepositoryName};
 
 use crate::error::{RegistryError, Result};
 
@@ -31,8 +31,8 @@ pub trait RepositoryProvisioner: Send + Sync + 'static {
     /// created, `RepositoryNotFound` if the push must be refused.
     fn ensure_repository<'a>(&'a self, repo: &'a RepositoryName) -> BoxFuture<'a, Result<()>>;
 
-    /// Whether a blob may be mounted from another repository.
-    fn mounts_allowed(&self) -> BoxFuture<'_, Result<bool>>;
+    /// Whether a blob may be mounted from another repository of `account`'s registry.
+    fn mounts_allowed(&self, account: AccountId) -> BoxFuture<'_, Result<bool>>;
 }
 
 /// Every push creates its repository with default settings (the store creates the row
@@ -45,7 +45,7 @@ impl RepositoryProvisioner for ImplicitRepositories {
         Box::pin(async { Ok(()) })
     }
 
-    fn mounts_allowed(&self) -> BoxFuture<'_, Result<bool>> {
+    fn mounts_allowed(&self, _account: AccountId) -> BoxFuture<'_, Result<bool>> {
         Box::pin(async { Ok(true) })
     }
 }
@@ -58,7 +58,6 @@ pub const BLOB_MOUNTING: &str = "BLOB_MOUNTING";
 /// refused. Repositories belong to the registry's single served account for now.
 pub struct TemplateProvisioner {
     settings: Arc<dyn EcrSettingsStore>,
-    account: String,
     /// Called after a repository was created, e.g. so that caches of "this repository
     /// has no policy" (authorization looked before the push created it) are dropped.
     listeners: Mutex<Vec<CreatedListener>>,
@@ -67,10 +66,10 @@ pub struct TemplateProvisioner {
 type CreatedListener = Box<dyn Fn(&RepositoryName) + Send + Sync>;
 
 impl TemplateProvisioner {
-    pub fn new(settings: Arc<dyn EcrSettingsStore>, account: impl Into<String>) -> Self {
+    /// Creates repositories from the templates of the account each one belongs to.
+    pub fn new(settings: Arc<dyn EcrSettingsStore>) -> Self {
         TemplateProvisioner {
             settings,
-            account: account.into(),
             listeners: Mutex::new(Vec::new()),
         }
     }
@@ -96,7 +95,12 @@ impl RepositoryProvisioner for TemplateProvisioner {
             let now_ms = crate::now_ms();
             match self
                 .settings
-                .provision_repository(&self.account, repo, AppliedFor::CreateOnPush, now_ms)
+                .provision_repository(
+                    repo.account().as_str(),
+                    repo,
+                    AppliedFor::CreateOnPush,
+                    now_ms,
+                )
                 .await
                 .map_err(from_settings)?
             {
@@ -113,11 +117,11 @@ impl RepositoryProvisioner for TemplateProvisioner {
         })
     }
 
-    fn mounts_allowed(&self) -> BoxFuture<'_, Result<bool>> {
+    fn mounts_allowed(&self, account: AccountId) -> BoxFuture<'_, Result<bool>> {
         Box::pin(async move {
             let value = self
                 .settings
-                .account_setting(&self.account, BLOB_MOUNTING)
+                .account_setting(account.as_str(), BLOB_MOUNTING)
                 .await
                 .map_err(from_settings)?;
             Ok(value.as_deref() != Some("DISABLED"))
@@ -144,7 +148,7 @@ mod tests {
     const ACCOUNT: &str = "123456789012";
 
     fn name(s: &str) -> RepositoryName {
-        s.parse().unwrap()
+        RepositoryName::new(ACCOUNT.parse().unwrap(), s).unwrap()
     }
 
     fn body(b: &[u8]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
@@ -158,7 +162,7 @@ mod tests {
             Arc::new(meta.clone()),
             Arc::new(blobs),
             RegistryOptions::default(),
-            Arc::new(TemplateProvisioner::new(Arc::new(meta.clone()), ACCOUNT)),
+            Arc::new(TemplateProvisioner::new(Arc::new(meta.clone()))),
         );
         (registry, meta)
     }
@@ -231,7 +235,7 @@ mod tests {
     async fn listeners_hear_of_each_created_repository_once() {
         let dir = tempfile::tempdir().unwrap();
         let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        let p = TemplateProvisioner::new(Arc::new(meta.clone()), ACCOUNT);
+        let p = TemplateProvisioner::new(Arc::new(meta.clone()));
         let heard = Arc::new(Mutex::new(Vec::new()));
         let h = heard.clone();
         p.on_create(move |r| h.lock().push(r.to_string()));

@@ -75,7 +75,9 @@ fn archived_message(reference: &str, restoring: bool) -> String {
 impl From<NameError> for RegistryError {
     fn from(e: NameError) -> Self {
         match e {
-            NameError::InvalidName(n) => RegistryError::InvalidName(n),
+            NameError::InvalidName(n) | NameError::InvalidAccount(n) => {
+                RegistryError::InvalidName(n)
+            }
             NameError::InvalidTag(t) => RegistryError::InvalidTag(t),
             NameError::InvalidDigest(d) => RegistryError::InvalidDigest(d),
         }

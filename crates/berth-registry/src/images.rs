@@ -25,12 +25,10 @@ impl Registry {
         } = &outcome
         {
             for t in tags {
-                self.inner.cache.invalidate(repo.as_str(), Some(t), None);
+                self.inner.cache.invalidate(repo, Some(t), None);
             }
             if *manifest_deleted {
-                self.inner
-                    .cache
-                    .invalidate(repo.as_str(), None, Some(digest));
+                self.inner.cache.invalidate(repo, None, Some(digest));
             }
         }
         Ok(outcome)
@@ -113,7 +111,7 @@ mod tests {
     async fn an_immutable_tag_refuses_another_image_but_not_the_same_one() {
         let dir = tempfile::tempdir().unwrap();
         let r = registry(dir.path(), Duration::from_secs(60));
-        let repo: RepositoryName = "fixed/app".parse().unwrap();
+        let repo = crate::test_repo("fixed/app");
         let settings = RepositorySettings {
             image_tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
             image_tag_mutability_exclusion_filters: vec!["latest".into()],
@@ -198,7 +196,7 @@ mod tests {
     async fn deleting_an_image_drops_it_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let r = registry(dir.path(), Duration::from_secs(60));
-        let repo: RepositoryName = "del/app".parse().unwrap();
+        let repo = crate::test_repo("del/app");
         push_image(&r, &repo, "one", "v1").await;
         let tag = Reference::Tag("v1".parse().unwrap());
         let m = r.get_manifest(&repo, &tag).await.unwrap();
@@ -230,7 +228,7 @@ mod tests {
     async fn pulls_reach_the_store_in_the_background_minus_excluded_principals() {
         let dir = tempfile::tempdir().unwrap();
         let r = registry(dir.path(), Duration::from_millis(50));
-        let repo: RepositoryName = "pull/app".parse().unwrap();
+        let repo = crate::test_repo("pull/app");
         push_image(&r, &repo, "one", "v1").await;
         push_image(&r, &repo, "two", "v2").await;
         let d1 = r

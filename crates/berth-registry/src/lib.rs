@@ -160,7 +160,7 @@ impl Registry {
     ) -> std::result::Result<berth_meta::RepositoryRecord, berth_meta::MetaError> {
         let deleted = self.inner.meta.delete_repository(repo, force).await;
         if deleted.is_ok() {
-            self.inner.cache.invalidate_repo(&repo.to_string());
+            self.inner.cache.invalidate_repo(repo);
         }
         deleted
     }
@@ -218,7 +218,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         self.ensure_repository(to).await?;
-        if !self.inner.provisioner.mounts_allowed().await? {
+        if !self.inner.provisioner.mounts_allowed(to.account()).await? {
             return Ok(None);
         }
         Ok(self.inner.meta.mount_blob(to, from, digest).await?)
@@ -314,3 +314,9 @@ pub fn resolve_range(spec: (Option<u64>, Option<u64>), size: u64) -> Result<Byte
 
 #[cfg(test)]
 mod tests;
+
+/// Repository `name` of the account the crate's tests use.
+#[cfg(test)]
+pub(crate) fn test_repo(name: &str) -> RepositoryName {
+    RepositoryName::new("123456789012".parse().unwrap(), name).unwrap()
+}

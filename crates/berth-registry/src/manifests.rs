@@ -7,7 +7,7 @@ use bytes::Bytes;
 use berth_meta::archive::ImageStatus;
 use berth_meta::NewManifest;
 use berth_types::manifest::{self, MAX_MANIFEST_BYTES};
-use berth_types::{media, Digest, ManifestError, Reference, RepositoryName};
+use berth_types::{media, AccountId, Digest, ManifestError, Reference, RepositoryName};
 
 use crate::cache::ServedManifest;
 use crate::error::{RegistryError, Result};
@@ -117,11 +117,9 @@ impl Registry {
         };
         let outcome = self.inner.meta.put_manifest(repo, &new).await;
         // Invalidate even on failure: harmless, and keeps the rule "every write invalidates".
-        self.inner.cache.invalidate(
-            repo.as_str(),
-            tag.as_ref().map(|t| t.as_str()),
-            Some(&digest),
-        );
+        self.inner
+            .cache
+            .invalidate(repo, tag.as_ref().map(|t| t.as_str()), Some(&digest));
         let outcome = outcome?;
         tracing::debug!(repository = %repo, %digest, media_type = %parsed.media_type, "manifest stored");
         Ok(PushedManifest {
@@ -136,7 +134,7 @@ impl Registry {
         match reference {
             Reference::Digest(d) => Ok(d.clone()),
             Reference::Tag(t) => {
-                if let Some(d) = self.inner.cache.tag(repo.as_str(), t.as_str()) {
+                if let Some(d) = self.inner.cache.tag(repo, t.as_str()) {
                     return Ok(d);
                 }
                 let generation = self.inner.cache.generation();
@@ -148,7 +146,7 @@ impl Registry {
                     .ok_or_else(|| RegistryError::ManifestNotFound(t.to_string()))?;
                 self.inner
                     .cache
-                    .fill_tag(generation, repo.as_str(), t.as_str(), d.clone());
+                    .fill_tag(generation, repo, t.as_str(), d.clone());
                 Ok(d)
             }
         }
@@ -161,7 +159,7 @@ impl Registry {
         reference: &Reference,
     ) -> Result<Arc<ServedManifest>> {
         let digest = self.resolve(repo, reference).await?;
-        let served = match self.inner.cache.manifest(repo.as_str(), &digest) {
+        let served = match self.inner.cache.manifest(repo, &digest) {
             Some(m) => m,
             None => {
                 let generation = self.inner.cache.generation();
@@ -188,7 +186,7 @@ impl Registry {
                 });
                 self.inner
                     .cache
-                    .fill_manifest(generation, repo.as_str(), served.clone());
+                    .fill_manifest(generation, repo, served.clone());
                 served
             }
         };
@@ -214,15 +212,13 @@ impl Registry {
         let found = match reference {
             Reference::Tag(t) => {
                 let r = self.inner.meta.delete_tag(repo, t).await;
-                self.inner
-                    .cache
-                    .invalidate(repo.as_str(), Some(t.as_str()), None);
+                self.inner.cache.invalidate(repo, Some(t.as_str()), None);
                 r?
             }
             Reference::Digest(d) => {
                 let r = self.inner.meta.delete_manifest(repo, d).await;
-                self.inner.cache.invalidate(repo.as_str(), None, Some(d));
-                self.inner.cache.invalidate_repo_tags(repo.as_str());
+                self.inner.cache.invalidate(repo, None, Some(d));
+                self.inner.cache.invalidate_repo_tags(repo);
                 r?
             }
         };
@@ -250,13 +246,19 @@ impl Registry {
         Ok(page(items, n))
     }
 
-    /// Repository names in lexical order, `n` at most, after `last`.
-    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<ListPage> {
+    /// Names of the repositories of `account`'s registry in lexical order, `n` at most,
+    /// after `last`.
+    pub async fn catalog(
+        &self,
+        account: AccountId,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<ListPage> {
         let n = n.unwrap_or(DEFAULT_PAGE_LIMIT);
         let items = self
             .inner
             .meta
-            .list_repositories(last, n.saturating_add(1))
+            .list_repositories(account, last, n.saturating_add(1))
             .await?;
         Ok(page(items, n))
     }

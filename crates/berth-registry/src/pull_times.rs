@@ -29,7 +29,7 @@ const MAX_EXCLUSIONS_READ: usize = 10_000;
 
 /// Pulls not yet written: repository → image → (principal ARN, newest pull in Unix seconds).
 /// Principals are kept apart so that exclusions can be applied when writing.
-type Pending = HashMap<String, HashMap<Digest, Vec<(String, i64)>>>;
+type Pending = HashMap<RepositoryName, HashMap<Digest, Vec<(String, i64)>>>;
 
 pub(crate) struct PullTimes {
     meta: Arc<dyn MetaStore>,
@@ -78,10 +78,10 @@ impl PullTimes {
     ) {
         let mut pending = self.pending.lock();
         // Look up by reference first: the keys are allocated only for a new image.
-        if !pending.contains_key(repo.as_str()) {
-            pending.insert(repo.to_string(), HashMap::new());
+        if !pending.contains_key(repo) {
+            pending.insert(repo.clone(), HashMap::new());
         }
-        let Some(images) = pending.get_mut(repo.as_str()) else {
+        let Some(images) = pending.get_mut(repo) else {
             return;
         };
         if !images.contains_key(digest) {
@@ -200,7 +200,8 @@ mod tests {
         let d1 = Digest::sha256_of(b"one");
         let d2 = Digest::sha256_of(b"two");
         let mut batch: Pending = HashMap::new();
-        let images = batch.entry("team/app".into()).or_default();
+        let repo = crate::test_repo("team/app");
+        let images = batch.entry(repo).or_default();
         images.insert(
             d1.clone(),
             vec![
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(
             updates,
             vec![PullTimeUpdate {
-                repository: "team/app".into(),
+                repository: crate::test_repo("team/app"),
                 digest: d1,
                 at_ms: 20_000
             }]

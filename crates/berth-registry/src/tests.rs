@@ -34,7 +34,7 @@ async fn read_all(r: &Registry, repo: &RepositoryName, d: &Digest) -> Vec<u8> {
 #[tokio::test]
 async fn chunked_upload_survives_a_restart_and_verifies_the_digest() {
     let dir = tempfile::tempdir().unwrap();
-    let repo: RepositoryName = "a/b".parse().unwrap();
+    let repo = crate::test_repo("a/b");
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let digest = Digest::sha256_of(&data);
     let id = {
@@ -59,7 +59,7 @@ async fn chunked_upload_survives_a_restart_and_verifies_the_digest() {
     // "Restart": a new Registry over the same directory rebuilds the hash state.
     let r = registry(dir.path());
     assert_eq!(r.upload_status(&repo, &id).await.unwrap().offset, 400_000);
-    let other: RepositoryName = "other".parse().unwrap();
+    let other = crate::test_repo("other");
     assert!(matches!(
         r.upload_status(&other, &id).await,
         Err(RegistryError::UploadNotFound(_))
@@ -83,7 +83,7 @@ async fn chunked_upload_survives_a_restart_and_verifies_the_digest() {
 async fn wrong_digest_is_refused_and_nothing_is_linked() {
     let dir = tempfile::tempdir().unwrap();
     let r = registry(dir.path());
-    let repo: RepositoryName = "x".parse().unwrap();
+    let repo = crate::test_repo("x");
     let wrong = Digest::sha256_of(b"something else");
     assert!(matches!(
         r.push_blob(&repo, &wrong, body(&[b"hello"])).await,
@@ -105,7 +105,7 @@ async fn wrong_digest_is_refused_and_nothing_is_linked() {
 async fn manifests_tags_and_cache_stay_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let r = registry(dir.path());
-    let repo: RepositoryName = "img".parse().unwrap();
+    let repo = crate::test_repo("img");
     let cfg = b"{}";
     let cfg_d = Digest::sha256_of(cfg);
     r.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
@@ -170,7 +170,7 @@ fn ranges() {
 #[tokio::test]
 async fn abandoned_uploads_and_orphan_files_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let repo: RepositoryName = "x".parse().unwrap();
+    let repo = crate::test_repo("x");
     let id = {
         let r = registry(dir.path());
         let st = r.start_upload(&repo).await.unwrap();

@@ -38,7 +38,7 @@ pub(crate) struct HashState {
 #[derive(Default)]
 pub(crate) struct Slot {
     state: Option<HashState>,
-    repository: Option<String>,
+    repository: Option<RepositoryName>,
     last_touch_ms: i64,
 }
 
@@ -183,7 +183,7 @@ impl Uploads {
             .meta
             .create_upload(&UploadRecord {
                 id: id.clone(),
-                repository: repo.to_string(),
+                repository: repo.clone(),
                 started_ms: now,
                 updated_ms: now,
             })
@@ -194,7 +194,7 @@ impl Uploads {
             let _ = self.blobs.abort_upload(&id).await;
             return Err(e.into());
         }
-        slot.repository = Some(repo.to_string());
+        slot.repository = Some(repo.clone());
         slot.last_touch_ms = now;
         slot.state = Some(HashState {
             hasher: Algorithm::Sha256.hasher(),
@@ -205,13 +205,13 @@ impl Uploads {
 
     /// Checks that the upload exists and belongs to `repo`; returns the store size.
     async fn check(&self, slot: &mut Slot, id: &str, repo: &RepositoryName) -> Result<u64> {
-        if slot.repository.as_deref() != Some(repo.as_str()) {
+        if slot.repository.as_ref() != Some(repo) {
             let rec = self
                 .meta
                 .get_upload(id)
                 .await?
                 .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))?;
-            if rec.repository != repo.as_str() {
+            if rec.repository != *repo {
                 return Err(RegistryError::UploadNotFound(id.to_string()));
             }
             slot.repository = Some(rec.repository);
@@ -264,7 +264,7 @@ impl Uploads {
     /// Checks in the meta store that the upload exists and belongs to `repo`.
     async fn owned(&self, repo: &RepositoryName, id: &str) -> Result<()> {
         match self.meta.get_upload(id).await? {
-            Some(rec) if rec.repository == repo.as_str() => Ok(()),
+            Some(rec) if rec.repository == *repo => Ok(()),
             _ => Err(RegistryError::UploadNotFound(id.to_string())),
         }
     }
@@ -391,9 +391,11 @@ impl Uploads {
     ///    pinned, so it stays;
     /// 3. record the blob and link it in one transaction, which also drops the pin: the
     ///    link holds the blob from then on;
-    /// 4. check that the bytes are there. Steps 1–3 make this always true; it guards
-    ///    against a pin expired by a commit stalled for longer than collection keeps pins.
-    ///    Should it fail, the client's retry moves its upload into the empty place.
+    /// 4. check that the bytes are there. Steps 1–3 make this always true while the link
+    ///    lasts; it guards against a pin expired by a commit stalled for longer than
+    ///    collection keeps pins. Should it fail, the client's retry moves its upload into
+    ///    the empty place. (With a grace period shorter than the commit, collection may
+    ///    legitimately take the unused link and the bytes already: that is not an error.)
     async fn commit(
         &self,
         repo: &RepositoryName,
@@ -417,6 +419,13 @@ impl Uploads {
         }
         match self.blobs.stat(digest).await? {
             Some(stored) if stored == size => Ok(()),
+            // Collection with a grace shorter than this commit took may already have
+            // dropped the fresh link and then the bytes: the blob is simply gone again, as
+            // any unreferenced blob goes, and a manifest naming it is refused as unknown.
+            None if self.meta.linked_blob(repo, digest).await?.is_none() => {
+                tracing::debug!(%digest, "a committed blob was collected before any manifest used it");
+                Ok(())
+            }
             stored => Err(RegistryError::Internal(
                 format!("blob {digest} was recorded but its bytes are missing or differ ({stored:?} bytes, not {size}); upload it again").into(),
             )),

@@ -14,4 +14,7 @@ pub mod name;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
-pub use name::{NameError, Reference, RepositoryName, Tag};
+pub use name::{
+    validate_repository_name, AccountId, NameError, Reference, RepositoryName, Tag,
+    QUALIFIED_PREFIX_LEN,
+};

@@ -15,15 +15,73 @@ pub const MAX_TAG_LEN: usize = 128;
 pub enum NameError {
     #[error("repository name {0:?} does not match the OCI name grammar")]
     InvalidName(String),
+    #[error("account id {0:?} is not 12 digits")]
+    InvalidAccount(String),
     #[error("tag {0:?} does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")]
     InvalidTag(String),
     #[error(transparent)]
     InvalidDigest(#[from] DigestError),
 }
 
-/// A repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
+/// An AWS account id: exactly 12 ASCII digits. Each account owns one registry namespace, so
+/// the account is part of every repository's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId([u8; 12]);
+
+impl AccountId {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl FromStr for AccountId {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes: [u8; 12] = s
+            .as_bytes()
+            .try_into()
+            .map_err(|_| NameError::InvalidAccount(s.to_string()))?;
+        if !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(NameError::InvalidAccount(s.to_string()));
+        }
+        Ok(AccountId(bytes))
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Debug for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// A repository: the account whose registry holds it, and its name, which matches
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`. Two accounts
+/// may each have a repository of the same name; they are different repositories.
+/// `Display` and [`RepositoryName::as_str`] give the name alone, as clients see it;
+/// [`RepositoryName::qualified`] gives `<account>/<name>`, the key stores use.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RepositoryName(String);
+pub struct RepositoryName {
+    account: AccountId,
+    /// `<account>/<name>`: the name starts at byte [`QUALIFIED_PREFIX_LEN`].
+    qualified: String,
+}
+
+/// Length of `<account>/` in a qualified repository name.
+pub const QUALIFIED_PREFIX_LEN: usize = 13;
+
+/// Checks a repository name against the OCI name grammar and length limit.
+pub fn validate_repository_name(s: &str) -> Result<(), NameError> {
+    if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(component_ok) {
+        return Err(NameError::InvalidName(s.to_string()));
+    }
+    Ok(())
+}
 
 fn component_ok(c: &str) -> bool {
     let b = c.as_bytes();
@@ -61,29 +119,48 @@ fn component_ok(c: &str) -> bool {
 }
 
 impl RepositoryName {
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// Repository `name` in `account`'s registry; the name must match the OCI grammar.
+    pub fn new(account: AccountId, name: &str) -> Result<Self, NameError> {
+        validate_repository_name(name)?;
+        let mut qualified = String::with_capacity(QUALIFIED_PREFIX_LEN + name.len());
+        qualified.push_str(account.as_str());
+        qualified.push('/');
+        qualified.push_str(name);
+        Ok(RepositoryName { account, qualified })
     }
-}
 
-impl FromStr for RepositoryName {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(component_ok) {
-            return Err(NameError::InvalidName(s.to_string()));
-        }
-        Ok(RepositoryName(s.to_string()))
+    /// Parses `<account>/<name>` (what [`RepositoryName::qualified`] gives).
+    pub fn from_qualified(qualified: &str) -> Result<Self, NameError> {
+        let invalid = || NameError::InvalidName(qualified.to_string());
+        let (account, name) = qualified.split_once('/').ok_or_else(invalid)?;
+        let account: AccountId = account.parse().map_err(|_| invalid())?;
+        RepositoryName::new(account, name)
+    }
+
+    /// The name, as clients see it (without the account).
+    pub fn as_str(&self) -> &str {
+        &self.qualified[QUALIFIED_PREFIX_LEN..]
+    }
+
+    /// The account whose registry holds the repository.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// `<account>/<name>`: unique across every registry of the server.
+    pub fn qualified(&self) -> &str {
+        &self.qualified
     }
 }
 
 impl fmt::Display for RepositoryName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 impl fmt::Debug for RepositoryName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        write!(f, "{:?}", self.qualified)
     }
 }
 
@@ -170,7 +247,7 @@ mod tests {
             "0abc/9x",
             "foo.bar_baz-qux/x",
         ] {
-            assert!(ok.parse::<RepositoryName>().is_ok(), "{ok} should be valid");
+            assert!(validate_repository_name(ok).is_ok(), "{ok} should be valid");
         }
     }
 
@@ -194,10 +271,39 @@ mod tests {
             long.as_str(),
         ] {
             assert!(
-                bad.parse::<RepositoryName>().is_err(),
+                validate_repository_name(bad).is_err(),
                 "{bad:?} should be invalid"
             );
         }
+    }
+
+    #[test]
+    fn accounts_are_twelve_digits_and_scope_repositories() {
+        let a: AccountId = "123456789012".parse().unwrap();
+        let b: AccountId = "000000000000".parse().unwrap();
+        assert_eq!(a.as_str(), "123456789012");
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901x",
+            "١٢٣٤٥٦٧٨٩٠١٢",
+        ] {
+            assert!(bad.parse::<AccountId>().is_err(), "{bad:?}");
+        }
+        let in_a = RepositoryName::new(a, "team/app").unwrap();
+        let in_b = RepositoryName::new(b, "team/app").unwrap();
+        assert_ne!(in_a, in_b, "same name, different registries");
+        assert_eq!(in_a.to_string(), "team/app");
+        assert_eq!(in_a.account(), a);
+        assert_eq!(in_a.qualified(), "123456789012/team/app");
+        assert_eq!(
+            RepositoryName::from_qualified("123456789012/team/app").unwrap(),
+            in_a
+        );
+        assert!(RepositoryName::from_qualified("team/app").is_err());
+        assert!(RepositoryName::from_qualified("123456789012/").is_err());
+        assert!(RepositoryName::new(a, "Team").is_err());
     }
 
     #[test]

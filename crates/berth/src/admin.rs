@@ -190,6 +190,51 @@ pub async fn bootstrap(
     Ok(())
 }
 
+/// `berth iam create-account`: a new account with a root access key (printed in the
+/// output, the only time) and a `ROOT` creation template, as the default account gets.
+async fn create_account(
+    iam: &SqliteIamStore,
+    settings: &dyn EcrSettingsStore,
+    cfg: &Config,
+    account_id: &str,
+    alias: Option<String>,
+) -> anyhow::Result<Value> {
+    if account_id.parse::<berth_types::AccountId>().is_err() {
+        bail!("an account id is 12 digits, got {account_id:?}");
+    }
+    if iam.get_account(account_id).await?.is_some() {
+        bail!("account {account_id} already exists");
+    }
+    create_root_template(settings, account_id).await?;
+    let key = NewAccessKey::generate();
+    let account = Account {
+        id: account_id.to_string(),
+        alias,
+        created_ms: now_ms(),
+    };
+    iam.create_account(&account, Some(&key))
+        .await
+        .with_context(|| format!("creating account {account_id}"))?;
+    let registry_host = cfg
+        .registry
+        .base_domain
+        .as_deref()
+        .map(|d| format!("{account_id}.{d}"));
+    Ok(json!({
+        "Account": {
+            "Id": account.id,
+            "Alias": account.alias,
+            "Arn": format!("arn:aws:iam::{account_id}:root"),
+            "RegistryHost": registry_host,
+        },
+        "AccessKey": {
+            "AccessKeyId": key.access_key_id,
+            "SecretAccessKey": key.secret.expose(),
+            "Status": "Active",
+        },
+    }))
+}
+
 /// The `ROOT` template of a new account (creating it twice is not an error).
 async fn create_root_template(
     settings: &dyn EcrSettingsStore,
@@ -251,6 +296,11 @@ pub enum IamAction {
         user: Option<String>,
     },
     RotateAdminKey,
+    /// Creates the account `--account` names.
+    CreateAccount {
+        alias: Option<String>,
+    },
+    ListAccounts,
 }
 
 fn owner_of(user: Option<String>) -> KeyOwner {
@@ -267,6 +317,12 @@ pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyho
         let meta = open_meta(&cfg.storage)?;
         let iam = open_iam(&cfg.storage, meta.clone())?;
         bootstrap(&iam, &meta, &cfg).await?;
+        if let IamAction::CreateAccount { alias } = action {
+            let Some(account) = account else {
+                bail!("name the new account with --account <12 digits>");
+            };
+            return create_account(&iam, &meta, &cfg, &account, alias).await;
+        }
         let account = account.unwrap_or_else(|| cfg.registry.account_id.clone());
         if iam.get_account(&account).await?.is_none() {
             bail!("account {account} does not exist");
@@ -320,6 +376,15 @@ async fn iam_action(
                 .await?;
             json!({})
         }
+        IamAction::ListAccounts => {
+            let accounts = iam.list_accounts().await?;
+            json!({ "Accounts": accounts.iter().map(|a| json!({
+                "Id": a.id,
+                "Alias": a.alias,
+                "Arn": format!("arn:aws:iam::{}:root", a.id),
+            })).collect::<Vec<_>>() })
+        }
+        IamAction::CreateAccount { .. } => bail!("create-account is handled before"),
         IamAction::RotateAdminKey => rotate_admin_key(iam, cfg, account).await?,
     })
 }

@@ -77,6 +77,17 @@ pub struct IamArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum IamCommand {
+    /// Create the account given by --account (its own registry namespace), with an access
+    /// key for its root, printed once, and a ROOT repository creation template. Reach its
+    /// registry through the ECR API with `registryId`, and through /v2 on
+    /// `<account>.<registry.base_domain>` when that is set.
+    CreateAccount {
+        /// An alias for the account (unique).
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// List the accounts of this server.
+    ListAccounts,
     /// Create an IAM user.
     CreateUser {
         name: String,
@@ -209,6 +220,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     user,
                 },
                 IamCommand::RotateAdminKey => crate::admin::IamAction::RotateAdminKey,
+                IamCommand::CreateAccount { alias } => {
+                    crate::admin::IamAction::CreateAccount { alias }
+                }
+                IamCommand::ListAccounts => crate::admin::IamAction::ListAccounts,
             };
             crate::admin::run_iam(cfg, args.account, action)
         }

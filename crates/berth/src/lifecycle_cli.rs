@@ -26,7 +26,7 @@ use berth_config::{Config, Overrides};
 use berth_lifecycle::{Action, Evaluation, LifecyclePolicy};
 use berth_meta::LifecycleStore;
 use berth_registry::lifecycle::{ExecutionReport, Lifecycle};
-use berth_types::RepositoryName;
+use berth_types::{AccountId, RepositoryName};
 
 use crate::gc::human_bytes;
 
@@ -41,6 +41,9 @@ pub struct LifecycleArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The account whose registry holds the repository [default: registry.account_id].
+    #[arg(long, global = true)]
+    pub account: Option<String>,
     #[command(subcommand)]
     pub command: LifecycleCommand,
 }
@@ -95,36 +98,41 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
         let meta = crate::admin::open_meta(&cfg.storage)?;
-        let (registry, _) =
-            crate::serve::open_registry(&cfg.storage, meta.clone(), &cfg.registry.account_id)?;
+        let (registry, _) = crate::serve::open_registry(&cfg.storage, meta.clone())?;
         let lifecycle = Lifecycle::new(registry, Arc::new(meta));
+        let account: AccountId = args
+            .account
+            .as_deref()
+            .unwrap_or(&cfg.registry.account_id)
+            .parse()
+            .context("--account must be a 12-digit account id")?;
+        let repository = |name: &str| -> anyhow::Result<RepositoryName> {
+            RepositoryName::new(account, name)
+                .map_err(|e| anyhow::anyhow!("invalid repository name {name:?}: {e}"))
+        };
         match args.command {
             LifecycleCommand::Preview {
-                repository,
+                repository: name,
                 policy_file,
                 images,
-            } => preview(&lifecycle, &repository, policy_file, images, args.json).await,
-            LifecycleCommand::Run { repository } => {
-                execute(&lifecycle, &repository, args.json).await
+            } => {
+                let repo = repository(&name)?;
+                preview(&lifecycle, &repo, policy_file, images, args.json).await
             }
-            LifecycleCommand::Events { repository, limit } => {
-                events(
-                    lifecycle.store().as_ref(),
-                    repository.as_deref(),
-                    limit,
-                    args.json,
-                )
-                .await
+            LifecycleCommand::Run { repository: name } => {
+                execute(&lifecycle, &repository(&name)?, args.json).await
+            }
+            LifecycleCommand::Events {
+                repository: name,
+                limit,
+            } => {
+                let repo = name.as_deref().map(repository).transpose()?;
+                events(lifecycle.store().as_ref(), repo.as_ref(), limit, args.json).await
             }
         }
     })?;
     print!("{out}");
     Ok(())
-}
-
-fn repository(name: &str) -> anyhow::Result<RepositoryName> {
-    name.parse()
-        .map_err(|e| anyhow::anyhow!("invalid repository name {name:?}: {e}"))
 }
 
 fn when(ms: i64) -> String {
@@ -143,12 +151,12 @@ fn action_name(a: Action) -> &'static str {
 
 async fn preview(
     lifecycle: &Lifecycle,
-    name: &str,
+    repo: &RepositoryName,
     policy_file: Option<PathBuf>,
     list_images: bool,
     json: bool,
 ) -> anyhow::Result<String> {
-    let repo = repository(name)?;
+    let name = repo.as_str();
     let (text, source) = match policy_file {
         Some(f) => (
             std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
@@ -157,7 +165,7 @@ async fn preview(
         None => (
             lifecycle
                 .store()
-                .lifecycle_policy(&repo)
+                .lifecycle_policy(repo)
                 .await?
                 .with_context(|| format!("repository {name} has no lifecycle policy"))?
                 .text,
@@ -165,7 +173,7 @@ async fn preview(
         ),
     };
     let policy = LifecyclePolicy::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (eval, facts, now) = lifecycle.evaluate(&repo, &policy).await?;
+    let (eval, facts, now) = lifecycle.evaluate(repo, &policy).await?;
     if json {
         return Ok(format!(
             "{}\n",
@@ -287,9 +295,13 @@ fn render_preview(
     out
 }
 
-async fn execute(lifecycle: &Lifecycle, name: &str, json: bool) -> anyhow::Result<String> {
-    let repo = repository(name)?;
-    let report = lifecycle.execute(&repo).await?;
+async fn execute(
+    lifecycle: &Lifecycle,
+    repo: &RepositoryName,
+    json: bool,
+) -> anyhow::Result<String> {
+    let name = repo.as_str();
+    let report = lifecycle.execute(repo).await?;
     if json {
         let rows = |v: &[berth_registry::lifecycle::Expired]| -> Vec<serde_json::Value> {
             v.iter()
@@ -367,7 +379,7 @@ fn render_run(name: &str, report: &ExecutionReport) -> String {
 
 async fn events(
     store: &dyn LifecycleStore,
-    repository: Option<&str>,
+    repository: Option<&RepositoryName>,
     limit: usize,
     json: bool,
 ) -> anyhow::Result<String> {
@@ -379,7 +391,7 @@ async fn events(
                 json!({
                     "id": e.id,
                     "at": when(e.at_ms),
-                    "repository": e.repository,
+                    "repository": e.repository.as_str(),
                     "imageDigest": e.digest,
                     "imageTags": e.tags,
                     "appliedRulePriority": e.rule_priority,

@@ -36,7 +36,6 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 pub fn open_registry(
     storage: &StorageConfig,
     meta: SqliteMetaStore,
-    account_id: &str,
 ) -> anyhow::Result<(Registry, Arc<TemplateProvisioner>)> {
     let data_dir = &storage.data_dir;
     let blobs = DiskBlobStore::open_with(
@@ -46,7 +45,7 @@ pub fn open_registry(
         },
     )
     .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let provisioner = Arc::new(TemplateProvisioner::new(Arc::new(meta.clone()), account_id));
+    let provisioner = Arc::new(TemplateProvisioner::new(Arc::new(meta.clone())));
     let registry = Registry::with_provisioner(
         Arc::new(meta),
         Arc::new(blobs),
@@ -69,7 +68,8 @@ pub fn app(
     gate: berth_ecr_api::v2_gate::V2Gate,
     iam: berth_iam_api::IamApiState,
 ) -> Router {
-    berth_oci_api::router(registry)
+    let default_account = ecr.default_account();
+    berth_oci_api::router(registry, default_account)
         .layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             berth_ecr_api::v2_gate::middleware,
@@ -154,8 +154,17 @@ fn ecr_config(cfg: &Config) -> anyhow::Result<berth_ecr_api::EcrConfig> {
     let key =
         berth_meta::secrets::MasterKey::load(&cfg.storage.data_dir.join(crate::admin::MASTER_KEY))
             .context("loading the master key")?;
+    let default_account = cfg
+        .registry
+        .account_id
+        .parse()
+        .context("registry.account_id")?;
     Ok(berth_ecr_api::EcrConfig {
         account_id: cfg.registry.account_id.clone(),
+        hosts: berth_ecr_api::RegistryHosts::new(
+            default_account,
+            cfg.registry.base_domain.as_deref(),
+        ),
         region: cfg.registry.region.clone(),
         public_host: cfg.registry.public_host.clone(),
         login_token_key: key.login_token_key(),
@@ -243,8 +252,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let meta = crate::admin::open_meta(&cfg.storage)?;
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
     crate::admin::bootstrap(&iam, &meta, &cfg).await?;
-    let (registry, provisioner) =
-        open_registry(&cfg.storage, meta.clone(), &cfg.registry.account_id)?;
+    let (registry, provisioner) = open_registry(&cfg.storage, meta.clone())?;
     // Resumes interrupted restores from the archive now, then sweeps it every 10 minutes.
     registry.start_archive_maintenance(Duration::from_secs(600));
     let iam = Arc::new(iam);

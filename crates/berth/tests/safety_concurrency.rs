@@ -122,7 +122,8 @@ fn read_tag(
     Ok(d)
 }
 
-/// The digest `meta.db` holds for a tag (read-only; the server keeps running).
+/// The digest `meta.db` holds for a tag (read-only; the server keeps running). The
+/// repository is the default account's: rows name it `<account>/<name>`.
 fn tag_in_db(data: &std::path::Path, repo: &str, tag: &str) -> Option<String> {
     use rusqlite::OptionalExtension;
     let conn = rusqlite::Connection::open_with_flags(
@@ -133,7 +134,7 @@ fn tag_in_db(data: &std::path::Path, repo: &str, tag: &str) -> Option<String> {
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     conn.query_row(
         "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id WHERE r.name = ?1 AND t.name = ?2",
-        [repo, tag],
+        [format!("000000000000/{repo}").as_str(), tag],
         |r| r.get(0),
     )
     .optional()

@@ -63,7 +63,6 @@ pub(super) async fn get_account_setting(
     let (name, _, default) = setting(input.name.as_deref())?;
     let account = ctx.caller.account_id.clone();
     ctx.authorize(EcrOperation::GetAccountSetting, "*", &account)?;
-    ctx.check_served(&account)?;
     let value = ctx
         .settings()
         .account_setting(&account, name)
@@ -98,7 +97,6 @@ pub(super) async fn put_account_setting(
     }
     let account = ctx.caller.account_id.clone();
     ctx.authorize(EcrOperation::PutAccountSetting, "*", &account)?;
-    ctx.check_served(&account)?;
     ctx.settings()
         .put_account_setting(&account, name, value, ctx.now_ms())
         .await

@@ -35,9 +35,8 @@ pub(super) fn push_target(
 ) -> Result<Target, EcrError> {
     let name = required(name, "repositoryName")?.to_string();
     let registry = ctx.registry(registry_id)?;
-    let repo = repository_name(&name)?;
+    let repo = repository_name(&registry, &name)?;
     ctx.authorize(op, &ctx.repository_arn(&registry, &name), &registry)?;
-    ctx.check_served(&registry)?;
     Ok(Target {
         registry,
         name,

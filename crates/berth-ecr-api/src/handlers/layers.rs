@@ -405,7 +405,7 @@ pub(super) async fn get_download_url_for_layer(
     Ok(json!({
         "downloadUrl": format!(
             "{scheme}://{}/v2/{}/blobs/{digest}?{DOWNLOAD_PARAM}={grant}",
-            ctx.host, target.name
+            ctx.registry_host(&target.registry), target.name
         ),
         "layerDigest": digest.to_string(),
     }))

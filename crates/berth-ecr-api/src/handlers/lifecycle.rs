@@ -69,10 +69,9 @@ pub(super) async fn put_lifecycle_policy(
     let name = required(&input.repository_name, "repositoryName")?;
     let text = required(&input.lifecycle_policy_text, "lifecyclePolicyText")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     parse_policy(text)?;
     ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
-    ctx.check_served(&registry)?;
     let lifecycle = ctx.lifecycle(op)?;
     lifecycle
         .store()
@@ -101,9 +100,8 @@ async fn policy_action(
 ) -> Result<Value, EcrError> {
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
-    ctx.check_served(&registry)?;
     let store = ctx.lifecycle(op)?.store();
     ctx.existing_repository(&registry, &repo).await?;
     let policy = if op == EcrOperation::DeleteLifecyclePolicy {
@@ -156,12 +154,11 @@ pub(super) async fn start_lifecycle_policy_preview(
     let op = EcrOperation::StartLifecyclePolicyPreview;
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     if let Some(text) = &input.lifecycle_policy_text {
         parse_policy(text)?;
     }
     ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
-    ctx.check_served(&registry)?;
     let lifecycle = ctx.lifecycle(op)?;
     ctx.existing_repository(&registry, &repo).await?;
     // Without a text of its own, the preview evaluates the stored policy.
@@ -285,7 +282,7 @@ pub(super) async fn get_lifecycle_policy_preview(
     let op = EcrOperation::GetLifecyclePolicyPreview;
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     let filter = match input.filter.and_then(|f| f.tag_status).as_deref() {
         None | Some("ANY") => PreviewTagFilter::Any,
         Some("TAGGED") => PreviewTagFilter::Tagged,
@@ -319,7 +316,6 @@ pub(super) async fn get_lifecycle_policy_preview(
     }
     let token = input.next_token.as_deref().map(decode_token).transpose()?;
     ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
-    ctx.check_served(&registry)?;
     let lifecycle = ctx.lifecycle(op)?;
     let store = lifecycle.store();
     ctx.existing_repository(&registry, &repo).await?;

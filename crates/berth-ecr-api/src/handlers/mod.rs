@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use berth_meta::RepositoryRecord;
-use berth_types::RepositoryName;
+use berth_types::{AccountId, RepositoryName};
 
 use crate::auth::{authorize, authorize_with, Caller, ConnInfo};
 use crate::error::EcrError;
@@ -40,18 +40,19 @@ pub(crate) struct Ctx<'a> {
     pub now: OffsetDateTime,
     /// `host[:port]` for repository URIs and the proxy endpoint.
     pub host: String,
-    /// The request's `repositoryName` (when valid) and the repository and registry
-    /// policies that apply to it.
-    pub policies: (Option<String>, crate::resource_policies::ApplicablePolicies),
+    /// The request's registry (`registryId`, else the caller's account), its
+    /// `repositoryName` (when valid) and the repository and registry policies that apply
+    /// to it.
+    pub policies: (
+        String,
+        Option<String>,
+        crate::resource_policies::ApplicablePolicies,
+    ),
 }
 
 impl Ctx<'_> {
     fn region(&self) -> &str {
         &self.state.inner.config.region
-    }
-
-    fn served_account(&self) -> &str {
-        &self.state.inner.config.account_id
     }
 
     /// The registry a request addresses: `registryId` (12 digits) or the caller's account.
@@ -70,8 +71,8 @@ impl Ctx<'_> {
     /// Authorizes `op` on `resource`: with the repository's and registry's policies when
     /// `resource` is the repository the request names, on identity policies otherwise.
     fn authorize(&self, op: EcrOperation, resource: &str, account: &str) -> Result<(), EcrError> {
-        let (name, policies) = &self.policies;
-        let applies = account == self.served_account()
+        let (registry, name, policies) = &self.policies;
+        let applies = account == registry
             && name
                 .as_deref()
                 .is_some_and(|n| self.repository_arn(account, n) == resource);
@@ -99,21 +100,16 @@ impl Ctx<'_> {
         }
     }
 
-    fn repository_arn(&self, registry: &str, name: &str) -> String {
-        berth_iam::ecr_repository_arn(self.region(), registry, name)
+    /// `host[:port]` of `registry`'s `/v2` endpoint (see `registry_hosts`).
+    pub(crate) fn registry_host(&self, registry: &str) -> String {
+        match registry.parse() {
+            Ok(account) => self.state.inner.config.hosts.host_of(account, &self.host),
+            Err(_) => self.host.clone(),
+        }
     }
 
-    /// After authorization: repositories are not scoped by account yet, so only the
-    /// configured account's registry is served.
-    fn check_served(&self, registry: &str) -> Result<(), EcrError> {
-        if registry == self.served_account() {
-            Ok(())
-        } else {
-            Err(EcrError::InvalidParameter(format!(
-                "This Berth server holds the registry of account {} only; registry {registry} is not served here",
-                self.served_account()
-            )))
-        }
+    fn repository_arn(&self, registry: &str, name: &str) -> String {
+        berth_iam::ecr_repository_arn(self.region(), registry, name)
     }
 
     fn repository_json(&self, registry: &str, r: &RepositoryRecord) -> Value {
@@ -121,7 +117,7 @@ impl Ctx<'_> {
             "repositoryArn": self.repository_arn(registry, &r.name),
             "registryId": registry,
             "repositoryName": r.name,
-            "repositoryUri": format!("{}/{}", self.host, r.name),
+            "repositoryUri": format!("{}/{}", self.registry_host(registry), r.name),
             "createdAt": r.created_ms as f64 / 1000.0,
             "imageTagMutability": r.image_tag_mutability,
             "imageScanningConfiguration": {"scanOnPush": false},
@@ -174,11 +170,21 @@ pub(crate) fn valid_repository_name(name: &str) -> bool {
     (2..=256).contains(&name.len()) && name.split('/').all(component)
 }
 
-fn repository_name(name: &str) -> Result<RepositoryName, EcrError> {
+/// `registry` (an account id [`Ctx::registry`] accepted) as an [`AccountId`].
+fn account_id(registry: &str) -> Result<AccountId, EcrError> {
+    registry.parse().map_err(|_| {
+        EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'' (got '{registry}')"
+        ))
+    })
+}
+
+/// Repository `name` of `registry` (an account id [`Ctx::registry`] accepted).
+fn repository_name(registry: &str, name: &str) -> Result<RepositoryName, EcrError> {
     if !valid_repository_name(name) {
         return Err(invalid_name(name));
     }
-    name.parse().map_err(|_| invalid_name(name))
+    RepositoryName::new(account_id(registry)?, name).map_err(|_| invalid_name(name))
 }
 
 pub(crate) async fn handle(
@@ -319,7 +325,7 @@ fn required<'a>(v: &'a Option<String>, member: &str) -> Result<&'a str, EcrError
 async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Result<Value, EcrError> {
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     let settings = mutability::settings_of(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
@@ -357,7 +363,6 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Resul
             &registry,
         )?;
     }
-    ctx.check_served(&registry)?;
     // With its tags, in one transaction.
     let new = berth_meta::settings::NewRepository {
         lifecycle_policy: None,
@@ -421,7 +426,7 @@ async fn describe_repositories(
         }
         let repos = names
             .iter()
-            .map(|n| repository_name(n))
+            .map(|n| repository_name(&registry, n))
             .collect::<Result<Vec<_>, _>>()?;
         for n in &names {
             ctx.authorize(
@@ -430,7 +435,6 @@ async fn describe_repositories(
                 &registry,
             )?;
         }
-        ctx.check_served(&registry)?;
         let mut out = Vec::with_capacity(repos.len());
         for (repo, name) in repos.iter().zip(&names) {
             let r = meta
@@ -464,9 +468,8 @@ async fn describe_repositories(
         &ctx.repository_arn(&registry, "*"),
         &registry,
     )?;
-    ctx.check_served(&registry)?;
     let mut rows = meta
-        .describe_repositories(after.as_deref(), limit + 1)
+        .describe_repositories(account_id(&registry)?, after.as_deref(), limit + 1)
         .await
         .map_err(from_meta)?;
     let more = rows.len() > limit;
@@ -493,13 +496,12 @@ struct DeleteRepositoryInput {
 async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> Result<Value, EcrError> {
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     ctx.authorize(
         EcrOperation::DeleteRepository,
         &ctx.repository_arn(&registry, name),
         &registry,
     )?;
-    ctx.check_served(&registry)?;
     let record = ctx
         .state
         .inner
@@ -551,11 +553,11 @@ fn get_authorization_token(
     let scheme = if ctx.conn.secure { "https" } else { "http" };
     let data: Vec<Value> = registries
         .iter()
-        .map(|_| {
+        .map(|registry| {
             json!({
                 "authorizationToken": authorization_token,
                 "expiresAt": expires_at,
-                "proxyEndpoint": format!("{scheme}://{}", ctx.host),
+                "proxyEndpoint": format!("{scheme}://{}", ctx.registry_host(registry)),
             })
         })
         .collect();

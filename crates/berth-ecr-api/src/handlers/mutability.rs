@@ -115,7 +115,7 @@ pub(super) async fn put_image_tag_mutability(
     let name = required(&input.repository_name, "repositoryName")?;
     required(&input.image_tag_mutability, "imageTagMutability")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let repo = repository_name(name)?;
+    let repo = repository_name(&registry, name)?;
     let settings = settings_of(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
@@ -125,7 +125,6 @@ pub(super) async fn put_image_tag_mutability(
         &ctx.repository_arn(&registry, name),
         &registry,
     )?;
-    ctx.check_served(&registry)?;
     let record = ctx
         .state
         .inner

@@ -133,7 +133,7 @@ fn parse_repository_arn(ctx: &Ctx<'_>, arn: &str) -> Result<(String, String), Ec
             "Invalid ARN: the only resource that can be tagged is a repository",
         ));
     };
-    repository_name(name)?;
+    repository_name(&account, name)?;
     Ok((account, name.to_string()))
 }
 
@@ -151,7 +151,6 @@ fn target(
     })?;
     let (registry, name) = parse_repository_arn(ctx, arn)?;
     ctx.authorize(op, &ctx.repository_arn(&registry, &name), &registry)?;
-    ctx.check_served(&registry)?;
     Ok((registry, name))
 }
 

@@ -260,7 +260,6 @@ fn template_json(t: &CreationTemplate) -> Value {
 fn own_registry(ctx: &Ctx<'_>, op: EcrOperation) -> Result<String, EcrError> {
     let registry = ctx.caller.account_id.clone();
     ctx.authorize(op, "*", &registry)?;
-    ctx.check_served(&registry)?;
     Ok(registry)
 }
 

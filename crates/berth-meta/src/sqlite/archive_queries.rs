@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use berth_types::{Digest, RepositoryName};
 
+use super::qualified_repository;
 use super::queries::immediate;
 use super::SqliteMetaStore;
 use crate::archive::{
@@ -122,7 +123,7 @@ impl ArchiveStore for SqliteMetaStore {
         repo: &RepositoryName,
         digests: &[Digest],
     ) -> Result<Vec<Option<ImageStorage>>> {
-        let (name, digests) = (repo.to_string(), digests.to_vec());
+        let (name, digests) = (repo.qualified().to_string(), digests.to_vec());
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
                 return Ok(vec![None; digests.len()]);
@@ -137,7 +138,7 @@ impl ArchiveStore for SqliteMetaStore {
     }
 
     async fn storage_states(&self, repo: &RepositoryName) -> Result<Vec<(Digest, ImageStorage)>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT s.digest, s.status, s.archived_ms, s.activated_ms FROM image_storage s
@@ -164,7 +165,7 @@ impl ArchiveStore for SqliteMetaStore {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<Vec<ImageBlob>>> {
-        let (name, digest) = (repo.to_string(), digest.to_string());
+        let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
                 return Ok(None);
@@ -230,7 +231,7 @@ impl ArchiveStore for SqliteMetaStore {
         now_ms: i64,
         delete_standard: BlobDeleter,
     ) -> Result<ArchiveOutcome> {
-        let (name, digest) = (repo.to_string(), digest.to_string());
+        let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
             let tx = immediate(c)?;
             let Some(id) = repo_id(&tx, &name)? else {
@@ -281,7 +282,7 @@ impl ArchiveStore for SqliteMetaStore {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<ImageStatus>> {
-        let (name, digest) = (repo.to_string(), digest.to_string());
+        let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
             let tx = immediate(c)?;
             let Some(id) = repo_id(&tx, &name)? else {
@@ -308,7 +309,7 @@ impl ArchiveStore for SqliteMetaStore {
         digest: &Digest,
         now_ms: i64,
     ) -> Result<bool> {
-        let (name, digest) = (repo.to_string(), digest.to_string());
+        let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
             let tx = immediate(c)?;
             let Some(id) = repo_id(&tx, &name)? else {
@@ -337,20 +338,22 @@ impl ArchiveStore for SqliteMetaStore {
         .await
     }
 
-    async fn activating_images(&self) -> Result<Vec<(String, Digest)>> {
+    async fn activating_images(&self) -> Result<Vec<(RepositoryName, Digest)>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT r.name, s.digest FROM image_storage s JOIN repositories r ON r.id = s.repo_id
                  WHERE s.status = 'ACTIVATING' ORDER BY r.name, s.digest",
             )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, parse_digest(r.get(1)?)?)))?;
+            let rows = st.query_map([], |r| {
+                Ok((qualified_repository(r.get(0)?)?, parse_digest(r.get(1)?)?))
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
 
     async fn blob_archived_in(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (name, digest) = (repo.to_string(), digest.to_string());
+        let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM manifest_refs r

@@ -359,7 +359,7 @@ mod scale {
         store
             .write(|c| {
                 let tx = super::immediate(c)?;
-                tx.execute("INSERT INTO repositories (id, name, created_ms) VALUES (1, 'big', 0)", [])?;
+                tx.execute("INSERT INTO repositories (id, name, created_ms) VALUES (1, '111122223333/big', 0)", [])?;
                 tx.execute(
                     "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms)
                      VALUES (1, 'sha256:m', 'm', 1, x'00', 0)",

@@ -1,6 +1,8 @@
 //! `LifecycleStore` for SQLite (migration 0007): each method is one statement or one
 //! transaction on the same database as the `MetaStore`.
 
+use super::client_name;
+use super::qualified_repository;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use berth_types::RepositoryName;
@@ -72,7 +74,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleEvent> {
     Ok(LifecycleEvent {
         id: r.get(0)?,
         at_ms: r.get(1)?,
-        repository: r.get(2)?,
+        repository: qualified_repository(r.get(2)?)?,
         digest: r.get(3)?,
         tags: tags_from_json(&tags)?,
         rule_priority: r.get::<_, i64>(5)? as u32,
@@ -191,10 +193,15 @@ impl LifecycleStore for SqliteMetaStore {
         text: &str,
         now_ms: i64,
     ) -> Result<()> {
-        let (account, name, text) = (account.to_string(), repo.to_string(), text.to_string());
+        let (account, name, text) = (
+            account.to_string(),
+            repo.qualified().to_string(),
+            text.to_string(),
+        );
         self.write(move |c| {
             let tx = immediate(c)?;
-            let id = repo_id(&tx, &name)?.ok_or_else(|| MetaError::RepositoryNotFound(name))?;
+            let id = repo_id(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
             // The same text keeps its lastEvaluatedAt; a new one was never evaluated.
             tx.prepare_cached(
                 "INSERT INTO lifecycle_policies (repo_id, account_id, policy_text, updated_ms)
@@ -217,7 +224,7 @@ impl LifecycleStore for SqliteMetaStore {
         &self,
         repo: &RepositoryName,
     ) -> Result<Option<StoredLifecyclePolicy>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| {
             Ok(c.prepare_cached(POLICY_SELECT)?
                 .query_row([name], policy_row)
@@ -230,7 +237,7 @@ impl LifecycleStore for SqliteMetaStore {
         &self,
         repo: &RepositoryName,
     ) -> Result<Option<StoredLifecyclePolicy>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.write(move |c| {
             let tx = immediate(c)?;
             let old = tx
@@ -250,14 +257,14 @@ impl LifecycleStore for SqliteMetaStore {
         .await
     }
 
-    async fn repositories_with_lifecycle_policies(&self) -> Result<Vec<String>> {
+    async fn repositories_with_lifecycle_policies(&self) -> Result<Vec<RepositoryName>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT r.name FROM lifecycle_policies p JOIN repositories r ON r.id = p.repo_id
                  ORDER BY r.name",
             )?;
-            let rows = st.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            let rows = st.query_map([], |r| qualified_repository(r.get(0)?))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
@@ -268,7 +275,7 @@ impl LifecycleStore for SqliteMetaStore {
         text: &str,
         at_ms: i64,
     ) -> Result<bool> {
-        let (name, text) = (repo.to_string(), text.to_string());
+        let (name, text) = (repo.qualified().to_string(), text.to_string());
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -283,7 +290,7 @@ impl LifecycleStore for SqliteMetaStore {
     }
 
     async fn image_facts(&self, repo: &RepositoryName) -> Result<Option<Vec<ImageFactsRecord>>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
                 return Ok(None);
@@ -320,12 +327,12 @@ impl LifecycleStore for SqliteMetaStore {
     ) -> Result<StartPreview> {
         let (account, name, text) = (
             account.to_string(),
-            repo.to_string(),
+            repo.qualified().to_string(),
             policy_text.to_string(),
         );
         self.write(move |c| {
             let tx = immediate(c)?;
-            let id = repo_id(&tx, &name)?.ok_or_else(|| MetaError::RepositoryNotFound(name))?;
+            let id = repo_id(&tx, &name)?.ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
             let current: Option<(i64, String, i64)> = tx
                 .prepare_cached(
                     "SELECT generation, status, started_ms FROM lifecycle_previews WHERE repo_id = ?1",
@@ -369,7 +376,7 @@ impl LifecycleStore for SqliteMetaStore {
         outcome: &PreviewOutcome,
         now_ms: i64,
     ) -> Result<bool> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let outcome = outcome.clone();
         self.write(move |c| {
             let tx = immediate(c)?;
@@ -448,7 +455,7 @@ impl LifecycleStore for SqliteMetaStore {
     }
 
     async fn preview(&self, repo: &RepositoryName) -> Result<Option<PreviewRecord>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| {
             let row = c
                 .prepare_cached(
@@ -485,7 +492,7 @@ impl LifecycleStore for SqliteMetaStore {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<PreviewResultRecord>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
                 return Ok(Vec::new());
@@ -525,7 +532,7 @@ impl LifecycleStore for SqliteMetaStore {
         repo: &RepositoryName,
         expiries: &[Expiry],
     ) -> Result<Vec<ExpireOutcome>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let expiries = expiries.to_vec();
         self.write(move |c| {
             let tx = immediate(c)?;
@@ -543,7 +550,7 @@ impl LifecycleStore for SqliteMetaStore {
     }
 
     async fn log_transition(&self, repo: &RepositoryName, expiry: &Expiry) -> Result<i64> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let expiry = expiry.clone();
         self.write(move |c| {
             let tx = immediate(c)?;
@@ -557,11 +564,11 @@ impl LifecycleStore for SqliteMetaStore {
 
     async fn lifecycle_events(
         &self,
-        repository: Option<&str>,
+        repository: Option<&RepositoryName>,
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<LifecycleEvent>> {
-        let repository = repository.map(str::to_string);
+        let repository = repository.map(|r| r.qualified().to_string());
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM lifecycle_events
@@ -575,10 +582,10 @@ impl LifecycleStore for SqliteMetaStore {
 
     async fn recent_lifecycle_events(
         &self,
-        repository: Option<&str>,
+        repository: Option<&RepositoryName>,
         limit: usize,
     ) -> Result<Vec<LifecycleEvent>> {
-        let repository = repository.map(str::to_string);
+        let repository = repository.map(|r| r.qualified().to_string());
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM lifecycle_events
@@ -618,7 +625,7 @@ mod tests {
             .write(move |c| {
                 let tx = immediate(c)?;
                 tx.execute(
-                    "INSERT INTO repositories (name, created_ms) VALUES ('big/app', 1)",
+                    "INSERT INTO repositories (name, created_ms) VALUES ('111122223333/big/app', 1)",
                     [],
                 )?;
                 let id = tx.last_insert_rowid();
@@ -679,7 +686,7 @@ mod tests {
             "{plan:?}"
         );
 
-        let repo: RepositoryName = "big/app".parse().unwrap();
+        let repo = RepositoryName::from_qualified("111122223333/big/app").unwrap();
         let start = Instant::now();
         let facts = store.image_facts(&repo).await.unwrap().unwrap();
         let took = start.elapsed();

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_gc.sql")),
     (7, include_str!("migrations/0007_lifecycle.sql")),
     (8, include_str!("migrations/0008_archive.sql")),
+    (9, include_str!("migrations/0009_account_namespaces.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -25,6 +25,28 @@ pub use migrate::{latest_version, MigrateError};
 
 const READERS: usize = 4;
 
+/// The name clients see, from a stored `<account>/<name>` (repositories are stored under
+/// their qualified name: see [`berth_types::RepositoryName::qualified`]).
+pub(crate) fn client_name(qualified: &str) -> String {
+    match qualified.split_once('/') {
+        Some((account, name))
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            name.to_string()
+        }
+        _ => qualified.to_string(),
+    }
+}
+
+/// A stored qualified name (`<account>/<name>`) read back as a repository.
+pub(crate) fn qualified_repository(
+    stored: String,
+) -> rusqlite::Result<berth_types::RepositoryName> {
+    berth_types::RepositoryName::from_qualified(&stored).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,8 +1,9 @@
 //! `MetaStore` for SQLite: each method is one short statement or one transaction.
 
+use super::{client_name, qualified_repository};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use berth_types::{Digest, RepositoryName, Tag};
+use berth_types::{AccountId, Digest, RepositoryName, Tag};
 
 use super::SqliteMetaStore;
 use crate::{
@@ -28,12 +29,20 @@ pub(super) fn filters_to_json(filters: &[String]) -> String {
 
 fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepositoryRecord> {
     Ok(RepositoryRecord {
-        name: r.get(0)?,
+        name: client_name(&r.get::<_, String>(0)?),
         created_ms: r.get(1)?,
         image_tag_mutability: r.get(2)?,
         created_by_api: r.get::<_, i64>(3)? != 0,
         image_tag_mutability_exclusion_filters: filters_from_json(&r.get::<_, String>(4)?)?,
     })
+}
+
+/// The bounds of one registry's repositories in `repositories.name` (qualified names):
+/// strictly after `<account>/<after>` (or `<account>/`) and before `<account>0`, the first
+/// string past every `<account>/...` (`'0'` follows `'/'` in ASCII).
+fn registry_range(account: AccountId, after: Option<&str>) -> (String, String) {
+    let start = format!("{account}/{}", after.unwrap_or(""));
+    (start, format!("{account}0"))
 }
 
 fn get_repository_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<RepositoryRecord>> {
@@ -139,19 +148,24 @@ pub(super) fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'
 #[async_trait::async_trait]
 impl MetaStore for SqliteMetaStore {
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| Ok(repo_id(c, &name)?.is_some())).await
     }
 
-    async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let after = after.unwrap_or("").to_string();
+    async fn list_repositories(
+        &self,
+        account: AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let (after, end) = registry_range(account, after);
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT name FROM repositories r WHERE name > ?1
+                "SELECT substr(name, 14) FROM repositories r WHERE name > ?1 AND name < ?2
                    AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
-                 ORDER BY name LIMIT ?2",
+                 ORDER BY name LIMIT ?3",
             )?;
-            let rows = st.query_map(params![after, limit as i64], |r| r.get(0))?;
+            let rows = st.query_map(params![after, end, limit as i64], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
         .await
@@ -163,7 +177,10 @@ impl MetaStore for SqliteMetaStore {
         settings: &RepositorySettings,
         now_ms: i64,
     ) -> Result<RepositoryRecord> {
-        let (name, mutability) = (repo.to_string(), settings.image_tag_mutability.clone());
+        let (name, mutability) = (
+            repo.qualified().to_string(),
+            settings.image_tag_mutability.clone(),
+        );
         let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
         self.write(move |c| {
             let tx = immediate(c)?;
@@ -175,10 +192,10 @@ impl MetaStore for SqliteMetaStore {
                 )?
                 .execute(params![name, now_ms, mutability, filters])?;
             if inserted == 0 {
-                return Err(MetaError::RepositoryAlreadyExists(name));
+                return Err(MetaError::RepositoryAlreadyExists(client_name(&name)));
             }
             let row = get_repository_row(&tx, &name)?
-                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
             tx.commit()?;
             Ok(row)
         })
@@ -186,21 +203,23 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn get_repository(&self, repo: &RepositoryName) -> Result<Option<RepositoryRecord>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.read(move |c| Ok(get_repository_row(c, &name)?)).await
     }
 
     async fn describe_repositories(
         &self,
+        account: AccountId,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RepositoryRecord>> {
-        let after = after.unwrap_or("").to_string();
+        let (after, end) = registry_range(account, after);
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
-                "SELECT {REPO_COLUMNS} FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2"
+                "SELECT {REPO_COLUMNS} FROM repositories WHERE name > ?1 AND name < ?2
+                 ORDER BY name LIMIT ?3"
             ))?;
-            let rows = st.query_map(params![after, limit as i64], repository_row)?;
+            let rows = st.query_map(params![after, end, limit as i64], repository_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -211,18 +230,18 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         force: bool,
     ) -> Result<RepositoryRecord> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         self.write(move |c| {
             let tx = immediate(c)?;
             let row = get_repository_row(&tx, &name)?
-                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
-            let id =
-                repo_id(&tx, &name)?.ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
+            let id = repo_id(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
             let has_images: bool = tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?1)")?
                 .query_row([id], |r| r.get(0))?;
             if has_images && !force {
-                return Err(MetaError::RepositoryNotEmpty(name));
+                return Err(MetaError::RepositoryNotEmpty(client_name(&name)));
             }
             // Children first: tags point at manifests, references at manifests.
             tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1")?
@@ -250,7 +269,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
-        let (name, d) = (repo.to_string(), digest.to_string());
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
         let found = {
             let (name, d) = (name.clone(), d.clone());
             self.read(move |c| {
@@ -301,7 +320,7 @@ impl MetaStore for SqliteMetaStore {
         upload_id: Option<&str>,
     ) -> Result<()> {
         let (name, d, upload) = (
-            repo.to_string(),
+            repo.qualified().to_string(),
             digest.to_string(),
             upload_id.map(str::to_string),
         );
@@ -339,7 +358,11 @@ impl MetaStore for SqliteMetaStore {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let (to, from, d) = (to.to_string(), from.to_string(), digest.to_string());
+        let (to, from, d) = (
+            to.qualified().to_string(),
+            from.qualified().to_string(),
+            digest.to_string(),
+        );
         self.write(move |c| {
             let now = super::now_ms();
             let tx = immediate(c)?;
@@ -368,7 +391,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (name, d) = (repo.to_string(), digest.to_string());
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -387,7 +410,7 @@ impl MetaStore for SqliteMetaStore {
             c.prepare_cached(
                 "INSERT INTO uploads (id, repository, started_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![u.id, u.repository, u.started_ms, u.updated_ms])?;
+            .execute(params![u.id, u.repository.qualified(), u.started_ms, u.updated_ms])?;
             Ok(())
         })
         .await
@@ -402,7 +425,7 @@ impl MetaStore for SqliteMetaStore {
             .query_row([id], |r| {
                 Ok(UploadRecord {
                     id: r.get(0)?,
-                    repository: r.get(1)?,
+                    repository: qualified_repository(r.get(1)?)?,
                     started_ms: r.get(2)?,
                     updated_ms: r.get(3)?,
                 })
@@ -446,7 +469,7 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         m: &NewManifest,
     ) -> Result<PutManifestOutcome> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let m = m.clone();
         self.write(move |c| {
             let tx = immediate(c)?;
@@ -508,7 +531,7 @@ impl MetaStore for SqliteMetaStore {
                         tag.as_str(),
                     ) {
                         return Err(MetaError::TagImmutable {
-                            repository: name.clone(),
+                            repository: client_name(&name),
                             tag: tag.to_string(),
                         });
                     }
@@ -578,7 +601,7 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>> {
-        let (name, d) = (repo.to_string(), digest.to_string());
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
         let digest = digest.clone();
         self.read(move |c| {
             Ok(c.prepare_cached(
@@ -600,7 +623,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn resolve_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
-        let (name, t) = (repo.to_string(), tag.to_string());
+        let (name, t) = (repo.qualified().to_string(), tag.to_string());
         self.read(move |c| {
             let d: Option<String> = c
                 .prepare_cached(
@@ -615,7 +638,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (name, d) = (repo.to_string(), digest.to_string());
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
         let digest = digest.clone();
         self.write(move |c| {
             let tx = immediate(c)?;
@@ -649,7 +672,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn delete_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool> {
-        let (name, t) = (repo.to_string(), tag.to_string());
+        let (name, t) = (repo.qualified().to_string(), tag.to_string());
         self.write(move |c| {
             let tx = immediate(c)?;
             let n = tx
@@ -672,7 +695,10 @@ impl MetaStore for SqliteMetaStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Option<Vec<String>>> {
-        let (name, after) = (repo.to_string(), after.unwrap_or("").to_string());
+        let (name, after) = (
+            repo.qualified().to_string(),
+            after.unwrap_or("").to_string(),
+        );
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
                 return Ok(None);
@@ -691,7 +717,7 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         subject: &Digest,
     ) -> Result<Vec<ReferrerRecord>> {
-        let (name, s) = (repo.to_string(), subject.to_string());
+        let (name, s) = (repo.qualified().to_string(), subject.to_string());
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m
@@ -730,7 +756,7 @@ impl MetaStore for SqliteMetaStore {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Option<Vec<ImageRecord>>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let after = after.map(|d| d.to_string()).unwrap_or_default();
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
@@ -759,7 +785,7 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         digests: &[Digest],
     ) -> Result<Vec<Option<ImageRecord>>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
         self.read(move |c| {
             let Some(id) = repo_id(c, &name)? else {
@@ -785,7 +811,7 @@ impl MetaStore for SqliteMetaStore {
         after: Option<&ImageId>,
         limit: usize,
     ) -> Result<Option<Vec<ImageId>>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let (after_digest, after_tag) = after
             .map(|a| (a.digest.to_string(), a.tag.clone().unwrap_or_default()))
             .unwrap_or_default();
@@ -829,7 +855,7 @@ impl MetaStore for SqliteMetaStore {
         digest: Option<&Digest>,
         tag: Option<&Tag>,
     ) -> Result<DeleteImageOutcome> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let digest = digest.map(|d| d.to_string());
         let tag = tag.map(|t| t.to_string());
         self.write(move |c| {
@@ -908,7 +934,7 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         digests: &[Digest],
     ) -> Result<Vec<Option<u64>>> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
         let (id, mut out, marked) = self
             .read(move |c| {
@@ -962,7 +988,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (name, d) = (repo.to_string(), digest.to_string());
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT 1 FROM manifest_refs
@@ -979,7 +1005,7 @@ impl MetaStore for SqliteMetaStore {
         repo: &RepositoryName,
         settings: &RepositorySettings,
     ) -> Result<RepositoryRecord> {
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let mode = settings.image_tag_mutability.clone();
         let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
         self.write(move |c| {
@@ -991,10 +1017,10 @@ impl MetaStore for SqliteMetaStore {
                 )?
                 .execute(params![name, mode, filters])?;
             if n == 0 {
-                return Err(MetaError::RepositoryNotFound(name));
+                return Err(MetaError::RepositoryNotFound(client_name(&name)));
             }
             let row = get_repository_row(&tx, &name)?
-                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))?;
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
             tx.commit()?;
             Ok(row)
         })
@@ -1020,7 +1046,11 @@ impl MetaStore for SqliteMetaStore {
                        DO UPDATE SET last_pull_ms = max(last_pull_ms, excluded.last_pull_ms)",
                 )?;
                 for p in &pulls {
-                    updated += st.execute(params![p.repository, p.digest.to_string(), p.at_ms])?;
+                    updated += st.execute(params![
+                        p.repository.qualified(),
+                        p.digest.to_string(),
+                        p.at_ms
+                    ])?;
                 }
             }
             tx.commit()?;
@@ -1113,7 +1143,7 @@ impl MetaStore for SqliteMetaStore {
                     id: r.get(0)?,
                     at_ms: r.get(1)?,
                     kind: r.get(2)?,
-                    repository: r.get(3)?,
+                    repository: qualified_repository(r.get(3)?)?,
                     digest: r.get(4)?,
                     tag: r.get(5)?,
                 })
@@ -1176,6 +1206,11 @@ mod tests {
         }
         drop(SqliteMetaStore::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
+        // Migration 9: a data dir without accounts belonged to the default account.
+        let name: String = c
+            .query_row("SELECT name FROM repositories", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(name, "000000000000/old/app");
         let sizes: Vec<(String, i64)> = c
             .prepare("SELECT digest, image_size FROM manifests ORDER BY digest")
             .unwrap()
@@ -1202,11 +1237,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         let store = SqliteMetaStore::open_with(&path, SqliteOptions { fsync: false }).unwrap();
-        let repo: RepositoryName = "big/app".parse().unwrap();
+        let repo = RepositoryName::from_qualified("111122223333/big/app").unwrap();
         let layer = Digest::sha256_of(b"shared layer");
         store.commit_blob(&repo, &layer, 1234, None).await.unwrap();
         // 10,000 images in one write (a test shortcut: the rows are what put_manifest writes).
-        let name = repo.to_string();
+        let name = repo.qualified().to_string();
         let layer_text = layer.to_string();
         store
             .write(move |c| {

@@ -1,6 +1,7 @@
 //! `EcrSettingsStore` for SQLite (migration 0005): each method is one statement or one
 //! transaction on the same database as the `MetaStore`.
 
+use super::client_name;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 
@@ -27,7 +28,7 @@ fn repo_id(c: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
 }
 
 fn existing_repo(c: &Connection, name: &str) -> SettingsResult<i64> {
-    repo_id(c, name)?.ok_or_else(|| SettingsError::RepositoryNotFound(name.to_string()))
+    repo_id(c, name)?.ok_or_else(|| SettingsError::RepositoryNotFound(client_name(name)))
 }
 
 fn tags_json(tags: &[ResourceTag]) -> String {
@@ -166,7 +167,7 @@ fn put_tags(
     let count = count_tags(tx, id)?;
     if count > MAX_TAGS_PER_RESOURCE {
         return Err(SettingsError::TooManyTags {
-            repository: name.to_string(),
+            repository: client_name(name),
             count,
         });
     }
@@ -228,7 +229,7 @@ fn insert_repository(
         .execute(params![id, account, l, now_ms])?;
     }
     Ok(Some(RepositoryRecord {
-        name: name.to_string(),
+        name: client_name(name),
         created_ms: now_ms,
         image_tag_mutability: new.settings.image_tag_mutability.clone(),
         image_tag_mutability_exclusion_filters: new
@@ -246,7 +247,7 @@ impl EcrSettingsStore for SqliteMetaStore {
         account: &str,
         repository: &str,
     ) -> SettingsResult<Option<String>> {
-        let (account, name) = (account.to_string(), repository.to_string());
+        let (account, name) = (account.to_string(), format!("{account}/{repository}"));
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT p.policy_text FROM repositories r
@@ -282,7 +283,7 @@ impl EcrSettingsStore for SqliteMetaStore {
     ) -> SettingsResult<()> {
         let (account, name, policy) = (
             account.to_string(),
-            repository.to_string(),
+            format!("{account}/{repository}"),
             policy.to_string(),
         );
         self.write(move |c| {
@@ -300,7 +301,7 @@ impl EcrSettingsStore for SqliteMetaStore {
         account: &str,
         repository: &str,
     ) -> SettingsResult<String> {
-        let (account, name) = (account.to_string(), repository.to_string());
+        let (account, name) = (account.to_string(), format!("{account}/{repository}"));
         self.write(move |c| {
             let tx = immediate(c)?;
             let id = existing_repo(&tx, &name)?;
@@ -311,7 +312,7 @@ impl EcrSettingsStore for SqliteMetaStore {
                 )?
                 .query_row(params![id, account], |r| r.get(0))
                 .optional()?
-                .ok_or_else(|| SettingsError::RepositoryPolicyNotFound(name.clone()))?;
+                .ok_or_else(|| SettingsError::RepositoryPolicyNotFound(client_name(&name)))?;
             tx.commit()?;
             Ok(policy)
         })
@@ -355,7 +356,7 @@ impl EcrSettingsStore for SqliteMetaStore {
         account: &str,
         repository: &str,
     ) -> SettingsResult<Vec<ResourceTag>> {
-        let (account, name) = (account.to_string(), repository.to_string());
+        let (account, name) = (account.to_string(), format!("{account}/{repository}"));
         self.read(move |c| {
             let id = existing_repo(c, &name)?;
             let mut st = c.prepare_cached(
@@ -379,7 +380,11 @@ impl EcrSettingsStore for SqliteMetaStore {
         repository: &str,
         tags: &[ResourceTag],
     ) -> SettingsResult<()> {
-        let (account, name, tags) = (account.to_string(), repository.to_string(), tags.to_vec());
+        let (account, name, tags) = (
+            account.to_string(),
+            format!("{account}/{repository}"),
+            tags.to_vec(),
+        );
         self.write(move |c| {
             let tx = immediate(c)?;
             let id = existing_repo(&tx, &name)?;
@@ -396,7 +401,11 @@ impl EcrSettingsStore for SqliteMetaStore {
         repository: &str,
         keys: &[String],
     ) -> SettingsResult<()> {
-        let (account, name, keys) = (account.to_string(), repository.to_string(), keys.to_vec());
+        let (account, name, keys) = (
+            account.to_string(),
+            format!("{account}/{repository}"),
+            keys.to_vec(),
+        );
         self.write(move |c| {
             let tx = immediate(c)?;
             let id = existing_repo(&tx, &name)?;
@@ -421,11 +430,15 @@ impl EcrSettingsStore for SqliteMetaStore {
         new: &NewRepository,
         now_ms: i64,
     ) -> SettingsResult<RepositoryRecord> {
-        let (account, name, new) = (account.to_string(), repository.to_string(), new.clone());
+        let (account, name, new) = (
+            account.to_string(),
+            repository.qualified().to_string(),
+            new.clone(),
+        );
         self.write(move |c| {
             let tx = immediate(c)?;
             let record = insert_repository(&tx, &account, &name, &new, true, now_ms)?
-                .ok_or_else(|| SettingsError::RepositoryAlreadyExists(name.clone()))?;
+                .ok_or_else(|| SettingsError::RepositoryAlreadyExists(client_name(&name)))?;
             tx.commit()?;
             Ok(record)
         })
@@ -439,7 +452,7 @@ impl EcrSettingsStore for SqliteMetaStore {
         scenario: AppliedFor,
         now_ms: i64,
     ) -> SettingsResult<Provisioned> {
-        let (account, name) = (account.to_string(), repository.to_string());
+        let (account, name) = (account.to_string(), repository.qualified().to_string());
         // The common case (the repository exists) is one read, off the writer.
         let exists = {
             let name = name.clone();
@@ -461,12 +474,12 @@ impl EcrSettingsStore for SqliteMetaStore {
                 let rows = st.query_map([&account], template_row)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            let Some(t) = best_template(&templates, &name, scenario) else {
+            let Some(t) = best_template(&templates, &client_name(&name), scenario) else {
                 return Ok(Provisioned::NoTemplate);
             };
             let new = NewRepository::from_template(t);
             let repository = insert_repository(&tx, &account, &name, &new, false, now_ms)?
-                .ok_or_else(|| SettingsError::RepositoryAlreadyExists(name.clone()))?;
+                .ok_or_else(|| SettingsError::RepositoryAlreadyExists(client_name(&name)))?;
             tx.commit()?;
             Ok(Provisioned::Created {
                 template: t.prefix.clone(),

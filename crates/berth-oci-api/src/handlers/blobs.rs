@@ -7,7 +7,7 @@ use http::{header, HeaderValue, StatusCode};
 
 use berth_types::Digest;
 
-use super::{repository, set, Ctx};
+use super::{set, Ctx};
 use crate::error::OciError;
 use crate::headers;
 use crate::operation::Route;
@@ -24,7 +24,7 @@ pub(crate) async fn get(
     req: Request,
     head: bool,
 ) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let digest = digest(&route.target)?;
     let etag = format!("\"{digest}\"");
     let registry = &ctx.app.registry;
@@ -107,7 +107,7 @@ pub(crate) async fn get(
 }
 
 pub(crate) async fn delete(ctx: &Ctx<'_>, route: &Route) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let digest = digest(&route.target)?;
     ctx.app
         .registry

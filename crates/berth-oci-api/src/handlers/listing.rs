@@ -8,7 +8,7 @@ use berth_registry::ListPage;
 use berth_types::media;
 
 use super::blobs::digest;
-use super::{query, query_get, repository, set, Ctx};
+use super::{query, query_get, set, Ctx};
 use crate::error::OciError;
 use crate::operation::Route;
 
@@ -54,7 +54,7 @@ pub(crate) async fn catalog(ctx: &Ctx<'_>, req: Request) -> Result<Response, Oci
     let page = ctx
         .app
         .registry
-        .catalog(n, last.as_deref())
+        .catalog(ctx.account, n, last.as_deref())
         .await
         .map_err(|e| ctx.err(e))?;
     let body = serde_json::json!({ "repositories": page.items });
@@ -62,7 +62,7 @@ pub(crate) async fn catalog(ctx: &Ctx<'_>, req: Request) -> Result<Response, Oci
 }
 
 pub(crate) async fn tags(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let q = query(&req);
     let (n, last) = pagination(&q)?;
     let page = ctx
@@ -80,7 +80,7 @@ pub(crate) async fn referrers(
     route: &Route,
     req: Request,
 ) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let subject = digest(&route.target)?;
     let q = query(&req);
     let artifact_type = query_get(&q, "artifactType").filter(|s| !s.is_empty());

@@ -10,7 +10,7 @@ use berth_registry::RegistryError;
 use berth_types::manifest::MAX_MANIFEST_BYTES;
 use berth_types::Reference;
 
-use super::{repository, set, Ctx};
+use super::{set, Ctx};
 use crate::error::OciError;
 use crate::operation::Route;
 
@@ -31,7 +31,7 @@ fn existing_reference(ctx: &Ctx<'_>, s: &str) -> Result<Reference, OciError> {
 }
 
 pub(crate) async fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let reference = existing_reference(ctx, &route.target)?;
     let m = ctx
         .app
@@ -53,7 +53,7 @@ pub(crate) async fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Result<Resp
 }
 
 pub(crate) async fn put(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let reference = reference(ctx, &route.target)?;
     let too_large = || {
         OciError::new(
@@ -106,7 +106,7 @@ pub(crate) async fn put(ctx: &Ctx<'_>, route: &Route, req: Request) -> Result<Re
 }
 
 pub(crate) async fn delete(ctx: &Ctx<'_>, route: &Route) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let reference = existing_reference(ctx, &route.target)?;
     ctx.app
         .registry

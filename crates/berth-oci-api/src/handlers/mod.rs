@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use berth_types::RepositoryName;
+use berth_types::{AccountId, RepositoryName};
 
 use crate::error::{from_registry, OciError};
 use crate::operation::{OciOperation, Route};
@@ -21,6 +21,8 @@ use crate::AppState;
 /// Per-request context handed to every handler.
 pub(crate) struct Ctx<'a> {
     pub app: &'a AppState,
+    /// The registry the request addresses.
+    pub account: AccountId,
     pub request_id: &'a str,
 }
 
@@ -28,11 +30,12 @@ impl Ctx<'_> {
     pub fn err(&self, e: berth_registry::RegistryError) -> OciError {
         from_registry(e, self.request_id)
     }
-}
 
-pub(crate) fn repository(name: &str) -> Result<RepositoryName, OciError> {
-    name.parse()
-        .map_err(|e: berth_types::NameError| OciError::name_invalid(e.to_string()))
+    /// Repository `name` of the addressed registry.
+    pub fn repository(&self, name: &str) -> Result<RepositoryName, OciError> {
+        RepositoryName::new(self.account, name)
+            .map_err(|e: berth_types::NameError| OciError::name_invalid(e.to_string()))
+    }
 }
 
 /// The query string as key/value pairs.
@@ -62,11 +65,16 @@ pub(crate) fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 
 pub(crate) async fn handle(
     app: &AppState,
+    account: AccountId,
     route: &Route,
     req: Request,
     request_id: &str,
 ) -> Result<Response, OciError> {
-    let ctx = Ctx { app, request_id };
+    let ctx = Ctx {
+        app,
+        account,
+        request_id,
+    };
     match route.op {
         OciOperation::ApiVersion => {
             let mut r = (StatusCode::OK, "{}").into_response();

@@ -9,7 +9,7 @@ use berth_registry::UploadStatus;
 use berth_types::RepositoryName;
 
 use super::blobs::digest;
-use super::{body_stream, query, query_get, repository, set, Ctx};
+use super::{body_stream, query, query_get, set, Ctx};
 use crate::error::OciError;
 use crate::headers;
 use crate::operation::Route;
@@ -72,14 +72,14 @@ pub(crate) async fn start(
     route: &Route,
     req: Request,
 ) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let q = query(&req);
     let registry = &ctx.app.registry;
 
     if let Some(mount) = query_get(&q, "mount") {
         let d = digest(mount)?;
         if let Some(from) = query_get(&q, "from") {
-            if let Ok(from) = from.parse::<RepositoryName>() {
+            if let Ok(from) = ctx.repository(from) {
                 if registry
                     .mount_blob(&repo, &from, &d)
                     .await
@@ -104,7 +104,7 @@ pub(crate) async fn start(
 }
 
 pub(crate) async fn status(ctx: &Ctx<'_>, route: &Route) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let st = ctx
         .app
         .registry
@@ -119,7 +119,7 @@ pub(crate) async fn patch(
     route: &Route,
     req: Request,
 ) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let id = route.target.as_str();
     let start = match chunk_start(&req) {
         Ok(s) => s,
@@ -150,7 +150,7 @@ pub(crate) async fn complete(
     route: &Route,
     req: Request,
 ) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     let id = route.target.as_str();
     let q = query(&req);
     let d = match query_get(&q, "digest") {
@@ -173,7 +173,7 @@ pub(crate) async fn complete(
 }
 
 pub(crate) async fn cancel(ctx: &Ctx<'_>, route: &Route) -> Result<Response, OciError> {
-    let repo = repository(&route.name)?;
+    let repo = ctx.repository(&route.name)?;
     ctx.app
         .registry
         .cancel_upload(&repo, &route.target)

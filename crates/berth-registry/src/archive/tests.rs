@@ -43,7 +43,7 @@ fn fixture() -> Fixture {
 }
 
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    crate::test_repo(s)
 }
 
 async fn push(r: &Registry, repo: &RepositoryName, data: &[u8]) -> Digest {

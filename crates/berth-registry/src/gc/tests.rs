@@ -40,7 +40,7 @@ fn fixture() -> Fixture {
 }
 
 fn repo(s: &str) -> RepositoryName {
-    s.parse().unwrap()
+    crate::test_repo(s)
 }
 
 fn one(data: &[u8]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {

@@ -369,9 +369,9 @@ impl Lifecycle {
         match outcome {
             ExpireOutcome::Expired { event_id } => {
                 for t in &expiry.expected_tags {
-                    cache.invalidate(repo.as_str(), Some(t), None);
+                    cache.invalidate(repo, Some(t), None);
                 }
-                cache.invalidate(repo.as_str(), None, Some(&expiry.digest));
+                cache.invalidate(repo, None, Some(&expiry.digest));
                 tracing::info!(
                     repository = %repo,
                     digest = %expiry.digest,

@@ -13,7 +13,10 @@ impl Lifecycle {
     /// Executes every repository that has a policy now; returns each one's result.
     pub async fn execute_all(
         &self,
-    ) -> Vec<(String, std::result::Result<ExecutionReport, ExecutionError>)> {
+    ) -> Vec<(
+        RepositoryName,
+        std::result::Result<ExecutionReport, ExecutionError>,
+    )> {
         let names = match self.store.repositories_with_lifecycle_policies().await {
             Ok(n) => n,
             Err(e) => {
@@ -22,10 +25,8 @@ impl Lifecycle {
             }
         };
         let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Ok(repo) = name.parse::<RepositoryName>() else {
-                continue;
-            };
+        for repo in names {
+            let name = &repo;
             let result = self.execute(&repo).await;
             match &result {
                 Ok(r) if !r.expired.is_empty() || r.skipped > 0 => tracing::info!(
@@ -44,7 +45,7 @@ impl Lifecycle {
                     tracing::warn!(repository = %name, error = %e, "lifecycle policy execution failed")
                 }
             }
-            out.push((name, result));
+            out.push((repo, result));
         }
         out
     }

@@ -69,7 +69,7 @@ async fn preview_shows_exactly_what_execution_then_expires() {
     let dir = tempfile::tempdir().unwrap();
     let lc = lifecycle(dir.path());
     let r = lc.registry.clone();
-    let repo: RepositoryName = "lc/app".parse().unwrap();
+    let repo = crate::test_repo("lc/app");
     let mut untagged = Vec::new();
     let mut tagged = Vec::new();
     for i in 0..3 {
@@ -158,7 +158,7 @@ async fn preview_shows_exactly_what_execution_then_expires() {
         .is_err());
     // Logged, and lastEvaluatedAt recorded.
     let events = store
-        .lifecycle_events(Some("lc/app"), 0, 100)
+        .lifecycle_events(Some(&crate::test_repo("lc/app")), 0, 100)
         .await
         .unwrap();
     let logged: BTreeSet<(String, u32)> = events
@@ -179,7 +179,7 @@ async fn execution_keeps_index_children_and_takes_referrers_with_their_subject()
     let dir = tempfile::tempdir().unwrap();
     let lc = lifecycle(dir.path());
     let r = lc.registry.clone();
-    let repo: RepositoryName = "lc/graph".parse().unwrap();
+    let repo = crate::test_repo("lc/graph");
     let child = push(&r, &repo, "child", None).await;
     let index = serde_json::json!({
         "schemaVersion": 2,
@@ -282,7 +282,7 @@ async fn a_preview_of_a_hundred_thousand_images_is_fast() {
         let mut c = rusqlite::Connection::open(&path).unwrap();
         let tx = c.transaction().unwrap();
         tx.execute(
-            "INSERT INTO repositories (name, created_ms) VALUES ('big/app', 1)",
+            "INSERT INTO repositories (name, created_ms) VALUES ('123456789012/big/app', 1)",
             [],
         )
         .unwrap();
@@ -335,7 +335,7 @@ async fn a_preview_of_a_hundred_thousand_images_is_fast() {
         tx.commit().unwrap();
     }
     let lc = lifecycle(dir.path());
-    let repo: RepositoryName = "big/app".parse().unwrap();
+    let repo = crate::test_repo("big/app");
     let policy = r#"{"rules":[
       {"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":30},"action":{"type":"expire"}},
       {"rulePriority":2,"selection":{"tagStatus":"tagged","tagPatternList":["build-*0"],"countType":"imageCountMoreThan","countNumber":1000},"action":{"type":"expire"}},
@@ -428,7 +428,9 @@ impl berth_meta::LifecycleStore for RacingStore {
     ) -> berth_meta::Result<Option<berth_meta::lifecycle::StoredLifecyclePolicy>> {
         self.inner.delete_lifecycle_policy(repo).await
     }
-    async fn repositories_with_lifecycle_policies(&self) -> berth_meta::Result<Vec<String>> {
+    async fn repositories_with_lifecycle_policies(
+        &self,
+    ) -> berth_meta::Result<Vec<RepositoryName>> {
         self.inner.repositories_with_lifecycle_policies().await
     }
     async fn mark_lifecycle_evaluated(
@@ -501,7 +503,7 @@ impl berth_meta::LifecycleStore for RacingStore {
     }
     async fn lifecycle_events(
         &self,
-        repository: Option<&str>,
+        repository: Option<&RepositoryName>,
         after_id: i64,
         limit: usize,
     ) -> berth_meta::Result<Vec<berth_meta::lifecycle::LifecycleEvent>> {
@@ -511,7 +513,7 @@ impl berth_meta::LifecycleStore for RacingStore {
     }
     async fn recent_lifecycle_events(
         &self,
-        repository: Option<&str>,
+        repository: Option<&RepositoryName>,
         limit: usize,
     ) -> berth_meta::Result<Vec<berth_meta::lifecycle::LifecycleEvent>> {
         self.inner.recent_lifecycle_events(repository, limit).await
@@ -531,7 +533,7 @@ async fn a_tag_pushed_between_evaluation_and_delete_wins() {
         Arc::new(blobs),
         RegistryOptions::default(),
     );
-    let repo: RepositoryName = "lc/race".parse().unwrap();
+    let repo = crate::test_repo("lc/race");
     let mut untagged = Vec::new();
     for i in 0..4 {
         untagged.push(push(&registry, &repo, &format!("r{i}"), None).await);
@@ -609,7 +611,7 @@ async fn transitions_archive_the_selected_images() {
     r.set_archive_tier(Arc::new(
         berth_blobstore::DiskArchive::open(dir.path().join("archive"), false).unwrap(),
     ));
-    let repo: RepositoryName = "lc/cold".parse().unwrap();
+    let repo = crate::test_repo("lc/cold");
     let mut images = Vec::new();
     for i in 0..3 {
         images.push(push(&r, &repo, &format!("c{i}"), None).await);
@@ -644,7 +646,7 @@ async fn transitions_archive_the_selected_images() {
         .is_ok());
     let log = lc
         .store()
-        .lifecycle_events(Some("lc/cold"), 0, 10)
+        .lifecycle_events(Some(&crate::test_repo("lc/cold")), 0, 10)
         .await
         .unwrap();
     assert_eq!(log.len(), 2);
@@ -702,7 +704,7 @@ async fn preview_and_execution_agree_on_random_repositories() {
                 let mut c = rusqlite::Connection::open(&path).unwrap();
                 let tx = c.transaction().unwrap();
                 tx.execute(
-                    "INSERT INTO repositories (name, created_ms) VALUES ('rand/app', 1)",
+                    "INSERT INTO repositories (name, created_ms) VALUES ('123456789012/rand/app', 1)",
                     [],
                 )
                 .unwrap();
@@ -750,7 +752,7 @@ async fn preview_and_execution_agree_on_random_repositories() {
                 tx.commit().unwrap();
             }
             let lc = lifecycle(dir.path());
-            let repo: RepositoryName = "rand/app".parse().unwrap();
+            let repo = crate::test_repo("rand/app");
             let StartPreview::Started { generation } = lc
                 .store()
                 .start_preview("000000000000", &repo, policy, 1)
