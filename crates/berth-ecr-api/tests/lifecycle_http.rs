@@ -441,3 +441,50 @@ async fn a_lost_preview_run_reads_as_failed_and_can_be_replaced() {
     assert_eq!(v["status"], "COMPLETE");
     assert_eq!(v["summary"]["expiringImageTotalCount"], 0);
 }
+
+/// A complete preview older than a day reads as EXPIRED, without its stale results.
+#[tokio::test]
+async fn a_day_old_preview_reads_as_expired() {
+    let env = env(true).await;
+    let repo = RepositoryName::new(ACCOUNT.parse().unwrap(), "team/old").unwrap();
+    push(&env.registry, &repo, "one", None).await;
+    let store = env.lifecycle.store();
+    let day_ago = env.lifecycle.now_ms() - berth_meta::lifecycle::PREVIEW_RESULTS_TTL_MS;
+    let berth_meta::lifecycle::StartPreview::Started { generation } = store
+        .start_preview(ACCOUNT, &repo, POLICY, day_ago - 1000)
+        .await
+        .unwrap()
+    else {
+        panic!("not started");
+    };
+    assert!(store
+        .finish_preview(
+            &repo,
+            generation,
+            &berth_meta::lifecycle::PreviewOutcome::Complete(Vec::new()),
+            day_ago,
+        )
+        .await
+        .unwrap());
+    let (s, v) = call(
+        &env,
+        &env.root,
+        "GetLifecyclePolicyPreview",
+        json!({"repositoryName": "team/old"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "EXPIRED", "{v}");
+    assert!(v.get("summary").is_none(), "{v}");
+    assert_eq!(v["previewResults"], json!([]));
+    // A new preview shows the repository as it is now.
+    let (s, v) = call(
+        &env,
+        &env.root,
+        "StartLifecyclePolicyPreview",
+        json!({"repositoryName": "team/old", "lifecyclePolicyText": POLICY}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(wait_complete(&env, "team/old").await["status"], "COMPLETE");
+}

@@ -55,6 +55,10 @@ pub enum PreviewStatus {
     InProgress,
     Complete,
     Failed,
+    /// A complete preview older than [`PREVIEW_RESULTS_TTL_MS`]: its results described the
+    /// repository as it was then, so they are no longer shown. Derived when read, never
+    /// stored.
+    Expired,
 }
 
 impl PreviewStatus {
@@ -63,6 +67,7 @@ impl PreviewStatus {
             PreviewStatus::InProgress => "IN_PROGRESS",
             PreviewStatus::Complete => "COMPLETE",
             PreviewStatus::Failed => "FAILED",
+            PreviewStatus::Expired => "EXPIRED",
         }
     }
 
@@ -188,6 +193,10 @@ pub struct LifecycleEvent {
 /// How long an `IN_PROGRESS` preview blocks a new one; older runs were lost (the server
 /// stopped mid-run) and may be replaced.
 pub const PREVIEW_STALE_MS: i64 = 10 * 60 * 1000;
+
+/// How long a complete preview's results are shown; after that it reads as `EXPIRED`
+/// (start a new preview to see what the policy would do now).
+pub const PREVIEW_RESULTS_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
 #[async_trait::async_trait]
 pub trait LifecycleStore: Send + Sync + 'static {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use berth_lifecycle::LifecyclePolicy;
 use berth_meta::lifecycle::{
     PreviewRecord, PreviewResultRecord, PreviewStatus, PreviewTagFilter, StartPreview,
-    PREVIEW_STALE_MS,
+    PREVIEW_RESULTS_TTL_MS, PREVIEW_STALE_MS,
 };
 use berth_registry::lifecycle::Lifecycle;
 
@@ -330,10 +330,18 @@ pub(super) async fn get_lifecycle_policy_preview(
         })?;
     // A run that never finished (the server stopped during it) is reported as failed, so
     // waiters stop; a new StartLifecyclePolicyPreview replaces it.
-    let lost = preview.status == PreviewStatus::InProgress
-        && lifecycle.now_ms() - preview.started_ms >= PREVIEW_STALE_MS;
+    let now = lifecycle.now_ms();
+    let lost =
+        preview.status == PreviewStatus::InProgress && now - preview.started_ms >= PREVIEW_STALE_MS;
+    // Results describe the repository when the preview ran; a day later they are stale.
+    let expired = preview.status == PreviewStatus::Complete
+        && preview
+            .finished_ms
+            .is_some_and(|f| now - f >= PREVIEW_RESULTS_TTL_MS);
     let status = if lost {
         PreviewStatus::Failed
+    } else if expired {
+        PreviewStatus::Expired
     } else {
         preview.status
     };
