@@ -260,4 +260,6 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
 
     // Events (the outbox).
     async fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<EventRecord>>;
+    /// The id of the newest event (0 when there is none).
+    async fn last_event_id(&self) -> Result<i64>;
 }

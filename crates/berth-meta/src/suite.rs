@@ -200,6 +200,10 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(events.iter().any(|e| e.kind == "manifest.deleted"));
     assert!(events.iter().any(|e| e.kind == "tag.deleted"));
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(
+        store.last_event_id().await.unwrap(),
+        events.last().unwrap().id
+    );
 
     repositories(store).await;
     images(store).await;

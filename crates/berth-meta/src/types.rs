@@ -66,6 +66,8 @@ pub enum EventKind {
     ManifestDeleted,
     TagDeleted,
     RepositoryDeleted,
+    /// An image's storage status changed (archived, restoring, restored).
+    StorageChanged,
 }
 
 impl EventKind {
@@ -75,6 +77,7 @@ impl EventKind {
             EventKind::ManifestDeleted => "manifest.deleted",
             EventKind::TagDeleted => "tag.deleted",
             EventKind::RepositoryDeleted => "repository.deleted",
+            EventKind::StorageChanged => "image.storage_changed",
         }
     }
 }

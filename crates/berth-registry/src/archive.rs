@@ -171,7 +171,7 @@ impl Registry {
 
     /// Runs one restore in the background unless this process already runs it.
     fn spawn_activation(&self, repo: RepositoryName, digest: Digest) {
-        let key = (repo.to_string(), digest.clone());
+        let key = (repo.clone(), digest.clone());
         if !self.inner.activations.lock().insert(key.clone()) {
             return;
         }

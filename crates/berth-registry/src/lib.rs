@@ -14,6 +14,7 @@
 
 pub mod archive;
 mod cache;
+mod cache_follower;
 pub mod clock;
 pub mod create_on_push;
 pub mod error;
@@ -93,7 +94,7 @@ struct Inner {
     /// Where archived images' bytes go (see [`archive`]); none until installed.
     archive: std::sync::OnceLock<Arc<dyn berth_blobstore::ArchiveTier>>,
     /// Restores running in this process (repository, image).
-    activations: parking_lot::Mutex<std::collections::HashSet<(String, Digest)>>,
+    activations: parking_lot::Mutex<std::collections::HashSet<(RepositoryName, Digest)>>,
 }
 
 impl Registry {

@@ -153,6 +153,54 @@ async fn manifests_tags_and_cache_stay_consistent() {
         .is_err());
 }
 
+/// Two processes on one store: what one changes, the other's cache forgets once its
+/// follower has read the outbox (before that it may still serve the cached manifest).
+#[tokio::test]
+async fn the_cache_follower_applies_other_processes_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, other) = (registry(dir.path()), registry(dir.path()));
+    let repo = crate::test_repo("shared/app");
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    server.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+    let m = |n: u32| {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg_d}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
+        ))
+    };
+    let tag: Reference = "v1".parse().unwrap();
+    let first = server.put_manifest(&repo, &tag, None, m(1)).await.unwrap();
+    let start = server.inner.meta.last_event_id().await.unwrap();
+    // The server caches the tag and the manifest.
+    assert_eq!(
+        server.get_manifest(&repo, &tag).await.unwrap().digest,
+        first.digest
+    );
+    let by_digest = Reference::Digest(first.digest.clone());
+    server.get_manifest(&repo, &by_digest).await.unwrap();
+
+    // The other process moves the tag, then deletes the first image.
+    let second = other.put_manifest(&repo, &tag, None, m(2)).await.unwrap();
+    other.delete_manifest(&repo, &by_digest).await.unwrap();
+    assert_eq!(
+        server.get_manifest(&repo, &tag).await.unwrap().digest,
+        first.digest,
+        "without following, the cache is stale"
+    );
+    let last = server.follow_events(start).await;
+    assert!(last > start);
+    assert_eq!(
+        server.get_manifest(&repo, &tag).await.unwrap().digest,
+        second.digest
+    );
+    assert!(matches!(
+        server.get_manifest(&repo, &by_digest).await,
+        Err(RegistryError::ManifestNotFound(_))
+    ));
+    // Nothing new: the follower stays where it was.
+    assert_eq!(server.follow_events(last).await, last);
+}
+
 #[test]
 fn ranges() {
     let ok = |s, e, size| resolve_range((s, e), size).map(|r| (r.start, r.end)).ok();

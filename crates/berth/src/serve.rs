@@ -281,6 +281,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     spawn_upload_sweeper(registry.clone(), &cfg);
+    // Changes made by other processes (`berth lifecycle run`, later other nodes) reach
+    // the manifest cache through the event outbox.
+    registry.spawn_cache_follower(Duration::from_secs(1));
     spawn_gc(registry.clone(), &cfg);
 
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -154,3 +154,54 @@ fn boto3_previews_then_the_scheduler_expires_exactly_the_previewed_images() {
         out.report()
     );
 }
+
+/// `berth lifecycle run` in its own process beside the live server: the server stops
+/// serving the expired tag from its manifest cache within a few seconds (its cache
+/// follower reads the run's outbox events), and keeps serving the kept one.
+#[test]
+fn a_run_beside_the_live_server_reaches_its_manifest_cache() {
+    if !common::require_clients(&["aws"]) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let data = reg.data_dir().expect("a spawned registry");
+    let repo = reg.repo("lc-live");
+    common::push_small_image(&reg, &repo, "old");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    common::push_small_image(&reg, &repo, "new");
+    let status = |tag: &str| {
+        common::http()
+            .get(reg.v2(&format!("{repo}/manifests/{tag}")))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Served twice: the second answer comes from the cache.
+    assert_eq!((status("old"), status("old")), (200, 200));
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    common::run_ok(common::aws_cli(
+        &reg,
+        &data.join("admin.credentials"),
+        &[
+            "ecr",
+            "put-lifecycle-policy",
+            "--repository-name",
+            &repo,
+            "--lifecycle-policy-text",
+            policy,
+        ],
+    ));
+    let out = berth(&data, &["run", "--repository", &repo, "--json"]).json();
+    assert_eq!(out["expired"].as_array().map(Vec::len), Some(1), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status("old") != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the live server still serves the expired tag 10 s after the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status("new"), 200);
+}

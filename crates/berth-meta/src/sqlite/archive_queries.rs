@@ -38,6 +38,23 @@ fn repo_id(c: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
         .optional()
 }
 
+/// The outbox event of a storage status change (caches of other processes drop the image).
+fn storage_changed(
+    tx: &rusqlite::Transaction<'_>,
+    repo: &str,
+    digest: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    super::queries::record_event(
+        tx,
+        crate::EventKind::StorageChanged,
+        repo,
+        Some(digest),
+        None,
+        now_ms,
+    )
+}
+
 fn parse_digest(s: String) -> rusqlite::Result<Digest> {
     s.parse().map_err(|e: berth_types::DigestError| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -265,6 +282,7 @@ impl ArchiveStore for SqliteMetaStore {
                      archived_ms = excluded.archived_ms",
             )?
             .execute(params![id, digest, now_ms])?;
+            storage_changed(&tx, &name, &digest, now_ms)?;
             let mut dropped = Vec::new();
             for t in &targets {
                 if drop_standard(&tx, t, &delete_standard)? {
@@ -296,6 +314,7 @@ impl ArchiveStore for SqliteMetaStore {
                     "UPDATE image_storage SET status = 'ACTIVATING' WHERE repo_id = ?1 AND digest = ?2",
                 )?
                 .execute(params![id, digest])?;
+                storage_changed(&tx, &name, &digest, super::now_ms())?;
             }
             tx.commit()?;
             Ok(Some(state.status))
@@ -332,6 +351,7 @@ impl ArchiveStore for SqliteMetaStore {
                  WHERE repo_id = ?1 AND digest = ?2",
             )?
             .execute(params![id, digest, now_ms])?;
+            storage_changed(&tx, &name, &digest, now_ms)?;
             tx.commit()?;
             Ok(true)
         })

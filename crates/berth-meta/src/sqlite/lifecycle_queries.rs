@@ -87,21 +87,6 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleEvent> {
 const EVENT_COLUMNS: &str =
     "id, at_ms, repository, digest, tags, rule_priority, action, size, pushed_ms";
 
-fn insert_outbox_event(
-    tx: &rusqlite::Transaction<'_>,
-    kind: EventKind,
-    repo: &str,
-    digest: &str,
-    tag: Option<&str>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO events (at_ms, kind, repository, digest, tag) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![now, kind.as_str(), repo, digest, tag])?;
-    Ok(())
-}
-
 /// An image's storage status (`ACTIVE` when it was never archived).
 fn image_status(tx: &rusqlite::Transaction<'_>, id: i64, digest: &str) -> rusqlite::Result<String> {
     Ok(tx
@@ -174,11 +159,18 @@ fn expire_one(
     for t in &tags {
         tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
             .execute(params![id, t])?;
-        insert_outbox_event(tx, EventKind::TagDeleted, name, &digest, Some(t), now)?;
+        super::queries::record_event(tx, EventKind::TagDeleted, name, Some(&digest), Some(t), now)?;
     }
     tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
         .execute(params![id, digest])?;
-    insert_outbox_event(tx, EventKind::ManifestDeleted, name, &digest, None, now)?;
+    super::queries::record_event(
+        tx,
+        EventKind::ManifestDeleted,
+        name,
+        Some(&digest),
+        None,
+        now,
+    )?;
     Ok(ExpireOutcome::Expired {
         event_id: insert_lifecycle_event(tx, name, expiry, &tags, "EXPIRE")?,
     })

@@ -75,7 +75,7 @@ fn parse_digest(s: String) -> rusqlite::Result<Digest> {
     })
 }
 
-fn record_event(
+pub(super) fn record_event(
     tx: &Transaction<'_>,
     kind: EventKind,
     repo: &str,
@@ -1149,6 +1149,14 @@ impl MetaStore for SqliteMetaStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |r| r.get(0))?)
         })
         .await
     }
