@@ -15,6 +15,7 @@
 pub mod archive;
 mod cache;
 mod cache_follower;
+mod catalog;
 pub mod clock;
 pub mod create_on_push;
 pub mod error;
@@ -88,6 +89,7 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     uploads: uploads::Uploads,
     cache: cache::ManifestCache,
+    catalogs: catalog::CatalogSnapshots,
     pull_times: Arc<pull_times::PullTimes>,
     /// What a push to a missing repository does (see [`create_on_push`]).
     provisioner: Arc<dyn RepositoryProvisioner>,
@@ -111,6 +113,7 @@ impl Registry {
                     active: Default::default(),
                 },
                 cache: cache::ManifestCache::new(options.cache_entries),
+                catalogs: Default::default(),
                 pull_times: pull_times::PullTimes::new(
                     meta.clone(),
                     options.pull_time_flush_interval,

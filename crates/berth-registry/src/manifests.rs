@@ -7,7 +7,7 @@ use bytes::Bytes;
 use berth_meta::archive::ImageStatus;
 use berth_meta::NewManifest;
 use berth_types::manifest::{self, MAX_MANIFEST_BYTES};
-use berth_types::{media, AccountId, Digest, ManifestError, Reference, RepositoryName};
+use berth_types::{media, Digest, ManifestError, Reference, RepositoryName};
 
 use crate::cache::ServedManifest;
 use crate::error::{RegistryError, Result};
@@ -33,7 +33,7 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
-fn page(mut items: Vec<String>, n: usize) -> ListPage {
+pub(crate) fn page(mut items: Vec<String>, n: usize) -> ListPage {
     let next = if items.len() > n {
         items.truncate(n);
         items.last().cloned()
@@ -243,23 +243,6 @@ impl Registry {
             .list_tags(repo, last, n.saturating_add(1))
             .await?
             .ok_or_else(|| RegistryError::RepositoryNotFound(repo.to_string()))?;
-        Ok(page(items, n))
-    }
-
-    /// Names of the repositories of `account`'s registry in lexical order, `n` at most,
-    /// after `last`.
-    pub async fn catalog(
-        &self,
-        account: AccountId,
-        n: Option<usize>,
-        last: Option<&str>,
-    ) -> Result<ListPage> {
-        let n = n.unwrap_or(DEFAULT_PAGE_LIMIT);
-        let items = self
-            .inner
-            .meta
-            .list_repositories(account, last, n.saturating_add(1))
-            .await?;
         Ok(page(items, n))
     }
 

@@ -201,6 +201,58 @@ async fn the_cache_follower_applies_other_processes_changes() {
     assert_eq!(server.follow_events(last).await, last);
 }
 
+/// The catalog snapshot never hides a change: pages after pushes and deletes, in and out
+/// of the rebuild interval, always match the store.
+#[tokio::test]
+async fn catalog_pages_follow_pushes_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path());
+    let account = crate::test_repo("x").account();
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    let m = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg_d}","size":2}},"layers":[]}}"#
+    ));
+    let tag: Reference = "v1".parse().unwrap();
+    let mut expected = Vec::new();
+    for (i, name) in ["b", "d", "a", "c/x"].iter().enumerate() {
+        let repo = crate::test_repo(name);
+        r.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+        r.put_manifest(&repo, &tag, None, m.clone()).await.unwrap();
+        expected.push(name.to_string());
+        expected.sort();
+        assert_eq!(
+            r.catalog(account, None, None).await.unwrap().items,
+            expected
+        );
+        let second = r
+            .catalog(account, Some(1), Some(&expected[0]))
+            .await
+            .unwrap();
+        assert_eq!(
+            second.items,
+            expected[1..].iter().take(1).cloned().collect::<Vec<_>>()
+        );
+        if i % 2 == 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    // Served from a snapshot now; a delete still shows at once.
+    assert_eq!(
+        r.catalog(account, None, None).await.unwrap().items,
+        expected
+    );
+    r.delete_repository(&crate::test_repo("b"), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.catalog(account, None, None).await.unwrap().items,
+        vec!["a".to_string(), "c/x".into(), "d".into()]
+    );
+    let other: berth_types::AccountId = "999999999999".parse().unwrap();
+    assert!(r.catalog(other, None, None).await.unwrap().items.is_empty());
+}
+
 #[test]
 fn ranges() {
     let ok = |s, e, size| resolve_range((s, e), size).map(|r| (r.start, r.end)).ok();
