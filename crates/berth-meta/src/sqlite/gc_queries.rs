@@ -37,7 +37,8 @@ fn parse_digest(s: String) -> rusqlite::Result<Digest> {
 impl GcStore for SqliteMetaStore {
     async fn pin_blob(&self, holder: &str, digest: &Digest, now_ms: i64) -> Result<()> {
         let (holder, d) = (holder.to_string(), digest.to_string());
-        self.write(move |c| {
+        // Not fsynced: a pin only guards a commit in progress in a running process.
+        self.write_volatile(move |c| {
             let tx = immediate(c)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO blob_pins (holder, digest, created_ms) VALUES (?1, ?2, ?3)",
@@ -56,7 +57,7 @@ impl GcStore for SqliteMetaStore {
 
     async fn unpin_blob(&self, holder: &str) -> Result<()> {
         let holder = holder.to_string();
-        self.write(move |c| {
+        self.write_volatile(move |c| {
             c.prepare_cached("DELETE FROM blob_pins WHERE holder = ?1")?
                 .execute([holder])?;
             Ok(())

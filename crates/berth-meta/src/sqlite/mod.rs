@@ -61,6 +61,8 @@ pub struct SqliteMetaStore {
 
 struct Inner {
     writer: Mutex<Connection>,
+    /// The writer's normal `synchronous` setting (see [`SqliteOptions`]).
+    synchronous: &'static str,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -132,6 +134,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
+                synchronous: if options.fsync { "FULL" } else { "NORMAL" },
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -169,6 +172,34 @@ impl SqliteMetaStore {
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock();
             f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(MetaError::Database(Box::new(e))))?
+    }
+
+    /// Like [`SqliteMetaStore::write`] for rows worth nothing after a power loss (blob
+    /// pins guard work in progress, which a power loss ends anyway): the commit is not
+    /// fsynced (`synchronous = OFF`; still safe against a process crash in WAL mode), and
+    /// the next ordinary commit makes it durable with its own.
+    pub(crate) async fn write_volatile<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<MetaError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock();
+            if let Err(e) = conn.execute_batch("PRAGMA synchronous = OFF") {
+                return Err(E::from(MetaError::from(e)));
+            }
+            let result = f(&mut conn);
+            let restored =
+                conn.execute_batch(&format!("PRAGMA synchronous = {}", inner.synchronous));
+            match (result, restored) {
+                (Ok(_), Err(e)) => Err(E::from(MetaError::from(e))),
+                (result, _) => result,
+            }
         })
         .await
         .map_err(|e| E::from(MetaError::Database(Box::new(e))))?
