@@ -101,6 +101,9 @@ pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, Toke
 
 /// Query parameter of a layer download URL (`GetDownloadUrlForLayer`).
 pub const DOWNLOAD_PARAM: &str = "X-Berth-Download";
+/// The registry (account id) a download URL reads from, beside [`DOWNLOAD_PARAM`]: the
+/// grant is signed over it, so the URL works on any host name of the server.
+pub const DOWNLOAD_REGISTRY_PARAM: &str = "X-Berth-Registry";
 
 /// How long a download URL is valid (ECR's S3 URLs: about an hour).
 pub const DOWNLOAD_LIFETIME_SECS: i64 = 3600;

@@ -401,6 +401,11 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
 
     if matches!(route.op, OciOperation::GetBlob | OciOperation::HeadBlob) {
         if let Some(grant) = query_param(req.uri(), token::DOWNLOAD_PARAM) {
+            // The grant names its registry (it is signed over it), whatever the host.
+            let account = query_param(req.uri(), token::DOWNLOAD_REGISTRY_PARAM)
+                .and_then(|a| a.parse::<AccountId>().ok())
+                .unwrap_or(account);
+            req.extensions_mut().insert(RegistryAccount(account));
             let cfg = &gate.inner.config;
             return match token::verify_download(
                 &cfg.login_token_key,

@@ -261,6 +261,56 @@ fn each_account_has_its_own_registry_and_cross_account_access_needs_both_sides()
         json!({"repositories": [repo]})
     );
 
+    // A download URL of the other registry works on any host name of the server: the
+    // grant names its registry.
+    let manifest: Value = serde_json::from_str(
+        run_ok(aws(
+            &reg,
+            &other,
+            &[
+                "ecr",
+                "batch-get-image",
+                "--repository-name",
+                repo,
+                "--image-ids",
+                "imageTag=v1",
+            ],
+        ))
+        .json()["images"][0]["imageManifest"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = run_ok(aws(
+        &reg,
+        &other,
+        &[
+            "ecr",
+            "get-download-url-for-layer",
+            "--repository-name",
+            repo,
+            "--layer-digest",
+            &layer,
+        ],
+    ))
+    .json()["downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        url.starts_with(&format!("http://{}/", registry_host(&reg, OTHER_ACCOUNT))),
+        "{url}"
+    );
+    let plain_url = url.replace(&registry_host(&reg, OTHER_ACCOUNT), reg.addr());
+    let resp = http.get(&plain_url).send().unwrap();
+    assert_eq!(resp.status(), 200, "{plain_url}");
+    let body = resp.bytes().unwrap();
+    assert_eq!(sha256_digest(&body), layer);
+
     // Cross-account, step 1: nothing grants the default account anything in the other
     // registry, so even its root is refused, on both edges.
     let denied = run(

@@ -17,7 +17,9 @@ use super::images::{open_repository, push_target, Target};
 use super::{required, Ctx};
 use crate::error::EcrError;
 use crate::operation::EcrOperation;
-use crate::token::{sign_download, DOWNLOAD_LIFETIME_SECS, DOWNLOAD_PARAM};
+use crate::token::{
+    sign_download, DOWNLOAD_LIFETIME_SECS, DOWNLOAD_PARAM, DOWNLOAD_REGISTRY_PARAM,
+};
 
 /// The part size InitiateLayerUpload suggests (ECR answers 10 MiB).
 pub const PART_SIZE: u64 = 10 * 1024 * 1024;
@@ -404,8 +406,8 @@ pub(super) async fn get_download_url_for_layer(
     let scheme = if ctx.conn.secure { "https" } else { "http" };
     Ok(json!({
         "downloadUrl": format!(
-            "{scheme}://{}/v2/{}/blobs/{digest}?{DOWNLOAD_PARAM}={grant}",
-            ctx.registry_host(&target.registry), target.name
+            "{scheme}://{}/v2/{}/blobs/{digest}?{DOWNLOAD_PARAM}={grant}&{DOWNLOAD_REGISTRY_PARAM}={}",
+            ctx.registry_host(&target.registry), target.name, target.registry
         ),
         "layerDigest": digest.to_string(),
     }))
