@@ -18,7 +18,7 @@ REF_BIN=$(command -v docker-registry || echo /usr/bin/docker-registry)
 QUICK=0 REPEAT=1 ONLY="" BUILD=1 SCENARIOS="" OUT="" V2_LOGIN=token
 # Scenario sizes: empty means "the default of the chosen mode" (see set_sizes).
 BLOBS="" BLOB_SIZE="" IMAGES="" CLIENTS="" STORM_SIZE="" HOT_DURATION="" MIXED_DURATION="" REPOS="" TAGS="" WALK_DURATION="" DESCRIBE_IMAGES=""
-LIFECYCLE_IMAGES="" GC_BLOBS="" GC_ONLINE_BLOBS="" GC_ONLINE_DURATION=""
+LIFECYCLE_IMAGES="" GC_BLOBS="" GC_COMPARE_BLOBS="" GC_ONLINE_BLOBS="" GC_ONLINE_DURATION=""
 
 usage() {
   cat <<'EOF'
@@ -39,7 +39,8 @@ Usage: bench/run.sh [options]
   --out DIR             where results.jsonl, report.md and server logs go (default target/bench-results/TIME)
   Sizes: --blobs N --blob-size S --images N --clients N --storm-size S --hot-duration D
          --mixed-duration D --repos A,B --tags A,B --walk-duration D --describe-images N
-         --lifecycle-images N --gc-blobs N --gc-online-blobs N --gc-online-duration D
+         --lifecycle-images N --gc-blobs N (Berth) --gc-compare-blobs N (both servers)
+         --gc-online-blobs N --gc-online-duration D
          (S like 4MiB, D like 10s)
 EOF
 }
@@ -67,6 +68,7 @@ while [ $# -gt 0 ]; do
     --describe-images) DESCRIBE_IMAGES=$2; shift ;;
     --lifecycle-images) LIFECYCLE_IMAGES=$2; shift ;;
     --gc-blobs) GC_BLOBS=$2; shift ;;
+    --gc-compare-blobs) GC_COMPARE_BLOBS=$2; shift ;;
     --gc-online-blobs) GC_ONLINE_BLOBS=$2; shift ;;
     --gc-online-duration) GC_ONLINE_DURATION=$2; shift ;;
     --v2-login) V2_LOGIN=$2; shift ;;
@@ -84,12 +86,12 @@ set_sizes() {
     : "${BLOBS:=16}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=8}" "${CLIENTS:=20}" "${STORM_SIZE:=10MB}"
     : "${HOT_DURATION:=3s}" "${MIXED_DURATION:=5s}" "${REPOS:=50,250}" "${TAGS:=50,250}" "${WALK_DURATION:=2s}"
     : "${DESCRIBE_IMAGES:=2000}"
-    : "${LIFECYCLE_IMAGES:=5000}" "${GC_BLOBS:=50000}" "${GC_ONLINE_BLOBS:=20000}" "${GC_ONLINE_DURATION:=3s}"
+    : "${LIFECYCLE_IMAGES:=5000}" "${GC_BLOBS:=20000}" "${GC_COMPARE_BLOBS:=20000}" "${GC_ONLINE_BLOBS:=20000}" "${GC_ONLINE_DURATION:=3s}"
   else
     : "${BLOBS:=64}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=32}" "${CLIENTS:=200}" "${STORM_SIZE:=50MB}"
     : "${HOT_DURATION:=10s}" "${MIXED_DURATION:=20s}" "${REPOS:=100,1000}" "${TAGS:=100,1000}" "${WALK_DURATION:=5s}"
     : "${DESCRIBE_IMAGES:=10000}"
-    : "${LIFECYCLE_IMAGES:=100000}" "${GC_BLOBS:=1000000}" "${GC_ONLINE_BLOBS:=100000}" "${GC_ONLINE_DURATION:=10s}"
+    : "${LIFECYCLE_IMAGES:=100000}" "${GC_BLOBS:=1000000}" "${GC_COMPARE_BLOBS:=100000}" "${GC_ONLINE_BLOBS:=100000}" "${GC_ONLINE_DURATION:=10s}"
   fi
 }
 set_sizes
@@ -113,7 +115,8 @@ scenario_args() {
     describe-images) echo "describe-images describe-images --images $DESCRIBE_IMAGES --walk-duration $WALK_DURATION --lookup-duration $HOT_DURATION" ;;
     # These start (and stop, restart, reconfigure) servers of their own: see run_own.
     lifecycle-preview) echo "lifecycle-preview lifecycle-preview --images $LIFECYCLE_IMAGES" ;;
-    gc-scale) echo "gc-scale gc-scale --blobs $GC_BLOBS" ;;
+    # gc-scale runs at two sizes (run_own): GC_COMPARE_BLOBS on both servers, GC_BLOBS on Berth.
+    gc-scale) echo "gc-scale gc-scale" ;;
     gc-online) echo "gc-online gc-online --store-blobs $GC_ONLINE_BLOBS --garbage-blobs $((GC_ONLINE_BLOBS / 10)) --duration $GC_ONLINE_DURATION" ;;
     *) return 1 ;;
   esac
@@ -311,7 +314,8 @@ run_own() {
   local scen=$1 s=$2 round=$3 label args bin extra=() dir
   read -r label args <<<"$(scenario_args "$scen")"
   if [ "$s" = berth ]; then bin=$BERTH_BIN; else bin=$REF_BIN; fi
-  [ "$scen" = gc-scale ] && extra=(--server "$s")
+  # gc-scale: the blob count is the 4th argument; the label carries it as the bench does.
+  [ "$scen" = gc-scale ] && { extra=(--server "$s" --blobs "$4"); label="gc-scale/$4"; }
   dir=$WORK/$scen-$s-$round
   log "[$s] $label (own server, work dir $dir)"
   # shellcheck disable=SC2086
@@ -319,7 +323,7 @@ run_own() {
     log "[$s] $label FAILED"
     emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
   fi
-  cp "$dir/server.log" "$OUT/$scen-$s-$round.log" 2>/dev/null || true
+  cp "$dir/server.log" "$OUT/${label//\//-}-$s-$round.log" 2>/dev/null || true
   rm -rf "$dir"
 }
 
@@ -361,10 +365,14 @@ for round in $(seq "$REPEAT"); do
   [ "$WANT_BERTH" = 1 ] && OWN_SERVERS+=(berth)
   if [ $((round % 2)) = 0 ] && [ ${#OWN_SERVERS[@]} = 2 ]; then OWN_SERVERS=(berth reference); fi
   for scen in $OWN; do
-    for s in "${OWN_SERVERS[@]}"; do
-      [ "$scen" = gc-scale ] || [ "$s" = berth ] || continue
-      run_own "$scen" "$s" "$round"
-    done
+    if [ "$scen" = gc-scale ]; then
+      for s in "${OWN_SERVERS[@]}"; do run_own gc-scale "$s" "$round" "$GC_COMPARE_BLOBS"; done
+      if [ "$GC_BLOBS" != "$GC_COMPARE_BLOBS" ] && [ "$WANT_BERTH" = 1 ]; then
+        run_own gc-scale berth "$round" "$GC_BLOBS"
+      fi
+    elif [ "$WANT_BERTH" = 1 ]; then
+      run_own "$scen" berth "$round"
+    fi
   done
 done
 

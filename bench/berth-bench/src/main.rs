@@ -18,7 +18,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-
 #[derive(Parser)]
 #[command(name = "berth-bench", about = "OCI Distribution API load generator")]
 struct Cli {

@@ -96,7 +96,7 @@ impl Layout {
     }
 
     fn blob(&self, i: usize) -> Blob {
-        if i < self.referenced && i % self.group == 0 {
+        if i < self.referenced && i.is_multiple_of(self.group) {
             return config_blob(&format!("gc {} {}", self.salt, i / self.group));
         }
         let mut s = format!("berth-bench gc {} {i:012}\n", self.salt);
@@ -119,7 +119,11 @@ impl Layout {
 }
 
 /// Prints progress of a long fill to stderr every 30 s.
-fn progress(what: &'static str, total: usize, done: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+fn progress(
+    what: &'static str,
+    total: usize,
+    done: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = Instant::now();
         loop {
@@ -170,7 +174,8 @@ async fn fill(reg: &Registry, layout: &Layout, concurrency: usize) -> Result<Fil
         let (reg, lay) = (reg2.clone(), lay.clone());
         async move {
             let r = async {
-                let (repo, tag, body) = tokio::task::spawn_blocking(move || lay.manifest(g)).await?;
+                let (repo, tag, body) =
+                    tokio::task::spawn_blocking(move || lay.manifest(g)).await?;
                 reg.put_manifest(&repo, &tag, OCI_MANIFEST, body).await?;
                 Ok(0)
             }
@@ -202,7 +207,10 @@ async fn spot_check(reg: &Registry, layout: &Layout, n: usize, t: &mut Tally) ->
         let b = layout.blob(i);
         if let Err(e) = reg.get_blob_verified(&layout.repo_of(i), &b.digest).await {
             missing += 1;
-            t.error("spot_referenced", &e.context(format!("referenced blob {i} after GC")));
+            t.error(
+                "spot_referenced",
+                &e.context(format!("referenced blob {i} after GC")),
+            );
         }
     }
     for i in garbage.iter() {
@@ -214,7 +222,11 @@ async fn spot_check(reg: &Registry, layout: &Layout, n: usize, t: &mut Tally) ->
                 present += 1;
                 t.error(
                     "spot_garbage",
-                    &BenchError::Verify(format!("unreferenced blob {} still served after GC", b.digest)).into(),
+                    &BenchError::Verify(format!(
+                        "unreferenced blob {} still served after GC",
+                        b.digest
+                    ))
+                    .into(),
                 );
             }
             Err(e) => t.error("spot_garbage", &e),
@@ -266,7 +278,13 @@ fn blob_dir(kind: ServerKind, data: &Path) -> PathBuf {
     }
 }
 
-async fn start(kind: ServerKind, bin: &Path, dir: &Path, key: &AccessKey, env: &[(String, String)]) -> Result<Server> {
+async fn start(
+    kind: ServerKind,
+    bin: &Path,
+    dir: &Path,
+    key: &AccessKey,
+    env: &[(String, String)],
+) -> Result<Server> {
     let log = dir.join("server.log");
     match kind {
         ServerKind::Berth => Server::start_berth(bin, &dir.join("data"), key, env, &log).await,
@@ -302,7 +320,13 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
     let with_key = (a.server == ServerKind::Berth).then_some(&key);
     let ctx = conn.ctx_for(&server, with_key).await?;
     let garbage = ((a.blobs as f64) * a.garbage_share.clamp(0.0, 1.0)).round() as usize;
-    let layout = Layout::new(&ctx.prefix, a.blobs, garbage, a.layers_per_manifest, a.repos);
+    let layout = Layout::new(
+        &ctx.prefix,
+        a.blobs,
+        garbage,
+        a.layers_per_manifest,
+        a.repos,
+    );
     eprintln!(
         "# [{}] gc-scale: filling {} blobs ({} referenced by {} manifests, {} unreferenced)",
         a.server.tag(),
@@ -315,8 +339,10 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
     let data = dir.join("data");
     let (files_before, bytes_before) = count_files(&blob_dir(a.server, &data));
 
+    // The size is part of the name: the reference is compared at a size it can be filled
+    // to in reasonable time, Berth is also measured at the size.
     let mut r = Report::new(
-        "gc-scale",
+        format!("gc-scale/{}", layout.total()),
         json!({"blobs": layout.total(), "garbage": layout.garbage, "manifests": layout.manifests(),
                "layers_per_manifest": a.layers_per_manifest, "repos": a.repos,
                "concurrency": a.concurrency, "blob_size": layout.blob_size}),
@@ -325,7 +351,12 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
         ServerKind::Berth => {
             let cmd = |dry: bool| {
                 let mut c = std::process::Command::new(&a.bin);
-                c.arg("gc").arg("--json").arg("--grace-secs").arg("0").arg("--data-dir").arg(&data);
+                c.arg("gc")
+                    .arg("--json")
+                    .arg("--grace-secs")
+                    .arg("0")
+                    .arg("--data-dir")
+                    .arg(&data);
                 if dry {
                     c.arg("--dry-run");
                 }
@@ -339,10 +370,16 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
                 }
             }
             let rep = gc_json(&real.kept)?;
-            let deleted = rep["blobs"].as_u64().unwrap_or(0) + rep["unrecorded_files"].as_u64().unwrap_or(0);
+            let deleted =
+                rep["blobs"].as_u64().unwrap_or(0) + rep["unrecorded_files"].as_u64().unwrap_or(0);
             let would = gc_json(&dry.kept)?["blobs"].as_u64().unwrap_or(0);
             r.metric("dry_run_would_delete", would as f64, "blobs", Better::None);
-            r.metric("gc_links_deleted", rep["links"].as_f64().unwrap_or(f64::NAN), "links", Better::None);
+            r.metric(
+                "gc_links_deleted",
+                rep["links"].as_f64().unwrap_or(f64::NAN),
+                "links",
+                Better::None,
+            );
             (dry, real, deleted, None)
         }
         ServerKind::Reference => {
@@ -363,7 +400,11 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
             let real = run_measured(cmd(false), keep).await?;
             for run in [&dry, &real] {
                 if !run.success {
-                    bail!("garbage-collect failed ({}): {}", run.status, run.stderr_tail);
+                    bail!(
+                        "garbage-collect failed ({}): {}",
+                        run.status,
+                        run.stderr_tail
+                    );
                 }
             }
             let (marked, deleted) = reference_summary(&real.kept)
@@ -391,7 +432,12 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
         "blobs/s",
         Better::Higher,
     );
-    r.metric("fill_requests", filled.requests as f64, "requests", Better::None);
+    r.metric(
+        "fill_requests",
+        filled.requests as f64,
+        "requests",
+        Better::None,
+    );
     r.metric("gc_wall_s", real.wall.as_secs_f64(), "s", Better::Lower);
     r.metric("gc_cpu_s", real.cpu_s, "s", Better::Lower);
     r.metric("gc_peak_rss_mib", real.peak_rss_mib, "MiB", Better::Lower);
@@ -402,14 +448,34 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
         Better::Higher,
     );
     r.metric("dry_run_wall_s", dry.wall.as_secs_f64(), "s", Better::Lower);
-    r.metric("dry_run_peak_rss_mib", dry.peak_rss_mib, "MiB", Better::Lower);
+    r.metric(
+        "dry_run_peak_rss_mib",
+        dry.peak_rss_mib,
+        "MiB",
+        Better::Lower,
+    );
     r.metric("blobs_deleted", deleted as f64, "blobs", Better::None);
-    r.metric("garbage_blobs", layout.garbage as f64, "blobs", Better::None);
+    r.metric(
+        "garbage_blobs",
+        layout.garbage as f64,
+        "blobs",
+        Better::None,
+    );
     if let Some(m) = marked {
         r.metric("blobs_marked", m as f64, "blobs", Better::None);
     }
-    r.metric("blob_files_before", files_before as f64, "files", Better::None);
-    r.metric("blob_files_after", files_after as f64, "files", Better::None);
+    r.metric(
+        "blob_files_before",
+        files_before as f64,
+        "files",
+        Better::None,
+    );
+    r.metric(
+        "blob_files_after",
+        files_after as f64,
+        "files",
+        Better::None,
+    );
     r.metric(
         "bytes_freed_mib",
         bytes_before.saturating_sub(bytes_after) as f64 / (1024.0 * 1024.0),
@@ -417,8 +483,18 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
         Better::None,
     );
     r.metric("spot_checks", checks as f64, "blobs", Better::None);
-    r.metric("spot_referenced_missing", missing as f64, "count", Better::Lower);
-    r.metric("spot_garbage_present", present as f64, "count", Better::Lower);
+    r.metric(
+        "spot_referenced_missing",
+        missing as f64,
+        "count",
+        Better::Lower,
+    );
+    r.metric(
+        "spot_garbage_present",
+        present as f64,
+        "count",
+        Better::Lower,
+    );
     if deleted != layout.garbage as u64 {
         t.error(
             "gc",
@@ -539,8 +615,10 @@ async fn measure_slot(ctx: &Ctx, a: &OnlineArgs, pull_repo: &str, pulls: Arc<Vec
         let (reg, repo, pulls) = (reg.clone(), repo.clone(), pulls.clone());
         async move {
             let d = &pulls[rand::random::<usize>() % pulls.len()];
-            t.time("pull", async { Ok(((), reg.get_blob_verified(&repo, d).await?)) })
-                .await;
+            t.time("pull", async {
+                Ok(((), reg.get_blob_verified(&repo, d).await?))
+            })
+            .await;
             t
         }
     })
@@ -563,14 +641,23 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     let off_env = vec![("BERTH_GC__ENABLED".to_string(), "false".to_string())];
     let on_env = vec![
         ("BERTH_GC__ENABLED".to_string(), "true".to_string()),
-        ("BERTH_GC__INTERVAL_SECS".to_string(), a.gc_interval_secs.to_string()),
-        ("BERTH_GC__GRACE_SECS".to_string(), a.gc_grace_secs.to_string()),
+        (
+            "BERTH_GC__INTERVAL_SECS".to_string(),
+            a.gc_interval_secs.to_string(),
+        ),
+        (
+            "BERTH_GC__GRACE_SECS".to_string(),
+            a.gc_grace_secs.to_string(),
+        ),
     ];
     // Both modes log JSON with the GC task's debug lines, so every pass shows (a pass that
     // frees nothing logs at debug).
     let log_env = [
         ("BERTH_LOG__FORMAT".to_string(), "json".to_string()),
-        ("BERTH_LOG__LEVEL".to_string(), "info,berth::serve=debug".to_string()),
+        (
+            "BERTH_LOG__LEVEL".to_string(),
+            "info,berth::serve=debug".to_string(),
+        ),
     ];
 
     // Prepare with GC off: the store of tiny blobs and the pull set.
@@ -579,7 +666,13 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     let mut server = Server::start_berth(&a.bin, &data, &key, &env, &log).await?;
     let url = server.url.clone();
     let ctx = conn.ctx_for(&server, Some(&key)).await?;
-    let layout = Layout::new(&ctx.prefix, a.store_blobs + a.garbage_blobs, a.garbage_blobs, 999, 10);
+    let layout = Layout::new(
+        &ctx.prefix,
+        a.store_blobs + a.garbage_blobs,
+        a.garbage_blobs,
+        999,
+        10,
+    );
     eprintln!(
         "# [berth] gc-online: filling {} tiny blobs ({} unreferenced) and {} × {} B to pull",
         layout.total(),
@@ -597,7 +690,12 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     ctx.reg.push_blob_post(&pull_repo, &config).await?;
     let refs: Vec<&Blob> = pull_set.iter().collect();
     ctx.reg
-        .put_manifest(&pull_repo, "pull", OCI_MANIFEST, image_manifest(&config, &refs, "pull"))
+        .put_manifest(
+            &pull_repo,
+            "pull",
+            OCI_MANIFEST,
+            image_manifest(&config, &refs, "pull"),
+        )
         .await?;
     let pulls: Arc<Vec<String>> = Arc::new(pull_set.iter().map(|b| b.digest.clone()).collect());
     drop(pull_set);
@@ -607,7 +705,11 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     let mut on = Vec::new();
     let mut errors = Tally::default();
     for round in 0..a.rounds.max(1) {
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for gc in order {
             let env: Vec<_> = if gc { &on_env } else { &off_env }
                 .iter()
@@ -649,7 +751,11 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
                     &BenchError::Verify("GC passes logged in a window without GC".into()).into(),
                 );
             }
-            if gc { on.push(slot) } else { off.push(slot) }
+            if gc {
+                on.push(slot)
+            } else {
+                off.push(slot)
+            }
         }
     }
 
@@ -665,13 +771,17 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
         let mut t = Tally::default();
         let mut wall = Duration::ZERO;
         for s in v {
-            let (src, w) = if push { (&s.push, s.push_wall) } else { (&s.pull, s.pull_wall) };
-            let mut c = Tally::default();
-            c.lat = src.lat.clone();
-            c.bytes = src.bytes;
-            c.errors = src.errors;
-            c.first_error = src.first_error.clone();
-            t.merge(c);
+            let (src, w) = if push {
+                (&s.push, s.push_wall)
+            } else {
+                (&s.pull, s.pull_wall)
+            };
+            t.merge(Tally {
+                lat: src.lat.clone(),
+                bytes: src.bytes,
+                errors: src.errors,
+                first_error: src.first_error.clone(),
+            });
             wall += w;
         }
         (t, wall)
@@ -681,7 +791,12 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     let (pull_off, lw_off) = sum(&off, false);
     let (pull_on, lw_on) = sum(&on, false);
     let rate = |t: &Tally, w: Duration| mb_per_s(t.bytes, w);
-    let (p0, p1, l0, l1) = (rate(&push_off, pw_off), rate(&push_on, pw_on), rate(&pull_off, lw_off), rate(&pull_on, lw_on));
+    let (p0, p1, l0, l1) = (
+        rate(&push_off, pw_off),
+        rate(&push_on, pw_on),
+        rate(&pull_off, lw_off),
+        rate(&pull_on, lw_on),
+    );
     r.metric("push_mb_s_without_gc", p0, "MB/s", Better::Higher);
     r.metric("push_mb_s_with_gc", p1, "MB/s", Better::Higher);
     r.metric("push_with_vs_without", p1 / p0, "ratio", Better::Higher);
@@ -693,19 +808,62 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     r.latency("pull_without_gc_", &pull_off.get("pull").summary());
     r.latency("pull_with_gc_", &pull_on.get("pull").summary());
     let cpu = |v: &[Slot]| v.iter().map(|s| s.server_cpu_s).sum::<f64>();
-    let ops = |v: &[Slot]| v.iter().map(|s| s.push.ops() + s.pull.ops()).sum::<usize>().max(1) as f64;
-    r.metric("server_cpu_ms_per_op_without_gc", cpu(&off) * 1e3 / ops(&off), "ms", Better::Lower);
-    r.metric("server_cpu_ms_per_op_with_gc", cpu(&on) * 1e3 / ops(&on), "ms", Better::Lower);
+    let ops = |v: &[Slot]| {
+        v.iter()
+            .map(|s| s.push.ops() + s.pull.ops())
+            .sum::<usize>()
+            .max(1) as f64
+    };
+    r.metric(
+        "server_cpu_ms_per_op_without_gc",
+        cpu(&off) * 1e3 / ops(&off),
+        "ms",
+        Better::Lower,
+    );
+    r.metric(
+        "server_cpu_ms_per_op_with_gc",
+        cpu(&on) * 1e3 / ops(&on),
+        "ms",
+        Better::Lower,
+    );
     let passes: u64 = on.iter().map(|s| s.passes).sum();
-    let windows: f64 = on.iter().map(|s| (s.push_wall + s.pull_wall).as_secs_f64()).sum();
-    r.metric("gc_passes_in_windows", passes as f64, "passes", Better::None);
-    r.metric("gc_passes_per_s", passes as f64 / windows.max(1e-9), "passes/s", Better::None);
+    let windows: f64 = on
+        .iter()
+        .map(|s| (s.push_wall + s.pull_wall).as_secs_f64())
+        .sum();
+    r.metric(
+        "gc_passes_in_windows",
+        passes as f64,
+        "passes",
+        Better::None,
+    );
+    r.metric(
+        "gc_passes_per_s",
+        passes as f64 / windows.max(1e-9),
+        "passes/s",
+        Better::None,
+    );
     let ms: Vec<f64> = on.iter().flat_map(|s| s.pass_ms.iter().copied()).collect();
     if !ms.is_empty() {
-        r.metric("gc_pass_mean_ms", ms.iter().sum::<f64>() / ms.len() as f64, "ms", Better::Lower);
+        r.metric(
+            "gc_pass_mean_ms",
+            ms.iter().sum::<f64>() / ms.len() as f64,
+            "ms",
+            Better::Lower,
+        );
     }
-    r.metric("gc_blobs_freed_in_windows", on.iter().map(|s| s.freed).sum::<u64>() as f64, "blobs", Better::None);
-    r.metric("prepare_blobs_per_s", layout.total() as f64 / filled.wall.as_secs_f64(), "blobs/s", Better::None);
+    r.metric(
+        "gc_blobs_freed_in_windows",
+        on.iter().map(|s| s.freed).sum::<u64>() as f64,
+        "blobs",
+        Better::None,
+    );
+    r.metric(
+        "prepare_blobs_per_s",
+        layout.total() as f64 / filled.wall.as_secs_f64(),
+        "blobs/s",
+        Better::None,
+    );
     r.absorb(&push_off);
     r.absorb(&push_on);
     r.absorb(&pull_off);

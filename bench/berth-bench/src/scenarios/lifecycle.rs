@@ -254,7 +254,9 @@ pub async fn run(conn: &Connect, a: &Args) -> Result<Vec<(String, String, Report
     let t1 = Instant::now();
     let (results, distinct, pages) = page_all(&aws, &repo, a.page_size, first).await?;
     let paging = t1.elapsed();
-    let paging_cpu = server_cpu_seconds(ctx.server_pid).zip(cpu0).map(|(b, a)| b - a);
+    let paging_cpu = server_cpu_seconds(ctx.server_pid)
+        .zip(cpu0)
+        .map(|(b, a)| b - a);
 
     // Execution, with the server stopped.
     server.stop().await;
