@@ -4,7 +4,8 @@
 # dirs, runs every scenario against both INTERLEAVED, and prints a Markdown comparison table.
 # Berth requires credentials on /v2 (its default): it is started with a known administrator key,
 # which the bench uses for every request to it; the reference registry gets no credentials.
-# The Berth-only scenarios (auth-token, manifest-head-auth, describe-images) run last.
+# The Berth-only scenarios (auth-token, manifest-head-auth, describe-images) run next; last come the
+# scenarios that start their own servers (lifecycle-preview, gc-scale on both, gc-online).
 # See bench/README.md. Usage: bench/run.sh [--quick] [--repeat R] [--only reference|berth] [options]
 set -euo pipefail
 
@@ -17,6 +18,7 @@ REF_BIN=$(command -v docker-registry || echo /usr/bin/docker-registry)
 QUICK=0 REPEAT=1 ONLY="" BUILD=1 SCENARIOS="" OUT="" V2_LOGIN=token
 # Scenario sizes: empty means "the default of the chosen mode" (see set_sizes).
 BLOBS="" BLOB_SIZE="" IMAGES="" CLIENTS="" STORM_SIZE="" HOT_DURATION="" MIXED_DURATION="" REPOS="" TAGS="" WALK_DURATION="" DESCRIBE_IMAGES=""
+LIFECYCLE_IMAGES="" GC_BLOBS="" GC_COMPARE_BLOBS="" GC_ONLINE_BLOBS="" GC_ONLINE_DURATION=""
 
 usage() {
   cat <<'EOF'
@@ -27,6 +29,8 @@ Usage: bench/run.sh [options]
   --scenarios "A B"     subset of: catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull
                         image-push pull-storm manifest-head manifest-get mixed
                         and, Berth only: auth-token manifest-head-auth describe-images
+                        and, on servers of their own: lifecycle-preview (Berth only), gc-scale
+                        (both), gc-online (Berth only)
   --v2-login token|key  how the bench logs in to Berth's /v2: the GetAuthorizationToken password
                         (default, as after docker login) or the access key itself
   --no-build            use the binaries already in target/release
@@ -35,6 +39,8 @@ Usage: bench/run.sh [options]
   --out DIR             where results.jsonl, report.md and server logs go (default target/bench-results/TIME)
   Sizes: --blobs N --blob-size S --images N --clients N --storm-size S --hot-duration D
          --mixed-duration D --repos A,B --tags A,B --walk-duration D --describe-images N
+         --lifecycle-images N --gc-blobs N (Berth) --gc-compare-blobs N (both servers)
+         --gc-online-blobs N --gc-online-duration D
          (S like 4MiB, D like 10s)
 EOF
 }
@@ -60,6 +66,11 @@ while [ $# -gt 0 ]; do
     --tags) TAGS=$2; shift ;;
     --walk-duration) WALK_DURATION=$2; shift ;;
     --describe-images) DESCRIBE_IMAGES=$2; shift ;;
+    --lifecycle-images) LIFECYCLE_IMAGES=$2; shift ;;
+    --gc-blobs) GC_BLOBS=$2; shift ;;
+    --gc-compare-blobs) GC_COMPARE_BLOBS=$2; shift ;;
+    --gc-online-blobs) GC_ONLINE_BLOBS=$2; shift ;;
+    --gc-online-duration) GC_ONLINE_DURATION=$2; shift ;;
     --v2-login) V2_LOGIN=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -75,10 +86,12 @@ set_sizes() {
     : "${BLOBS:=16}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=8}" "${CLIENTS:=20}" "${STORM_SIZE:=10MB}"
     : "${HOT_DURATION:=3s}" "${MIXED_DURATION:=5s}" "${REPOS:=50,250}" "${TAGS:=50,250}" "${WALK_DURATION:=2s}"
     : "${DESCRIBE_IMAGES:=2000}"
+    : "${LIFECYCLE_IMAGES:=5000}" "${GC_BLOBS:=20000}" "${GC_COMPARE_BLOBS:=20000}" "${GC_ONLINE_BLOBS:=20000}" "${GC_ONLINE_DURATION:=3s}"
   else
     : "${BLOBS:=64}" "${BLOB_SIZE:=4MiB}" "${IMAGES:=32}" "${CLIENTS:=200}" "${STORM_SIZE:=50MB}"
     : "${HOT_DURATION:=10s}" "${MIXED_DURATION:=20s}" "${REPOS:=100,1000}" "${TAGS:=100,1000}" "${WALK_DURATION:=5s}"
     : "${DESCRIBE_IMAGES:=10000}"
+    : "${LIFECYCLE_IMAGES:=100000}" "${GC_BLOBS:=1000000}" "${GC_COMPARE_BLOBS:=100000}" "${GC_ONLINE_BLOBS:=100000}" "${GC_ONLINE_DURATION:=10s}"
   fi
 }
 set_sizes
@@ -100,18 +113,26 @@ scenario_args() {
     # Per mode (anonymous, IAM user, root); run_scenario adds the anonymous instance.
     manifest-head-auth) echo "manifest-head-auth manifest-head-auth --duration $HOT_DURATION" ;;
     describe-images) echo "describe-images describe-images --images $DESCRIBE_IMAGES --walk-duration $WALK_DURATION --lookup-duration $HOT_DURATION" ;;
+    # These start (and stop, restart, reconfigure) servers of their own: see run_own.
+    lifecycle-preview) echo "lifecycle-preview lifecycle-preview --images $LIFECYCLE_IMAGES" ;;
+    # gc-scale runs at two sizes (run_own): GC_COMPARE_BLOBS on both servers, GC_BLOBS on Berth.
+    gc-scale) echo "gc-scale gc-scale" ;;
+    gc-online) echo "gc-online gc-online --store-blobs $GC_ONLINE_BLOBS --garbage-blobs $((GC_ONLINE_BLOBS / 10)) --duration $GC_ONLINE_DURATION" ;;
     *) return 1 ;;
   esac
 }
 # Scenarios of Berth's ECR API and access control: the reference registry has neither.
 berth_only() { case "$1" in auth-token|manifest-head-auth|describe-images) return 0 ;; *) return 1 ;; esac; }
+# Scenarios that start their own servers (fresh data dirs, restarts, GC settings).
+own_servers() { case "$1" in lifecycle-preview|gc-scale|gc-online) return 0 ;; *) return 1 ;; esac; }
 # catalog-walk first, so the catalog holds (almost) only its own repositories when it is measured.
-ALL="catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull image-push pull-storm manifest-head manifest-get mixed auth-token manifest-head-auth describe-images"
+ALL="catalog-walk tags-walk blob-push-mono blob-push-chunked blob-pull image-push pull-storm manifest-head manifest-get mixed auth-token manifest-head-auth describe-images lifecycle-preview gc-scale gc-online"
 SCENARIOS=${SCENARIOS:-$ALL}
-SHARED="" BERTH_ONLY=""
+SHARED="" BERTH_ONLY="" OWN=""
 for s in $SCENARIOS; do
   scenario_args "$s" >/dev/null || { echo "run.sh: unknown scenario $s" >&2; exit 2; }
-  if berth_only "$s"; then BERTH_ONLY="$BERTH_ONLY $s"; else SHARED="$SHARED $s"; fi
+  if own_servers "$s"; then OWN="$OWN $s"
+  elif berth_only "$s"; then BERTH_ONLY="$BERTH_ONLY $s"; else SHARED="$SHARED $s"; fi
 done
 
 # Berth's administrator key, created on first start of each empty data dir (the bench then logs
@@ -287,35 +308,72 @@ run_scenario() {
   stop_server berth-anon
 }
 
-for round in $(seq "$REPEAT"); do
-  log "round $round of $REPEAT: starting servers"
-  UP=()
-  for s in "${SERVERS[@]}"; do start_server "$s" "$round" && UP+=("$s"); done
-  [ ${#UP[@]} -gt 0 ] || { echo "run.sh: no server came up" >&2; exit 1; }
-  # Alternate which server goes first in each round, to even out warm-up and page-cache effects.
-  if [ $((round % 2)) = 0 ] && [ ${#UP[@]} = 2 ]; then UP=("${UP[1]}" "${UP[0]}"); fi
-  for scen in $SHARED; do
-    for s in "${UP[@]}"; do run_scenario "$scen" "$s" "$round"; done
-  done
-  # The lifetime rows cover the shared scenarios only, so both servers did the same work.
-  for s in "${UP[@]}"; do
-    pid=${PID[$s]:-}
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      emit_line lifetime "$s" \
-        "{\"name\":\"vmhwm_mib\",\"value\":$(hwm_mib "$pid"),\"unit\":\"MiB\",\"better\":\"lower\"}" \
-        "{\"name\":\"cpu_total_s\",\"value\":$(cpu_s "$pid"),\"unit\":\"s\",\"better\":\"lower\"}" \
-        "{\"name\":\"disk_mib\",\"value\":$(du -sm "$WORK/$s-$round/data" | cut -f1),\"unit\":\"MiB\",\"better\":\"lower\"}"
-    fi
-    [ "$s" = berth ] || stop_server "$s"
-  done
-  if [ -n "$BERTH_ONLY" ]; then
-    if [[ " ${UP[*]} " == *" berth "* ]]; then
-      for scen in $BERTH_ONLY; do run_scenario "$scen" berth "$round"; done
-    else
-      log "berth is not being measured: skipping the Berth-only scenarios ($BERTH_ONLY )"
-    fi
+# run_own SCENARIO SERVER ROUND: a scenario that starts its own server (SERVER: berth or
+# reference) in a work dir of its own; its JSON line appended to the results, the server log kept.
+run_own() {
+  local scen=$1 s=$2 round=$3 label args bin extra=() dir
+  read -r label args <<<"$(scenario_args "$scen")"
+  if [ "$s" = berth ]; then bin=$BERTH_BIN; else bin=$REF_BIN; fi
+  # gc-scale: the blob count is the 4th argument; the label carries it as the bench does.
+  [ "$scen" = gc-scale ] && { extra=(--server "$s" --blobs "$4"); label="gc-scale/$4"; }
+  dir=$WORK/$scen-$s-$round
+  log "[$s] $label (own server, work dir $dir)"
+  # shellcheck disable=SC2086
+  if ! timeout 14400 "$BENCH" --tag "$s" $args --bin "$bin" --work-dir "$dir" "${extra[@]}" >>"$RESULTS"; then
+    log "[$s] $label FAILED"
+    emit_line "$label" "$s" '{"name":"run_failed","value":1,"unit":"count","better":"lower"}'
   fi
-  stop_server berth
+  cp "$dir/server.log" "$OUT/${label//\//-}-$s-$round.log" 2>/dev/null || true
+  rm -rf "$dir"
+}
+
+for round in $(seq "$REPEAT"); do
+  # The servers run.sh starts serve the shared and Berth-only scenarios only.
+  if [ -n "$SHARED$BERTH_ONLY" ]; then
+    log "round $round of $REPEAT: starting servers"
+    UP=()
+    for s in "${SERVERS[@]}"; do start_server "$s" "$round" && UP+=("$s"); done
+    [ ${#UP[@]} -gt 0 ] || { echo "run.sh: no server came up" >&2; exit 1; }
+    # Alternate which server goes first in each round, to even out warm-up and page-cache effects.
+    if [ $((round % 2)) = 0 ] && [ ${#UP[@]} = 2 ]; then UP=("${UP[1]}" "${UP[0]}"); fi
+    for scen in $SHARED; do
+      for s in "${UP[@]}"; do run_scenario "$scen" "$s" "$round"; done
+    done
+    # The lifetime rows cover the shared scenarios only, so both servers did the same work.
+    for s in "${UP[@]}"; do
+      pid=${PID[$s]:-}
+      if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        emit_line lifetime "$s" \
+          "{\"name\":\"vmhwm_mib\",\"value\":$(hwm_mib "$pid"),\"unit\":\"MiB\",\"better\":\"lower\"}" \
+          "{\"name\":\"cpu_total_s\",\"value\":$(cpu_s "$pid"),\"unit\":\"s\",\"better\":\"lower\"}" \
+          "{\"name\":\"disk_mib\",\"value\":$(du -sm "$WORK/$s-$round/data" | cut -f1),\"unit\":\"MiB\",\"better\":\"lower\"}"
+      fi
+      [ "$s" = berth ] || stop_server "$s"
+    done
+    if [ -n "$BERTH_ONLY" ]; then
+      if [[ " ${UP[*]} " == *" berth "* ]]; then
+        for scen in $BERTH_ONLY; do run_scenario "$scen" berth "$round"; done
+      else
+        log "berth is not being measured: skipping the Berth-only scenarios ($BERTH_ONLY )"
+      fi
+    fi
+    stop_server berth
+  fi
+  # Scenarios with servers of their own, after the others, so nothing else competes with them.
+  OWN_SERVERS=()
+  [ "$WANT_REF" = 1 ] && OWN_SERVERS+=(reference)
+  [ "$WANT_BERTH" = 1 ] && OWN_SERVERS+=(berth)
+  if [ $((round % 2)) = 0 ] && [ ${#OWN_SERVERS[@]} = 2 ]; then OWN_SERVERS=(berth reference); fi
+  for scen in $OWN; do
+    if [ "$scen" = gc-scale ]; then
+      for s in "${OWN_SERVERS[@]}"; do run_own gc-scale "$s" "$round" "$GC_COMPARE_BLOBS"; done
+      if [ "$GC_BLOBS" != "$GC_COMPARE_BLOBS" ] && [ "$WANT_BERTH" = 1 ]; then
+        run_own gc-scale berth "$round" "$GC_BLOBS"
+      fi
+    elif [ "$WANT_BERTH" = 1 ]; then
+      run_own "$scen" berth "$round"
+    fi
+  done
 done
 
 "$BENCH" report "$RESULTS" | tee "$OUT/report.md"

@@ -324,6 +324,41 @@ impl Registry {
         Ok(())
     }
 
+    /// The one-request monolithic upload: `POST ?digest=` carrying the body (201). A registry
+    /// that answers 202 instead (it started an ordinary upload and ignored the body, as
+    /// distribution 2.8 does) gets the body in a `PUT ?digest=`. Returns the requests sent.
+    pub async fn push_blob_post(&self, repo: &str, blob: &Blob) -> Result<u32> {
+        let url = format!("/v2/{repo}/blobs/uploads/?digest={}", blob.digest);
+        let hdrs = [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, blob.data.len().to_string()),
+        ];
+        let r = self
+            .expect(
+                "post blob",
+                Method::POST,
+                &url,
+                &hdrs,
+                blob.data.clone(),
+                &[201, 202],
+            )
+            .await?;
+        if r.status == StatusCode::CREATED {
+            return Ok(1);
+        }
+        let url = with_query(&location(&r)?, "digest", &blob.digest);
+        self.expect(
+            "put blob",
+            Method::PUT,
+            &url,
+            &hdrs,
+            blob.data.clone(),
+            &[201],
+        )
+        .await?;
+        Ok(2)
+    }
+
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
         let r = self
             .call(

@@ -9,6 +9,7 @@ mod procstat;
 mod report;
 mod runner;
 mod scenarios;
+mod server;
 mod stats;
 mod units;
 
@@ -16,8 +17,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-
-use scenarios::Ctx;
 
 #[derive(Parser)]
 #[command(name = "berth-bench", about = "OCI Distribution API load generator")]
@@ -92,6 +91,15 @@ enum Cmd {
     ManifestHeadAuth(scenarios::auth::HeadArgs),
     /// ECR DescribeImages over one repository of many images: paging and single-image lookups.
     DescribeImages(scenarios::describe::Args),
+    /// Lifecycle policy preview (ECR API) and execution (`berth lifecycle run`) over one
+    /// repository of many images, on a Berth the bench starts.
+    LifecyclePreview(scenarios::lifecycle::Args),
+    /// One full garbage-collection pass over a store of many blobs (Berth's `berth gc`, or
+    /// the reference's offline `garbage-collect`), on a server the bench starts.
+    GcScale(scenarios::gc::ScaleArgs),
+    /// Push and pull throughput of a Berth without GC, then with GC passes running
+    /// continuously in the server (restarted on the same data dir).
+    GcOnline(scenarios::gc::OnlineArgs),
     /// Print a Markdown comparison table from JSON result lines (files or stdin).
     Report(report::Args),
     /// Exit 0 if the registry answers GET /v2/ (used by run.sh to wait for a server).
@@ -118,6 +126,25 @@ fn main() -> Result<()> {
 }
 
 async fn async_main(cli: Cli) -> Result<()> {
+    let conn = scenarios::Connect {
+        prefix: cli.repo_prefix.clone(),
+        region: cli.region.clone(),
+        timeout: Duration::from_secs(cli.timeout_secs),
+        v2_login: cli.v2_login,
+    };
+    // Scenarios that start their own servers: one JSON line per server they measured.
+    let own = match &cli.cmd {
+        Cmd::LifecyclePreview(a) => Some(scenarios::lifecycle::run(&conn, a).await?),
+        Cmd::GcScale(a) => Some(scenarios::gc::scale(&conn, a).await?),
+        Cmd::GcOnline(a) => Some(scenarios::gc::online(&conn, a).await?),
+        _ => None,
+    };
+    if let Some(reports) = own {
+        for (tag, url, report) in reports {
+            report.emit(&tag, &url);
+        }
+        return Ok(());
+    }
     let timeout = match cli.cmd {
         Cmd::Ping => Duration::from_secs(1),
         _ => Duration::from_secs(cli.timeout_secs),
@@ -129,16 +156,15 @@ async fn async_main(cli: Cli) -> Result<()> {
     if matches!(cli.cmd, Cmd::Ping) {
         return Ok(());
     }
-    let (reg, aws) = login(&cli, reg).await?;
-    let ctx = Ctx {
-        reg,
-        aws,
-        prefix: cli.repo_prefix.clone(),
-        server_pid: cli.server_pid,
-        region: cli.region.clone(),
-        timeout,
-        v2_login: cli.v2_login,
+    let key = match (&cli.access_key_id, &cli.secret_access_key) {
+        (Some(id), Some(secret)) => Some(auth::AccessKey {
+            id: id.clone(),
+            secret: secret.clone(),
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("--access-key-id and --secret-access-key go together"),
     };
+    let ctx = conn.login(reg, cli.server_pid, key).await?;
     let report = match &cli.cmd {
         Cmd::BlobPush(a) => scenarios::blob::push(&ctx, a).await?,
         Cmd::BlobPull(a) => scenarios::blob::pull(&ctx, a).await?,
@@ -152,41 +178,15 @@ async fn async_main(cli: Cli) -> Result<()> {
         Cmd::AuthToken(a) => scenarios::auth::token(&ctx, a).await?,
         Cmd::ManifestHeadAuth(a) => scenarios::auth::head(&ctx, a).await?,
         Cmd::DescribeImages(a) => scenarios::describe::run(&ctx, a).await?,
-        Cmd::Report(_) | Cmd::FreePort | Cmd::Ping => {
+        Cmd::Report(_)
+        | Cmd::FreePort
+        | Cmd::Ping
+        | Cmd::LifecyclePreview(_)
+        | Cmd::GcScale(_)
+        | Cmd::GcOnline(_) => {
             unreachable!("handled before the scenarios")
         }
     };
     report.emit(&cli.tag, &cli.registry);
     Ok(())
-}
-
-/// With an access key: the signed ECR/IAM client, and the `/v2` client carrying the
-/// `Authorization` chosen by `--v2-login`, checked once with `GET /v2/`.
-async fn login(
-    cli: &Cli,
-    reg: client::Registry,
-) -> Result<(client::Registry, Option<aws::AwsClient>)> {
-    let key = match (&cli.access_key_id, &cli.secret_access_key) {
-        (Some(id), Some(secret)) => auth::AccessKey {
-            id: id.clone(),
-            secret: secret.clone(),
-        },
-        (None, None) => return Ok((reg, None)),
-        _ => anyhow::bail!("--access-key-id and --secret-access-key go together"),
-    };
-    let aws = aws::AwsClient::new(reg.clone(), key.clone(), &cli.region)?;
-    let header = match cli.v2_login {
-        auth::V2Login::Token => Some(
-            aws.login_header()
-                .await
-                .context("GetAuthorizationToken for the /v2 login")?,
-        ),
-        auth::V2Login::Key => Some(auth::basic_header(&key.id, &key.secret)),
-        auth::V2Login::None => None,
-    };
-    let reg = reg.with_auth(header.as_deref())?;
-    if header.is_some() {
-        reg.check_login().await?;
-    }
-    Ok((reg, Some(aws)))
 }

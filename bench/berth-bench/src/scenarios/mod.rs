@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod blob;
 pub mod describe;
+pub mod gc;
 pub mod hot;
 pub mod image;
+pub mod lifecycle;
 pub mod listing;
 pub mod mixed;
 pub mod storm;
@@ -46,6 +48,69 @@ impl Ctx {
     /// Starts sampling the server; call right before the measured phase.
     pub fn sampler(&self) -> Sampler {
         Sampler::start(self.server_pid)
+    }
+}
+
+/// What every scenario's client needs besides the registry's address and credentials.
+pub struct Connect {
+    pub prefix: String,
+    pub region: String,
+    pub timeout: Duration,
+    pub v2_login: crate::auth::V2Login,
+}
+
+impl Connect {
+    /// The scenario context for `reg`: with an access key, the signed ECR/IAM client and the
+    /// `/v2` client carrying the `Authorization` chosen by `--v2-login`, checked once with
+    /// `GET /v2/`.
+    pub async fn login(
+        &self,
+        reg: Registry,
+        server_pid: Option<u32>,
+        key: Option<crate::auth::AccessKey>,
+    ) -> Result<Ctx> {
+        let (reg, aws) = match key {
+            None => (reg, None),
+            Some(key) => {
+                let aws = AwsClient::new(reg.clone(), key.clone(), &self.region)?;
+                let header = match self.v2_login {
+                    crate::auth::V2Login::Token => Some(
+                        aws.login_header()
+                            .await
+                            .context("GetAuthorizationToken for the /v2 login")?,
+                    ),
+                    crate::auth::V2Login::Key => {
+                        Some(crate::auth::basic_header(&key.id, &key.secret))
+                    }
+                    crate::auth::V2Login::None => None,
+                };
+                let reg = reg.with_auth(header.as_deref())?;
+                if header.is_some() {
+                    reg.check_login().await?;
+                }
+                (reg, Some(aws))
+            }
+        };
+        Ok(Ctx {
+            reg,
+            aws,
+            prefix: self.prefix.clone(),
+            server_pid,
+            region: self.region.clone(),
+            timeout: self.timeout,
+            v2_login: self.v2_login,
+        })
+    }
+
+    /// The context for a server the bench started (`key`: its administrator key, `None` for
+    /// a registry without access control).
+    pub async fn ctx_for(
+        &self,
+        server: &crate::server::Server,
+        key: Option<&crate::auth::AccessKey>,
+    ) -> Result<Ctx> {
+        let reg = Registry::new(&server.url, self.timeout)?;
+        self.login(reg, Some(server.pid), key.cloned()).await
     }
 }
 
