@@ -127,17 +127,46 @@ impl GcStore for SqliteMetaStore {
         now_ms: i64,
     ) -> Result<GcMarkPage> {
         let lo = after.map(|d| d.to_string()).unwrap_or_default();
+        // Look first, on a reader: in a steady store almost no page has a mark to set or
+        // clear, and such a page then never takes the writer that pushes commit through.
+        let (hi, changes) = {
+            let lo = lo.clone();
+            self.read(move |c| {
+                let hi: Option<String> = c
+                    .prepare_cached(
+                        "SELECT MAX(digest) FROM (SELECT digest FROM blobs WHERE digest > ?1
+                         ORDER BY digest LIMIT ?2)",
+                    )?
+                    .query_row(params![lo, limit as i64], |r| r.get(0))?;
+                let Some(hi) = hi else {
+                    return Ok::<_, MetaError>((None, false));
+                };
+                let changes: bool = c
+                    .prepare_cached(&format!(
+                        "SELECT EXISTS (SELECT 1 FROM blob_links AS l
+                           WHERE l.digest > ?1 AND l.digest <= ?2
+                             AND (l.orphaned_ms IS NULL) = (NOT {LINK_REFERENCED}))
+                         OR EXISTS (SELECT 1 FROM blobs AS b
+                           WHERE b.digest > ?1 AND b.digest <= ?2
+                             AND (b.orphaned_ms IS NULL) = (NOT {BLOB_HELD}))"
+                    ))?
+                    .query_row(params![lo, hi], |r| r.get(0))?;
+                Ok((Some(hi), changes))
+            })
+            .await?
+        };
+        let Some(hi) = hi else {
+            return Ok(GcMarkPage::default());
+        };
+        if !changes {
+            return Ok(GcMarkPage {
+                next: Some(parse_digest(hi)?),
+                links_marked: 0,
+                blobs_marked: 0,
+            });
+        }
         self.write(move |c| {
             let tx = immediate(c)?;
-            let hi: Option<String> = tx
-                .prepare_cached(
-                    "SELECT MAX(digest) FROM (SELECT digest FROM blobs WHERE digest > ?1
-                     ORDER BY digest LIMIT ?2)",
-                )?
-                .query_row(params![lo, limit as i64], |r| r.get(0))?;
-            let Some(hi) = hi else {
-                return Ok(GcMarkPage::default());
-            };
             let links_marked = tx
                 .prepare_cached(&format!(
                     "UPDATE blob_links AS l SET orphaned_ms = ?3
