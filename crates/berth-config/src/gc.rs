@@ -16,6 +16,9 @@ pub struct GcConfig {
     pub grace_secs: u64,
     /// Seconds between two background passes.
     pub interval_secs: u64,
+    /// The share of wall time a background pass may spend working, in (0, 1]: it rests
+    /// between pages to stay within it, so pushes and pulls keep the machine. 1 = no rest.
+    pub duty: f64,
 }
 
 impl Default for GcConfig {
@@ -24,6 +27,7 @@ impl Default for GcConfig {
             enabled: true,
             grace_secs: 24 * 3600,
             interval_secs: 3600,
+            duty: 0.2,
         }
     }
 }
@@ -34,6 +38,12 @@ impl GcConfig {
             return Err(ConfigError::Invalid(
                 "gc.interval_secs must be positive".into(),
             ));
+        }
+        if !(self.duty > 0.0 && self.duty <= 1.0) {
+            return Err(ConfigError::Invalid(format!(
+                "gc.duty must be in (0, 1], got {}",
+                self.duty
+            )));
         }
         Ok(())
     }
@@ -56,5 +66,12 @@ mod tests {
             ..GcConfig::default()
         };
         assert!(no_grace.validate().is_ok());
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            let c = GcConfig {
+                duty: bad,
+                ..GcConfig::default()
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

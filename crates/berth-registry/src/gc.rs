@@ -48,6 +48,34 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Report only; change nothing.
     pub dry_run: bool,
+    /// The share of wall time a pass may spend working (0 < duty <= 1): after each page
+    /// it rests so long that its work stays within that share, leaving the machine to
+    /// the requests it serves. `None`: as fast as it can (`berth gc` by hand).
+    pub duty: Option<f64>,
+}
+
+/// Rests between a pass's pages to keep its work within [`GcOptions::duty`].
+struct Pacer {
+    duty: Option<f64>,
+    since: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(duty: Option<f64>) -> Self {
+        Pacer {
+            duty: duty.filter(|d| *d > 0.0 && *d < 1.0),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Call after each page of work.
+    async fn rest(&mut self) {
+        if let Some(duty) = self.duty {
+            let worked = self.since.elapsed();
+            tokio::time::sleep(worked.mul_f64((1.0 - duty) / duty)).await;
+        }
+        self.since = std::time::Instant::now();
+    }
 }
 
 /// What a pass freed (or, in a dry run, would free).
@@ -136,10 +164,11 @@ impl GarbageCollector {
             ..GcReport::default()
         };
         let meta = self.meta.as_ref();
+        let mut pacer = Pacer::new(options.duty);
 
         if options.dry_run {
             report.links = meta.gc_count_sweepable_links(now, cutoff).await? as u64;
-            (report.blobs, report.bytes) = self.count(now, cutoff).await?;
+            (report.blobs, report.bytes) = self.count(now, cutoff, &mut pacer).await?;
         } else {
             let pin_cutoff = now.saturating_sub(PIN_LIFETIME.as_millis() as i64);
             report.pins_expired = meta.gc_expire_pins(pin_cutoff).await? as u64;
@@ -148,6 +177,7 @@ impl GarbageCollector {
             let mut after = None;
             loop {
                 let page = meta.gc_mark(after.as_ref(), PAGE, now).await?;
+                pacer.rest().await;
                 match page.next {
                     Some(next) => after = Some(next),
                     None => break,
@@ -155,6 +185,7 @@ impl GarbageCollector {
             }
             loop {
                 let n = meta.gc_sweep_links(cutoff, now, PAGE).await?;
+                pacer.rest().await;
                 report.links += n as u64;
                 if n < PAGE {
                     break;
@@ -166,6 +197,7 @@ impl GarbageCollector {
                 let page = meta
                     .gc_candidates(now, cutoff, after.as_ref(), PAGE)
                     .await?;
+                pacer.rest().await;
                 let Some(last) = page.last() else { break };
                 after = Some(last.digest.clone());
                 for chunk in page.chunks(DELETE_BATCH) {
@@ -181,7 +213,7 @@ impl GarbageCollector {
         }
 
         // Everything unreferenced that is left (a dry run: minus what it would free).
-        let (all, all_bytes) = self.count(now, i64::MAX).await?;
+        let (all, all_bytes) = self.count(now, i64::MAX, &mut pacer).await?;
         if options.dry_run {
             report.pending_blobs = all.saturating_sub(report.blobs);
             report.pending_bytes = all_bytes.saturating_sub(report.bytes);
@@ -190,19 +222,20 @@ impl GarbageCollector {
         }
 
         (report.unrecorded_files, report.unrecorded_bytes) =
-            self.unrecorded(cutoff, options.dry_run).await?;
+            self.unrecorded(cutoff, options.dry_run, &mut pacer).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
 
     /// Count and bytes of the blobs deletable at `cutoff` (see `GcStore::gc_candidates`).
-    async fn count(&self, now: i64, cutoff: i64) -> Result<(u64, u64)> {
+    async fn count(&self, now: i64, cutoff: i64, pacer: &mut Pacer) -> Result<(u64, u64)> {
         let (mut count, mut bytes, mut after) = (0u64, 0u64, None::<Digest>);
         loop {
             let page = self
                 .meta
                 .gc_candidates(now, cutoff, after.as_ref(), PAGE)
                 .await?;
+            pacer.rest().await;
             let Some(last) = page.last() else {
                 return Ok((count, bytes));
             };
@@ -214,11 +247,17 @@ impl GarbageCollector {
     }
 
     /// Blob files no row records, last written before `cutoff`: deleted unless `dry_run`.
-    async fn unrecorded(&self, cutoff: i64, dry_run: bool) -> Result<(u64, u64)> {
+    async fn unrecorded(
+        &self,
+        cutoff: i64,
+        dry_run: bool,
+        pacer: &mut Pacer,
+    ) -> Result<(u64, u64)> {
         let deleter = self.deleter();
         let (mut count, mut bytes, mut after) = (0u64, 0u64, None::<Digest>);
         loop {
             let page = self.blobs.list_blobs(after.as_ref(), PAGE).await?;
+            pacer.rest().await;
             let Some(last) = page.last() else {
                 return Ok((count, bytes));
             };

@@ -197,6 +197,7 @@ fn spawn_gc(registry: Registry, cfg: &Config) {
     let options = berth_registry::gc::GcOptions {
         grace: Duration::from_secs(cfg.gc.grace_secs),
         dry_run: false,
+        duty: Some(cfg.gc.duty),
     };
     let every = Duration::from_secs(cfg.gc.interval_secs);
     let gc = registry.garbage_collector();

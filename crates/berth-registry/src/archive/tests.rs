@@ -251,6 +251,7 @@ async fn a_shared_layer_goes_once_every_image_using_it_is_archived_and_gc_keeps_
         .run(GcOptions {
             grace: Duration::ZERO,
             dry_run: false,
+            duty: None,
         })
         .await
         .unwrap();
@@ -398,6 +399,7 @@ async fn concurrent_pushes_mounts_archiving_and_gc_never_break_an_active_image()
                 gc.run(GcOptions {
                     grace: Duration::ZERO,
                     dry_run: false,
+                    duty: None,
                 })
                 .await
                 .unwrap();
@@ -468,6 +470,7 @@ async fn concurrent_pushes_mounts_archiving_and_gc_never_break_an_active_image()
         .run(GcOptions {
             grace: Duration::ZERO,
             dry_run: false,
+            duty: None,
         })
         .await
         .unwrap();

@@ -94,6 +94,7 @@ fn opts(grace_secs: u64, dry_run: bool) -> GcOptions {
     GcOptions {
         grace: Duration::from_secs(grace_secs),
         dry_run,
+        duty: None,
     }
 }
 
