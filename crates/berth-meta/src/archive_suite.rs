@@ -11,10 +11,7 @@ use crate::archive::{ArchiveOutcome, ImageStatus};
 use crate::gc::BlobDeleter;
 use crate::{MetaError, MetaStore, NewManifest};
 
-/// A repository of the suite's account (`111122223333`).
-fn repo(s: &str) -> RepositoryName {
-    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
-}
+use crate::suite::repo;
 fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())
 }

@@ -4,15 +4,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use berth_types::{Digest, RepositoryName};
+use berth_types::Digest;
 
 use crate::gc::BlobDeleter;
 use crate::{MetaStore, NewManifest};
 
-/// A repository of the suite's account (`111122223333`).
-fn repo(s: &str) -> RepositoryName {
-    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
-}
+use crate::suite::repo;
 fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())
 }

@@ -12,10 +12,7 @@ use crate::{MetaError, MetaStore, NewManifest};
 
 const ACCOUNT: &str = "111122223333";
 
-/// A repository of the suite's account (`111122223333`).
-fn repo(s: &str) -> RepositoryName {
-    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
-}
+use crate::suite::repo;
 
 /// Pushes an image manifest with one layer of `size` bytes (optionally tagged, optionally a
 /// referrer of `subject`) at `now_ms`; returns its digest.

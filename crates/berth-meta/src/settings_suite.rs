@@ -2,7 +2,7 @@
 //! the same database seen through its two traits; each backend's tests call [`run`] on a
 //! fresh, empty store.
 
-use berth_types::{Digest, RepositoryName};
+use berth_types::Digest;
 
 use crate::settings::{
     AppliedFor, CreationTemplate, EcrSettingsStore, NewRepository, Provisioned, ResourceTag,
@@ -13,10 +13,7 @@ use crate::{MetaStore, NewManifest, RepositorySettings};
 const ACCOUNT: &str = "111122223333";
 const OTHER: &str = "444455556666";
 
-/// A repository of the suite's account (`111122223333`).
-fn repo(s: &str) -> RepositoryName {
-    RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
-}
+use crate::suite::repo;
 
 fn tags(pairs: &[(&str, &str)]) -> Vec<ResourceTag> {
     pairs

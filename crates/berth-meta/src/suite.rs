@@ -15,7 +15,7 @@ fn acct() -> berth_types::AccountId {
 }
 
 /// A repository of the suite's account (`111122223333`).
-fn repo(s: &str) -> RepositoryName {
+pub(crate) fn repo(s: &str) -> RepositoryName {
     RepositoryName::new(crate::suite::SUITE_ACCOUNT.parse().unwrap(), s).unwrap()
 }
 fn tag(s: &str) -> Tag {
