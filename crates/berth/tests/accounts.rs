@@ -311,12 +311,11 @@ fn each_account_has_its_own_registry_and_cross_account_access_needs_both_sides()
     let body = resp.bytes().unwrap();
     assert_eq!(sha256_digest(&body), layer);
 
-    // Cross-account, step 1: nothing grants the default account anything in the other
-    // registry, so even its root is refused, on both edges.
-    let denied = run(
+    // `aws ecr batch-get-image` of the other registry's v1 with `creds`.
+    let get_theirs = |creds: &Path| {
         aws(
             &reg,
-            &admin,
+            creds,
             &[
                 "ecr",
                 "batch-get-image",
@@ -327,9 +326,12 @@ fn each_account_has_its_own_registry_and_cross_account_access_needs_both_sides()
                 "--image-ids",
                 "imageTag=v1",
             ],
-        ),
-        CMD_TIMEOUT,
-    );
+        )
+    };
+
+    // Cross-account, step 1: nothing grants the default account anything in the other
+    // registry, so even its root is refused, on both edges.
+    let denied = run(get_theirs(&admin), CMD_TIMEOUT);
     assert!(!denied.success());
     assert!(
         denied.stderr_str().contains("AccessDenied"),
@@ -373,21 +375,7 @@ fn each_account_has_its_own_registry_and_cross_account_access_needs_both_sides()
             &policy.to_string(),
         ],
     ));
-    let got = run_ok(aws(
-        &reg,
-        &admin,
-        &[
-            "ecr",
-            "batch-get-image",
-            "--registry-id",
-            OTHER_ACCOUNT,
-            "--repository-name",
-            repo,
-            "--image-ids",
-            "imageTag=v1",
-        ],
-    ))
-    .json();
+    let got = run_ok(get_theirs(&admin)).json();
     assert_eq!(
         got["images"][0]["imageId"]["imageDigest"],
         theirs_digests[0]

@@ -187,22 +187,18 @@ impl SqliteMetaStore {
         T: Send + 'static,
         E: From<MetaError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock();
-            if let Err(e) = conn.execute_batch("PRAGMA synchronous = OFF") {
-                return Err(E::from(MetaError::from(e)));
-            }
-            let result = f(&mut conn);
-            let restored =
-                conn.execute_batch(&format!("PRAGMA synchronous = {}", inner.synchronous));
-            match (result, restored) {
-                (Ok(_), Err(e)) => Err(E::from(MetaError::from(e))),
-                (result, _) => result,
-            }
+        let normal = self.inner.synchronous;
+        self.write(move |conn| {
+            let pragma = |c: &Connection, mode: &str| {
+                c.execute_batch(&format!("PRAGMA synchronous = {mode}"))
+                    .map_err(|e| E::from(MetaError::from(e)))
+            };
+            pragma(conn, "OFF")?;
+            let result = f(conn);
+            let restored = pragma(conn, normal);
+            result.and_then(|v| restored.map(|()| v))
         })
         .await
-        .map_err(|e| E::from(MetaError::Database(Box::new(e))))?
     }
 }
 
