@@ -78,6 +78,11 @@ pub trait GcStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<GcMarkPage>;
 
+    /// Count and total size of the blobs nothing holds now but marked links (a pass
+    /// found them, or all their links, unreferenced): what waits for its grace period to
+    /// end. One search of the marked rows, not a walk of every blob.
+    async fn gc_pending(&self) -> Result<(u64, u64)>;
+
     /// Up to `limit` blobs after `after` (digest order) that are deletable at `cutoff_ms`:
     /// no pin, no manifest references them, their mark (or `now_ms` when unmarked) is at
     /// or before `cutoff_ms`, and every link they still have is itself sweepable by the

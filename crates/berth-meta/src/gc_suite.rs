@@ -90,7 +90,17 @@ pub async fn run(store: &dyn MetaStore) {
         .unwrap();
 
     // The first pass marks the link no manifest uses; blobs all still have links.
+    assert_eq!(
+        store.gc_pending().await.unwrap(),
+        (0, 0),
+        "nothing marked yet"
+    );
     assert_eq!(mark_all(store, 100).await, (1, 0));
+    assert_eq!(
+        store.gc_pending().await.unwrap(),
+        (1, 30),
+        "held by a marked link only"
+    );
     assert_eq!(mark_all(store, 150).await, (0, 0), "marks are not renewed");
     assert_eq!(store.gc_count_sweepable_links(150, 100).await.unwrap(), 1);
     assert_eq!(store.gc_count_sweepable_links(150, 99).await.unwrap(), 0);
@@ -104,7 +114,8 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(store.linked_blob(&a, &z).await.unwrap().is_none());
     assert_eq!(store.linked_blob(&a, &x).await.unwrap(), Some(10));
 
-    // So the blob is deletable once its own mark is old enough.
+    // So the blob is deletable once its own mark is old enough; until then it is pending.
+    assert_eq!(store.gc_pending().await.unwrap(), (1, 30));
     assert_eq!(mark_all(store, 250).await, (0, 0));
     assert!(candidates(store, 300, 199).await.is_empty());
     let page = store.gc_candidates(300, 200, None, 10).await.unwrap();
@@ -116,6 +127,7 @@ pub async fn run(store: &dyn MetaStore) {
 
     // A pin (a commit of the same digest in progress) protects it, and clears the mark.
     store.pin_blob("up1", &z, 250).await.unwrap();
+    assert_eq!(store.gc_pending().await.unwrap(), (0, 0), "a pin holds");
     assert!(candidates(store, 300, i64::MAX - 1).await.is_empty());
     let calls = Arc::new(AtomicUsize::new(0));
     let deleted = store

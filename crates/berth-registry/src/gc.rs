@@ -12,7 +12,10 @@
 //!    removed inside the store's write transaction ([`berth_meta::GcStore::gc_delete_blobs`]);
 //! 5. deletes blob files no row records (a crash between moving an upload into place and
 //!    recording it) once they are older than the cut-off; uploads in progress live
-//!    elsewhere (`uploads/`) and are never listed.
+//!    elsewhere (`uploads/`) and are never listed. This step lists every blob file, and
+//!    only a process that died mid-commit leaves such files, so a collector that runs
+//!    passes all day (`berth serve`) does it on its first pass and then at most every
+//!    [`GcOptions::file_scan_every`].
 //!
 //! An image's unshared bytes are therefore freed about two grace periods (plus up to two
 //! intervals) after its deletion: the link waits one grace, then the blob another; a
@@ -52,7 +55,13 @@ pub struct GcOptions {
     /// it rests so long that its work stays within that share, leaving the machine to
     /// the requests it serves. `None`: as fast as it can (`berth gc` by hand).
     pub duty: Option<f64>,
+    /// Step 5 (the listing of every blob file) at most this often per collector, the
+    /// first pass always; `None`: every pass.
+    pub file_scan_every: Option<Duration>,
 }
+
+/// How often `berth serve`'s collector lists every blob file for ones no row records.
+pub const FILE_SCAN_EVERY: Duration = Duration::from_secs(3600);
 
 /// Rests between a pass's pages to keep its work within [`GcOptions::duty`].
 struct Pacer {
@@ -97,6 +106,8 @@ pub struct GcReport {
     pub pending_bytes: u64,
     /// Expired commit pins removed.
     pub pins_expired: u64,
+    /// Whether this pass listed the blob files (step 5; see [`GcOptions::file_scan_every`]).
+    pub files_scanned: bool,
     pub elapsed_ms: u64,
 }
 
@@ -115,8 +126,9 @@ impl GcReport {
 pub struct GarbageCollector {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
-    /// One pass at a time per collector (a manual run waits for the background one).
-    running: Arc<tokio::sync::Mutex<()>>,
+    /// One pass at a time per collector (a manual run waits for the background one);
+    /// holds when this collector last listed the blob files.
+    running: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl Registry {
@@ -153,7 +165,7 @@ impl GarbageCollector {
 
     /// One pass; see the module documentation.
     pub async fn run(&self, options: GcOptions) -> Result<GcReport> {
-        let _one_at_a_time = self.running.lock().await;
+        let mut last_file_scan = self.running.lock().await;
         let started = Instant::now();
         let now = now_ms();
         let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
@@ -183,6 +195,10 @@ impl GarbageCollector {
                     None => break,
                 }
             }
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "gc: mark walk done"
+            );
             loop {
                 let n = meta.gc_sweep_links(cutoff, now, PAGE).await?;
                 pacer.rest().await;
@@ -191,6 +207,10 @@ impl GarbageCollector {
                     break;
                 }
             }
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "gc: link sweep done"
+            );
             let deleter = self.deleter();
             let mut after = None::<Digest>;
             loop {
@@ -212,17 +232,34 @@ impl GarbageCollector {
             }
         }
 
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "gc: deletion done"
+        );
         // Everything unreferenced that is left (a dry run: minus what it would free).
-        let (all, all_bytes) = self.count(now, i64::MAX, &mut pacer).await?;
         if options.dry_run {
+            let (all, all_bytes) = self.count(now, i64::MAX, &mut pacer).await?;
             report.pending_blobs = all.saturating_sub(report.blobs);
             report.pending_bytes = all_bytes.saturating_sub(report.bytes);
         } else {
-            (report.pending_blobs, report.pending_bytes) = (all, all_bytes);
+            // The mark walk above marked every blob unreferenced at the time.
+            (report.pending_blobs, report.pending_bytes) = meta.gc_pending().await?;
         }
 
-        (report.unrecorded_files, report.unrecorded_bytes) =
-            self.unrecorded(cutoff, options.dry_run, &mut pacer).await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "gc: count done"
+        );
+        let scan_due = match (options.file_scan_every, *last_file_scan) {
+            (Some(every), Some(last)) => last.elapsed() >= every,
+            _ => true,
+        };
+        if scan_due {
+            (report.unrecorded_files, report.unrecorded_bytes) =
+                self.unrecorded(cutoff, options.dry_run, &mut pacer).await?;
+            report.files_scanned = true;
+            *last_file_scan = Some(Instant::now());
+        }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }

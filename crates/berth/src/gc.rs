@@ -26,6 +26,7 @@ pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> a
         grace: Duration::from_secs(grace_secs.unwrap_or(cfg.gc.grace_secs)),
         dry_run,
         duty: None,
+        file_scan_every: None,
     };
     let report = rt.block_on(async {
         let meta = crate::admin::open_meta(&cfg.storage)?;

@@ -198,6 +198,7 @@ fn spawn_gc(registry: Registry, cfg: &Config) {
         grace: Duration::from_secs(cfg.gc.grace_secs),
         dry_run: false,
         duty: Some(cfg.gc.duty),
+        file_scan_every: Some(berth_registry::gc::FILE_SCAN_EVERY),
     };
     let every = Duration::from_secs(cfg.gc.interval_secs);
     let gc = registry.garbage_collector();
@@ -206,6 +207,7 @@ fn spawn_gc(registry: Registry, cfg: &Config) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            tracing::debug!("garbage collection pass started");
             match gc.run(options).await {
                 Ok(r) if r.freed_blobs() > 0 || r.links > 0 => tracing::info!(
                     blobs = r.freed_blobs(),

@@ -76,7 +76,10 @@ impl GcStore for SqliteMetaStore {
     }
 
     async fn gc_sweep_links(&self, cutoff_ms: i64, now_ms: i64, limit: usize) -> Result<usize> {
-        self.write(move |c| {
+        // Not fsynced (the next ordinary commit makes it durable): a sweep lost to a power
+        // loss leaves links a later pass sweeps again, and nothing is deleted on its word
+        // alone (blob deletion re-checks every reference in its own, fsynced, transaction).
+        self.write_volatile(move |c| {
             let tx = immediate(c)?;
             let links: Vec<(i64, String)> = tx
                 .prepare_cached(&format!(
@@ -165,7 +168,10 @@ impl GcStore for SqliteMetaStore {
                 blobs_marked: 0,
             });
         }
-        self.write(move |c| {
+        // Not fsynced, as a sweep: a lost mark is set again by a later pass (restarting that
+        // row's grace period, the safe direction); a lost unmark is harmless, since deletion
+        // re-checks every reference.
+        self.write_volatile(move |c| {
             let tx = immediate(c)?;
             let links_marked = tx
                 .prepare_cached(&format!(
@@ -197,6 +203,29 @@ impl GcStore for SqliteMetaStore {
                 links_marked,
                 blobs_marked,
             })
+        })
+        .await
+    }
+
+    async fn gc_pending(&self) -> Result<(u64, u64)> {
+        self.read(move |c| {
+            let (n, bytes): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(b.size), 0) FROM blobs b
+                     WHERE b.digest IN (
+                         SELECT digest FROM blobs INDEXED BY blobs_orphaned
+                           WHERE orphaned_ms IS NOT NULL
+                         UNION
+                         SELECT digest FROM blob_links INDEXED BY blob_links_orphaned
+                           WHERE orphaned_ms IS NOT NULL)
+                       AND NOT EXISTS (SELECT 1 FROM blob_links l
+                                       WHERE l.digest = b.digest AND l.orphaned_ms IS NULL)
+                       AND NOT EXISTS (SELECT 1 FROM manifest_refs r
+                                       WHERE r.target = b.digest AND r.kind = 0)
+                       AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok((n.max(0) as u64, bytes.max(0) as u64))
         })
         .await
     }

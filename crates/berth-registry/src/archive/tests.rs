@@ -252,6 +252,7 @@ async fn a_shared_layer_goes_once_every_image_using_it_is_archived_and_gc_keeps_
             grace: Duration::ZERO,
             dry_run: false,
             duty: None,
+            file_scan_every: None,
         })
         .await
         .unwrap();
@@ -400,6 +401,7 @@ async fn concurrent_pushes_mounts_archiving_and_gc_never_break_an_active_image()
                     grace: Duration::ZERO,
                     dry_run: false,
                     duty: None,
+                    file_scan_every: None,
                 })
                 .await
                 .unwrap();
@@ -471,6 +473,7 @@ async fn concurrent_pushes_mounts_archiving_and_gc_never_break_an_active_image()
             grace: Duration::ZERO,
             dry_run: false,
             duty: None,
+            file_scan_every: None,
         })
         .await
         .unwrap();

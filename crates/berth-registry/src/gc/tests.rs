@@ -95,6 +95,7 @@ fn opts(grace_secs: u64, dry_run: bool) -> GcOptions {
         grace: Duration::from_secs(grace_secs),
         dry_run,
         duty: None,
+        file_scan_every: None,
     }
 }
 
@@ -467,4 +468,55 @@ async fn a_collection_between_moving_an_upload_and_recording_it_leaves_the_blob(
         registry.delete_repository(&a, true).await.unwrap();
         gc.run(opts(3600, false)).await.unwrap();
     }
+}
+
+/// `berth serve`'s collector lists the blob files on its first pass, then only once the
+/// scan interval has passed; each pass says whether it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_collector_lists_blob_files_on_its_first_pass_and_then_on_schedule() {
+    let f = fixture();
+    let lost: &[u8] = b"bytes a crashed commit left";
+    let lost_d = Digest::sha256_of(lost);
+    f.blobs.create_upload("crashed").await.unwrap();
+    let mut sink = f.blobs.upload_sink("crashed", 0).await.unwrap();
+    let bytes = lost.to_vec();
+    tokio::task::spawn_blocking(move || {
+        sink.write_all(&bytes).unwrap();
+        sink.finish().unwrap()
+    })
+    .await
+    .unwrap();
+    f.blobs.commit_upload("crashed", &lost_d).await.unwrap();
+    let scheduled = |every_ms: u64| GcOptions {
+        file_scan_every: Some(Duration::from_millis(every_ms)),
+        ..opts(3600, false)
+    };
+
+    let first = f.gc.run(scheduled(3_600_000)).await.unwrap();
+    assert!(first.files_scanned);
+    assert_eq!(first.unrecorded_files, 0, "still within the grace period");
+    let second =
+        f.gc.run(GcOptions {
+            grace: Duration::ZERO,
+            ..scheduled(3_600_000)
+        })
+        .await
+        .unwrap();
+    assert!(!second.files_scanned);
+    assert!(f.blobs.stat(&lost_d).await.unwrap().is_some());
+    // Once the interval has passed, the next pass lists the files again and frees the bytes.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let third =
+        f.gc.run(GcOptions {
+            grace: Duration::ZERO,
+            ..scheduled(50)
+        })
+        .await
+        .unwrap();
+    assert!(third.files_scanned);
+    assert_eq!(
+        (third.unrecorded_files, third.unrecorded_bytes),
+        (1, lost.len() as u64)
+    );
+    assert!(f.blobs.stat(&lost_d).await.unwrap().is_none());
 }
