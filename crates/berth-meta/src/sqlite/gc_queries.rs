@@ -27,6 +27,13 @@ const BLOB_DELETABLE: &str = "b.orphaned_ms IS NOT NULL AND b.orphaned_ms <= ?2
    AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
    AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)";
 
+/// A row the mark walk found with the wrong mark: a link (`repo_id`, `digest`) or a blob.
+struct MarkChange {
+    blob: bool,
+    repo_id: i64,
+    digest: String,
+}
+
 fn parse_digest(s: String) -> rusqlite::Result<Digest> {
     s.parse().map_err(|e: berth_types::DigestError| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -130,11 +137,12 @@ impl GcStore for SqliteMetaStore {
         now_ms: i64,
     ) -> Result<GcMarkPage> {
         let lo = after.map(|d| d.to_string()).unwrap_or_default();
-        // Look first, on a reader: in a steady store almost no page has a mark to set or
-        // clear, and such a page then never takes the writer that pushes commit through.
-        let (hi, changes) = {
-            let lo = lo.clone();
-            self.read(move |c| {
+        // Look first, on a reader: list exactly the rows whose mark must be set or cleared.
+        // In a steady store almost no page has one, and such a page never takes the writer
+        // that pushes commit through; a page that does holds it only to re-check and update
+        // those rows by key.
+        let (hi, changes) = self
+            .read(move |c| {
                 let hi: Option<String> = c
                     .prepare_cached(
                         "SELECT MAX(digest) FROM (SELECT digest FROM blobs WHERE digest > ?1
@@ -142,69 +150,86 @@ impl GcStore for SqliteMetaStore {
                     )?
                     .query_row(params![lo, limit as i64], |r| r.get(0))?;
                 let Some(hi) = hi else {
-                    return Ok::<_, MetaError>((None, false));
+                    return Ok::<_, MetaError>((None, Vec::new()));
                 };
-                let changes: bool = c
+                let changes: Vec<MarkChange> = c
                     .prepare_cached(&format!(
-                        "SELECT EXISTS (SELECT 1 FROM blob_links AS l
+                        "SELECT 0, l.repo_id, l.digest FROM blob_links AS l
                            WHERE l.digest > ?1 AND l.digest <= ?2
-                             AND (l.orphaned_ms IS NULL) = (NOT {LINK_REFERENCED}))
-                         OR EXISTS (SELECT 1 FROM blobs AS b
+                             AND (l.orphaned_ms IS NULL) = (NOT {LINK_REFERENCED})
+                         UNION ALL
+                         SELECT 1, 0, b.digest FROM blobs AS b
                            WHERE b.digest > ?1 AND b.digest <= ?2
-                             AND (b.orphaned_ms IS NULL) = (NOT {BLOB_HELD}))"
+                             AND (b.orphaned_ms IS NULL) = (NOT {BLOB_HELD})"
                     ))?
-                    .query_row(params![lo, hi], |r| r.get(0))?;
+                    .query_map(params![lo, hi], |r| {
+                        Ok(MarkChange {
+                            blob: r.get::<_, i64>(0)? == 1,
+                            repo_id: r.get(1)?,
+                            digest: r.get(2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
                 Ok((Some(hi), changes))
             })
-            .await?
-        };
+            .await?;
         let Some(hi) = hi else {
             return Ok(GcMarkPage::default());
         };
-        if !changes {
+        let next = Some(parse_digest(hi)?);
+        if changes.is_empty() {
             return Ok(GcMarkPage {
-                next: Some(parse_digest(hi)?),
+                next,
                 links_marked: 0,
                 blobs_marked: 0,
             });
         }
         // Not fsynced, as a sweep: a lost mark is set again by a later pass (restarting that
         // row's grace period, the safe direction); a lost unmark is harmless, since deletion
-        // re-checks every reference.
-        self.write_volatile(move |c| {
-            let tx = immediate(c)?;
-            let links_marked = tx
-                .prepare_cached(&format!(
-                    "UPDATE blob_links AS l SET orphaned_ms = ?3
-                     WHERE l.digest > ?1 AND l.digest <= ?2 AND l.orphaned_ms IS NULL
-                       AND NOT {LINK_REFERENCED}"
-                ))?
-                .execute(params![lo, hi, now_ms])?;
-            tx.prepare_cached(&format!(
-                "UPDATE blob_links AS l SET orphaned_ms = NULL
-                 WHERE l.digest > ?1 AND l.digest <= ?2 AND l.orphaned_ms IS NOT NULL
-                   AND {LINK_REFERENCED}"
-            ))?
-            .execute(params![lo, hi])?;
-            let blobs_marked = tx
-                .prepare_cached(&format!(
-                    "UPDATE blobs AS b SET orphaned_ms = ?3
-                     WHERE b.digest > ?1 AND b.digest <= ?2 AND b.orphaned_ms IS NULL AND NOT {BLOB_HELD}"
-                ))?
-                .execute(params![lo, hi, now_ms])?;
-            tx.prepare_cached(&format!(
-                "UPDATE blobs AS b SET orphaned_ms = NULL
-                 WHERE b.digest > ?1 AND b.digest <= ?2 AND b.orphaned_ms IS NOT NULL AND {BLOB_HELD}"
-            ))?
-            .execute(params![lo, hi])?;
-            tx.commit()?;
-            Ok(GcMarkPage {
-                next: Some(parse_digest(hi)?),
-                links_marked,
-                blobs_marked,
+        // re-checks every reference. Each row is re-checked here, under the write lock.
+        let (links_marked, blobs_marked) = self
+            .write_volatile(move |c| {
+                let tx = immediate(c)?;
+                let (mut links_marked, mut blobs_marked) = (0, 0);
+                {
+                    let mut mark_link = tx.prepare_cached(&format!(
+                        "UPDATE blob_links AS l SET orphaned_ms = ?3
+                         WHERE l.repo_id = ?1 AND l.digest = ?2 AND l.orphaned_ms IS NULL
+                           AND NOT {LINK_REFERENCED}"
+                    ))?;
+                    let mut unmark_link = tx.prepare_cached(&format!(
+                        "UPDATE blob_links AS l SET orphaned_ms = NULL
+                         WHERE l.repo_id = ?1 AND l.digest = ?2 AND l.orphaned_ms IS NOT NULL
+                           AND {LINK_REFERENCED}"
+                    ))?;
+                    let mut mark_blob = tx.prepare_cached(&format!(
+                        "UPDATE blobs AS b SET orphaned_ms = ?2
+                         WHERE b.digest = ?1 AND b.orphaned_ms IS NULL AND NOT {BLOB_HELD}"
+                    ))?;
+                    let mut unmark_blob = tx.prepare_cached(&format!(
+                        "UPDATE blobs AS b SET orphaned_ms = NULL
+                         WHERE b.digest = ?1 AND b.orphaned_ms IS NOT NULL AND {BLOB_HELD}"
+                    ))?;
+                    for ch in &changes {
+                        if ch.blob {
+                            blobs_marked += mark_blob.execute(params![ch.digest, now_ms])?;
+                            unmark_blob.execute([&ch.digest])?;
+                        } else {
+                            links_marked +=
+                                mark_link.execute(params![ch.repo_id, ch.digest, now_ms])?;
+                            unmark_link.execute(params![ch.repo_id, ch.digest])?;
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok::<_, MetaError>((links_marked, blobs_marked))
             })
+            .await?;
+        Ok(GcMarkPage {
+            next,
+            links_marked,
+            blobs_marked,
         })
-        .await
     }
 
     async fn gc_pending(&self) -> Result<(u64, u64)> {
@@ -239,15 +264,25 @@ impl GcStore for SqliteMetaStore {
     ) -> Result<Vec<GcBlob>> {
         let after = after.map(|d| d.to_string()).unwrap_or_default();
         self.read(move |c| {
-            let mut st = c.prepare_cached(
+            // With a cut-off before now only marked rows qualify: search those (a partial
+            // index) instead of walking every blob.
+            let mut st = c.prepare_cached(if now_ms > cutoff_ms {
+                "SELECT b.digest, b.size, b.orphaned_ms FROM blobs b INDEXED BY blobs_orphaned
+                 WHERE b.orphaned_ms IS NOT NULL AND b.orphaned_ms <= ?2 AND b.digest > ?3
+                   AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)
+                   AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
+                   AND NOT EXISTS (SELECT 1 FROM blob_links l
+                                   WHERE l.digest = b.digest AND COALESCE(l.orphaned_ms, ?1) > ?2)
+                 ORDER BY b.digest LIMIT ?4"
+            } else {
                 "SELECT b.digest, b.size, b.orphaned_ms FROM blobs b
                  WHERE b.digest > ?3 AND COALESCE(b.orphaned_ms, ?1) <= ?2
                    AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)
                    AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
                    AND NOT EXISTS (SELECT 1 FROM blob_links l
                                    WHERE l.digest = b.digest AND COALESCE(l.orphaned_ms, ?1) > ?2)
-                 ORDER BY b.digest LIMIT ?4",
-            )?;
+                 ORDER BY b.digest LIMIT ?4"
+            })?;
             let rows = st.query_map(params![now_ms, cutoff_ms, after, limit as i64], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
