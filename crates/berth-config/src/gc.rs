@@ -27,7 +27,7 @@ impl Default for GcConfig {
             enabled: true,
             grace_secs: 24 * 3600,
             interval_secs: 3600,
-            duty: 0.2,
+            duty: 0.1,
         }
     }
 }

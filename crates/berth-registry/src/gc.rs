@@ -40,7 +40,9 @@ use crate::{now_ms, Registry};
 /// Rows per page of the mark walk, the candidate scan and the file listing.
 const PAGE: usize = 1000;
 /// Blobs deleted per write transaction (each holds the write lock while deleting files).
-const DELETE_BATCH: usize = 64;
+const DELETE_BATCH: usize = 16;
+/// Links deleted per write transaction of the sweep (a push's commit waits for it).
+const SWEEP_BATCH: usize = 200;
 /// A commit holds its pin for milliseconds; one an hour old belongs to a dead process.
 pub const PIN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -200,10 +202,10 @@ impl GarbageCollector {
                 "gc: mark walk done"
             );
             loop {
-                let n = meta.gc_sweep_links(cutoff, now, PAGE).await?;
+                let n = meta.gc_sweep_links(cutoff, now, SWEEP_BATCH).await?;
                 pacer.rest().await;
                 report.links += n as u64;
-                if n < PAGE {
+                if n < SWEEP_BATCH {
                     break;
                 }
             }
@@ -225,6 +227,7 @@ impl GarbageCollector {
                     let gone = meta
                         .gc_delete_blobs(&digests, cutoff, deleter.clone())
                         .await?;
+                    pacer.rest().await;
                     let (n, bytes) = sum(&gone);
                     report.blobs += n;
                     report.bytes += bytes;
