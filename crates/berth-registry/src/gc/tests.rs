@@ -272,23 +272,30 @@ async fn re_pushing_an_unreferenced_blob_races_collection_safely() {
     eprintln!("collection freed the blob {freed} times; {refused} manifests were refused and pushed again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unrecorded_files_go_after_the_grace_period_and_uploads_are_never_touched() {
-    let f = fixture();
-    let a = repo("gc/files");
-    // Bytes moved into place by a commit whose process died before recording them.
-    let lost: &[u8] = b"bytes no row records";
-    let lost_d = Digest::sha256_of(lost);
-    f.blobs.create_upload("crashed").await.unwrap();
-    let mut sink = f.blobs.upload_sink("crashed", 0).await.unwrap();
-    let bytes = lost.to_vec();
+/// Moves `data` into place as a blob file without recording it, as a commit whose process
+/// died in between leaves it; returns its digest.
+async fn leave_unrecorded_file(blobs: &DiskBlobStore, data: &[u8]) -> Digest {
+    let digest = Digest::sha256_of(data);
+    blobs.create_upload("crashed").await.unwrap();
+    let mut sink = blobs.upload_sink("crashed", 0).await.unwrap();
+    let bytes = data.to_vec();
     tokio::task::spawn_blocking(move || {
         sink.write_all(&bytes).unwrap();
         sink.finish().unwrap()
     })
     .await
     .unwrap();
-    f.blobs.commit_upload("crashed", &lost_d).await.unwrap();
+    blobs.commit_upload("crashed", &digest).await.unwrap();
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrecorded_files_go_after_the_grace_period_and_uploads_are_never_touched() {
+    let f = fixture();
+    let a = repo("gc/files");
+    // Bytes moved into place by a commit whose process died before recording them.
+    let lost: &[u8] = b"bytes no row records";
+    let lost_d = leave_unrecorded_file(&f.blobs, lost).await;
     // An upload in progress.
     let up = f.registry.start_upload(&a).await.unwrap();
     f.registry
@@ -476,17 +483,7 @@ async fn a_collection_between_moving_an_upload_and_recording_it_leaves_the_blob(
 async fn a_running_collector_lists_blob_files_on_its_first_pass_and_then_on_schedule() {
     let f = fixture();
     let lost: &[u8] = b"bytes a crashed commit left";
-    let lost_d = Digest::sha256_of(lost);
-    f.blobs.create_upload("crashed").await.unwrap();
-    let mut sink = f.blobs.upload_sink("crashed", 0).await.unwrap();
-    let bytes = lost.to_vec();
-    tokio::task::spawn_blocking(move || {
-        sink.write_all(&bytes).unwrap();
-        sink.finish().unwrap()
-    })
-    .await
-    .unwrap();
-    f.blobs.commit_upload("crashed", &lost_d).await.unwrap();
+    let lost_d = leave_unrecorded_file(&f.blobs, lost).await;
     let scheduled = |every_ms: u64| GcOptions {
         file_scan_every: Some(Duration::from_millis(every_ms)),
         ..opts(3600, false)
