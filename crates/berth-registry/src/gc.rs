@@ -179,6 +179,10 @@ impl GarbageCollector {
         };
         let meta = self.meta.as_ref();
         let mut pacer = Pacer::new(options.duty);
+        let phase_done = |phase: &str| {
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(phase, elapsed_ms, "garbage collection phase done");
+        };
 
         if options.dry_run {
             report.links = meta.gc_count_sweepable_links(now, cutoff).await? as u64;
@@ -197,10 +201,7 @@ impl GarbageCollector {
                     None => break,
                 }
             }
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "gc: mark walk done"
-            );
+            phase_done("mark walk");
             loop {
                 let n = meta.gc_sweep_links(cutoff, now, SWEEP_BATCH).await?;
                 pacer.rest().await;
@@ -209,10 +210,7 @@ impl GarbageCollector {
                     break;
                 }
             }
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "gc: link sweep done"
-            );
+            phase_done("link sweep");
             let deleter = self.deleter();
             let mut after = None::<Digest>;
             loop {
@@ -235,10 +233,7 @@ impl GarbageCollector {
             }
         }
 
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "gc: deletion done"
-        );
+        phase_done("deletion");
         // Everything unreferenced that is left (a dry run: minus what it would free).
         if options.dry_run {
             let (all, all_bytes) = self.count(now, i64::MAX, &mut pacer).await?;
@@ -249,10 +244,7 @@ impl GarbageCollector {
             (report.pending_blobs, report.pending_bytes) = meta.gc_pending().await?;
         }
 
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "gc: count done"
-        );
+        phase_done("count");
         let scan_due = match (options.file_scan_every, *last_file_scan) {
             (Some(every), Some(last)) => last.elapsed() >= every,
             _ => true,
