@@ -10,8 +10,8 @@
 //!   `/v2` that referenced blobs still pull intact and unreferenced ones are gone.
 //! - `gc-online` (Berth only): push and pull throughput of one Berth data dir measured with
 //!   garbage collection off and with passes every second in the server, alternating
-//!   (off, on, on, off, ...) with a restart between slots; the server log must show passes
-//!   during each GC window.
+//!   (off, on, on, off, ...) with a restart between slots; the server log must show a pass
+//!   running through each GC window (started or ended in it, or in progress at its start).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
