@@ -13,6 +13,14 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
 
+/// `Content-Type` and `Content-Length` of a request carrying the whole blob.
+fn octet_stream_headers(blob: &Blob) -> [(header::HeaderName, String); 2] {
+    [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::CONTENT_LENGTH, blob.data.len().to_string()),
+    ]
+}
+
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -267,17 +275,17 @@ impl Registry {
     /// POST, then one PUT carrying the whole body and `?digest=`.
     pub async fn push_blob_monolithic(&self, repo: &str, blob: &Blob) -> Result<()> {
         let r = self.start_upload(repo, "").await?;
-        let loc = location(&r)?;
-        let url = with_query(&loc, "digest", &blob.digest);
-        let hdrs = [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, blob.data.len().to_string()),
-        ];
+        self.put_whole_blob(&location(&r)?, blob).await
+    }
+
+    /// The closing `PUT <upload location>?digest=` that carries the whole body.
+    async fn put_whole_blob(&self, loc: &str, blob: &Blob) -> Result<()> {
+        let url = with_query(loc, "digest", &blob.digest);
         self.expect(
             "put blob",
             Method::PUT,
             &url,
-            &hdrs,
+            &octet_stream_headers(blob),
             blob.data.clone(),
             &[201],
         )
@@ -329,16 +337,12 @@ impl Registry {
     /// distribution 2.8 does) gets the body in a `PUT ?digest=`. Returns the requests sent.
     pub async fn push_blob_post(&self, repo: &str, blob: &Blob) -> Result<u32> {
         let url = format!("/v2/{repo}/blobs/uploads/?digest={}", blob.digest);
-        let hdrs = [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, blob.data.len().to_string()),
-        ];
         let r = self
             .expect(
                 "post blob",
                 Method::POST,
                 &url,
-                &hdrs,
+                &octet_stream_headers(blob),
                 blob.data.clone(),
                 &[201, 202],
             )
@@ -346,16 +350,7 @@ impl Registry {
         if r.status == StatusCode::CREATED {
             return Ok(1);
         }
-        let url = with_query(&location(&r)?, "digest", &blob.digest);
-        self.expect(
-            "put blob",
-            Method::PUT,
-            &url,
-            &hdrs,
-            blob.data.clone(),
-            &[201],
-        )
-        .await?;
+        self.put_whole_blob(&location(&r)?, blob).await?;
         Ok(2)
     }
 
@@ -390,22 +385,7 @@ impl Registry {
         if r.status == StatusCode::CREATED {
             return Ok(());
         }
-        let loc = location(&r)?;
-        let url = with_query(&loc, "digest", &blob.digest);
-        let hdrs = [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, blob.data.len().to_string()),
-        ];
-        self.expect(
-            "put blob",
-            Method::PUT,
-            &url,
-            &hdrs,
-            blob.data.clone(),
-            &[201],
-        )
-        .await?;
-        Ok(())
+        self.put_whole_blob(&location(&r)?, blob).await
     }
 
     /// PUT a manifest; returns its digest.

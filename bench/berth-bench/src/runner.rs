@@ -35,6 +35,15 @@ impl Tally {
         }
     }
 
+    /// For setup work that must all succeed: an error naming `what`, how many operations
+    /// failed and the first failure, if any did.
+    pub fn all_ok(&self, what: &str) -> Result<()> {
+        match &self.first_error {
+            Some(e) => anyhow::bail!("{what}: {} failed; first: {e}", self.errors.total()),
+            None => Ok(()),
+        }
+    }
+
     pub fn error(&mut self, kind: &str, e: &anyhow::Error) {
         self.errors.count(e);
         if self.first_error.is_none() {

@@ -15,6 +15,22 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::auth::AccessKey;
 use crate::client::Registry;
 
+/// Where a scenario that starts its own servers finds the binary and keeps its files.
+#[derive(clap::Args)]
+pub struct OwnServerArgs {
+    /// The server's binary (`berth`, or `docker-registry` for the reference where the
+    /// scenario runs both).
+    #[arg(long)]
+    pub bin: PathBuf,
+    /// A directory for the server's data, config, log and clock files (created; the data
+    /// is deleted at the end unless --keep-data).
+    #[arg(long)]
+    pub work_dir: PathBuf,
+    /// Keep the data directory.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
 /// A server process the bench owns: stopped on `stop` or when dropped.
 pub struct Server {
     child: Option<Child>,

@@ -27,7 +27,7 @@ use crate::auth::AccessKey;
 use crate::client::{config_blob, image_manifest, BenchError, Blob, Registry, OCI_MANIFEST};
 use crate::procstat::server_cpu_seconds;
 use crate::runner::{self, Tally};
-use crate::server::{count_files, random_key, run_measured, Server};
+use crate::server::{count_files, random_key, run_measured, OwnServerArgs, Server};
 use crate::stats::{mb_per_s, Better, Report};
 use crate::units::{parse_duration, parse_size};
 
@@ -166,9 +166,7 @@ async fn fill(reg: &Registry, layout: &Layout, concurrency: usize) -> Result<Fil
     })
     .await;
     ticker.abort();
-    if let Some(e) = t.first_error {
-        bail!("pushing blobs: {} failed; first: {e}", t.errors.total());
-    }
+    t.all_ok("pushing blobs")?;
     let (reg2, lay) = (reg.clone(), Arc::new(layout.clone()));
     let (t, _) = runner::indexed(layout.manifests(), concurrency.min(8), move |g, mut t| {
         let (reg, lay) = (reg2.clone(), lay.clone());
@@ -185,9 +183,7 @@ async fn fill(reg: &Registry, layout: &Layout, concurrency: usize) -> Result<Fil
         }
     })
     .await;
-    if let Some(e) = t.first_error {
-        bail!("pushing manifests: {} failed; first: {e}", t.errors.total());
-    }
+    t.all_ok("pushing manifests")?;
     Ok(Filled {
         wall: start.elapsed(),
         requests: requests.load(Ordering::Relaxed) + layout.manifests(),
@@ -240,16 +236,8 @@ pub struct ScaleArgs {
     /// The server to measure.
     #[arg(long, value_enum)]
     server: ServerKind,
-    /// Its binary: `berth`, or `docker-registry` for the reference.
-    #[arg(long)]
-    bin: PathBuf,
-    /// A directory for the server's data, config and log (created; the data is deleted at
-    /// the end unless --keep-data).
-    #[arg(long)]
-    work_dir: PathBuf,
-    /// Keep the data directory.
-    #[arg(long)]
-    keep_data: bool,
+    #[command(flatten)]
+    own: OwnServerArgs,
     /// Blobs in the store.
     #[arg(long, default_value_t = 1_000_000)]
     blobs: usize,
@@ -309,13 +297,13 @@ fn reference_summary(lines: &[String]) -> Option<(u64, u64)> {
 }
 
 pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String, Report)>> {
-    let dir = &a.work_dir;
+    let dir = &a.own.work_dir;
     std::fs::create_dir_all(dir)?;
     let key = random_key();
     // Berth: no background pass may run during the fill (the default interval is an hour and
     // a fill of a million blobs can take longer); `berth gc` is the pass measured.
     let env = vec![("BERTH_GC__ENABLED".to_string(), "false".to_string())];
-    let mut server = start(a.server, &a.bin, dir, &key, &env).await?;
+    let mut server = start(a.server, &a.own.bin, dir, &key, &env).await?;
     let url = server.url.clone();
     let with_key = (a.server == ServerKind::Berth).then_some(&key);
     let ctx = conn.ctx_for(&server, with_key).await?;
@@ -350,7 +338,7 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
     let (dry, real, deleted, marked) = match a.server {
         ServerKind::Berth => {
             let cmd = |dry: bool| {
-                let mut c = std::process::Command::new(&a.bin);
+                let mut c = std::process::Command::new(&a.own.bin);
                 c.arg("gc")
                     .arg("--json")
                     .arg("--grace-secs")
@@ -387,7 +375,7 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
             server.stop().await;
             let config = dir.join("config.yml");
             let cmd = |dry: bool| {
-                let mut c = std::process::Command::new(&a.bin);
+                let mut c = std::process::Command::new(&a.own.bin);
                 c.arg("garbage-collect");
                 if dry {
                     c.arg("--dry-run");
@@ -418,7 +406,7 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
     let (files_after, bytes_after) = count_files(&blob_dir(a.server, &data));
     // The reference is restarted for the spot checks (Berth kept serving throughout).
     if a.server == ServerKind::Reference {
-        server = start(a.server, &a.bin, dir, &key, &env).await?;
+        server = start(a.server, &a.own.bin, dir, &key, &env).await?;
     }
     let ctx: Ctx = conn.ctx_for(&server, with_key).await?;
     let mut t = Tally::default();
@@ -506,7 +494,7 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
         );
     }
     r.absorb(&t);
-    if !a.keep_data {
+    if !a.own.keep_data {
         std::fs::remove_dir_all(&data).ok();
     }
     Ok(vec![(a.server.tag().to_string(), url, r)])
@@ -514,15 +502,8 @@ pub async fn scale(conn: &Connect, a: &ScaleArgs) -> Result<Vec<(String, String,
 
 #[derive(clap::Args)]
 pub struct OnlineArgs {
-    /// The `berth` binary.
-    #[arg(long)]
-    bin: PathBuf,
-    /// A directory for the data dir and the server logs (the data is deleted at the end
-    /// unless --keep-data).
-    #[arg(long)]
-    work_dir: PathBuf,
-    #[arg(long)]
-    keep_data: bool,
+    #[command(flatten)]
+    own: OwnServerArgs,
     /// Tiny blobs in the store, referenced by manifests (every pass walks them all).
     #[arg(long, default_value_t = 100_000)]
     store_blobs: usize,
@@ -651,7 +632,7 @@ async fn measure_slot(ctx: &Ctx, a: &OnlineArgs, pull_repo: &str, pulls: Arc<Vec
 }
 
 pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, String, Report)>> {
-    let dir = &a.work_dir;
+    let dir = &a.own.work_dir;
     std::fs::create_dir_all(dir)?;
     let data = dir.join("data");
     let key = random_key();
@@ -680,7 +661,7 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     // Prepare with GC off: the store of tiny blobs and the pull set.
     let log = dir.join("server.log");
     let env: Vec<_> = off_env.iter().chain(&log_env).cloned().collect();
-    let mut server = Server::start_berth(&a.bin, &data, &key, &env, &log).await?;
+    let mut server = Server::start_berth(&a.own.bin, &data, &key, &env, &log).await?;
     let url = server.url.clone();
     let ctx = conn.ctx_for(&server, Some(&key)).await?;
     let layout = Layout::new(
@@ -734,7 +715,7 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
                 .cloned()
                 .collect();
             let log_start = std::fs::metadata(&log).map_or(0, |m| m.len());
-            let server = Server::start_berth(&a.bin, &data, &key, &env, &log).await?;
+            let server = Server::start_berth(&a.own.bin, &data, &key, &env, &log).await?;
             let ctx = conn.ctx_for(&server, Some(&key)).await?;
             // Let the first passes start (the first one runs an interval after the start).
             tokio::time::sleep(Duration::from_secs(a.gc_interval_secs.max(1) + 1)).await;
@@ -893,7 +874,7 @@ pub async fn online(conn: &Connect, a: &OnlineArgs) -> Result<Vec<(String, Strin
     r.absorb(&pull_off);
     r.absorb(&pull_on);
     r.absorb(&errors);
-    if !a.keep_data {
+    if !a.own.keep_data {
         std::fs::remove_dir_all(&data).ok();
     }
     Ok(vec![("berth".to_string(), url, r)])

@@ -17,7 +17,6 @@
 //!    left to expire.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,20 +28,13 @@ use crate::aws::AwsClient;
 use crate::client::{config_blob, image_manifest, BenchError, Blob, OCI_MANIFEST};
 use crate::procstat::server_cpu_seconds;
 use crate::runner::{self, Tally};
-use crate::server::{random_key, run_measured, Server};
+use crate::server::{random_key, run_measured, OwnServerArgs, Server};
 use crate::stats::{Better, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The `berth` binary.
-    #[arg(long)]
-    bin: PathBuf,
-    /// A directory for the data dir, the test clock file and the server log (the data is
-    /// deleted at the end unless --keep-data).
-    #[arg(long)]
-    work_dir: PathBuf,
-    #[arg(long)]
-    keep_data: bool,
+    #[command(flatten)]
+    own: OwnServerArgs,
     /// Images in the repository.
     #[arg(long, default_value_t = 100_000)]
     images: usize,
@@ -133,9 +125,7 @@ async fn push_images(
         }
     })
     .await;
-    if let Some(e) = t.first_error {
-        bail!("pushing images: {} failed; first: {e}", t.errors.total());
-    }
+    t.all_ok("pushing images")?;
     Ok(wall)
 }
 
@@ -171,7 +161,7 @@ async fn page_all(
 }
 
 pub async fn run(conn: &Connect, a: &Args) -> Result<Vec<(String, String, Report)>> {
-    let dir = &a.work_dir;
+    let dir = &a.own.work_dir;
     std::fs::create_dir_all(dir)?;
     let data = dir.join("data");
     let clock = dir.join("clock");
@@ -187,7 +177,7 @@ pub async fn run(conn: &Connect, a: &Args) -> Result<Vec<(String, String, Report
         ),
     ];
     let log = dir.join("server.log");
-    let mut server = Server::start_berth(&a.bin, &data, &key, &env, &log).await?;
+    let mut server = Server::start_berth(&a.own.bin, &data, &key, &env, &log).await?;
     let url = server.url.clone();
     let ctx = conn.ctx_for(&server, Some(&key)).await?;
     let aws = ctx.aws()?.clone();
@@ -261,7 +251,7 @@ pub async fn run(conn: &Connect, a: &Args) -> Result<Vec<(String, String, Report
     // Execution, with the server stopped.
     server.stop().await;
     let cli = |sub: &str| {
-        let mut c = std::process::Command::new(&a.bin);
+        let mut c = std::process::Command::new(&a.own.bin);
         c.arg("lifecycle")
             .arg(sub)
             .arg("--repository")
@@ -356,7 +346,7 @@ pub async fn run(conn: &Connect, a: &Args) -> Result<Vec<(String, String, Report
         Better::Lower,
     );
     r.absorb(&t);
-    if !a.keep_data {
+    if !a.own.keep_data {
         std::fs::remove_dir_all(&data).ok();
     }
     Ok(vec![("berth".to_string(), url, r)])
