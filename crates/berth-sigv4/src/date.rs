@@ -23,20 +23,31 @@ fn build(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<OffsetDateT
     Some(PrimitiveDateTime::new(date, time).assume_utc())
 }
 
-/// Parses `YYYYMMDDTHHMMSSZ` exactly (16 ASCII characters, UTC).
+/// Parses `YYYYMMDDTHHMMSSZ` exactly (16 ASCII characters, UTC). Works on bytes: the
+/// header is untrusted, and a string slice at a fixed offset could split a multi-byte
+/// character (`202é123T000000Z` is 16 bytes long).
 pub fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
+    let field = |from: usize, to: usize| b.get(from..to).and_then(ascii_digits);
     build(
-        digits(&s[0..4])?,
-        digits(&s[4..6])?,
-        digits(&s[6..8])?,
-        digits(&s[9..11])?,
-        digits(&s[11..13])?,
-        digits(&s[13..15])?,
+        field(0, 4)?,
+        field(4, 6)?,
+        field(6, 8)?,
+        field(9, 11)?,
+        field(11, 13)?,
+        field(13, 15)?,
     )
+}
+
+/// The value of a non-empty run of ASCII digits (at most 9, so it fits a `u32`).
+fn ascii_digits(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 9 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
 /// Formats a time as `YYYYMMDDTHHMMSSZ` in UTC (sub-second part dropped).
@@ -108,6 +119,11 @@ mod tests {
             "20151330T123600Z",
             "2015083XT123600Z",
             "",
+            // 16 bytes, but a two-byte character straddles the year/month boundary.
+            "202\u{e9}123T000000Z",
+            "2015083\u{e9}T12360Z",
+            "20150830T1236\u{e9}Z",
+            "+201508T123600Z0",
         ] {
             assert!(parse_amz_date(bad).is_none(), "{bad}");
         }
