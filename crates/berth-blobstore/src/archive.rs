@@ -170,7 +170,7 @@ impl DiskArchive {
     pub fn path_of(&self, d: &Digest) -> PathBuf {
         self.root
             .join(d.algorithm().as_str())
-            .join(&d.hex()[..2])
+            .join(d.hex_prefix(2))
             .join(format!("{}.zst", d.hex()))
     }
 
@@ -220,7 +220,7 @@ impl ArchiveTier for DiskArchive {
             fs::create_dir_all(&dir)?;
             let tmp = dir.join(format!(
                 "{TMP_PREFIX}{}-{}-{}",
-                &digest.hex()[..16],
+                digest.hex_prefix(16),
                 std::process::id(),
                 TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
@@ -419,7 +419,7 @@ mod tests {
         let path = _dir
             .path()
             .join("store/blobs/sha256")
-            .join(&d.hex()[..2])
+            .join(d.hex_prefix(2))
             .join(d.hex());
         let mut bad = data.clone();
         bad[1234] ^= 1;

@@ -95,7 +95,7 @@ impl DiskBlobStore {
         self.inner
             .blobs
             .join(d.algorithm().as_str())
-            .join(&d.hex()[..2])
+            .join(d.hex_prefix(2))
             .join(d.hex())
     }
 
@@ -151,7 +151,7 @@ fn list_blob_files(root: &Path, after: Option<&Digest>, limit: usize) -> io::Res
                 break;
             }
             if after
-                .is_some_and(|a| alg == a.algorithm().as_str() && prefix.as_str() < &a.hex()[..2])
+                .is_some_and(|a| alg == a.algorithm().as_str() && prefix.as_str() < a.hex_prefix(2))
             {
                 continue;
             }
@@ -232,7 +232,9 @@ impl DiskSink {
             use std::os::fd::AsRawFd;
             let from = (self.size - self.unflushed) as libc::off64_t;
             // Advisory: failure only means the fsync at commit does all the work.
-            // SAFETY: a valid open descriptor and a byte range within the file.
+            // SAFETY: a valid open descriptor and a byte range within the file. No safe
+            // wrapper exists in std; nix/rustix would add a dependency for one call.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::sync_file_range(
                     self.file.as_raw_fd(),

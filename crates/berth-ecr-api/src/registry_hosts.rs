@@ -68,9 +68,8 @@ impl RegistryHosts {
 /// The host name without its port (`[v6]:port` keeps its brackets).
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| &host[..=h.len()]);
+        // `[v6]` with its brackets: everything up to and including the first `]`.
+        return host.find(']').and_then(|i| host.get(..=i)).unwrap_or(host);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }

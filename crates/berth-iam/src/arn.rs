@@ -78,10 +78,12 @@ impl<'a> Arn<'a> {
             return None;
         }
         let rest = self.resource.strip_prefix("user/")?;
-        let (path, name) = match rest.rfind('/') {
-            Some(i) => (
-                &self.resource["user".len()..="user/".len() + i],
-                &rest[i + 1..],
+        // `user/<path...>/<name>`: the path keeps its leading and trailing `/`.
+        let (path, name) = match rest.rsplit_once('/') {
+            Some((dirs, name)) => (
+                self.resource
+                    .get("user".len()..="user/".len() + dirs.len())?,
+                name,
             ),
             None => ("/", rest),
         };

@@ -69,6 +69,8 @@ impl ArnPattern {
         self.expand(0, 0, target.arn, target.bounds(), vars)
     }
 
+    // Segment bounds are positions of `:` (ASCII): always character boundaries.
+    #[allow(clippy::string_slice)]
     fn expand<V: Vars + ?Sized>(
         &self,
         pi: usize,
@@ -102,6 +104,8 @@ impl ArnPattern {
     }
 
     /// `ArnLike` matching (see the module doc).
+    // Segment bounds are positions of `:` (ASCII): always character boundaries.
+    #[allow(clippy::string_slice)]
     pub(crate) fn matches_strict<V: Vars + ?Sized>(&self, arn: &str, vars: &V) -> bool {
         let b = Bounds::of(arn, 6);
         if b.n < 6 || self.segs.len() < 6 {

@@ -45,6 +45,8 @@ pub(crate) struct BadVariable;
 impl Pattern {
     /// Compiles `src`. With `wildcards` false, `*` and `?` are literal characters; with `variables` false (policy
     /// version 2008-10-17), `${...}` is literal text.
+    // Offsets come from `find` of ASCII delimiters and `len_utf8` steps: always character boundaries.
+    #[allow(clippy::string_slice)]
     pub(crate) fn compile(
         src: &str,
         wildcards: bool,
@@ -109,6 +111,8 @@ impl Pattern {
 
     /// Splits at literal colons into at most `max` segments (the last keeps any further colons). Colons inside
     /// variables (`${aws:username}`) do not split.
+    // Offsets come from `find(':')`: always character boundaries.
+    #[allow(clippy::string_slice)]
     pub(crate) fn split_colons(&self, max: usize) -> Vec<Pattern> {
         let mut segs = Vec::new();
         let mut cur: Vec<Token> = Vec::new();
@@ -137,6 +141,8 @@ impl Pattern {
     }
 
     /// Glob match of the whole of `s`; `ci` compares ASCII letters case-insensitively (IAM action names).
+    // `si` only advances by `len_utf8` of a decoded character or by a matched prefix: always a character boundary.
+    #[allow(clippy::string_slice)]
     pub(crate) fn matches<V: Vars + ?Sized>(&self, s: &str, ci: bool, vars: &V) -> bool {
         let toks = &*self.tokens;
         // Fast paths for the most common shapes: ``, `*`, `literal` and `literal*`.

@@ -3,6 +3,10 @@
 //! `cargo test --release -p berth-iam --test bench -- --ignored --nocapture`
 //! (`BERTH_IAM_BENCH_ITERS` sets the iterations per scenario; a small number suits `valgrind --tool=callgrind`,
 //! which counts instructions where wall-clock times are noisy).
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
+// Test support calls libc (rlimits, mounts, signals) and slices strings it built itself.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Every validation error, with the statement and field it names.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 use berth_iam::{Policy, PolicyErrorKind as K, PolicyKind, SizeLimit};
 

@@ -50,10 +50,17 @@ impl Wildcard {
             return false;
         }
         // Greedy left-to-right search of the middle pieces, inside the part not pinned by prefix and suffix.
-        let mut rest = &tag[first.len()..tag.len() - last.len()];
+        // Offsets come from matched prefixes, suffixes and `find`, so they are character
+        // boundaries; `get` turns a broken invariant into "no match" instead of a panic.
+        let Some(mut rest) = tag.get(first.len()..tag.len() - last.len()) else {
+            return false;
+        };
         for piece in middle {
             match rest.find(piece.as_str()) {
-                Some(at) => rest = &rest[at + piece.len()..],
+                Some(at) => match rest.get(at + piece.len()..) {
+                    Some(r) => rest = r,
+                    None => return false,
+                },
                 None => return false,
             }
         }

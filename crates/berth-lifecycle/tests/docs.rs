@@ -1,5 +1,7 @@
 //! Every JSON example in docs/LIFECYCLE.md is a valid policy (a lone rule is wrapped in a policy), so the
 //! documentation cannot drift from the parser.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 use berth_lifecycle::LifecyclePolicy;
 

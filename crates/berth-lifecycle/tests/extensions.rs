@@ -1,5 +1,7 @@
 //! Berth's opt-in extensions: regular-expression tag rules, exclusion lists (per rule and policy-wide) and
 //! expiring by last pull. Each is used only when its `berth...` key is present.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod common;
 

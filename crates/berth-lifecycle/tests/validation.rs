@@ -1,5 +1,7 @@
 //! Every validation rule, with the exact `InvalidParameterException` message ECR gives (Berth's own wording for
 //! the extensions and for the few ECR refusals whose text is not known).
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 use berth_lifecycle::{limits, LifecycleError, LifecyclePolicy};
 

@@ -2,6 +2,8 @@
 //! transitions, when a standard copy may be dropped (never while an `ACTIVE` image, a pin
 //! or a push in progress needs it), re-linking on activation, and the sweep. Each
 //! backend's tests call [`run`].
+// A suite is test code that backends run from their tests: a failed unwrap is a failed case.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 

@@ -26,6 +26,8 @@
 //! [`LifecycleStore`] (module [`lifecycle`]), also implemented by [`sqlite::SqliteMetaStore`].
 //!
 //! May depend on: `berth-types`.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 pub mod archive;
 pub mod archive_suite;

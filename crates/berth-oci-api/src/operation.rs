@@ -110,7 +110,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             _ => Err(RouteError::MethodNotAllowed),
         };
     }
-    let rest = &rest[1..];
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Err(RouteError::NotFound);
+    };
     if rest == "_catalog" {
         return match *method {
             Method::GET => mk(OciOperation::Catalog, "", ""),
@@ -123,12 +125,13 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             _ => Err(RouteError::MethodNotAllowed),
         };
     }
-    if let Some(i) = rest.rfind("/blobs/uploads") {
-        let (name, tail) = (&rest[..i], &rest[i + "/blobs/uploads".len()..]);
+    if let Some((name, tail)) = rest.rsplit_once("/blobs/uploads") {
         let id = match tail {
             "" | "/" => "",
-            t if t.starts_with('/') && !t[1..].contains('/') => &t[1..],
-            _ => return Err(RouteError::NotFound),
+            t => match t.strip_prefix('/') {
+                Some(id) if !id.contains('/') => id,
+                _ => return Err(RouteError::NotFound),
+            },
         };
         if id.is_empty() {
             return match *method {
@@ -146,8 +149,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         return mk(op, name, id);
     }
     for (marker, kind) in [("/manifests/", 0), ("/blobs/", 1), ("/referrers/", 2)] {
-        if let Some(i) = rest.rfind(marker) {
-            let (name, target) = (&rest[..i], &rest[i + marker.len()..]);
+        if let Some((name, target)) = rest.rsplit_once(marker) {
             if target.is_empty() || target.contains('/') {
                 return Err(RouteError::NotFound);
             }

@@ -97,11 +97,16 @@ pub fn sign_request(
     names.push("host".to_string());
     names.sort();
     names.dedup();
-    let scope = format!("{}/{region}/{service}/{TERMINATOR}", &amz_date[..8]);
+    let scope = format!("{}/{region}/{service}/{TERMINATOR}", scope_date(&amz_date));
     let payload_hash = payload_hash_for_signing(&signed)?;
     let creq = canonical_request(&signed, &names, &payload_hash, CanonicalOptions::default())?;
     let sts = string_to_sign(&amz_date, &scope, &creq);
-    let key = SigningKey::derive(creds.secret_access_key, &amz_date[..8], region, service);
+    let key = SigningKey::derive(
+        creds.secret_access_key,
+        scope_date(&amz_date),
+        region,
+        service,
+    );
     let authorization = format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={}",
         creds.access_key_id,
@@ -126,7 +131,7 @@ pub fn presign(
     expires_secs: u32,
 ) -> Result<String, SigV4Error> {
     let amz_date = format_amz_date(now);
-    let scope = format!("{}/{region}/{service}/{TERMINATOR}", &amz_date[..8]);
+    let scope = format!("{}/{region}/{service}/{TERMINATOR}", scope_date(&amz_date));
     let enc = |s: &str| uri_encode(s.as_bytes(), false);
     let mut query = String::new();
     if !req.query.is_empty() {
@@ -150,6 +155,16 @@ pub fn presign(
         CanonicalOptions::default(),
     )?;
     let sts = string_to_sign(&amz_date, &scope, &creq);
-    let key = SigningKey::derive(creds.secret_access_key, &amz_date[..8], region, service);
+    let key = SigningKey::derive(
+        creds.secret_access_key,
+        scope_date(&amz_date),
+        region,
+        service,
+    );
     Ok(format!("{query}&X-Amz-Signature={}", key.sign_hex(&sts)))
+}
+
+/// The `YYYYMMDD` part of an `X-Amz-Date` this module formatted itself.
+fn scope_date(amz_date: &str) -> &str {
+    amz_date.get(..8).unwrap_or(amz_date)
 }

@@ -62,6 +62,13 @@ impl Digest {
         &self.hex
     }
 
+    /// The first `n` hex digits (all of them when `n` is larger), e.g. a storage shard
+    /// directory name.
+    pub fn hex_prefix(&self, n: usize) -> &str {
+        // Validated hex is ASCII, so every byte offset is a character boundary.
+        self.hex.get(..n).unwrap_or(&self.hex)
+    }
+
     /// Digest of a byte slice in one go (for small things such as manifests).
     pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
         let mut h = algorithm.hasher();

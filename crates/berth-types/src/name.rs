@@ -139,7 +139,11 @@ impl RepositoryName {
 
     /// The name, as clients see it (without the account).
     pub fn as_str(&self) -> &str {
-        &self.qualified[QUALIFIED_PREFIX_LEN..]
+        // The prefix is a 12-digit account id and `/` (ASCII), so the offset is a
+        // character boundary; `get` keeps that an invariant rather than a panic.
+        self.qualified
+            .get(QUALIFIED_PREFIX_LEN..)
+            .unwrap_or_default()
     }
 
     /// The account whose registry holds the repository.

@@ -5,6 +5,8 @@
 //!
 //! Needs python3 with boto3 (`pip install boto3`). When either is missing this test FAILS,
 //! unless `BERTH_ALLOW_MISSING_BOTOCORE=1`.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod common;
 

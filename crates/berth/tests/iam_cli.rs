@@ -6,6 +6,8 @@
 //!
 //! Needs the AWS CLI (`pip install awscli`). When it is missing this test FAILS, unless
 //! `BERTH_ALLOW_MISSING_AWSCLI=1`.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! `berth` binary over plain http (`ClientProtocol::Http`): push, pull, chunked stream push, mount, tags.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod common;
 

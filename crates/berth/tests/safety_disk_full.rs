@@ -7,6 +7,10 @@
 //!
 //! Needs root to mount the tmpfs (CI runs as root). Without permission to mount, the test fails, unless
 //! `BERTH_ALLOW_NO_MOUNT=1`, in which case it is skipped with a message.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
+// Test support calls libc (rlimits, mounts, signals) and slices strings it built itself.
+#![allow(unsafe_code)]
 
 mod safety_support;
 

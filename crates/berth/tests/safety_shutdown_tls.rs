@@ -10,6 +10,10 @@
 //!   HTTP sent to the TLS port fails fast.
 //! * A TLS ClientHello sent to a plain-HTTP port is answered or closed at once (clients such as skopeo try TLS
 //!   first), and the server keeps serving.
+// Tests may unwrap and slice strings they built: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
+// Test support calls libc (rlimits, mounts, signals) and slices strings it built itself.
+#![allow(unsafe_code)]
 
 mod safety_support;
 

@@ -39,11 +39,15 @@ fn layer_digest_shape(s: &str) -> bool {
         && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+fn layer_digest_shape_error(s: &str, member: &str) -> EcrError {
+    EcrError::InvalidParameter(format!(
+        "Invalid parameter at '{member}' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{s}')"
+    ))
+}
+
 fn layer_digest(s: &str, member: &str) -> Result<Digest, EcrError> {
     if !layer_digest_shape(s) {
-        return Err(EcrError::InvalidParameter(format!(
-            "Invalid parameter at '{member}' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{s}')"
-        )));
+        return Err(layer_digest_shape_error(s, member));
     }
     s.parse().map_err(|_| {
         EcrError::InvalidLayer(format!(
@@ -294,7 +298,7 @@ pub(super) async fn complete_layer_upload(
         ));
     }
     if let Some(bad) = digests.iter().find(|d| !layer_digest_shape(d)) {
-        return Err(layer_digest(bad, "layerDigests").unwrap_err());
+        return Err(layer_digest_shape_error(bad, "layerDigests"));
     }
     let target = open_repository(
         ctx,

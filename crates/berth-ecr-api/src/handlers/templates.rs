@@ -49,27 +49,7 @@ pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, EcrError> {
 /// One `/`-separated component of the name pattern:
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 fn valid_component(c: &str) -> bool {
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let b = c.as_bytes();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
-            return false;
-        }
-    }
-    true
+    super::valid_name_component(c)
 }
 
 fn applied_for(list: &[String]) -> Result<Vec<AppliedFor>, EcrError> {

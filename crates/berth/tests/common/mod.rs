@@ -13,6 +13,8 @@
 //! * Small HTTP helpers (`reqwest` blocking client, `curl` wrapper, digests, blob and manifest pushes).
 //!
 //! Each integration test file includes this module with `mod common;` and uses only part of it.
+// Test support calls libc (rlimits, mounts, signals) and slices strings it built itself.
+#![allow(unsafe_code, clippy::string_slice)]
 #![allow(dead_code)]
 
 #[path = "../credentials/mod.rs"]

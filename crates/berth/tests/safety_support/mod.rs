@@ -9,6 +9,8 @@
 //! * [`Rng`]: a small seeded PRNG (`BERTH_SAFETY_SEED` reproduces a run; the seed is printed).
 //! * Push helpers that never panic and tell an acknowledged push from a rejected one and from a lost one.
 //! * Pull-and-verify helpers, an on-disk blob-tree check and the SQLite integrity check.
+// Test support calls libc (rlimits, mounts, signals) and slices strings it built itself.
+#![allow(unsafe_code, clippy::string_slice)]
 #![allow(dead_code)]
 
 #[path = "../credentials/mod.rs"]
