@@ -6,6 +6,7 @@
 
 mod admin;
 mod cli;
+mod data_dir;
 mod gc;
 mod lifecycle_cli;
 mod logging;
