@@ -44,6 +44,11 @@ pub enum Command {
     /// Lifecycle policies by hand: preview a policy's effect per rule, run it now, or list
     /// the images lifecycle policies expired (see docs/ARCHITECTURE.md).
     Lifecycle(crate::lifecycle_cli::LifecycleArgs),
+    /// Read and remove repository and registry policies in the data directory, as the
+    /// operator (works whether or not `berth serve` is running): the way back when a
+    /// policy denies everyone, the account root included. Output is JSON shaped like the
+    /// AWS CLI's.
+    Policy(crate::policy_cli::PolicyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -205,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::gc::run(cfg, args.grace_secs, args.dry_run, args.json)
         }
         Command::Lifecycle(args) => crate::lifecycle_cli::run(args),
+        Command::Policy(args) => crate::policy_cli::run(args),
         Command::Iam(args) => {
             let cfg = operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
             let action = match args.command {

@@ -10,6 +10,7 @@ mod data_dir;
 mod gc;
 mod lifecycle_cli;
 mod logging;
+mod policy_cli;
 mod serve;
 mod tls;
 

@@ -244,11 +244,12 @@ fn operator_commands_refuse_a_data_dir_without_a_registry() {
     std::fs::write(&file, "not a registry").unwrap();
     std::fs::create_dir(work.join("empty")).unwrap();
     let abs_missing = work.join("typo");
-    let commands: [&[&str]; 4] = [
+    let commands: [&[&str]; 5] = [
         &["iam", "list-users"],
         &["iam", "rotate-admin-key"],
         &["gc", "--dry-run"],
         &["lifecycle", "events"],
+        &["policy", "get-registry-policy"],
     ];
     for args in commands {
         // A relative path is resolved (and named) against the current directory, and
@@ -355,6 +356,10 @@ fn one_server_per_data_dir_and_nothing_on_disk_before_the_port_is_bound() {
     let mut gc = berth(&["gc", "--dry-run", "--json", "--data-dir"]);
     gc.arg(&data);
     run_ok(gc);
+    let mut policy = berth(&["policy", "get-registry-policy", "--data-dir"]);
+    policy.arg(&data);
+    let err = fails(policy);
+    assert!(err.contains("has no registry policy"), "{err}");
     assert_eq!(common::http().get(reg.v2("")).send().unwrap().status(), 200);
 
     // A port in use is reported before a new data directory (and key) is created.
