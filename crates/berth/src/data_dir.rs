@@ -135,12 +135,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f");
         std::fs::write(&file, "x").unwrap();
-        for s in [storage(&file)] {
-            let err = create_and_lock(&s).unwrap_err().to_string();
-            assert!(err.contains("is not a directory"), "{err}");
-            let err = require_existing(&s).unwrap_err().to_string();
-            assert!(err.contains("is not a directory"), "{err}");
-        }
+        let s = storage(&file);
+        let err = create_and_lock(&s).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+        let err = require_existing(&s).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
         let err = require_existing(&storage(tmp.path()))
             .unwrap_err()
             .to_string();

@@ -29,7 +29,10 @@ pub struct PolicyArgs {
     pub command: PolicyCommand,
 }
 
+/// The variants name the subcommands after the ECR actions they mirror, hence the shared
+/// `Policy` suffix.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)]
 pub enum PolicyCommand {
     /// Print a repository's policy (JSON shaped like `aws ecr get-repository-policy`).
     GetRepositoryPolicy {
