@@ -15,11 +15,12 @@ mod gc;
 mod lifecycle;
 mod limits;
 mod secret;
+mod sources;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
@@ -260,8 +261,11 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(String),
-    #[error(transparent)]
-    Load(#[from] Box<figment::Error>),
+    /// Values that do not fit the configuration, each named as the user wrote it (the
+    /// file key with its file, or the `BERTH_...` variable); figment's own rendering
+    /// names internal keys, so its errors are rendered into this text, not kept.
+    #[error("{0}")]
+    Load(String),
 }
 
 /// Values given on the command line; `None` leaves the lower layers' value.
@@ -278,15 +282,6 @@ pub struct Overrides {
 impl Config {
     /// Loads defaults, then `file` (if given), then the environment (`BERTH_` prefix).
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        // Flags with their own variables (BERTH_LISTEN, BERTH_DATA_DIR, ...) are applied as
-        // overrides by the binary; only `SECTION__FIELD` variables are read here.
-        let env = Env::prefixed("BERTH_")
-            .filter(|k| k.as_str().contains("__"))
-            .split("__");
-        Self::load_from(file, env)
-    }
-
-    fn load_from(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -294,8 +289,9 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        let cfg: Config = fig.merge(env).extract().map_err(Box::new)?;
-        Ok(cfg)
+        fig.merge(sources::EnvVars::new())
+            .extract()
+            .map_err(|e| ConfigError::Load(sources::describe(e)))
     }
 
     pub fn apply(&mut self, o: &Overrides) {
@@ -436,6 +432,30 @@ mod tests {
         assert!(c.validate().is_ok());
         assert!(!c.redacted_toml().contains("BEGIN PRIVATE KEY"));
         assert!(c.redacted_toml().contains("<redacted>"));
+    }
+
+    /// Errors name the key as written: `section.field in FILE`, or the variable.
+    #[test]
+    fn errors_name_the_file_key_or_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[server]\nlistne = \"127.0.0.1:1\"\n")?;
+            let err = Config::load(Some(Path::new("typo.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("server.listne in "), "{err}");
+            assert!(err.contains("typo.toml: unknown field"), "{err}");
+            assert!(!err.contains("default."), "{err}");
+            jail.create_file("bad.toml", "[server\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bad.toml"), "{err}");
+            jail.set_env("BERTH_SERVER__LISTEN", "not-an-address");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("BERTH_SERVER__LISTEN: "), "{err}");
+            assert!(!err.contains("SERVER.LISTEN"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Accounts and IAM administration on the data directory: first-start bootstrap (the
 //! default account and its administrator key in `<data-dir>/admin.credentials`) and the
-//! offline `berth iam ...` commands. They open `meta.db` directly; SQLite in WAL mode lets
+//! offline `berth iam ...` commands, which need a registry `berth serve` created. They open `meta.db` directly; SQLite in WAL mode lets
 //! them run while `berth serve` is running.
 
 use std::io::Write;
@@ -314,9 +314,12 @@ pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyho
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async move {
+        // The registry exists (`crate::data_dir::require_existing`): its master key is
+        // loaded, never created, and no account or key is made behind the operator's back.
         let meta = open_meta(&cfg.storage)?;
-        let iam = open_iam(&cfg.storage, meta.clone())?;
-        bootstrap(&iam, &meta, &cfg).await?;
+        let key = MasterKey::load(&cfg.storage.data_dir.join(MASTER_KEY))
+            .context("loading the master key")?;
+        let iam = SqliteIamStore::new(meta.clone(), key);
         if let IamAction::CreateAccount { alias } = action {
             let Some(account) = account else {
                 bail!("name the new account with --account <12 digits>");

@@ -2,7 +2,7 @@
 //! `berth lifecycle ...`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use berth_config::{Config, Overrides};
 
 /// Berth: a self-hosted container registry that speaks the OCI Distribution API
-/// (docker, podman, skopeo, containerd, oras) and, soon, the Amazon ECR API.
+/// (docker, podman, skopeo, containerd, oras) and the Amazon ECR API, with IAM and STS
+/// (`aws ecr|iam|sts ... --endpoint-url`, boto3).
 #[derive(Parser, Debug)]
 #[command(name = "berth", version, propagate_version = true)]
 pub struct Cli {
@@ -23,8 +24,12 @@ pub enum Command {
     /// Run the registry.
     ///
     /// With no options it listens on http://127.0.0.1:5000 and keeps everything under
-    /// ./berth-data (SQLite metadata + blobs on local disk). Push to it with e.g.
-    /// `skopeo copy --dest-tls-verify=false docker://... docker://127.0.0.1:5000/NAME:TAG`.
+    /// ./berth-data (SQLite metadata + blobs on local disk). The first start creates an
+    /// administrator access key in ./berth-data/admin.credentials; every request needs
+    /// credentials. Push to it with e.g. `skopeo copy --dest-tls-verify=false --dest-creds
+    /// KEY_ID:SECRET docker://SOURCE docker://127.0.0.1:5000/NAME:TAG`, where KEY_ID and
+    /// SECRET are that file's aws_access_key_id and aws_secret_access_key. One server per
+    /// data directory (it holds <data-dir>/berth.lock).
     Serve(ServeArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
@@ -39,6 +44,11 @@ pub enum Command {
     /// Lifecycle policies by hand: preview a policy's effect per rule, run it now, or list
     /// the images lifecycle policies expired (see docs/ARCHITECTURE.md).
     Lifecycle(crate::lifecycle_cli::LifecycleArgs),
+    /// Read and remove repository and registry policies in the data directory, as the
+    /// operator (works whether or not `berth serve` is running): the way back when a
+    /// policy denies everyone, the account root included. Output is JSON shaped like the
+    /// AWS CLI's.
+    Policy(crate::policy_cli::PolicyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -159,8 +169,27 @@ impl ServeArgs {
             tls_self_signed: self.tls_self_signed,
         });
         cfg.validate()?;
+        cfg.storage.data_dir = crate::data_dir::absolute(&cfg.storage.data_dir)?;
         Ok(cfg)
     }
+}
+
+/// The configuration of a command that operates on an existing registry (`berth iam`,
+/// `gc`, `lifecycle`, `policy`): loaded like `berth serve`'s, with the data directory made
+/// absolute and required to hold a registry; logging set to warnings only.
+pub fn operator_config(config: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(config).context("loading configuration")?;
+    cfg.apply(&Overrides {
+        data_dir: data_dir.map(Path::to_path_buf),
+        ..Default::default()
+    });
+    cfg.validate()?;
+    cfg.storage.data_dir = crate::data_dir::absolute(&cfg.storage.data_dir)?;
+    let mut log = cfg.log.clone();
+    log.level = "warn".into();
+    crate::logging::init(&log)?;
+    crate::data_dir::require_existing(&cfg.storage)?;
+    Ok(cfg)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -177,28 +206,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Gc(args) => {
-            let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;
-            cfg.apply(&Overrides {
-                data_dir: args.data_dir.clone(),
-                ..Default::default()
-            });
-            cfg.validate()?;
-            let mut log = cfg.log.clone();
-            log.level = "warn".into();
-            crate::logging::init(&log)?;
+            let cfg = operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
             crate::gc::run(cfg, args.grace_secs, args.dry_run, args.json)
         }
         Command::Lifecycle(args) => crate::lifecycle_cli::run(args),
+        Command::Policy(args) => crate::policy_cli::run(args),
         Command::Iam(args) => {
-            let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;
-            cfg.apply(&Overrides {
-                data_dir: args.data_dir.clone(),
-                ..Default::default()
-            });
-            cfg.validate()?;
-            let mut log = cfg.log.clone();
-            log.level = "warn".into();
-            crate::logging::init(&log)?;
+            let cfg = operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
             let action = match args.command {
                 IamCommand::CreateUser { name, path } => {
                     crate::admin::IamAction::CreateUser { name, path }

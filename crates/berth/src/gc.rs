@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use berth_blobstore::{DiskBlobStore, DiskOptions};
 use berth_config::Config;
@@ -14,9 +14,6 @@ use berth_registry::gc::{GarbageCollector, GcOptions, GcReport};
 /// Runs one pass and prints its report (JSON with `json`).
 pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> anyhow::Result<()> {
     let data_dir = cfg.storage.data_dir.clone();
-    if !data_dir.join("meta.db").exists() {
-        bail!("{} holds no registry (no meta.db)", data_dir.display());
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use berth_config::{Config, Overrides};
 use berth_lifecycle::{Action, Evaluation, LifecyclePolicy};
 use berth_meta::LifecycleStore;
 use berth_registry::lifecycle::{ExecutionReport, Lifecycle};
@@ -76,21 +75,7 @@ pub enum LifecycleCommand {
 }
 
 pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
-    let mut cfg = Config::load(args.config.as_deref()).context("loading configuration")?;
-    cfg.apply(&Overrides {
-        data_dir: args.data_dir.clone(),
-        ..Default::default()
-    });
-    cfg.validate()?;
-    let mut log = cfg.log.clone();
-    log.level = "warn".into();
-    crate::logging::init(&log)?;
-    if !cfg.storage.data_dir.join("meta.db").exists() {
-        bail!(
-            "{} holds no registry (no meta.db)",
-            cfg.storage.data_dir.display()
-        );
-    }
+    let cfg = crate::cli::operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

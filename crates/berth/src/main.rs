@@ -8,9 +8,11 @@
 
 mod admin;
 mod cli;
+mod data_dir;
 mod gc;
 mod lifecycle_cli;
 mod logging;
+mod policy_cli;
 mod serve;
 mod tls;
 

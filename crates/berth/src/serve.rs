@@ -252,6 +252,12 @@ fn write_addr_file(path: &Path, addr: &std::net::SocketAddr) -> anyhow::Result<(
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
+    // Bind first: a port in use is reported before anything is created on disk.
+    let listener = TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    // Held until the process exits: a second server on this directory is refused.
+    let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
     let meta = crate::admin::open_meta(&cfg.storage)?;
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
     crate::admin::bootstrap(&iam, &meta, &cfg).await?;
@@ -279,9 +285,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     )
     .with_lifecycle(lifecycle);
     let tls = crate::tls::acceptor(&cfg)?;
-    let listener = TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     spawn_upload_sweeper(registry.clone(), &cfg);
     // Changes made by other processes (`berth lifecycle run`, later other nodes) reach

@@ -221,15 +221,89 @@ fn first_start_creates_admin_credentials_once_and_iam_commands_work() {
     assert_eq!(root_keys(&data), vec![new_id]);
 }
 
+/// `berth <args>` with no configuration from the test's environment.
+fn berth(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.args(args);
+    for var in ["BERTH_CONFIG", "BERTH_DATA_DIR", "BERTH_LISTEN"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs and expects failure; the stderr.
+fn fails(cmd: Command) -> String {
+    let out = run(cmd, CMD_TIMEOUT);
+    assert!(!out.success(), "expected a failure\n{}", out.report());
+    out.stderr_str()
+}
+
 #[test]
-fn iam_commands_bootstrap_an_empty_data_dir_and_honour_the_configured_account() {
+fn operator_commands_refuse_a_data_dir_without_a_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut c = berth_iam(&data, &["list-users"]);
-    c.env("BERTH_REGISTRY__ACCOUNT_ID", "123456789012")
-        .env("BERTH_REGISTRY__REGION", "eu-west-1");
-    let out = run_ok(c);
-    assert_eq!(out.json()["Users"], serde_json::json!([]));
+    let work = dir.path();
+    let file = work.join("a-file");
+    std::fs::write(&file, "not a registry").unwrap();
+    std::fs::create_dir(work.join("empty")).unwrap();
+    let abs_missing = work.join("typo");
+    let commands: [&[&str]; 5] = [
+        &["iam", "list-users"],
+        &["iam", "rotate-admin-key"],
+        &["gc", "--dry-run"],
+        &["lifecycle", "events"],
+        &["policy", "get-registry-policy"],
+    ];
+    for args in commands {
+        // A relative path is resolved (and named) against the current directory, and
+        // nothing is created there.
+        let mut c = berth(args);
+        c.args(["--data-dir", "typo"]).current_dir(work);
+        let err = fails(c);
+        assert!(
+            err.contains(&format!(
+                "data directory {} does not exist",
+                abs_missing.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--data-dir"), "{args:?}: {err}");
+        assert!(
+            !abs_missing.exists(),
+            "{args:?} created {}",
+            abs_missing.display()
+        );
+
+        let mut c = berth(args);
+        c.arg("--data-dir").arg(work.join("empty"));
+        let err = fails(c);
+        assert!(
+            err.contains("holds no Berth registry (no meta.db)"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read_dir(work.join("empty")).unwrap().count(), 0);
+
+        let mut c = berth(args);
+        c.arg("--data-dir").arg(&file);
+        let err = fails(c);
+        assert!(
+            err.contains(&format!("{} is not a directory", file.display())),
+            "{args:?}: {err}"
+        );
+    }
+    let mut c = berth(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+    c.arg(&file);
+    let err = fails(c);
+    assert!(err.contains("is not a directory"), "{err}");
+    assert!(!err.contains("File exists"), "{err}");
+}
+
+#[test]
+fn iam_commands_honour_the_configured_account_of_an_existing_registry() {
+    let reg = TestRegistry::start_with_env(&[
+        ("BERTH_REGISTRY__ACCOUNT_ID", "123456789012"),
+        ("BERTH_REGISTRY__REGION", "eu-west-1"),
+    ]);
+    let data = reg.data_dir().expect("a spawned registry");
     let ini = parse_ini(&std::fs::read_to_string(data.join("admin.credentials")).unwrap());
     assert_eq!(ini["default"]["region"], "eu-west-1");
     let mut c = berth_iam(&data, &["create-user", "u1"]);
@@ -238,7 +312,7 @@ fn iam_commands_bootstrap_an_empty_data_dir_and_honour_the_configured_account() 
         run_ok(c).json()["User"]["Arn"],
         "arn:aws:iam::123456789012:user/u1"
     );
-    // An account that does not exist is refused.
+    // An account that does not exist is refused, and not created.
     let bad = run(
         berth_iam(&data, &["list-users", "--account", "999999999999"]),
         CMD_TIMEOUT,
@@ -249,4 +323,82 @@ fn iam_commands_bootstrap_an_empty_data_dir_and_honour_the_configured_account() 
         "{}",
         bad.report()
     );
+    let mut c = berth_iam(&data, &["list-accounts"]);
+    c.env("BERTH_REGISTRY__ACCOUNT_ID", "123456789012");
+    let accounts = run_ok(c).json();
+    assert_eq!(
+        accounts["Accounts"].as_array().unwrap().len(),
+        1,
+        "{accounts}"
+    );
+}
+
+#[test]
+fn one_server_per_data_dir_and_nothing_on_disk_before_the_port_is_bound() {
+    let reg = TestRegistry::start();
+    let Some(data) = reg.data_dir() else {
+        eprintln!("skipped: needs a spawned berth (BERTH_E2E_REGISTRY is set)");
+        return;
+    };
+    // A second server on the same directory is refused, naming the first one's pid.
+    let holder = std::fs::read_to_string(data.join("berth.lock")).unwrap();
+    let mut c = berth(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+    c.arg(&data);
+    let err = fails(c);
+    assert!(
+        err.contains(&format!(
+            "another berth serve (pid {}) is already using data directory {}",
+            holder.trim(),
+            data.display()
+        )),
+        "{err}"
+    );
+    // The operator commands documented to work beside it still do.
+    run_ok(berth_iam(&data, &["list-users"]));
+    let mut gc = berth(&["gc", "--dry-run", "--json", "--data-dir"]);
+    gc.arg(&data);
+    run_ok(gc);
+    let mut policy = berth(&["policy", "get-registry-policy", "--data-dir"]);
+    policy.arg(&data);
+    let err = fails(policy);
+    assert!(err.contains("has no registry policy"), "{err}");
+    assert_eq!(common::http().get(reg.v2("")).send().unwrap().status(), 200);
+
+    // A port in use is reported before a new data directory (and key) is created.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh");
+    let mut c = berth(&["serve", "--listen", &port, "--data-dir"]);
+    c.arg(&fresh);
+    let err = fails(c);
+    assert!(err.contains(&format!("binding {port}")), "{err}");
+    assert!(
+        !fresh.exists(),
+        "a data directory was created before binding"
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_key_or_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, "[server]\nlistne = \"127.0.0.1:5000\"\n").unwrap();
+    let mut c = berth(&["config", "check", "--config"]);
+    c.arg(&file);
+    let err = fails(c);
+    assert!(
+        err.contains(&format!(
+            "server.listne in {}: unknown field",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("default.server"), "{err}");
+
+    let mut c = berth(&["config", "check"]);
+    c.env("BERTH_SERVER__LISTEN", "localhost");
+    let err = fails(c);
+    assert!(err.contains("BERTH_SERVER__LISTEN: "), "{err}");
+    assert!(!err.contains("SERVER.LISTEN"), "{err}");
 }

@@ -590,3 +590,130 @@ fn root_routes_query_json_and_oci_requests_apart() {
         assert!(v["errors"].is_array(), "{v}");
     }
 }
+
+/// `berth policy ...` on the registry's data directory; the JSON it prints.
+fn berth_policy(data: &Path, args: &[&str]) -> CmdOutput {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.arg("policy")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("BERTH_CONFIG");
+    run(c, CMD_TIMEOUT)
+}
+
+/// Waits (at most 30 s) until `aws args` succeeds: the server's parsed-policy cache keeps a
+/// policy another process removed for `[auth] credential_cache_secs` (2 s).
+fn succeeds_soon(aws: &Aws, args: &[&str]) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = aws.run(args);
+        if out.success() {
+            return out.json();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still failing after the policy was removed\n{}",
+            out.report()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A repository policy, or a registry policy, that denies everyone (the root included)
+/// cannot be removed through the API; the operator removes it with `berth policy` on the
+/// data directory, and the running server lets the root in again.
+#[test]
+fn the_operator_removes_policies_that_lock_the_root_out() {
+    if !have_awscli() {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let Some(data) = reg.data_dir() else {
+        eprintln!(
+            "skipped: needs a spawned berth for its data directory (BERTH_E2E_REGISTRY is set)"
+        );
+        return;
+    };
+    let credentials = data.join("admin.credentials");
+    let admin = Aws {
+        endpoint: reg.base_url(),
+        region: region_of(&credentials),
+        credentials,
+    };
+    let repo = format!("locked/app-{}", unique_suffix());
+    admin.ok(&["ecr", "create-repository", "--repository-name", &repo]);
+    let deny = json!({"Version": "2012-10-17", "Statement": [{"Sid": "everyone", "Effect": "Deny",
+        "Principal": "*", "Action": "ecr:*"}]})
+    .to_string();
+    admin.ok(&[
+        "ecr",
+        "set-repository-policy",
+        "--repository-name",
+        &repo,
+        "--policy-text",
+        &deny,
+        "--force",
+    ]);
+    let describe = ["ecr", "list-images", "--repository-name", &repo];
+    admin.err(&describe, "AccessDeniedException");
+    admin.err(
+        &[
+            "ecr",
+            "delete-repository-policy",
+            "--repository-name",
+            &repo,
+        ],
+        "AccessDeniedException",
+    );
+
+    let got = berth_policy(&data, &["get-repository-policy", "--repository", &repo]);
+    assert!(got.success(), "{}", got.report());
+    let got = got.json();
+    assert_eq!(got["repositoryName"], repo.as_str());
+    assert_eq!(got["registryId"], "000000000000");
+    assert_eq!(got["policyText"], deny.as_str());
+    let removed = berth_policy(&data, &["delete-repository-policy", "--repository", &repo]);
+    assert!(removed.success(), "{}", removed.report());
+    assert_eq!(removed.json()["policyText"], deny.as_str());
+    let listed = succeeds_soon(&admin, &describe);
+    assert_eq!(listed["imageIds"], json!([]));
+    let gone = berth_policy(&data, &["get-repository-policy", "--repository", &repo]);
+    assert!(
+        !gone.success() && gone.stderr_str().contains("has no repository policy"),
+        "{}",
+        gone.report()
+    );
+    let missing = berth_policy(
+        &data,
+        &["delete-repository-policy", "--repository", "no/such-repo"],
+    );
+    assert!(
+        !missing.success() && missing.stderr_str().contains("does not exist in account"),
+        "{}",
+        missing.report()
+    );
+
+    // A registry policy denying everyone shuts the root out of every repository; the
+    // operator removes it the same way.
+    let deny_registry = json!({"Version": "2012-10-17", "Statement": [{"Sid": "everyone",
+        "Effect": "Deny", "Principal": "*", "Action": "ecr:*", "Resource": "*"}]})
+    .to_string();
+    admin.ok(&[
+        "ecr",
+        "put-registry-policy",
+        "--policy-text",
+        &deny_registry,
+    ]);
+    admin.err(&describe, "AccessDeniedException");
+    let got = berth_policy(&data, &["get-registry-policy"]);
+    assert!(got.success(), "{}", got.report());
+    assert_eq!(got.json()["policyText"], deny_registry.as_str());
+    let removed = berth_policy(&data, &["delete-registry-policy"]);
+    assert!(removed.success(), "{}", removed.report());
+    succeeds_soon(&admin, &describe);
+    admin.err(
+        &["ecr", "get-registry-policy"],
+        "RegistryPolicyNotFoundException",
+    );
+}

@@ -1,0 +1,119 @@
+//! `berth policy ...`: the operator reads and removes repository and registry policies on
+//! the data directory directly, as `berth iam` does for users and keys. This is the way
+//! back when a policy locks everyone out, the account root included (the ECR API would
+//! need a caller the policy allows). A running server sees a removal within
+//! `[auth] credential_cache_secs` (2 s by default), the lifetime of its parsed-policy cache.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::{EcrSettingsStore, MetaStore, SettingsError};
+use berth_types::{AccountId, RepositoryName};
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// A TOML configuration file (see docs/CONFIG.md).
+    #[arg(long, short = 'c', env = "BERTH_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The account whose registry to act on [default: registry.account_id].
+    #[arg(long, global = true)]
+    pub account: Option<String>,
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// The variants name the subcommands after the ECR actions they mirror, hence the shared
+/// `Policy` suffix.
+#[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)]
+pub enum PolicyCommand {
+    /// Print a repository's policy (JSON shaped like `aws ecr get-repository-policy`).
+    GetRepositoryPolicy {
+        #[arg(long)]
+        repository: String,
+    },
+    /// Remove a repository's policy and print what it was.
+    DeleteRepositoryPolicy {
+        #[arg(long)]
+        repository: String,
+    },
+    /// Print the account's registry policy.
+    GetRegistryPolicy,
+    /// Remove the account's registry policy and print what it was.
+    DeleteRegistryPolicy,
+}
+
+pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
+    let cfg = crate::cli::operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
+    let account: AccountId = args
+        .account
+        .as_deref()
+        .unwrap_or(&cfg.registry.account_id)
+        .parse()
+        .context("--account must be a 12-digit account id")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let out = rt.block_on(async {
+        let meta = crate::admin::open_meta(&cfg.storage)?;
+        policy_action(&meta, account, args.command).await
+    })?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn policy_action(
+    meta: &SqliteMetaStore,
+    account: AccountId,
+    command: PolicyCommand,
+) -> anyhow::Result<Value> {
+    let registry = account.to_string();
+    Ok(match command {
+        PolicyCommand::GetRepositoryPolicy { repository } => {
+            existing_repository(meta, account, &repository).await?;
+            let Some(text) = meta.repository_policy(&registry, &repository).await? else {
+                bail!(SettingsError::RepositoryPolicyNotFound(repository));
+            };
+            json!({"registryId": registry, "repositoryName": repository, "policyText": text})
+        }
+        PolicyCommand::DeleteRepositoryPolicy { repository } => {
+            existing_repository(meta, account, &repository).await?;
+            let text = meta
+                .delete_repository_policy(&registry, &repository)
+                .await?;
+            json!({"registryId": registry, "repositoryName": repository, "policyText": text})
+        }
+        PolicyCommand::GetRegistryPolicy => {
+            let Some(text) = meta.registry_policy(&registry).await? else {
+                bail!(SettingsError::RegistryPolicyNotFound(registry));
+            };
+            json!({"registryId": registry, "policyText": text})
+        }
+        PolicyCommand::DeleteRegistryPolicy => {
+            let text = meta.delete_registry_policy(&registry).await?;
+            json!({"registryId": registry, "policyText": text})
+        }
+    })
+}
+
+/// Refuses a name that is not a repository of `account`, naming the account.
+async fn existing_repository(
+    meta: &SqliteMetaStore,
+    account: AccountId,
+    name: &str,
+) -> anyhow::Result<()> {
+    let repo = RepositoryName::new(account, name)
+        .map_err(|e| anyhow::anyhow!("invalid repository name {name:?}: {e}"))?;
+    if meta.get_repository(&repo).await?.is_none() {
+        bail!("repository {name} does not exist in account {account}");
+    }
+    Ok(())
+}
