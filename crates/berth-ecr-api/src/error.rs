@@ -254,6 +254,20 @@ pub fn to_wire(e: &EcrError) -> WireError {
     }
 }
 
+impl From<berth_access::AccessError> for EcrError {
+    fn from(e: berth_access::AccessError) -> Self {
+        use berth_access::AccessError as A;
+        match e {
+            A::Authentication(e) => EcrError::Authentication(e),
+            A::AccessDenied(m) => EcrError::AccessDenied(m),
+            internal => EcrError::Internal(format!(
+                "{internal}: {:?}",
+                std::error::Error::source(&internal)
+            )),
+        }
+    }
+}
+
 impl EcrError {
     /// A meta store error about repository `name` of `registry`.
     pub fn from_meta(e: MetaError, registry: &str) -> Self {

@@ -22,18 +22,12 @@
 //! for why that name).
 //!
 //! May depend on: `berth-types`, `berth-registry`, `berth-meta` (the store traits, not
-//! SQL), `berth-iam`, `berth-sigv4`. Never touches SQL or files.
+//! SQL), `berth-iam`, `berth-sigv4`, `berth-access`. Never touches SQL or files; depends
+//! on no other edge.
 
-pub mod auth;
 pub mod error;
 mod handlers;
 pub mod operation;
-pub mod rate_limit;
-pub mod registry_hosts;
-pub mod resource_policies;
-pub mod token;
-pub mod v2_credentials;
-pub mod v2_gate;
 
 use std::sync::Arc;
 
@@ -44,14 +38,15 @@ use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use tracing::Instrument;
 
+use berth_access::rate_limit::{self, RateLimits};
+use berth_access::resource_policies::ResourcePolicies;
+use berth_access::{Authenticator, ConnInfo, RegistryHosts};
 use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
 
-pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::{to_wire, EcrError, WireError};
 pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
-pub use registry_hosts::RegistryHosts;
 
 /// The largest request body accepted: UploadLayerPart carries up to 20 MiB as base64.
 pub const MAX_BODY: usize = 30 * 1024 * 1024;
@@ -63,7 +58,7 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 #[derive(Clone)]
 pub struct EcrConfig {
     /// The default account: its registry is what `/v2` serves on hosts that name no
-    /// other account (see [`registry_hosts`]).
+    /// other account (see [`RegistryHosts`]).
     pub account_id: String,
     /// Host-based routing of account registries (its default account is `account_id`).
     pub hosts: RegistryHosts,
@@ -71,7 +66,7 @@ pub struct EcrConfig {
     pub region: String,
     /// `host[:port]` for repository URIs and `proxyEndpoint`; the request's `Host` when unset.
     pub public_host: Option<String>,
-    /// HMAC key of login tokens (see [`token`]).
+    /// HMAC key of login tokens (see [`berth_access::token`]).
     pub login_token_key: [u8; 32],
     /// Allowed clock skew (ECR: 15 minutes).
     pub max_skew: time::Duration,
@@ -102,12 +97,12 @@ struct Inner {
     /// Policies, tags, account settings and creation templates (same database as the
     /// registry's meta store).
     settings: Arc<dyn EcrSettingsStore>,
-    auth: Arc<auth::Authenticator>,
+    auth: Arc<Authenticator>,
     config: EcrConfig,
     /// Request quotas (`[limits]`), when enabled.
-    limits: Option<Arc<rate_limit::RateLimits>>,
+    limits: Option<Arc<RateLimits>>,
     /// Parsed repository and registry policies (shared with the `/v2` gate).
-    policies: Arc<resource_policies::ResourcePolicies>,
+    policies: Arc<ResourcePolicies>,
     /// Lifecycle policies and previews ([`EcrState::with_lifecycle`]); without it those
     /// actions answer `UnsupportedOperationException`.
     lifecycle: Option<berth_registry::lifecycle::Lifecycle>,
@@ -133,12 +128,9 @@ impl EcrState {
         EcrState {
             inner: Arc::new(Inner {
                 registry,
-                policies: Arc::new(resource_policies::ResourcePolicies::new(
-                    settings.clone(),
-                    DEFAULT_CACHE_TTL,
-                )),
+                policies: Arc::new(ResourcePolicies::new(settings.clone(), DEFAULT_CACHE_TTL)),
                 settings,
-                auth: Arc::new(auth::Authenticator::new(verifier, iam)),
+                auth: Arc::new(Authenticator::new(verifier, iam)),
                 config,
                 limits: None,
                 lifecycle: None,
@@ -151,10 +143,7 @@ impl EcrState {
     pub fn with_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_cache_ttl is called before the state is shared");
-        inner.policies = Arc::new(resource_policies::ResourcePolicies::new(
-            inner.settings.clone(),
-            ttl,
-        ));
+        inner.policies = Arc::new(ResourcePolicies::new(inner.settings.clone(), ttl));
         self
     }
 
@@ -169,7 +158,7 @@ impl EcrState {
 
     /// Enforces `limits` on the ECR API and on the `/v2` gates made afterwards. Call
     /// before the state is cloned.
-    pub fn with_rate_limits(mut self, limits: Arc<rate_limit::RateLimits>) -> Self {
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
         Arc::get_mut(&mut self.inner)
             .expect("with_rate_limits is called before the state is shared")
             .limits = Some(limits);
@@ -183,17 +172,20 @@ impl EcrState {
         self.inner.config.hosts.default_account()
     }
 
-    /// The `/v2` authentication and authorization layer, sharing this edge's
-    /// authenticator and login token key (see [`v2_gate`]).
-    pub fn v2_gate(&self, options: v2_gate::GateOptions) -> v2_gate::V2Gate {
-        v2_gate::V2Gate::new(
-            self.inner.auth.clone(),
-            self.inner.config.clone(),
-            options,
-            self.inner.limits.clone(),
-            self.inner.policies.clone(),
-            self.inner.registry.clone(),
-        )
+    /// The authenticator (service `ecr`), shared with the `/v2` gate.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.inner.auth.clone()
+    }
+
+    /// The resource policy cache, shared with the `/v2` gate so that a policy changed
+    /// here takes effect there at once.
+    pub fn resource_policies(&self) -> Arc<ResourcePolicies> {
+        self.inner.policies.clone()
+    }
+
+    /// The request quotas, shared with the `/v2` gate.
+    pub fn rate_limits(&self) -> Option<Arc<RateLimits>> {
+        self.inner.limits.clone()
     }
 }
 

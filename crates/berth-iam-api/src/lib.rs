@@ -9,7 +9,7 @@
 //! 1. framed: the body is read (up to [`MAX_BODY`]), the parameters decoded ([`params`]), and
 //!    `Action`/`Version` resolved to one [`IamOperation`] (missing → `MissingAction`,
 //!    unknown → `InvalidAction`);
-//! 2. authenticated with SigV4 by the ECR edge's [`Authenticator`] against the IAM store's
+//! 2. authenticated with SigV4 by berth-access's [`Authenticator`] against the IAM store's
 //!    access keys, with a credential scope of the operation's own service (`iam` or `sts`;
 //!    region `us-east-1`, where AWS SDKs sign the global IAM endpoint, or the configured
 //!    region);
@@ -22,7 +22,7 @@
 //! `CreateAccessKey` answer, never in a log.
 //!
 //! May depend on: `berth-meta` (the store trait, not SQL), `berth-iam`, `berth-sigv4`, and
-//! `berth-ecr-api` for the shared authenticator and `authorize`. Never touches SQL or files.
+//! `berth-access` for the authenticator and `authorize`. Never touches SQL or files.
 
 pub mod error;
 mod handlers;
@@ -40,7 +40,7 @@ use http_body_util::BodyExt;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use berth_ecr_api::{Authenticator, ConnInfo};
+use berth_access::{Authenticator, ConnInfo};
 use berth_meta::IamStore;
 use berth_sigv4::{Verifier, VerifierConfig};
 

@@ -194,7 +194,7 @@ fn expired_and_foreign_login_tokens_are_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let claims = |expires_at| berth_ecr_api::token::TokenClaims {
+    let claims = |expires_at| berth_access::token::TokenClaims {
         access_key_id: ADMIN_KEY_ID.to_string(),
         account_id: "000000000000".to_string(),
         user: None,
@@ -208,10 +208,10 @@ fn expired_and_foreign_login_tokens_are_refused() {
             .unwrap()
     };
     // Valid for another minute: accepted.
-    let valid = berth_ecr_api::token::sign(&key, &claims(now + 60));
+    let valid = berth_access::token::sign(&key, &claims(now + 60));
     assert_eq!(get(&valid).status(), 200);
     // Expired a second ago: refused with ECR's message.
-    let expired = berth_ecr_api::token::sign(&key, &claims(now - 1));
+    let expired = berth_access::token::sign(&key, &claims(now - 1));
     let resp = get(&expired);
     assert_eq!(resp.status(), 401);
     let v: Value = resp.json().unwrap();
@@ -223,7 +223,7 @@ fn expired_and_foreign_login_tokens_are_refused() {
         "{v}"
     );
     // Signed under another key (another server's token): refused.
-    let foreign = berth_ecr_api::token::sign(&[7u8; 32], &claims(now + 3600));
+    let foreign = berth_access::token::sign(&[7u8; 32], &claims(now + 3600));
     assert_eq!(get(&foreign).status(), 401);
 }
 

@@ -17,7 +17,7 @@ use super::images::{open_repository, push_target, Target};
 use super::{required, Ctx};
 use crate::error::EcrError;
 use crate::operation::EcrOperation;
-use crate::token::{
+use berth_access::token::{
     sign_download, DOWNLOAD_LIFETIME_SECS, DOWNLOAD_PARAM, DOWNLOAD_REGISTRY_PARAM,
 };
 

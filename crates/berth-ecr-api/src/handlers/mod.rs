@@ -17,11 +17,11 @@ use time::OffsetDateTime;
 use berth_meta::RepositoryRecord;
 use berth_types::{AccountId, RepositoryName};
 
-use crate::auth::{authorize, authorize_with, Caller, ConnInfo};
 use crate::error::EcrError;
 use crate::operation::EcrOperation;
-use crate::token::{self, TokenClaims, TOKEN_LIFETIME_SECS};
 use crate::EcrState;
+use berth_access::token::{self, TokenClaims, TOKEN_LIFETIME_SECS};
+use berth_access::{authorize, authorize_with, Caller, ConnInfo};
 
 mod account_settings;
 mod policies;
@@ -43,11 +43,7 @@ pub(crate) struct Ctx<'a> {
     /// The request's registry (`registryId`, else the caller's account), its
     /// `repositoryName` (when valid) and the repository and registry policies that apply
     /// to it.
-    pub policies: (
-        String,
-        Option<String>,
-        crate::resource_policies::ApplicablePolicies,
-    ),
+    pub policies: (String, Option<String>, berth_access::ApplicablePolicies),
 }
 
 impl Ctx<'_> {
@@ -87,6 +83,7 @@ impl Ctx<'_> {
                 self.now,
                 policies,
             )
+            .map_err(EcrError::from)
         } else {
             authorize(
                 self.caller,
@@ -97,6 +94,7 @@ impl Ctx<'_> {
                 self.region(),
                 self.now,
             )
+            .map_err(EcrError::from)
         }
     }
 

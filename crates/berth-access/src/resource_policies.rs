@@ -14,7 +14,7 @@ use berth_iam::{Policy, PolicyKind, SizeLimit};
 use berth_meta::EcrSettingsStore;
 use parking_lot::Mutex;
 
-use crate::error::EcrError;
+use crate::error::AccessError;
 
 /// Cached entries at most; the cache is cleared when it would grow past this.
 const LIMIT: usize = 10_000;
@@ -37,7 +37,7 @@ pub struct ResourcePolicies {
     registries: Mutex<HashMap<String, Entry>>,
 }
 
-fn parse(what: &str, text: Option<String>) -> Result<Option<Arc<Policy>>, EcrError> {
+fn parse(what: &str, text: Option<String>) -> Result<Option<Arc<Policy>>, AccessError> {
     let Some(text) = text else {
         return Ok(None);
     };
@@ -45,7 +45,10 @@ fn parse(what: &str, text: Option<String>) -> Result<Option<Arc<Policy>>, EcrErr
     // server-side problem, not the caller's.
     Policy::parse(&text, PolicyKind::Resource, SizeLimit::Unlimited)
         .map(|p| Some(Arc::new(p.with_name(what))))
-        .map_err(|e| EcrError::Internal(format!("stored {what} does not parse: {e}")))
+        .map_err(|source| AccessError::StoredPolicy {
+            name: what.to_string(),
+            source,
+        })
 }
 
 fn fresh(entry: Option<&Entry>) -> Option<Option<Arc<Policy>>> {
@@ -74,15 +77,16 @@ impl ResourcePolicies {
         &self,
         account: &str,
         repository: Option<&str>,
-    ) -> Result<ApplicablePolicies, EcrError> {
+    ) -> Result<ApplicablePolicies, AccessError> {
         let cached = fresh(self.registries.lock().get(account));
         let registry = match cached {
             Some(p) => p,
             None => {
-                let text =
-                    self.store.registry_policy(account).await.map_err(|e| {
-                        EcrError::Internal(format!("reading the registry policy: {e}"))
-                    })?;
+                let text = self
+                    .store
+                    .registry_policy(account)
+                    .await
+                    .map_err(|e| AccessError::store("reading the registry policy", e))?;
                 let p = parse("registry policy", text)?;
                 let mut map = self.registries.lock();
                 if map.len() >= LIMIT {
@@ -111,9 +115,7 @@ impl ResourcePolicies {
                     .store
                     .repository_policy(account, repository)
                     .await
-                    .map_err(|e| {
-                        EcrError::Internal(format!("reading the repository policy: {e}"))
-                    })?;
+                    .map_err(|e| AccessError::store("reading the repository policy", e))?;
                 let p = parse("repository policy", text)?;
                 let mut map = self.repositories.lock();
                 let per_account = map.entry(account.to_string()).or_default();

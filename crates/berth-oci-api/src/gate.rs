@@ -7,7 +7,7 @@
 //!    OCI edge's `404`/`405`.
 //! 3. A layer download grant (`?X-Berth-Download=`, from `GetDownloadUrlForLayer`) on a
 //!    blob `GET`/`HEAD` is the whole authorization for that one blob.
-//! 4. Credentials (see [`crate::v2_credentials`]) become a [`Caller`], cached for
+//! 4. Credentials (see [`berth_access::v2_credentials`]) become a [`Caller`], cached for
 //!    `credential_cache_secs` by the exact header value, so the hot path costs a hash
 //!    lookup and a policy evaluation, no database read.
 //! 5. No credentials: allowed when `[auth] anonymous` covers the operation, otherwise
@@ -30,17 +30,16 @@ use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use berth_oci_api::{OciError, OciOperation, RegistryAccount};
+use berth_access::rate_limit::RateLimits;
+use berth_access::token::{self, TokenClaims, TokenError};
+use berth_access::v2_credentials::{self, Credentials, ANONYMOUS_TOKEN};
+use berth_access::{
+    authorize_with, AccessError, Authenticator, Caller, ConnInfo, RegistryHosts, ResourcePolicies,
+};
 use berth_registry::Registry;
 use berth_types::{AccountId, Digest, RepositoryName};
 
-use crate::auth::{authorize_with, Authenticator, Caller, ConnInfo};
-use crate::error::EcrError;
-use crate::rate_limit::RateLimits;
-use crate::resource_policies::ResourcePolicies;
-use crate::token::{self, TokenClaims, TokenError};
-use crate::v2_credentials::{self, Credentials, ANONYMOUS_TOKEN};
-use crate::EcrConfig;
+use crate::{OciError, OciOperation, RegistryAccount};
 
 /// Cached identities at most; the cache is cleared when it would grow past this.
 const CALLER_CACHE_LIMIT: usize = 10_000;
@@ -58,6 +57,29 @@ pub enum Anonymous {
 pub enum ChallengeKind {
     Basic,
     Bearer,
+}
+
+/// What the gate needs to know about the deployment.
+#[derive(Clone)]
+pub struct GateConfig {
+    /// Host-based routing of account registries.
+    pub hosts: RegistryHosts,
+    /// The region ARNs carry.
+    pub region: String,
+    /// `host[:port]` for the challenge's realm; the request's `Host` when unset.
+    pub public_host: Option<String>,
+    /// HMAC key of login tokens and download grants (see [`berth_access::token`]).
+    pub login_token_key: [u8; 32],
+}
+
+impl std::fmt::Debug for GateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateConfig")
+            .field("hosts", &self.hosts)
+            .field("region", &self.region)
+            .field("public_host", &self.public_host)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The gate's settings (from `[auth]`).
@@ -79,7 +101,7 @@ pub struct V2Gate {
 
 struct GateInner {
     auth: Arc<Authenticator>,
-    config: EcrConfig,
+    config: GateConfig,
     options: GateOptions,
     callers: Mutex<HashMap<String, CachedCaller>>,
     limits: Option<Arc<RateLimits>>,
@@ -98,22 +120,23 @@ struct CachedCaller {
 /// Why credentials were refused (a `401`).
 struct Refusal(String);
 
-impl From<EcrError> for Refusal {
-    fn from(e: EcrError) -> Self {
+impl From<AccessError> for Refusal {
+    fn from(e: AccessError) -> Self {
+        if e.is_internal() {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "authenticating a /v2 request failed");
+            return Refusal("the credentials could not be checked; try again".into());
+        }
         match e {
-            EcrError::Internal(m) => {
-                tracing::error!(error = %m, "authenticating a /v2 request failed");
-                Refusal("the credentials could not be checked; try again".into())
-            }
-            other => Refusal(crate::error::to_wire(&other).message),
+            AccessError::Authentication(e) => Refusal(e.detailed_message()),
+            other => Refusal(other.to_string()),
         }
     }
 }
 
 impl V2Gate {
-    pub(crate) fn new(
+    pub fn new(
         auth: Arc<Authenticator>,
-        config: EcrConfig,
+        config: GateConfig,
         options: GateOptions,
         limits: Option<Arc<RateLimits>>,
         policies: Arc<ResourcePolicies>,
@@ -275,7 +298,7 @@ impl V2Gate {
         name: Option<&str>,
         conn: ConnInfo,
         now: OffsetDateTime,
-    ) -> Result<(), EcrError> {
+    ) -> Result<(), AccessError> {
         let account = account.as_str();
         let policies = self.inner.policies.for_repository(account, name).await?;
         // The ARN is built in a reused per-thread buffer (no await while it is borrowed):
@@ -360,15 +383,19 @@ fn without_mount(uri: &http::Uri) -> Option<http::Uri> {
     http::Uri::from_parts(parts).ok()
 }
 
-fn denied(e: EcrError) -> Response {
+fn denied(e: AccessError) -> Response {
     match e {
-        EcrError::AccessDenied(m) => {
+        AccessError::AccessDenied(m) => {
             OciError::new(StatusCode::FORBIDDEN, "DENIED", m).into_response()
         }
         other => {
-            let wire = crate::error::to_wire(&other);
-            tracing::error!(error = ?other, "authorizing a /v2 request failed");
-            OciError::new(wire.status, "UNKNOWN", wire.message).into_response()
+            tracing::error!(error = %other, source = ?std::error::Error::source(&other), "authorizing a /v2 request failed");
+            OciError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "the request could not be authorized; see the server log",
+            )
+            .into_response()
         }
     }
 }
@@ -378,7 +405,7 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
     if req.uri().path() == "/v2/token" {
         return token_endpoint(&gate, req).await;
     }
-    let Ok(route) = berth_oci_api::operation::route(req.method(), req.uri().path()) else {
+    let Ok(route) = crate::operation::route(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
     // The registry addressed, by host name (see `registry_hosts`).
@@ -454,11 +481,10 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
         }
     };
     if let Some(limits) = &gate.inner.limits {
+        let default_account = gate.inner.config.hosts.default_account();
         let account = caller
             .as_ref()
-            .map_or(gate.inner.config.account_id.as_str(), |c| {
-                c.account_id.as_str()
-            });
+            .map_or(default_account.as_str(), |c| c.account_id.as_str());
         if let Err(wait) = limits.check(route.op.ecr_action(), account) {
             let secs = RateLimits::retry_after_secs(wait);
             return OciError::new(

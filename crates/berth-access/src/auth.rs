@@ -12,7 +12,7 @@ use berth_sigv4::{PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Ve
 use parking_lot::Mutex;
 use time::OffsetDateTime;
 
-use crate::error::EcrError;
+use crate::error::AccessError;
 use crate::resource_policies::ApplicablePolicies;
 
 /// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
@@ -69,8 +69,8 @@ impl Authenticator {
         &self,
         parts: &http::request::Parts,
         now: OffsetDateTime,
-    ) -> Result<(), EcrError> {
-        let auth = |e: SigV4Error| EcrError::Authentication(e);
+    ) -> Result<(), AccessError> {
+        let auth = AccessError::Authentication;
         let req = SigRequest::from_http(
             &parts.method,
             &parts.uri,
@@ -84,9 +84,11 @@ impl Authenticator {
         if parsed.security_token.is_some()
             || self.active_key(&parsed.access_key_id).await?.is_none()
         {
-            return Err(EcrError::Authentication(SigV4Error::UnrecognizedClient {
-                access_key_id: parsed.access_key_id.clone(),
-            }));
+            return Err(AccessError::Authentication(
+                SigV4Error::UnrecognizedClient {
+                    access_key_id: parsed.access_key_id.clone(),
+                },
+            ));
         }
         Ok(())
     }
@@ -97,8 +99,8 @@ impl Authenticator {
         parts: &http::request::Parts,
         body: &[u8],
         now: OffsetDateTime,
-    ) -> Result<Caller, EcrError> {
-        let auth = |e: SigV4Error| EcrError::Authentication(e);
+    ) -> Result<Caller, AccessError> {
+        let auth = AccessError::Authentication;
         let req = SigRequest::from_http(
             &parts.method,
             &parts.uri,
@@ -110,7 +112,7 @@ impl Authenticator {
             .check_scope_and_time(&parsed, now)
             .map_err(auth)?;
         let unrecognized = || {
-            EcrError::Authentication(SigV4Error::UnrecognizedClient {
+            AccessError::Authentication(SigV4Error::UnrecognizedClient {
                 access_key_id: parsed.access_key_id.clone(),
             })
         };
@@ -122,7 +124,7 @@ impl Authenticator {
             .iam
             .lookup_access_key(&parsed.access_key_id)
             .await
-            .map_err(|e| EcrError::Internal(format!("access key lookup: {e}")))?
+            .map_err(|e| AccessError::store("looking up the access key", e))?
             .ok_or_else(unrecognized)?;
         if key.status != KeyStatus::Active {
             return Err(unrecognized());
@@ -155,18 +157,18 @@ impl Authenticator {
     }
 
     /// The access key `access_key_id` if it exists and is active.
-    pub async fn active_key(&self, access_key_id: &str) -> Result<Option<KeyLookup>, EcrError> {
+    pub async fn active_key(&self, access_key_id: &str) -> Result<Option<KeyLookup>, AccessError> {
         let key = self
             .iam
             .lookup_access_key(access_key_id)
             .await
-            .map_err(|e| EcrError::Internal(format!("access key lookup: {e}")))?;
+            .map_err(|e| AccessError::store("looking up the access key", e))?;
         Ok(key.filter(|k| k.status == KeyStatus::Active))
     }
 
     /// The caller an (authenticated, active) access key stands for, with its identity
     /// policies loaded and parsed.
-    pub async fn caller_for_key(&self, key: KeyLookup) -> Result<Caller, EcrError> {
+    pub async fn caller_for_key(&self, key: KeyLookup) -> Result<Caller, AccessError> {
         let (arn, user, policies) = match &key.principal {
             KeyPrincipal::Root => (berth_iam::account_root_arn(&key.account_id), None, vec![]),
             KeyPrincipal::User {
@@ -176,7 +178,7 @@ impl Authenticator {
                     .iam
                     .policies_for_user(&key.account_id, name)
                     .await
-                    .map_err(|e| EcrError::Internal(format!("loading policies: {e}")))?;
+                    .map_err(|e| AccessError::store("loading the user's policies", e))?;
                 let mut parsed = Vec::with_capacity(docs.len());
                 for d in docs {
                     parsed.push(self.parse_policy(&d.name, &d.document)?);
@@ -193,7 +195,7 @@ impl Authenticator {
         })
     }
 
-    fn parse_policy(&self, name: &str, document: &str) -> Result<Arc<Policy>, EcrError> {
+    fn parse_policy(&self, name: &str, document: &str) -> Result<Arc<Policy>, AccessError> {
         let cache_key = format!("{name}\n{document}");
         if let Some(p) = self.policies.lock().get(&cache_key) {
             return Ok(p.clone());
@@ -201,7 +203,10 @@ impl Authenticator {
         // Stored documents were validated when they were put; a document this version can
         // no longer parse is a server-side problem, not the caller's.
         let p = Policy::parse(document, PolicyKind::Identity, SizeLimit::Unlimited)
-            .map_err(|e| EcrError::Internal(format!("stored policy {name} does not parse: {e}")))?
+            .map_err(|source| AccessError::StoredPolicy {
+                name: format!("policy {name}"),
+                source,
+            })?
             .with_name(name);
         let p = Arc::new(p);
         let mut cache = self.policies.lock();
@@ -223,7 +228,7 @@ pub fn authorize(
     conn: ConnInfo,
     region: &str,
     now: OffsetDateTime,
-) -> Result<(), EcrError> {
+) -> Result<(), AccessError> {
     authorize_with(
         caller,
         action,
@@ -250,7 +255,7 @@ pub fn authorize_with(
     region: &str,
     now: OffsetDateTime,
     resource_policies: &ApplicablePolicies,
-) -> Result<(), EcrError> {
+) -> Result<(), AccessError> {
     let principal = match &caller.user {
         None => Principal::root(&caller.account_id, &caller.arn),
         Some((name, id)) => Principal::user(&caller.account_id, &caller.arn, name, id),
@@ -275,7 +280,7 @@ pub fn authorize_with(
         return Ok(());
     }
     tracing::info!(%decision, action, resource, caller = %caller.arn, "denied");
-    Err(EcrError::AccessDenied(
+    Err(AccessError::AccessDenied(
         decision.denial_message(&req).unwrap_or_else(|| {
             format!(
                 "User: {} is not authorized to perform: {action} on resource: {resource}",
