@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use time::OffsetDateTime;
 
 use crate::error::AccessError;
+use crate::resource::{RequestEnv, RequestTags};
 use crate::resource_policies::ApplicablePolicies;
 
 /// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
@@ -234,39 +235,44 @@ pub fn authorize(
         action,
         resource,
         resource_account,
-        conn,
-        region,
-        now,
+        &RequestEnv { conn, region, now },
         &ApplicablePolicies::default(),
+        &RequestTags::default(),
     )
 }
 
 /// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
 /// `resource_account`), with the resource's repository policy and its account's registry
 /// policy: an explicit deny anywhere wins, then an allow from either side (same account)
-/// or from both sides (cross-account), as AWS evaluates.
-#[allow(clippy::too_many_arguments)]
+/// or from both sides (cross-account), as AWS evaluates. The context carries the
+/// connection, region and time of `env` and the tags the request asks for.
 pub fn authorize_with(
     caller: &Caller,
     action: &str,
     resource: &str,
     resource_account: &str,
-    conn: ConnInfo,
-    region: &str,
-    now: OffsetDateTime,
+    env: &RequestEnv<'_>,
     resource_policies: &ApplicablePolicies,
+    request_tags: &RequestTags,
 ) -> Result<(), AccessError> {
     let principal = match &caller.user {
         None => Principal::root(&caller.account_id, &caller.arn),
         Some((name, id)) => Principal::user(&caller.account_id, &caller.arn, name, id),
     };
     let policies: Vec<&Policy> = caller.policies.iter().map(|p| p.as_ref()).collect();
+    // Empty on the hot path (no allocation); filled for tagging requests.
+    let tags: Vec<(&str, &str)> = request_tags
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let req = berth_iam::Request {
         context: Context {
-            source_ip: conn.peer_ip,
-            secure_transport: Some(conn.secure),
-            current_time: Some(now),
-            requested_region: Some(region),
+            source_ip: env.conn.peer_ip,
+            secure_transport: Some(env.conn.secure),
+            current_time: Some(env.now),
+            requested_region: Some(env.region),
+            request_tags: &tags,
             ..Context::default()
         },
         identity_policies: &policies,

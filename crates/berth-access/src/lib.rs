@@ -7,6 +7,8 @@
 //!   registry policy, with the request context);
 //! * [`token`]: registry login tokens and layer download grants;
 //! * [`v2_credentials`]: what a `/v2` request's `Authorization` header presents;
+//! * [`resource`]: what an operation acts on ([`AuthorizedOperation`]), authorized once
+//!   in dispatch by [`ResourcePolicies::authorize`];
 //! * [`resource_policies`]: repository and registry policies, parsed once and cached;
 //! * [`rate_limit`]: request quotas per account and action;
 //! * [`registry_hosts`]: which account's registry a host name addresses.
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod error;
 pub mod rate_limit;
 pub mod registry_hosts;
+pub mod resource;
 pub mod resource_policies;
 pub mod token;
 pub mod v2_credentials;
@@ -29,4 +32,5 @@ pub mod v2_credentials;
 pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::AccessError;
 pub use registry_hosts::RegistryHosts;
+pub use resource::{AuthorizedOperation, RequestEnv, RequestTags, Requirement, Resource};
 pub use resource_policies::{ApplicablePolicies, ResourcePolicies};

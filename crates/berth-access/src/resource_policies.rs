@@ -14,7 +14,9 @@ use berth_iam::{Policy, PolicyKind, SizeLimit};
 use berth_meta::EcrSettingsStore;
 use parking_lot::Mutex;
 
+use crate::auth::{authorize_with, Caller};
 use crate::error::AccessError;
+use crate::resource::{RequestEnv, RequestTags, Requirement, Resource};
 
 /// Cached entries at most; the cache is cleared when it would grow past this.
 const LIMIT: usize = 10_000;
@@ -133,5 +135,35 @@ impl ResourcePolicies {
             repository: policy,
             registry,
         })
+    }
+
+    /// Authorizes every requirement of one request for `caller`, each with the policies
+    /// its resource kind brings (see [`Resource`]); the first denial is the answer.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        requirements: &[Requirement],
+        request_tags: &RequestTags,
+        env: &RequestEnv<'_>,
+    ) -> Result<(), AccessError> {
+        for r in requirements {
+            let policies = match &r.resource {
+                Resource::Repository { account, name } => {
+                    self.for_repository(account, Some(name)).await?
+                }
+                Resource::AllRepositories { account } => self.for_repository(account, None).await?,
+                Resource::Account { .. } | Resource::Arn { .. } => ApplicablePolicies::default(),
+            };
+            authorize_with(
+                caller,
+                r.action,
+                &r.resource.arn(env.region),
+                r.resource.account(),
+                env,
+                &policies,
+                request_tags,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -10,9 +10,11 @@
 //!    key → `UnrecognizedClientException`);
 //! 3. decoded (not JSON or wrong member types → `SerializationException`, model
 //!    constraints → `InvalidParameterException`);
-//! 4. authorized by berth-iam (`ecr:<Action>` on the repository ARN, or `*` for
-//!    account-level actions; denied → `AccessDeniedException` with the AWS-shaped
-//!    message), then handled against the core [`Registry`].
+//! 4. authorized once, before any handler runs: the operation declares every (action,
+//!    resource) it needs ([`berth_access::AuthorizedOperation`], in
+//!    `handlers/requirements.rs`) and berth-access decides each with the repository and
+//!    registry policies that apply (denied → `AccessDeniedException` with the AWS-shaped
+//!    message); then it is handled against the core [`Registry`].
 //!
 //! Errors go to the wire in one function ([`error::to_wire`]); every response carries
 //! `x-amzn-RequestId`. The implemented actions are those of
@@ -40,7 +42,7 @@ use tracing::Instrument;
 
 use berth_access::rate_limit::{self, RateLimits};
 use berth_access::resource_policies::ResourcePolicies;
-use berth_access::{Authenticator, ConnInfo, RegistryHosts};
+use berth_access::{Authenticator, AuthorizedOperation, ConnInfo, RegistryHosts, RequestEnv};
 use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
@@ -315,34 +317,27 @@ async fn handle(
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
     });
-    // The repository and registry policies that apply, read before the handler runs so
-    // that its authorization checks stay synchronous.
-    let repository = input
-        .get("repositoryName")
-        .and_then(|v| v.as_str())
-        .filter(|n| handlers::valid_repository_name(n))
-        .map(str::to_string);
-    // The registry addressed: `registryId` when it is an account id (handlers refuse any
-    // other value), else the caller's own.
-    let registry = input
-        .get("registryId")
-        .and_then(|v| v.as_str())
-        .filter(|id| id.parse::<berth_types::AccountId>().is_ok())
-        .unwrap_or(&caller.account_id)
-        .to_string();
-    let policies = state
-        .inner
-        .policies
-        .for_repository(&registry, repository.as_deref())
-        .await?;
     let ctx = handlers::Ctx {
         state,
         caller: &caller,
         conn,
         now,
         host: host.unwrap_or_else(|| "localhost".to_string()),
-        policies: (registry, repository, policies),
     };
+    // Authorization, once, before any handler runs: every (action, resource) the
+    // operation declares, each with the repository and registry policies that apply.
+    let region = state.inner.config.region.as_str();
+    let requirements = op.requirements(&input, &caller, region)?;
+    state
+        .inner
+        .policies
+        .authorize(
+            &caller,
+            &requirements,
+            &op.request_tags(&input),
+            &RequestEnv { conn, region, now },
+        )
+        .await?;
     let result = handlers::handle(&ctx, op, input).await;
     if result.is_ok() && op.changes_resource_policies() {
         state.inner.policies.forget();

@@ -34,7 +34,8 @@ use berth_access::rate_limit::RateLimits;
 use berth_access::token::{self, TokenClaims, TokenError};
 use berth_access::v2_credentials::{self, Credentials, ANONYMOUS_TOKEN};
 use berth_access::{
-    authorize_with, AccessError, Authenticator, Caller, ConnInfo, RegistryHosts, ResourcePolicies,
+    authorize_with, AccessError, Authenticator, Caller, ConnInfo, RegistryHosts, RequestEnv,
+    RequestTags, ResourcePolicies,
 };
 use berth_registry::Registry;
 use berth_types::{AccountId, Digest, RepositoryName};
@@ -319,10 +320,13 @@ impl V2Gate {
                 action,
                 arn,
                 account,
-                conn,
-                &self.inner.config.region,
-                now,
+                &RequestEnv {
+                    conn,
+                    region: &self.inner.config.region,
+                    now,
+                },
                 &policies,
+                &RequestTags::default(),
             )
         })
     }
