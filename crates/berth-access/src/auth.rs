@@ -8,7 +8,9 @@ use std::sync::Arc;
 use berth_iam::{Context, Policy, PolicyKind, Principal, SizeLimit};
 use berth_meta::iam::{KeyLookup, KeyPrincipal, KeyStatus};
 use berth_meta::IamStore;
-use berth_sigv4::{PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Verifier};
+use berth_sigv4::{
+    ParsedAuth, PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Verifier,
+};
 use parking_lot::Mutex;
 use time::OffsetDateTime;
 
@@ -50,6 +52,9 @@ pub struct Authenticator {
     /// Policy document text → parsed policy (documents are re-read every request, so a
     /// changed policy is a new key and takes effect at once).
     policies: Mutex<HashMap<String, Arc<Policy>>>,
+    /// Headers (lower case) a request must sign besides `host` (`x-amz-target` on JSON
+    /// 1.1 services: an unsigned target could be swapped for another action).
+    required_signed: Vec<&'static str>,
 }
 
 impl Authenticator {
@@ -59,7 +64,25 @@ impl Authenticator {
             iam,
             signing_keys: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            required_signed: Vec::new(),
         }
+    }
+
+    /// Refuses requests whose `SignedHeaders` lack any of `headers` (lower case).
+    pub fn requiring_signed_headers(mut self, headers: &[&'static str]) -> Self {
+        self.required_signed = headers.to_vec();
+        self
+    }
+
+    fn check_signed_headers(&self, parsed: &ParsedAuth) -> Result<(), AccessError> {
+        for h in &self.required_signed {
+            if !parsed.signed_headers.iter().any(|s| s == h) {
+                return Err(AccessError::Authentication(SigV4Error::Incomplete(
+                    format!("'{h}' must be a 'SignedHeader' in the AWS Authorization."),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// What can be checked before the body is read: a well-formed SigV4 authorization for
@@ -79,6 +102,7 @@ impl Authenticator {
             PayloadHash::Declared,
         );
         let parsed = self.verifier.parse(&req).map_err(auth)?;
+        self.check_signed_headers(&parsed)?;
         self.verifier
             .check_scope_and_time(&parsed, now)
             .map_err(auth)?;
@@ -109,6 +133,7 @@ impl Authenticator {
             PayloadHash::of_body(body),
         );
         let parsed = self.verifier.parse(&req).map_err(auth)?;
+        self.check_signed_headers(&parsed)?;
         self.verifier
             .check_scope_and_time(&parsed, now)
             .map_err(auth)?;
@@ -245,7 +270,8 @@ pub fn authorize(
 /// `resource_account`), with the resource's repository policy and its account's registry
 /// policy: an explicit deny anywhere wins, then an allow from either side (same account)
 /// or from both sides (cross-account), as AWS evaluates. The context carries the
-/// connection, region and time of `env` and the tags the request asks for.
+/// connection, region and time of `env`, the resource's tags and the tags the request
+/// asks for.
 pub fn authorize_with(
     caller: &Caller,
     action: &str,
@@ -266,6 +292,12 @@ pub fn authorize_with(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    let tag_keys: Vec<&str> = request_tags.keys.iter().map(String::as_str).collect();
+    let resource_tags: Vec<(&str, &str)> = resource_policies
+        .repository_tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let req = berth_iam::Request {
         context: Context {
             source_ip: env.conn.peer_ip,
@@ -273,6 +305,8 @@ pub fn authorize_with(
             current_time: Some(env.now),
             requested_region: Some(env.region),
             request_tags: &tags,
+            tag_keys: &tag_keys,
+            resource_tags: &resource_tags,
             ..Context::default()
         },
         identity_policies: &policies,

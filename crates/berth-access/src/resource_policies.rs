@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_iam::{Policy, PolicyKind, SizeLimit};
-use berth_meta::EcrSettingsStore;
+use berth_meta::{EcrSettingsStore, SettingsError};
 use parking_lot::Mutex;
 
 use crate::auth::{authorize_with, Caller};
@@ -23,11 +23,27 @@ const LIMIT: usize = 10_000;
 
 type Entry = (Instant, Option<Arc<Policy>>);
 
-/// The policies that apply to one repository.
-#[derive(Debug, Clone, Default)]
+/// A repository's resource tags (key, value), in key order.
+pub type Tags = Arc<[(String, String)]>;
+
+type TagEntry = (Instant, Tags);
+
+/// The policies that apply to one repository, and its tags (`ecr:ResourceTag/<key>`).
+#[derive(Debug, Clone)]
 pub struct ApplicablePolicies {
     pub repository: Option<Arc<Policy>>,
     pub registry: Option<Arc<Policy>>,
+    pub repository_tags: Tags,
+}
+
+impl Default for ApplicablePolicies {
+    fn default() -> Self {
+        ApplicablePolicies {
+            repository: None,
+            registry: None,
+            repository_tags: Arc::new([]),
+        }
+    }
 }
 
 pub struct ResourcePolicies {
@@ -37,6 +53,8 @@ pub struct ResourcePolicies {
     repositories: Mutex<HashMap<String, HashMap<String, Entry>>>,
     /// account → registry policy.
     registries: Mutex<HashMap<String, Entry>>,
+    /// account → repository → resource tags.
+    tags: Mutex<HashMap<String, HashMap<String, TagEntry>>>,
 }
 
 fn parse(what: &str, text: Option<String>) -> Result<Option<Arc<Policy>>, AccessError> {
@@ -65,6 +83,7 @@ impl ResourcePolicies {
             ttl,
             repositories: Mutex::new(HashMap::new()),
             registries: Mutex::new(HashMap::new()),
+            tags: Mutex::new(HashMap::new()),
         }
     }
 
@@ -72,6 +91,7 @@ impl ResourcePolicies {
     pub fn forget(&self) {
         self.repositories.lock().clear();
         self.registries.lock().clear();
+        self.tags.lock().clear();
     }
 
     /// The repository policy of `repository` and the registry policy of `account`.
@@ -100,8 +120,8 @@ impl ResourcePolicies {
         };
         let Some(repository) = repository else {
             return Ok(ApplicablePolicies {
-                repository: None,
                 registry,
+                ..ApplicablePolicies::default()
             });
         };
         let cached = fresh(
@@ -134,7 +154,37 @@ impl ResourcePolicies {
         Ok(ApplicablePolicies {
             repository: policy,
             registry,
+            repository_tags: self.repository_tags(account, repository).await?,
         })
+    }
+
+    /// The tags of `repository` (none when it does not exist), cached like its policy.
+    async fn repository_tags(&self, account: &str, repository: &str) -> Result<Tags, AccessError> {
+        let cached = self
+            .tags
+            .lock()
+            .get(account)
+            .and_then(|m| m.get(repository))
+            .filter(|(until, _)| *until > Instant::now())
+            .map(|(_, t)| t.clone());
+        if let Some(t) = cached {
+            return Ok(t);
+        }
+        let tags: Tags = match self.store.repository_tags(account, repository).await {
+            Ok(tags) => tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            Err(SettingsError::RepositoryNotFound(_)) => Arc::new([]),
+            Err(e) => return Err(AccessError::store("reading the repository's tags", e)),
+        };
+        let mut map = self.tags.lock();
+        let per_account = map.entry(account.to_string()).or_default();
+        if per_account.len() >= LIMIT {
+            per_account.clear();
+        }
+        per_account.insert(
+            repository.to_string(),
+            (Instant::now() + self.ttl, tags.clone()),
+        );
+        Ok(tags)
     }
 
     /// Authorizes every requirement of one request for `caller`, each with the policies

@@ -132,7 +132,9 @@ impl EcrState {
                 registry,
                 policies: Arc::new(ResourcePolicies::new(settings.clone(), DEFAULT_CACHE_TTL)),
                 settings,
-                auth: Arc::new(Authenticator::new(verifier, iam)),
+                auth: Arc::new(
+                    Authenticator::new(verifier, iam).requiring_signed_headers(&["x-amz-target"]),
+                ),
                 config,
                 limits: None,
                 lifecycle: None,

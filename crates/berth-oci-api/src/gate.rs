@@ -627,27 +627,47 @@ async fn token_endpoint(gate: &V2Gate, req: Request) -> Response {
         }
         _ => return OciError::method_not_allowed().into_response(),
     };
+    // A token presented here (a login password or a refresh token) can be renewed only
+    // within its original login's lifetime.
+    let login_ends = match &creds {
+        Credentials::Token(t) => {
+            token::verify(&gate.inner.config.login_token_key, t, now.unix_timestamp())
+                .ok()
+                .map(|c| c.login_expires_at)
+        }
+        _ => None,
+    };
     let caller = match gate.resolve(header.as_deref(), creds, now).await {
         Ok(c) => c,
         Err(Refusal(m)) => {
             return OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m).into_response()
         }
     };
-    let lifetime = gate.inner.options.bearer_token_secs;
+    let mut lifetime = gate.inner.options.bearer_token_secs;
     let token = match caller {
         None if gate.inner.options.anonymous != Anonymous::None => ANONYMOUS_TOKEN.to_string(),
         None => {
             return gate.unauthorized_token_request();
         }
-        Some(c) => token::sign(
-            &gate.inner.config.login_token_key,
-            &TokenClaims {
+        Some(c) => {
+            let fresh = TokenClaims {
                 access_key_id: c.access_key_id.clone(),
                 account_id: c.account_id.clone(),
                 user: c.user.as_ref().map(|(name, _)| name.clone()),
                 expires_at: now.unix_timestamp() + lifetime,
-            },
-        ),
+                login_expires_at: now.unix_timestamp() + lifetime,
+            };
+            let claims = match login_ends {
+                Some(end) => TokenClaims {
+                    login_expires_at: end,
+                    ..fresh
+                }
+                .renewed(now.unix_timestamp(), lifetime),
+                None => fresh,
+            };
+            lifetime = claims.expires_at - now.unix_timestamp();
+            token::sign(&gate.inner.config.login_token_key, &claims)
+        }
     };
     let issued_at = now
         .format(&time::format_description::well_known::Rfc3339)

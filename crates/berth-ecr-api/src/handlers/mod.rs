@@ -478,6 +478,7 @@ fn get_authorization_token(
             account_id: ctx.caller.account_id.clone(),
             user: ctx.caller.user.as_ref().map(|(name, _)| name.clone()),
             expires_at,
+            login_expires_at: expires_at,
         },
     );
     let authorization_token = STANDARD.encode(format!("AWS:{password}"));

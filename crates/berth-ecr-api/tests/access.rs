@@ -1,0 +1,382 @@
+//! Authorization of the ECR edge through berth-access: tag conditions (resource tags,
+//! request tags, tag keys) modelled on the AWS documentation's examples, resource and
+//! registry policies on every resource an operation touches, and the signed target.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::Request;
+use serde_json::{json, Value};
+
+use berth_blobstore::DiskBlobStore;
+use berth_ecr_api::{EcrState, TARGET_PREFIX};
+use berth_meta::iam::{KeyOwner, NewAccessKey, NewUser};
+use berth_meta::secrets::MasterKey;
+use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore};
+use berth_meta::IamStore;
+use berth_registry::{Registry, RegistryOptions};
+use berth_sigv4::{sign_request, Credentials, PayloadHash};
+use support::{account_with_user, config, err_type, send_json, signed, ACCOUNT, REGION};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    iam: Arc<SqliteIamStore>,
+    root: NewAccessKey,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    let iam = Arc::new(SqliteIamStore::new(meta.clone(), MasterKey::generate()));
+    let (root, _) = account_with_user(
+        iam.as_ref(),
+        "nobody",
+        "none",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#,
+    )
+    .await;
+    let blobs = DiskBlobStore::open(dir.path()).unwrap();
+    let registry = Registry::new(
+        Arc::new(meta.clone()),
+        Arc::new(blobs),
+        RegistryOptions::default(),
+    );
+    let state = EcrState::new(registry, iam.clone(), Arc::new(meta), config([3; 32]));
+    Env {
+        _dir: dir,
+        app: berth_ecr_api::router(state),
+        iam,
+        root,
+    }
+}
+
+/// Adds the IAM user `name` with the inline policy `statements` (a JSON array).
+async fn user(env: &Env, name: &str, statements: &str) -> NewAccessKey {
+    env.iam
+        .create_user(&NewUser {
+            account_id: ACCOUNT.into(),
+            name: name.into(),
+            path: "/".into(),
+            arn: berth_iam::iam_user_arn(ACCOUNT, "/", name),
+        })
+        .await
+        .unwrap();
+    let key = NewAccessKey::generate();
+    env.iam
+        .create_access_key(ACCOUNT, &KeyOwner::User(name.into()), &key)
+        .await
+        .unwrap();
+    env.iam
+        .put_user_policy(
+            ACCOUNT,
+            name,
+            "p",
+            &format!(r#"{{"Version":"2012-10-17","Statement":{statements}}}"#),
+        )
+        .await
+        .unwrap();
+    key
+}
+
+async fn call(env: &Env, key: &NewAccessKey, action: &str, body: Value) -> Value {
+    let req = signed(key, key.secret.expose(), action, &body.to_string(), REGION);
+    let (status, v, _) = send_json(&env.app, req).await;
+    if err_type(&v).is_empty() {
+        assert_eq!(status, 200, "{action}: {v}");
+    }
+    v
+}
+
+fn arn(name: &str) -> String {
+    berth_iam::ecr_repository_arn(REGION, ACCOUNT, name)
+}
+
+fn denied(v: &Value) -> bool {
+    err_type(v) == "AccessDeniedException"
+}
+
+#[tokio::test]
+async fn a_resource_tag_deny_protects_a_repository_from_deletes() {
+    let env = env().await;
+    // AWS's example: everything, except deleting images of repositories tagged
+    // protected=true.
+    let bob = user(
+        &env,
+        "bob",
+        r#"[{"Effect":"Allow","Action":"ecr:*","Resource":"*"},
+            {"Effect":"Deny","Action":["ecr:BatchDeleteImage","ecr:DeleteRepository"],"Resource":"*",
+             "Condition":{"StringEquals":{"ecr:ResourceTag/protected":"true"}}}]"#,
+    )
+    .await;
+    for (name, tags) in [
+        ("prot", json!([{"Key": "protected", "Value": "true"}])),
+        ("open", json!([])),
+    ] {
+        call(
+            &env,
+            &env.root,
+            "CreateRepository",
+            json!({"repositoryName": name, "tags": tags}),
+        )
+        .await;
+    }
+    let delete = |name: &str| json!({"repositoryName": name, "imageIds": [{"imageTag": "latest"}]});
+    let v = call(&env, &bob, "BatchDeleteImage", delete("prot")).await;
+    assert!(denied(&v), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("explicit deny"),
+        "{v}"
+    );
+    let v = call(&env, &bob, "BatchDeleteImage", delete("open")).await;
+    assert_eq!(v["failures"][0]["failureCode"], "ImageNotFound", "{v}");
+    let v = call(
+        &env,
+        &bob,
+        "DeleteRepository",
+        json!({"repositoryName": "prot"}),
+    )
+    .await;
+    assert!(denied(&v), "{v}");
+    // The aws: spelling of the key works the same; untagging lifts the protection.
+    call(
+        &env,
+        &env.root,
+        "UntagResource",
+        json!({"resourceArn": arn("prot"), "tagKeys": ["protected"]}),
+    )
+    .await;
+    let v = call(&env, &bob, "BatchDeleteImage", delete("prot")).await;
+    assert!(!denied(&v), "{v}");
+    // Tagging (through the API) protects at once: the cache is dropped.
+    call(
+        &env,
+        &env.root,
+        "TagResource",
+        json!({"resourceArn": arn("open"), "tags": [{"Key": "protected", "Value": "true"}]}),
+    )
+    .await;
+    let v = call(&env, &bob, "BatchDeleteImage", delete("open")).await;
+    assert!(denied(&v), "{v}");
+}
+
+#[tokio::test]
+async fn an_allow_that_requires_a_resource_tag_works_when_the_tag_matches() {
+    let env = env().await;
+    let carol = user(
+        &env,
+        "carol",
+        r#"[{"Effect":"Allow","Action":["ecr:ListImages","ecr:DescribeImages"],"Resource":"*",
+             "Condition":{"StringEquals":{"aws:ResourceTag/team":"blue"}}}]"#,
+    )
+    .await;
+    call(
+        &env,
+        &env.root,
+        "CreateRepository",
+        json!({"repositoryName": "blue", "tags": [{"Key": "team", "Value": "blue"}]}),
+    )
+    .await;
+    call(
+        &env,
+        &env.root,
+        "CreateRepository",
+        json!({"repositoryName": "red", "tags": [{"Key": "team", "Value": "red"}]}),
+    )
+    .await;
+    let v = call(
+        &env,
+        &carol,
+        "ListImages",
+        json!({"repositoryName": "blue"}),
+    )
+    .await;
+    assert_eq!(v["imageIds"], json!([]), "{v}");
+    let v = call(&env, &carol, "ListImages", json!({"repositoryName": "red"})).await;
+    assert!(denied(&v), "{v}");
+}
+
+#[tokio::test]
+async fn request_tags_and_tag_keys_condition_tagging_and_creation() {
+    let env = env().await;
+    // AWS's examples: create and tag only with env=dev and no other key; never remove
+    // the `protected` key.
+    let dave = user(
+        &env,
+        "dave",
+        r#"[{"Effect":"Allow","Action":["ecr:CreateRepository","ecr:TagResource"],"Resource":"*",
+             "Condition":{"StringEquals":{"aws:RequestTag/env":"dev"},
+                          "ForAllValues:StringEquals":{"aws:TagKeys":["env"]}}},
+            {"Effect":"Allow","Action":"ecr:UntagResource","Resource":"*"},
+            {"Effect":"Deny","Action":"ecr:UntagResource","Resource":"*",
+             "Condition":{"ForAnyValue:StringEquals":{"aws:TagKeys":["protected"]}}}]"#,
+    )
+    .await;
+    let create = |name: &str, tags: Value| json!({"repositoryName": name, "tags": tags});
+    let v = call(
+        &env,
+        &dave,
+        "CreateRepository",
+        create("d1", json!([{"Key": "env", "Value": "dev"}])),
+    )
+    .await;
+    assert_eq!(v["repository"]["repositoryName"], "d1", "{v}");
+    for tags in [
+        json!([{"Key": "env", "Value": "prod"}]),
+        json!([{"Key": "env", "Value": "dev"}, {"Key": "owner", "Value": "me"}]),
+        json!([]),
+    ] {
+        let v = call(&env, &dave, "CreateRepository", create("d2", tags.clone())).await;
+        assert!(denied(&v), "{tags}: {v}");
+    }
+    let tag = |tags: Value| json!({"resourceArn": arn("d1"), "tags": tags});
+    let v = call(
+        &env,
+        &dave,
+        "TagResource",
+        tag(json!([{"Key": "env", "Value": "dev"}])),
+    )
+    .await;
+    assert!(!denied(&v), "{v}");
+    let v = call(
+        &env,
+        &dave,
+        "TagResource",
+        tag(json!([{"Key": "env", "Value": "x"}])),
+    )
+    .await;
+    assert!(denied(&v), "{v}");
+    call(
+        &env,
+        &env.root,
+        "TagResource",
+        tag(json!([{"Key": "protected", "Value": "yes"}, {"Key": "team", "Value": "a"}])),
+    )
+    .await;
+    let untag = |keys: Value| json!({"resourceArn": arn("d1"), "tagKeys": keys});
+    let v = call(
+        &env,
+        &dave,
+        "UntagResource",
+        untag(json!(["team", "protected"])),
+    )
+    .await;
+    assert!(denied(&v), "{v}");
+    let v = call(&env, &dave, "UntagResource", untag(json!(["team"]))).await;
+    assert!(!denied(&v), "{v}");
+}
+
+#[tokio::test]
+async fn repository_and_registry_policy_denies_apply_to_every_resource_an_action_names() {
+    let env = env().await;
+    let erin = user(
+        &env,
+        "erin",
+        r#"[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]"#,
+    )
+    .await;
+    let erin_arn = berth_iam::iam_user_arn(ACCOUNT, "/", "erin");
+    for name in ["locked", "free", "reg"] {
+        call(
+            &env,
+            &env.root,
+            "CreateRepository",
+            json!({"repositoryName": name}),
+        )
+        .await;
+    }
+    let deny = |actions: &str, resource: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":{{"AWS":"{erin_arn}"}},"Action":{actions}{resource}}}]}}"#
+        )
+    };
+    let actions = r#"["ecr:TagResource","ecr:UntagResource","ecr:ListTagsForResource","ecr:DescribeRepositories"]"#;
+    call(
+        &env,
+        &env.root,
+        "SetRepositoryPolicy",
+        json!({"repositoryName": "locked", "policyText": deny(actions, "")}),
+    )
+    .await;
+    call(
+        &env,
+        &env.root,
+        "PutRegistryPolicy",
+        json!({"policyText": deny(actions, &format!(r#","Resource":"{}""#, arn("reg")))}),
+    )
+    .await;
+    for name in ["locked", "reg"] {
+        let requests = [
+            ("ListTagsForResource", json!({"resourceArn": arn(name)})),
+            (
+                "TagResource",
+                json!({"resourceArn": arn(name), "tags": [{"Key": "k", "Value": "v"}]}),
+            ),
+            (
+                "UntagResource",
+                json!({"resourceArn": arn(name), "tagKeys": ["k"]}),
+            ),
+            (
+                "DescribeRepositories",
+                json!({"repositoryNames": ["free", name]}),
+            ),
+        ];
+        for (action, body) in requests {
+            let v = call(&env, &erin, action, body).await;
+            assert!(denied(&v), "{name} {action}: {v}");
+        }
+    }
+    let v = call(
+        &env,
+        &erin,
+        "ListTagsForResource",
+        json!({"resourceArn": arn("free")}),
+    )
+    .await;
+    assert_eq!(v["tags"], json!([]), "{v}");
+}
+
+#[tokio::test]
+async fn the_target_must_be_signed() {
+    let env = env().await;
+    let key = &env.root;
+    let body = "{}";
+    let target = format!("{TARGET_PREFIX}.DescribeRepositories");
+    // Signed without X-Amz-Target, which is then added: the action was not signed.
+    let unsigned =
+        berth_sigv4::Request::new("POST", "/", "", PayloadHash::of_body(body.as_bytes()))
+            .with_header("host", "registry.test:5000")
+            .with_header("content-type", "application/x-amz-json-1.1");
+    let creds = Credentials {
+        access_key_id: &key.access_key_id,
+        secret_access_key: key.secret.expose(),
+        session_token: None,
+    };
+    let sig = sign_request(
+        &unsigned,
+        &creds,
+        REGION,
+        "ecr",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let mut b = Request::post("/")
+        .header("host", "registry.test:5000")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", &target);
+    for (n, v) in sig.headers() {
+        b = b.header(n, v);
+    }
+    let (status, v, _) = send_json(&env.app, b.body(Body::from(body)).unwrap()).await;
+    assert_eq!(err_type(&v), "IncompleteSignatureException", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("x-amz-target"),
+        "{v}"
+    );
+    assert_eq!(status, 400);
+    // Signed with it: served.
+    let v = call(&env, key, "DescribeRepositories", json!({})).await;
+    assert_eq!(v["repositories"], json!([]), "{v}");
+}
