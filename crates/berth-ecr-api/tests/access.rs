@@ -380,3 +380,173 @@ async fn the_target_must_be_signed() {
     let v = call(&env, key, "DescribeRepositories", json!({})).await;
     assert_eq!(v["repositories"], json!([]), "{v}");
 }
+
+/// What an action acts on, for the generated test.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scope {
+    /// A repository: its policy and the registry policy apply.
+    Repository,
+    /// `*` of the caller's account: identity policies only.
+    Account,
+}
+
+/// The row of `op` in the generated test: what it acts on and a request naming
+/// `repo` (authorization comes before validation, so the rest of the body may be
+/// incomplete). `None`: not implemented by this version. No wildcard: a new action
+/// does not compile without a row.
+fn row(op: berth_ecr_api::EcrOperation, repo: &str) -> Option<(Scope, Value)> {
+    use berth_ecr_api::EcrOperation as E;
+    let named = || Some((Scope::Repository, json!({"repositoryName": repo})));
+    let by_arn = || Some((Scope::Repository, json!({"resourceArn": arn(repo)})));
+    let account = || Some((Scope::Account, json!({})));
+    match op {
+        E::BatchCheckLayerAvailability
+        | E::BatchDeleteImage
+        | E::BatchGetImage
+        | E::CompleteLayerUpload
+        | E::CreateRepository
+        | E::DeleteLifecyclePolicy
+        | E::DeleteRepository
+        | E::DeleteRepositoryPolicy
+        | E::DescribeImages
+        | E::GetDownloadUrlForLayer
+        | E::GetLifecyclePolicy
+        | E::GetLifecyclePolicyPreview
+        | E::GetRepositoryPolicy
+        | E::InitiateLayerUpload
+        | E::ListImageReferrers
+        | E::ListImages
+        | E::PutImage
+        | E::PutImageTagMutability
+        | E::PutLifecyclePolicy
+        | E::SetRepositoryPolicy
+        | E::StartLifecyclePolicyPreview
+        | E::UpdateImageStorageClass
+        | E::UploadLayerPart => named(),
+        E::TagResource | E::UntagResource | E::ListTagsForResource => by_arn(),
+        E::DescribeRepositories => Some((Scope::Repository, json!({"repositoryNames": [repo]}))),
+        E::GetAuthorizationToken
+        | E::GetAccountSetting
+        | E::PutAccountSetting
+        | E::PutRegistryPolicy
+        | E::GetRegistryPolicy
+        | E::DeleteRegistryPolicy
+        | E::RegisterPullTimeUpdateExclusion
+        | E::DeregisterPullTimeUpdateExclusion
+        | E::ListPullTimeUpdateExclusions
+        | E::CreateRepositoryCreationTemplate
+        | E::UpdateRepositoryCreationTemplate
+        | E::DeleteRepositoryCreationTemplate
+        | E::DescribeRepositoryCreationTemplates => account(),
+        E::BatchGetRepositoryScanningConfiguration
+        | E::CreatePullThroughCacheRule
+        | E::DeletePullThroughCacheRule
+        | E::DeleteSigningConfiguration
+        | E::DescribeImageReplicationStatus
+        | E::DescribeImageScanFindings
+        | E::DescribeImageSigningStatus
+        | E::DescribePullThroughCacheRules
+        | E::DescribeRegistry
+        | E::GetRegistryScanningConfiguration
+        | E::GetSigningConfiguration
+        | E::PutImageScanningConfiguration
+        | E::PutRegistryScanningConfiguration
+        | E::PutReplicationConfiguration
+        | E::PutSigningConfiguration
+        | E::StartImageScan
+        | E::UpdatePullThroughCacheRule
+        | E::ValidatePullThroughCacheRule => None,
+    }
+}
+
+/// For every implemented ECR action: a caller without the action is denied; a caller
+/// allowed `ecr:*` by identity is denied on a repository whose policy denies it, and on
+/// a repository the registry policy denies it, and is not denied elsewhere.
+#[tokio::test]
+async fn every_ecr_action_is_denied_without_permission_and_by_resource_policies() {
+    let env = env().await;
+    let nobody = user(
+        &env,
+        "nobody2",
+        r#"[{"Effect":"Allow","Action":"iam:GetUser","Resource":"*"}]"#,
+    )
+    .await;
+    let erin = user(
+        &env,
+        "erin",
+        r#"[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]"#,
+    )
+    .await;
+    let erin_arn = berth_iam::iam_user_arn(ACCOUNT, "/", "erin");
+    for name in ["locked", "reg-locked", "free"] {
+        call(
+            &env,
+            &env.root,
+            "CreateRepository",
+            json!({"repositoryName": name}),
+        )
+        .await;
+    }
+    let deny = |resource: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":{{"AWS":"{erin_arn}"}},"Action":"ecr:*"{resource}}}]}}"#
+        )
+    };
+    call(
+        &env,
+        &env.root,
+        "SetRepositoryPolicy",
+        json!({"repositoryName": "locked", "policyText": deny("")}),
+    )
+    .await;
+    call(
+        &env,
+        &env.root,
+        "PutRegistryPolicy",
+        json!({"policyText": deny(&format!(r#","Resource":"{}""#, arn("reg-locked")))}),
+    )
+    .await;
+
+    let mut rows = 0;
+    for &op in berth_ecr_api::EcrOperation::ALL {
+        let Some((scope, body)) = row(op, "free") else {
+            assert!(!op.is_implemented(), "{op:?} is implemented but has no row");
+            let v = call(&env, &env.root, op.name(), json!({})).await;
+            assert_eq!(err_type(&v), "UnsupportedOperationException", "{op:?}: {v}");
+            continue;
+        };
+        assert!(
+            op.is_implemented(),
+            "{op:?} has a row but is not implemented"
+        );
+        rows += 1;
+        let v = call(&env, &nobody, op.name(), body).await;
+        assert!(denied(&v), "{op:?} without the action: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(op.iam_action()),
+            "{op:?}: {v}"
+        );
+        if scope == Scope::Repository {
+            for locked in ["locked", "reg-locked"] {
+                let (_, body) = row(op, locked).unwrap();
+                let v = call(&env, &erin, op.name(), body).await;
+                assert!(denied(&v), "{op:?} on {locked}: {v}");
+                assert!(
+                    v["message"].as_str().unwrap().contains("explicit deny"),
+                    "{op:?}: {v}"
+                );
+            }
+        }
+    }
+    assert_eq!(rows, 40, "implemented actions");
+    // Allowed by identity and by no resource policy: not denied (so the denials above are
+    // the policies' doing, not malformed rows). Deletions run last.
+    let mut ops: Vec<_> = berth_ecr_api::EcrOperation::ALL.to_vec();
+    ops.sort_by_key(|op| op.name().starts_with("Delete"));
+    for op in ops {
+        if let Some((_, body)) = row(op, "free") {
+            let v = call(&env, &erin, op.name(), body).await;
+            assert!(!denied(&v), "{op:?} allowed: {v}");
+        }
+    }
+}
