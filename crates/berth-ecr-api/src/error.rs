@@ -485,7 +485,7 @@ mod tests {
 /// The JSON body of an error: `__type` and `message`, plus the members the model gives
 /// some exceptions (InvalidLayerPartException's `lastValidByteReceived`, ...).
 pub fn error_body(e: &EcrError, wire: &WireError) -> serde_json::Value {
-    let mut body = serde_json::json!({"__type": wire.aws_type, "message": wire.message});
+    let mut body = berth_aws_service::json11_error(wire.aws_type, &wire.message);
     if let EcrError::InvalidLayerPart {
         registry,
         repository,

@@ -16,8 +16,9 @@
 //!    registry policies that apply (denied → `AccessDeniedException` with the AWS-shaped
 //!    message); then it is handled against the core [`Registry`].
 //!
-//! Errors go to the wire in one function ([`error::to_wire`]); every response carries
-//! `x-amzn-RequestId`. The implemented actions are those of
+//! Errors go to the wire in one function ([`error::to_wire`]); request ids, the body
+//! limit, JSON 1.1 answers and `Retry-After` are `berth-aws-service`'s, as for every
+//! AWS-shaped edge; every response carries `x-amzn-RequestId`. The implemented actions are those of
 //! [`EcrOperation::is_implemented`] (repositories, login tokens, images and layers, tag
 //! mutability, pull time exclusions, policies, tags, account settings, creation
 //! templates, lifecycle policies and their previews); every other action answers `UnsupportedOperationException` (see [`error`]
@@ -34,15 +35,15 @@ pub mod operation;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::MethodRouter;
-use http::{HeaderValue, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use tracing::Instrument;
 
 use berth_access::rate_limit::{self, RateLimits};
 use berth_access::resource_policies::ResourcePolicies;
-use berth_access::{Authenticator, AuthorizedOperation, ConnInfo, RegistryHosts, RequestEnv};
+use berth_access::{Authenticator, AuthorizedOperation, RegistryHosts, RequestEnv};
+use berth_aws_service::{conn_info, json11_response, read_body, set_retry_after, BodyError};
 use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
@@ -54,7 +55,7 @@ pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
 pub const MAX_BODY: usize = 30 * 1024 * 1024;
 
 /// The content type of every request and response.
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub const CONTENT_TYPE: &str = berth_aws_service::JSON11_CONTENT_TYPE;
 
 /// What the edge needs to know about the deployment.
 #[derive(Clone)]
@@ -194,7 +195,7 @@ impl EcrState {
 }
 
 /// The handler for `POST /`, to mount on the application's `/` route. Put
-/// [`ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
+/// [`berth_access::ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
 /// `aws:SecureTransport`.
 pub fn service(state: EcrState) -> MethodRouter {
     axum::routing::post(dispatch).with_state(state)
@@ -205,21 +206,8 @@ pub fn router(state: EcrState) -> axum::Router {
     axum::Router::new().route("/", service(state))
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value, request_id: &str) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-RequestId", v);
-    }
-    resp
-}
-
 async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = berth_aws_service::request_id();
     let target = req
         .headers()
         .get("x-amz-target")
@@ -237,7 +225,7 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
             Err(e) => Err(e),
         };
         match result {
-            Ok(body) => json_response(StatusCode::OK, &body, &request_id),
+            Ok(body) => json11_response(StatusCode::OK, &body, &request_id),
             Err(e) => {
                 let wire = to_wire(&e);
                 if wire.status.is_server_error() {
@@ -246,10 +234,9 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
                     tracing::info!(error = wire.aws_type, message = %wire.message, "ECR request refused");
                 }
                 let body = error::error_body(&e, &wire);
-                let mut resp = json_response(wire.status, &body, &request_id);
+                let mut resp = json11_response(wire.status, &body, &request_id);
                 if let EcrError::Throttled { retry_after_secs } = e {
-                    resp.headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                    set_retry_after(&mut resp, retry_after_secs);
                 }
                 resp
             }
@@ -264,30 +251,16 @@ async fn handle(
     op: EcrOperation,
     req: Request,
 ) -> Result<serde_json::Value, EcrError> {
-    let conn = req
-        .extensions()
-        .get::<ConnInfo>()
-        .copied()
-        .unwrap_or(ConnInfo {
-            peer_ip: None,
-            secure: false,
-        });
+    let conn = conn_info(&req);
     let (parts, body) = req.into_parts();
     let now = time::OffsetDateTime::now_utc();
     state.inner.auth.precheck(&parts, now).await?;
-    let body = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                EcrError::BodyTooLarge { limit: MAX_BODY }
-            } else {
-                EcrError::Serialization(format!("could not read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = read_body(body, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => EcrError::BodyTooLarge { limit },
+        BodyError::Read(source) => {
+            EcrError::Serialization(format!("could not read the request body: {source}"))
+        }
+    })?;
     let caller = state.inner.auth.authenticate(&parts, &body, now).await?;
     if let Some(limits) = &state.inner.limits {
         limits

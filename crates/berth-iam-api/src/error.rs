@@ -19,8 +19,6 @@ use berth_meta::iam::IamError;
 use berth_sigv4::SigV4Error;
 use http::StatusCode;
 
-use crate::xml::Xml;
-
 /// Everything that can go wrong on the IAM/STS Query edge, in domain words.
 #[derive(Debug)]
 pub enum IamApiError {
@@ -65,16 +63,13 @@ pub struct WireError {
 impl WireError {
     /// The `<ErrorResponse>` document, in the namespace of the service that was called.
     pub fn to_xml(&self, namespace: &str, request_id: &str) -> String {
-        let mut x = Xml::new();
-        x.open_ns("ErrorResponse", namespace);
-        x.open("Error");
-        x.text("Type", self.fault);
-        x.text("Code", self.code);
-        x.text("Message", &self.message);
-        x.close("Error");
-        x.text("RequestId", request_id);
-        x.close("ErrorResponse");
-        x.finish()
+        berth_aws_service::query_error_document(
+            namespace,
+            self.fault,
+            self.code,
+            &self.message,
+            request_id,
+        )
     }
 }
 
