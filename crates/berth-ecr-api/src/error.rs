@@ -254,6 +254,20 @@ pub fn to_wire(e: &EcrError) -> WireError {
     }
 }
 
+impl From<berth_access::AccessError> for EcrError {
+    fn from(e: berth_access::AccessError) -> Self {
+        use berth_access::AccessError as A;
+        match e {
+            A::Authentication(e) => EcrError::Authentication(e),
+            A::AccessDenied(m) => EcrError::AccessDenied(m),
+            internal => EcrError::Internal(format!(
+                "{internal}: {:?}",
+                std::error::Error::source(&internal)
+            )),
+        }
+    }
+}
+
 impl EcrError {
     /// A meta store error about repository `name` of `registry`.
     pub fn from_meta(e: MetaError, registry: &str) -> Self {
@@ -471,7 +485,7 @@ mod tests {
 /// The JSON body of an error: `__type` and `message`, plus the members the model gives
 /// some exceptions (InvalidLayerPartException's `lastValidByteReceived`, ...).
 pub fn error_body(e: &EcrError, wire: &WireError) -> serde_json::Value {
-    let mut body = serde_json::json!({"__type": wire.aws_type, "message": wire.message});
+    let mut body = berth_aws_service::json11_error(wire.aws_type, &wire.message);
     if let EcrError::InvalidLayerPart {
         registry,
         repository,

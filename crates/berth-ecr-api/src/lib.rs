@@ -10,62 +10,60 @@
 //!    key → `UnrecognizedClientException`);
 //! 3. decoded (not JSON or wrong member types → `SerializationException`, model
 //!    constraints → `InvalidParameterException`);
-//! 4. authorized by berth-iam (`ecr:<Action>` on the repository ARN, or `*` for
-//!    account-level actions; denied → `AccessDeniedException` with the AWS-shaped
-//!    message), then handled against the core [`Registry`].
+//! 4. authorized once, before any handler runs: the operation declares every (action,
+//!    resource) it needs ([`berth_access::AuthorizedOperation`], in
+//!    `handlers/requirements.rs`) and berth-access decides each with the repository and
+//!    registry policies that apply (denied → `AccessDeniedException` with the AWS-shaped
+//!    message); then it is handled against the core [`Registry`].
 //!
-//! Errors go to the wire in one function ([`error::to_wire`]); every response carries
-//! `x-amzn-RequestId`. The implemented actions are those of
+//! Errors go to the wire in one function ([`error::to_wire`]); request ids, the body
+//! limit, JSON 1.1 answers and `Retry-After` are `berth-aws-service`'s, as for every
+//! AWS-shaped edge; every response carries `x-amzn-RequestId`. The implemented actions are those of
 //! [`EcrOperation::is_implemented`] (repositories, login tokens, images and layers, tag
 //! mutability, pull time exclusions, policies, tags, account settings, creation
 //! templates, lifecycle policies and their previews); every other action answers `UnsupportedOperationException` (see [`error`]
 //! for why that name).
 //!
 //! May depend on: `berth-types`, `berth-registry`, `berth-meta` (the store traits, not
-//! SQL), `berth-iam`, `berth-sigv4`. Never touches SQL or files.
+//! SQL), `berth-iam`, `berth-sigv4`, `berth-access`. Never touches SQL or files; depends
+//! on no other edge.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
-pub mod auth;
 pub mod error;
 mod handlers;
 pub mod operation;
-pub mod rate_limit;
-pub mod registry_hosts;
-pub mod resource_policies;
-pub mod token;
-pub mod v2_credentials;
-pub mod v2_gate;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::MethodRouter;
-use http::{HeaderValue, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use tracing::Instrument;
 
+use berth_access::rate_limit::{self, RateLimits};
+use berth_access::resource_policies::ResourcePolicies;
+use berth_access::{Authenticator, AuthorizedOperation, RegistryHosts, RequestEnv};
+use berth_aws_service::{conn_info, json11_response, read_body, set_retry_after, BodyError};
 use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
 
-pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::{to_wire, EcrError, WireError};
 pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
-pub use registry_hosts::RegistryHosts;
 
 /// The largest request body accepted: UploadLayerPart carries up to 20 MiB as base64.
 pub const MAX_BODY: usize = 30 * 1024 * 1024;
 
 /// The content type of every request and response.
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub const CONTENT_TYPE: &str = berth_aws_service::JSON11_CONTENT_TYPE;
 
 /// What the edge needs to know about the deployment.
 #[derive(Clone)]
 pub struct EcrConfig {
     /// The default account: its registry is what `/v2` serves on hosts that name no
-    /// other account (see [`registry_hosts`]).
+    /// other account (see [`RegistryHosts`]).
     pub account_id: String,
     /// Host-based routing of account registries (its default account is `account_id`).
     pub hosts: RegistryHosts,
@@ -73,7 +71,7 @@ pub struct EcrConfig {
     pub region: String,
     /// `host[:port]` for repository URIs and `proxyEndpoint`; the request's `Host` when unset.
     pub public_host: Option<String>,
-    /// HMAC key of login tokens (see [`token`]).
+    /// HMAC key of login tokens (see [`berth_access::token`]).
     pub login_token_key: [u8; 32],
     /// Allowed clock skew (ECR: 15 minutes).
     pub max_skew: time::Duration,
@@ -104,12 +102,12 @@ struct Inner {
     /// Policies, tags, account settings and creation templates (same database as the
     /// registry's meta store).
     settings: Arc<dyn EcrSettingsStore>,
-    auth: Arc<auth::Authenticator>,
+    auth: Arc<Authenticator>,
     config: EcrConfig,
     /// Request quotas (`[limits]`), when enabled.
-    limits: Option<Arc<rate_limit::RateLimits>>,
+    limits: Option<Arc<RateLimits>>,
     /// Parsed repository and registry policies (shared with the `/v2` gate).
-    policies: Arc<resource_policies::ResourcePolicies>,
+    policies: Arc<ResourcePolicies>,
     /// Lifecycle policies and previews ([`EcrState::with_lifecycle`]); without it those
     /// actions answer `UnsupportedOperationException`.
     lifecycle: Option<berth_registry::lifecycle::Lifecycle>,
@@ -135,12 +133,11 @@ impl EcrState {
         EcrState {
             inner: Arc::new(Inner {
                 registry,
-                policies: Arc::new(resource_policies::ResourcePolicies::new(
-                    settings.clone(),
-                    DEFAULT_CACHE_TTL,
-                )),
+                policies: Arc::new(ResourcePolicies::new(settings.clone(), DEFAULT_CACHE_TTL)),
                 settings,
-                auth: Arc::new(auth::Authenticator::new(verifier, iam)),
+                auth: Arc::new(
+                    Authenticator::new(verifier, iam).requiring_signed_headers(&["x-amz-target"]),
+                ),
                 config,
                 limits: None,
                 lifecycle: None,
@@ -153,10 +150,7 @@ impl EcrState {
     pub fn with_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_cache_ttl is called before the state is shared");
-        inner.policies = Arc::new(resource_policies::ResourcePolicies::new(
-            inner.settings.clone(),
-            ttl,
-        ));
+        inner.policies = Arc::new(ResourcePolicies::new(inner.settings.clone(), ttl));
         self
     }
 
@@ -171,7 +165,7 @@ impl EcrState {
 
     /// Enforces `limits` on the ECR API and on the `/v2` gates made afterwards. Call
     /// before the state is cloned.
-    pub fn with_rate_limits(mut self, limits: Arc<rate_limit::RateLimits>) -> Self {
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
         Arc::get_mut(&mut self.inner)
             .expect("with_rate_limits is called before the state is shared")
             .limits = Some(limits);
@@ -185,22 +179,25 @@ impl EcrState {
         self.inner.config.hosts.default_account()
     }
 
-    /// The `/v2` authentication and authorization layer, sharing this edge's
-    /// authenticator and login token key (see [`v2_gate`]).
-    pub fn v2_gate(&self, options: v2_gate::GateOptions) -> v2_gate::V2Gate {
-        v2_gate::V2Gate::new(
-            self.inner.auth.clone(),
-            self.inner.config.clone(),
-            options,
-            self.inner.limits.clone(),
-            self.inner.policies.clone(),
-            self.inner.registry.clone(),
-        )
+    /// The authenticator (service `ecr`), shared with the `/v2` gate.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.inner.auth.clone()
+    }
+
+    /// The resource policy cache, shared with the `/v2` gate so that a policy changed
+    /// here takes effect there at once.
+    pub fn resource_policies(&self) -> Arc<ResourcePolicies> {
+        self.inner.policies.clone()
+    }
+
+    /// The request quotas, shared with the `/v2` gate.
+    pub fn rate_limits(&self) -> Option<Arc<RateLimits>> {
+        self.inner.limits.clone()
     }
 }
 
 /// The handler for `POST /`, to mount on the application's `/` route. Put
-/// [`ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
+/// [`berth_access::ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
 /// `aws:SecureTransport`.
 pub fn service(state: EcrState) -> MethodRouter {
     axum::routing::post(dispatch).with_state(state)
@@ -211,21 +208,8 @@ pub fn router(state: EcrState) -> axum::Router {
     axum::Router::new().route("/", service(state))
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value, request_id: &str) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-RequestId", v);
-    }
-    resp
-}
-
 async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = berth_aws_service::request_id();
     let target = req
         .headers()
         .get("x-amz-target")
@@ -243,7 +227,7 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
             Err(e) => Err(e),
         };
         match result {
-            Ok(body) => json_response(StatusCode::OK, &body, &request_id),
+            Ok(body) => json11_response(StatusCode::OK, &body, &request_id),
             Err(e) => {
                 let wire = to_wire(&e);
                 if wire.status.is_server_error() {
@@ -252,10 +236,9 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
                     tracing::info!(error = wire.aws_type, message = %wire.message, "ECR request refused");
                 }
                 let body = error::error_body(&e, &wire);
-                let mut resp = json_response(wire.status, &body, &request_id);
+                let mut resp = json11_response(wire.status, &body, &request_id);
                 if let EcrError::Throttled { retry_after_secs } = e {
-                    resp.headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                    set_retry_after(&mut resp, retry_after_secs);
                 }
                 resp
             }
@@ -270,30 +253,16 @@ async fn handle(
     op: EcrOperation,
     req: Request,
 ) -> Result<serde_json::Value, EcrError> {
-    let conn = req
-        .extensions()
-        .get::<ConnInfo>()
-        .copied()
-        .unwrap_or(ConnInfo {
-            peer_ip: None,
-            secure: false,
-        });
+    let conn = conn_info(&req);
     let (parts, body) = req.into_parts();
     let now = time::OffsetDateTime::now_utc();
     state.inner.auth.precheck(&parts, now).await?;
-    let body = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                EcrError::BodyTooLarge { limit: MAX_BODY }
-            } else {
-                EcrError::Serialization(format!("could not read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = read_body(body, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => EcrError::BodyTooLarge { limit },
+        BodyError::Read(source) => {
+            EcrError::Serialization(format!("could not read the request body: {source}"))
+        }
+    })?;
     let caller = state.inner.auth.authenticate(&parts, &body, now).await?;
     if let Some(limits) = &state.inner.limits {
         limits
@@ -325,34 +294,27 @@ async fn handle(
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
     });
-    // The repository and registry policies that apply, read before the handler runs so
-    // that its authorization checks stay synchronous.
-    let repository = input
-        .get("repositoryName")
-        .and_then(|v| v.as_str())
-        .filter(|n| handlers::valid_repository_name(n))
-        .map(str::to_string);
-    // The registry addressed: `registryId` when it is an account id (handlers refuse any
-    // other value), else the caller's own.
-    let registry = input
-        .get("registryId")
-        .and_then(|v| v.as_str())
-        .filter(|id| id.parse::<berth_types::AccountId>().is_ok())
-        .unwrap_or(&caller.account_id)
-        .to_string();
-    let policies = state
-        .inner
-        .policies
-        .for_repository(&registry, repository.as_deref())
-        .await?;
     let ctx = handlers::Ctx {
         state,
         caller: &caller,
         conn,
         now,
         host: host.unwrap_or_else(|| "localhost".to_string()),
-        policies: (registry, repository, policies),
     };
+    // Authorization, once, before any handler runs: every (action, resource) the
+    // operation declares, each with the repository and registry policies that apply.
+    let region = state.inner.config.region.as_str();
+    let requirements = op.requirements(&input, &caller, region)?;
+    state
+        .inner
+        .policies
+        .authorize(
+            &caller,
+            &requirements,
+            &op.request_tags(&input),
+            &RequestEnv { conn, region, now },
+        )
+        .await?;
     let result = handlers::handle(&ctx, op, input).await;
     if result.is_ok() && op.changes_resource_policies() {
         state.inner.policies.forget();

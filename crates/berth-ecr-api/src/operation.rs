@@ -110,8 +110,8 @@ operations! {
 impl EcrOperation {
     /// Whether this Berth version implements the action (the others answer
     /// `UnsupportedOperationException`).
-    /// Whether a success may change which repository or registry policy applies to a
-    /// repository (the authorization caches are dropped after it).
+    /// Whether a success may change which repository or registry policy, or which tags,
+    /// apply to a repository (the authorization caches are dropped after it).
     pub fn changes_resource_policies(self) -> bool {
         matches!(
             self,
@@ -123,6 +123,9 @@ impl EcrOperation {
                 | EcrOperation::DeleteRepository
                 | EcrOperation::PutImage
                 | EcrOperation::InitiateLayerUpload
+                // Resource tags are part of the authorization context.
+                | EcrOperation::TagResource
+                | EcrOperation::UntagResource
         )
     }
 

@@ -12,8 +12,9 @@ use base64::Engine;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
 
+use berth_access::token;
 use berth_blobstore::DiskBlobStore;
-use berth_ecr_api::{token, EcrState, TARGET_PREFIX};
+use berth_ecr_api::{EcrState, TARGET_PREFIX};
 use berth_meta::iam::{KeyOwner, NewAccessKey};
 use berth_meta::secrets::MasterKey;
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore};

@@ -14,12 +14,10 @@
 //! Common Errors (`ValidationError`, `MissingAction`, `InvalidAction` 400; SigV4 failures
 //! per [`SigV4Error::query_code`]; `AccessDenied` 403).
 
-use berth_ecr_api::EcrError;
+use berth_access::AccessError;
 use berth_meta::iam::IamError;
 use berth_sigv4::SigV4Error;
 use http::StatusCode;
-
-use crate::xml::Xml;
 
 /// Everything that can go wrong on the IAM/STS Query edge, in domain words.
 #[derive(Debug)]
@@ -65,16 +63,13 @@ pub struct WireError {
 impl WireError {
     /// The `<ErrorResponse>` document, in the namespace of the service that was called.
     pub fn to_xml(&self, namespace: &str, request_id: &str) -> String {
-        let mut x = Xml::new();
-        x.open_ns("ErrorResponse", namespace);
-        x.open("Error");
-        x.text("Type", self.fault);
-        x.text("Code", self.code);
-        x.text("Message", &self.message);
-        x.close("Error");
-        x.text("RequestId", request_id);
-        x.close("ErrorResponse");
-        x.finish()
+        berth_aws_service::query_error_document(
+            namespace,
+            self.fault,
+            self.code,
+            &self.message,
+            request_id,
+        )
     }
 }
 
@@ -151,14 +146,16 @@ impl From<IamError> for IamApiError {
     }
 }
 
-/// The shared authenticator and `authorize` speak the ECR edge's error type; only these
-/// three variants come out of them.
-impl From<EcrError> for IamApiError {
-    fn from(e: EcrError) -> Self {
+/// The access layer's authentication and authorization errors.
+impl From<AccessError> for IamApiError {
+    fn from(e: AccessError) -> Self {
         match e {
-            EcrError::Authentication(e) => IamApiError::Authentication(e),
-            EcrError::AccessDenied(m) => IamApiError::AccessDenied(m),
-            other => IamApiError::Internal(format!("{other:?}")),
+            AccessError::Authentication(e) => IamApiError::Authentication(e),
+            AccessError::AccessDenied(m) => IamApiError::AccessDenied(m),
+            internal => IamApiError::Internal(format!(
+                "{internal}: {:?}",
+                std::error::Error::source(&internal)
+            )),
         }
     }
 }
@@ -266,7 +263,7 @@ mod tests {
         assert!(matches!(e, IamApiError::LimitExceeded(_)));
         let e: IamApiError = IamError::AccessKeyAlreadyExists("AKIA".into()).into();
         assert!(matches!(e, IamApiError::Internal(_)));
-        let e: IamApiError = EcrError::AccessDenied("no".into()).into();
+        let e: IamApiError = AccessError::AccessDenied("no".into()).into();
         assert!(matches!(e, IamApiError::AccessDenied(_)));
     }
 

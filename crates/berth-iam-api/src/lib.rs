@@ -9,7 +9,7 @@
 //! 1. framed: the body is read (up to [`MAX_BODY`]), the parameters decoded ([`params`]), and
 //!    `Action`/`Version` resolved to one [`IamOperation`] (missing → `MissingAction`,
 //!    unknown → `InvalidAction`);
-//! 2. authenticated with SigV4 by the ECR edge's [`Authenticator`] against the IAM store's
+//! 2. authenticated with SigV4 by berth-access's [`Authenticator`] against the IAM store's
 //!    access keys, with a credential scope of the operation's own service (`iam` or `sts`;
 //!    region `us-east-1`, where AWS SDKs sign the global IAM endpoint, or the configured
 //!    region);
@@ -17,12 +17,13 @@
 //!    `sts:GetCallerIdentity` needs no permission, as in AWS;
 //! 4. handled against the [`IamStore`]; the caller's account is the one managed.
 //!
-//! Errors go to the wire in one function ([`error::to_wire`]); every response carries
+//! Errors go to the wire in one function ([`error::to_wire`]); request ids, the body
+//! limit and the Query documents are `berth-aws-service`'s; every response carries
 //! `x-amzn-RequestId` and the `RequestId` element. A secret access key appears only in the
 //! `CreateAccessKey` answer, never in a log.
 //!
 //! May depend on: `berth-meta` (the store trait, not SQL), `berth-iam`, `berth-sigv4`, and
-//! `berth-ecr-api` for the shared authenticator and `authorize`. Never touches SQL or files.
+//! `berth-access` for the authenticator and `authorize`. Never touches SQL or files.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
@@ -31,18 +32,18 @@ mod handlers;
 pub mod operation;
 pub mod pagination;
 pub mod params;
-pub mod xml;
+pub use berth_aws_service::xml;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
+use axum::response::Response;
+use http::{Method, StatusCode};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use berth_ecr_api::{Authenticator, ConnInfo};
+use berth_access::Authenticator;
+use berth_aws_service::{conn_info, query_response, read_body, BodyError};
 use berth_meta::IamStore;
 use berth_sigv4::{Verifier, VerifierConfig};
 
@@ -55,7 +56,7 @@ use xml::Xml;
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// The content type of every response.
-pub const CONTENT_TYPE: &str = "text/xml";
+pub const CONTENT_TYPE: &str = berth_aws_service::QUERY_CONTENT_TYPE;
 
 /// The region AWS SDKs sign IAM requests for (IAM is a global service).
 pub const IAM_SIGNING_REGION: &str = "us-east-1";
@@ -165,31 +166,18 @@ async fn dispatch(State(state): State<IamApiState>, req: Request) -> Response {
     handle(&state, req).await
 }
 
-fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-RequestId", v);
-    }
-    resp
-}
-
 /// Serves one Query request (the server routes `/` here when [`is_query_request`]). Put
-/// [`ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
+/// [`berth_access::ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
 /// `aws:SecureTransport`.
 pub async fn handle(state: &IamApiState, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = berth_aws_service::request_id();
     let span = tracing::info_span!("iam", op = tracing::field::Empty, request_id = %request_id);
     async {
         // Until the action is known, errors use the IAM namespace.
         let mut service = Service::Iam;
         let result = serve(state, req, &mut service).await;
         match result {
-            Ok((op, inner)) => xml_response(
+            Ok((op, inner)) => query_response(
                 StatusCode::OK,
                 success_document(op, inner, &request_id),
                 &request_id,
@@ -201,7 +189,7 @@ pub async fn handle(state: &IamApiState, req: Request) -> Response {
                 } else {
                     tracing::info!(code = wire.code, message = %wire.message, "IAM request refused");
                 }
-                xml_response(
+                query_response(
                     wire.status,
                     wire.to_xml(service.xml_namespace(), &request_id),
                     &request_id,
@@ -234,28 +222,14 @@ async fn serve(
     req: Request,
     service: &mut Service,
 ) -> Result<(IamOperation, Xml), IamApiError> {
-    let conn = req
-        .extensions()
-        .get::<ConnInfo>()
-        .copied()
-        .unwrap_or(ConnInfo {
-            peer_ip: None,
-            secure: false,
-        });
+    let conn = conn_info(&req);
     let (parts, body) = req.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                IamApiError::BodyTooLarge { limit: MAX_BODY }
-            } else {
-                IamApiError::Validation(format!("could not read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = read_body(body, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => IamApiError::BodyTooLarge { limit },
+        BodyError::Read(source) => {
+            IamApiError::Validation(format!("could not read the request body: {source}"))
+        }
+    })?;
     let form_body = (parts.method == Method::POST).then_some(&body[..]);
     let params = Params::parse(parts.uri.query(), form_body);
     let op = IamOperation::resolve(params.get("Action"), params.get("Version"))?;

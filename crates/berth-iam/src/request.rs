@@ -100,7 +100,7 @@ pub enum Value<'a> {
 ///
 /// Keys derived from the principal (`aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType`,
 /// `aws:username`, `aws:userid`) come from [`Principal`]; `aws:EpochTime` comes from `current_time`;
-/// `aws:TagKeys` are the keys of `request_tags`.
+/// `aws:TagKeys` are `tag_keys`, else the keys of `request_tags`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Context<'a> {
     /// `aws:SourceIp`. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are matched as IPv4.
@@ -117,6 +117,9 @@ pub struct Context<'a> {
     pub resource_tags: &'a [(&'a str, &'a str)],
     /// `aws:RequestTag/<key>`; their keys are `aws:TagKeys`.
     pub request_tags: &'a [(&'a str, &'a str)],
+    /// Tag keys a request names without values (UntagResource's `tagKeys`): when not
+    /// empty, these are `aws:TagKeys`.
+    pub tag_keys: &'a [&'a str],
     /// Any other key (service-specific keys such as `ecr:...`), by name; names match case-insensitively.
     pub extra: &'a [(&'a str, Value<'a>)],
 }

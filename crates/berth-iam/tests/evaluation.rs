@@ -409,6 +409,15 @@ fn cases() -> Vec<Case> {
             .ctx(|c| c.request_tags = vec![("env", "prod"), ("owner", "me")])
             .is(NO_ID),
         cond("ForAllValues: key absent is true", Who::Alice, r#"{"ForAllValues:StringEquals":{"aws:TagKeys":["env"]}}"#).is(ID),
+        cond("tag keys named without values (UntagResource) are aws:TagKeys", Who::Alice, r#"{"ForAnyValue:StringEquals":{"aws:TagKeys":["protected"]}}"#)
+            .ctx(|c| c.tag_keys = vec!["team", "protected"])
+            .is(ID),
+        cond("ForAllValues over tag keys without values", Who::Alice, r#"{"ForAllValues:StringEquals":{"aws:TagKeys":["team"]}}"#)
+            .ctx(|c| c.tag_keys = vec!["team", "protected"])
+            .is(NO_ID),
+        cond("tag keys without values carry no aws:RequestTag", Who::Alice, r#"{"Null":{"aws:RequestTag/team":"true"}}"#)
+            .ctx(|c| c.tag_keys = vec!["team"])
+            .is(ID),
         cond("ForAnyValue:StringNotEquals: one value outside the list", Who::Alice, r#"{"ForAnyValue:StringNotEquals":{"ecr:Groups":["a","b"]}}"#)
             .ctx(|c| c.extra = vec![("ecr:Groups", Value::List(&["a", "c"]))])
             .is(ID),

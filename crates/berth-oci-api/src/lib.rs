@@ -3,13 +3,15 @@
 //! The OCI Distribution Specification v1.1 edge, served under `/v2`. Each request is
 //! parsed into one [`OciOperation`] ([`operation::route`]), handled by calling the core
 //! [`Registry`], and any domain error is mapped to the wire in one place ([`error`]).
-//! This crate never touches SQL or files.
+//! This crate never touches SQL or files. In front of it, the [`gate`] authenticates and
+//! authorizes each request with `berth-access` (the handlers know nothing of identities).
 //!
-//! May depend on: `berth-types`, `berth-registry`.
+//! May depend on: `berth-types`, `berth-registry`, `berth-access`; on no other edge.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 pub mod error;
+pub mod gate;
 mod handlers;
 pub mod headers;
 pub mod operation;

@@ -30,6 +30,26 @@ pub enum OciOperation {
 }
 
 impl OciOperation {
+    /// Every operation (the generated authorization test iterates over it).
+    pub const ALL: &'static [OciOperation] = &[
+        OciOperation::ApiVersion,
+        OciOperation::Catalog,
+        OciOperation::ListTags,
+        OciOperation::GetManifest,
+        OciOperation::HeadManifest,
+        OciOperation::PutManifest,
+        OciOperation::DeleteManifest,
+        OciOperation::GetBlob,
+        OciOperation::HeadBlob,
+        OciOperation::DeleteBlob,
+        OciOperation::StartUpload,
+        OciOperation::GetUploadStatus,
+        OciOperation::PatchUpload,
+        OciOperation::CompleteUpload,
+        OciOperation::CancelUpload,
+        OciOperation::ListReferrers,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             OciOperation::ApiVersion => "ApiVersion",

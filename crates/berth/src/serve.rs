@@ -65,14 +65,14 @@ pub fn open_registry(
 pub fn app(
     registry: Registry,
     ecr: berth_ecr_api::EcrState,
-    gate: berth_ecr_api::v2_gate::V2Gate,
+    gate: berth_oci_api::gate::V2Gate,
     iam: berth_iam_api::IamApiState,
 ) -> Router {
     let default_account = ecr.default_account();
     berth_oci_api::router(registry, default_account)
         .layer(axum::middleware::from_fn_with_state(
             gate.clone(),
-            berth_ecr_api::v2_gate::middleware,
+            berth_oci_api::gate::middleware,
         ))
         .route("/", root_service(ecr, iam, gate))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
@@ -80,8 +80,8 @@ pub fn app(
 }
 
 /// The request quotas of `[limits]`, when enabled.
-fn rate_limits(cfg: &Config) -> Option<Arc<berth_ecr_api::rate_limit::RateLimits>> {
-    use berth_ecr_api::rate_limit::{Rate, RateLimits};
+fn rate_limits(cfg: &Config) -> Option<Arc<berth_access::rate_limit::RateLimits>> {
+    use berth_access::rate_limit::{Rate, RateLimits};
     let l = &cfg.limits;
     if !l.enabled {
         return None;
@@ -97,10 +97,10 @@ fn rate_limits(cfg: &Config) -> Option<Arc<berth_ecr_api::rate_limit::RateLimits
 }
 
 /// The `/v2` gate's settings from `[auth]`.
-fn gate_options(cfg: &Config) -> berth_ecr_api::v2_gate::GateOptions {
-    use berth_ecr_api::v2_gate::{Anonymous, ChallengeKind};
+fn gate_options(cfg: &Config) -> berth_oci_api::gate::GateOptions {
+    use berth_oci_api::gate::{Anonymous, ChallengeKind};
     let a = &cfg.auth;
-    berth_ecr_api::v2_gate::GateOptions {
+    berth_oci_api::gate::GateOptions {
         anonymous: match a.anonymous {
             berth_config::AnonymousAccess::None => Anonymous::None,
             berth_config::AnonymousAccess::Pull => Anonymous::Pull,
@@ -124,7 +124,7 @@ fn gate_options(cfg: &Config) -> berth_ecr_api::v2_gate::GateOptions {
 fn root_service(
     ecr: berth_ecr_api::EcrState,
     iam: berth_iam_api::IamApiState,
-    gate: berth_ecr_api::v2_gate::V2Gate,
+    gate: berth_oci_api::gate::V2Gate,
 ) -> axum::routing::MethodRouter {
     let ecr = berth_ecr_api::router(ecr);
     axum::routing::any(move |req: axum::extract::Request| {
@@ -161,7 +161,7 @@ fn ecr_config(cfg: &Config) -> anyhow::Result<berth_ecr_api::EcrConfig> {
         .context("registry.account_id")?;
     Ok(berth_ecr_api::EcrConfig {
         account_id: cfg.registry.account_id.clone(),
-        hosts: berth_ecr_api::RegistryHosts::new(
+        hosts: berth_access::RegistryHosts::new(
             default_account,
             cfg.registry.base_domain.as_deref(),
         ),
@@ -277,13 +277,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .clone()
             .spawn_scheduler(Duration::from_secs(cfg.lifecycle.interval_secs));
     }
-    let ecr = berth_ecr_api::EcrState::new(
-        registry.clone(),
-        iam.clone(),
-        Arc::new(meta),
-        ecr_config(&cfg)?,
-    )
-    .with_lifecycle(lifecycle);
+    let ecr_config = ecr_config(&cfg)?;
+    let gate_config = berth_oci_api::gate::GateConfig {
+        hosts: ecr_config.hosts.clone(),
+        region: ecr_config.region.clone(),
+        public_host: ecr_config.public_host.clone(),
+        login_token_key: ecr_config.login_token_key,
+    };
+    let ecr =
+        berth_ecr_api::EcrState::new(registry.clone(), iam.clone(), Arc::new(meta), ecr_config)
+            .with_lifecycle(lifecycle);
     let tls = crate::tls::acceptor(&cfg)?;
     let addr = listener.local_addr()?;
     spawn_upload_sweeper(registry.clone(), &cfg);
@@ -308,7 +311,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Some(limits) => ecr.with_rate_limits(limits),
         None => ecr,
     };
-    let gate = ecr.v2_gate(gate_options(&cfg));
+    // The gate shares the ECR edge's authenticator, policy cache and quotas.
+    let gate = berth_oci_api::gate::V2Gate::new(
+        ecr.authenticator(),
+        gate_config,
+        gate_options(&cfg),
+        ecr.rate_limits(),
+        ecr.resource_policies(),
+        registry.clone(),
+    );
     // A push that creates a repository from a template gives it the template's policy;
     // authorization may have cached "no policy" for that name while checking the push.
     provisioner.on_create({
@@ -344,7 +355,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         // Connection facts for IAM conditions (aws:SourceIp, aws:SecureTransport).
-        let conn_info = berth_ecr_api::ConnInfo {
+        let conn_info = berth_access::ConnInfo {
             peer_ip: Some(peer.ip()),
             secure: tls.is_some(),
         };

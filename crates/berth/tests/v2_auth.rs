@@ -196,11 +196,12 @@ fn expired_and_foreign_login_tokens_are_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let claims = |expires_at| berth_ecr_api::token::TokenClaims {
+    let claims = |expires_at| berth_access::token::TokenClaims {
         access_key_id: ADMIN_KEY_ID.to_string(),
         account_id: "000000000000".to_string(),
         user: None,
         expires_at,
+        login_expires_at: expires_at,
     };
     let http = anonymous_http();
     let get = |password: &str| {
@@ -210,10 +211,10 @@ fn expired_and_foreign_login_tokens_are_refused() {
             .unwrap()
     };
     // Valid for another minute: accepted.
-    let valid = berth_ecr_api::token::sign(&key, &claims(now + 60));
+    let valid = berth_access::token::sign(&key, &claims(now + 60));
     assert_eq!(get(&valid).status(), 200);
     // Expired a second ago: refused with ECR's message.
-    let expired = berth_ecr_api::token::sign(&key, &claims(now - 1));
+    let expired = berth_access::token::sign(&key, &claims(now - 1));
     let resp = get(&expired);
     assert_eq!(resp.status(), 401);
     let v: Value = resp.json().unwrap();
@@ -225,8 +226,47 @@ fn expired_and_foreign_login_tokens_are_refused() {
         "{v}"
     );
     // Signed under another key (another server's token): refused.
-    let foreign = berth_ecr_api::token::sign(&[7u8; 32], &claims(now + 3600));
+    let foreign = berth_access::token::sign(&[7u8; 32], &claims(now + 3600));
     assert_eq!(get(&foreign).status(), 401);
+
+    // Renewal (refresh_token grant, and a login password at GET /v2/token) never
+    // outlives the original login: a login ending in 2 minutes gives a bearer token of
+    // at most 2 minutes, although bearer tokens live an hour, and the renewed token
+    // carries the same end.
+    let ending = berth_access::token::sign(&key, &claims(now + 120));
+    let refresh = |token: &str| {
+        let resp = http
+            .post(format!("{}/v2/token", reg.base_url()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("grant_type=refresh_token&refresh_token={token}"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json::<Value>().unwrap()
+    };
+    let v = refresh(&ending);
+    let expires_in = v["expires_in"].as_i64().unwrap();
+    assert!((1..=120).contains(&expires_in), "{v}");
+    let renewed = v["access_token"].as_str().unwrap().to_string();
+    let c = berth_access::token::verify(&key, &renewed, now).unwrap();
+    assert!(
+        c.expires_at <= now + 120 && c.login_expires_at == now + 120,
+        "{c:?}"
+    );
+    let v = refresh(&renewed);
+    let c = berth_access::token::verify(&key, v["access_token"].as_str().unwrap(), now).unwrap();
+    assert_eq!(c.login_expires_at, now + 120, "{v}");
+    let resp = http
+        .get(format!("{}/v2/token", reg.base_url()))
+        .header("authorization", basic("AWS", &ending))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().unwrap();
+    assert!(
+        (1..=120).contains(&v["expires_in"].as_i64().unwrap()),
+        "{v}"
+    );
 }
 
 #[test]

@@ -363,3 +363,118 @@ fn user_and_repository_policies_govern_push_pull_mount_and_tokens() {
         .unwrap();
     assert_eq!(resp.status(), 401, "the deleted key itself");
 }
+
+/// AWS's tag-based example, end to end: a user allowed `ecr:*` but denied
+/// `ecr:BatchDeleteImage` on repositories tagged `protected=true` can delete images of
+/// an untagged repository, and neither through the ECR API (`aws ecr batch-delete-image`)
+/// nor through `/v2` (manifest `DELETE`) from a protected one.
+#[test]
+fn a_resource_tag_deny_protects_images_on_the_ecr_api_and_on_v2() {
+    if !require_clients(&["aws", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let Some(data) = reg.data_dir() else {
+        eprintln!("skipped: needs a spawned berth (BERTH_E2E_REGISTRY is set)");
+        return;
+    };
+    let admin = data.join("admin.credentials");
+    let work = tempfile::tempdir().unwrap();
+    let env = ContainersEnv::new(&reg);
+    std::fs::write(env.path().join("auth.json"), "{}").unwrap();
+    let src = OciLayout::init(&env.scratch("src"));
+    let image = src.add_random_image("v1", "amd64", 1, 4 * 1024);
+    let admin_creds = format!("{ADMIN_KEY_ID}:{ADMIN_SECRET}");
+    let suffix = unique_suffix();
+    let protected = format!("prot-{suffix}/app");
+    let open = format!("open-{suffix}/app");
+    run_ok(aws(
+        &reg,
+        &admin,
+        &[
+            "ecr",
+            "create-repository",
+            "--repository-name",
+            &protected,
+            "--tags",
+            "Key=protected,Value=true",
+        ],
+    ));
+    run_ok(aws(
+        &reg,
+        &admin,
+        &["ecr", "create-repository", "--repository-name", &open],
+    ));
+    for repo in [&protected, &open] {
+        let out = skopeo_push(&env, &src, repo, &admin_creds);
+        assert!(out.success(), "{}", out.report());
+    }
+    let ops = create_user(&reg, &admin, work.path(), "ops");
+    put_user_policy(
+        &reg,
+        &admin,
+        "ops",
+        "all-but-protected-deletes",
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "ecr:BatchDeleteImage", "Resource": "*",
+             "Condition": {"StringEquals": {"ecr:ResourceTag/protected": "true"}}}
+        ]}),
+    );
+    let delete = |repo: &str| {
+        run(
+            aws(
+                &reg,
+                &ops.creds_file,
+                &[
+                    "ecr",
+                    "batch-delete-image",
+                    "--repository-name",
+                    repo,
+                    "--image-ids",
+                    "imageTag=v1",
+                ],
+            ),
+            CMD_TIMEOUT,
+        )
+    };
+    let out = delete(&protected);
+    assert!(
+        !out.success() && out.stderr_str().contains("AccessDeniedException"),
+        "{}",
+        out.report()
+    );
+    let http = raw_client();
+    let resp = http
+        .delete(reg.v2(&format!("{protected}/manifests/{}", image.digest)))
+        .header("authorization", basic(&ops.id, &ops.secret))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["errors"][0]["code"], "DENIED", "{v}");
+    let out = skopeo_pull(&env, &protected, &admin_creds);
+    assert!(
+        out.success(),
+        "the protected image is still there: {}",
+        out.report()
+    );
+
+    // The untagged repository: the same user deletes through both edges.
+    let out = delete(&open);
+    assert!(out.success(), "{}", out.report());
+    assert_eq!(
+        out.json()["imageIds"][0]["imageTag"],
+        "v1",
+        "{}",
+        out.report()
+    );
+    let out = skopeo_push(&env, &src, &open, &admin_creds);
+    assert!(out.success(), "{}", out.report());
+    let resp = http
+        .delete(reg.v2(&format!("{open}/manifests/{}", image.digest)))
+        .header("authorization", basic(&ops.id, &ops.secret))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+}

@@ -14,7 +14,6 @@ use berth_registry::create_on_push::BLOB_MOUNTING;
 
 use super::Ctx;
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 /// (name, valid values, default).
 pub(crate) const SETTINGS: &[(&str, &[&str], &str)] = &[
@@ -62,7 +61,6 @@ pub(super) async fn get_account_setting(
 ) -> Result<Value, EcrError> {
     let (name, _, default) = setting(input.name.as_deref())?;
     let account = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::GetAccountSetting, "*", &account)?;
     let value = ctx
         .settings()
         .account_setting(&account, name)
@@ -96,7 +94,6 @@ pub(super) async fn put_account_setting(
         )));
     }
     let account = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::PutAccountSetting, "*", &account)?;
     ctx.settings()
         .put_account_setting(&account, name, value, ctx.now_ms())
         .await

@@ -15,7 +15,6 @@ use berth_types::{Digest, Reference, RepositoryName, Tag};
 
 use super::{repository_name, required, Ctx};
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 /// A repository an image or layer action works on, validated, authorized and present.
 pub(super) struct Target {
@@ -24,19 +23,16 @@ pub(super) struct Target {
     pub repo: RepositoryName,
 }
 
-/// Validates the name and authorizes `op` on the repository ARN, for the pushing
-/// actions (PutImage, InitiateLayerUpload): whether a missing repository is created
+/// Validates the name, for the pushing actions (PutImage, InitiateLayerUpload): whether a missing repository is created
 /// (ECR's create-on-push templates) or refused is the core's decision.
 pub(super) fn push_target(
     ctx: &Ctx<'_>,
-    op: EcrOperation,
     registry_id: Option<&str>,
     name: &Option<String>,
 ) -> Result<Target, EcrError> {
     let name = required(name, "repositoryName")?.to_string();
     let registry = ctx.registry(registry_id)?;
     let repo = repository_name(&registry, &name)?;
-    ctx.authorize(op, &ctx.repository_arn(&registry, &name), &registry)?;
     Ok(Target {
         registry,
         name,
@@ -44,11 +40,9 @@ pub(super) fn push_target(
     })
 }
 
-/// Validates the name, authorizes `op` on the repository ARN, and checks that the
-/// repository exists (`RepositoryNotFoundException` otherwise).
+/// Validates the name and checks that the repository exists (`RepositoryNotFoundException` otherwise).
 pub(super) async fn open_repository(
     ctx: &Ctx<'_>,
-    op: EcrOperation,
     registry_id: Option<&str>,
     name: &Option<String>,
 ) -> Result<Target, EcrError> {
@@ -56,7 +50,7 @@ pub(super) async fn open_repository(
         registry,
         name,
         repo,
-    } = push_target(ctx, op, registry_id, name)?;
+    } = push_target(ctx, registry_id, name)?;
     let exists = ctx
         .state
         .inner
@@ -292,12 +286,7 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<Val
             "Invalid parameter at 'imageManifestMediaType': the manifest has no mediaType field, so imageManifestMediaType is required".into(),
         ));
     }
-    let target = push_target(
-        ctx,
-        EcrOperation::PutImage,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )?;
+    let target = push_target(ctx, input.registry_id.as_deref(), &input.repository_name)?;
     let body = axum::body::Bytes::from(manifest.to_string());
     if let Some(expected) = &expected {
         let actual = Digest::of(expected.algorithm(), &body);
@@ -386,13 +375,7 @@ pub(super) async fn batch_get_image(
             ));
         }
     }
-    let target = open_repository(
-        ctx,
-        EcrOperation::BatchGetImage,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let registry = &ctx.state.inner.registry;
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for id in ids {
@@ -476,13 +459,7 @@ pub(super) async fn batch_delete_image(
 ) -> Result<Value, EcrError> {
     required(&input.repository_name, "repositoryName")?;
     let ids = image_ids_len(&input.image_ids)?;
-    let target = open_repository(
-        ctx,
-        EcrOperation::BatchDeleteImage,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
     for id in ids {
         let parsed = match parse_id(id) {
@@ -600,13 +577,7 @@ pub(super) async fn describe_images(
         None => None,
         Some(_) => Some(image_ids_len(&input.image_ids)?),
     };
-    let target = open_repository(
-        ctx,
-        EcrOperation::DescribeImages,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let registry = &ctx.state.inner.registry;
     // Read our own pulls: write what is pending (usually nothing) before reading.
     if let Err(e) = registry.flush_pull_times().await {
@@ -718,13 +689,7 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result
             })
         }
     };
-    let target = open_repository(
-        ctx,
-        EcrOperation::ListImages,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let mut rows = ctx
         .state
         .inner
@@ -830,13 +795,7 @@ pub(super) async fn list_image_referrers(
         .map(|t| decode_token(REFERRERS_TOKEN, t))
         .transpose()?;
     // The /v2 referrers endpoint is authorized as ecr:ListImageReferrers too.
-    let target = open_repository(
-        ctx,
-        EcrOperation::ListImageReferrers,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     // A subject has few referrers; they come sorted by digest from one indexed query.
     let records = ctx
         .state

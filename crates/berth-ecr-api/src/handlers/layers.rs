@@ -16,8 +16,7 @@ use berth_types::Digest;
 use super::images::{open_repository, push_target, Target};
 use super::{required, Ctx};
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
-use crate::token::{
+use berth_access::token::{
     sign_download, DOWNLOAD_LIFETIME_SECS, DOWNLOAD_PARAM, DOWNLOAD_REGISTRY_PARAM,
 };
 
@@ -98,13 +97,7 @@ pub(super) async fn batch_check_layer_availability(
             "Invalid parameter at 'layerDigests' failed to satisfy constraint: 'Member must have length between 1 and 100, each of at most 1000 characters'".into(),
         ));
     }
-    let target = open_repository(
-        ctx,
-        EcrOperation::BatchCheckLayerAvailability,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let mut failures = Vec::new();
     let mut valid: Vec<(&String, Digest)> = Vec::new();
     for d in digests {
@@ -152,12 +145,7 @@ pub(super) async fn initiate_layer_upload(
     ctx: &Ctx<'_>,
     input: InitiateLayerUploadInput,
 ) -> Result<Value, EcrError> {
-    let target = push_target(
-        ctx,
-        EcrOperation::InitiateLayerUpload,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )?;
+    let target = push_target(ctx, input.registry_id.as_deref(), &input.repository_name)?;
     let status = ctx
         .state
         .inner
@@ -229,13 +217,7 @@ pub(super) async fn upload_layer_part(
             part.len()
         )));
     }
-    let target = open_repository(
-        ctx,
-        EcrOperation::UploadLayerPart,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let registry = &ctx.state.inner.registry;
     let invalid = |t: &Target, held: u64, message: String| EcrError::InvalidLayerPart {
         registry: t.registry.clone(),
@@ -300,13 +282,7 @@ pub(super) async fn complete_layer_upload(
     if let Some(bad) = digests.iter().find(|d| !layer_digest_shape(d)) {
         return Err(layer_digest_shape_error(bad, "layerDigests"));
     }
-    let target = open_repository(
-        ctx,
-        EcrOperation::CompleteLayerUpload,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     // The upload is one layer: its digest is the first (ECR ignores the rest too).
     let digest = layer_digest(&digests[0], "layerDigests")?;
     let registry = &ctx.state.inner.registry;
@@ -369,13 +345,7 @@ pub(super) async fn get_download_url_for_layer(
     required(&input.repository_name, "repositoryName")?;
     let text = required(&input.layer_digest, "layerDigest")?;
     let digest = layer_digest(text, "layerDigest")?;
-    let target = open_repository(
-        ctx,
-        EcrOperation::GetDownloadUrlForLayer,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let meta = ctx.state.inner.registry.meta();
     let from_meta = |e| EcrError::from_meta(e, &target.registry);
     if meta

@@ -71,7 +71,6 @@ pub(super) async fn put_lifecycle_policy(
     let registry = ctx.registry(input.registry_id.as_deref())?;
     let repo = repository_name(&registry, name)?;
     parse_policy(text)?;
-    ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
     let lifecycle = ctx.lifecycle(op)?;
     lifecycle
         .store()
@@ -101,7 +100,6 @@ async fn policy_action(
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
     let repo = repository_name(&registry, name)?;
-    ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
     let store = ctx.lifecycle(op)?.store();
     ctx.existing_repository(&registry, &repo).await?;
     let policy = if op == EcrOperation::DeleteLifecyclePolicy {
@@ -158,7 +156,6 @@ pub(super) async fn start_lifecycle_policy_preview(
     if let Some(text) = &input.lifecycle_policy_text {
         parse_policy(text)?;
     }
-    ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
     let lifecycle = ctx.lifecycle(op)?;
     ctx.existing_repository(&registry, &repo).await?;
     // Without a text of its own, the preview evaluates the stored policy.
@@ -315,7 +312,6 @@ pub(super) async fn get_lifecycle_policy_preview(
         }
     }
     let token = input.next_token.as_deref().map(decode_token).transpose()?;
-    ctx.authorize(op, &ctx.repository_arn(&registry, name), &registry)?;
     let lifecycle = ctx.lifecycle(op)?;
     let store = lifecycle.store();
     ctx.existing_repository(&registry, &repo).await?;

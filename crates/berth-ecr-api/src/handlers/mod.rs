@@ -17,14 +17,15 @@ use time::OffsetDateTime;
 use berth_meta::RepositoryRecord;
 use berth_types::{AccountId, RepositoryName};
 
-use crate::auth::{authorize, authorize_with, Caller, ConnInfo};
 use crate::error::EcrError;
 use crate::operation::EcrOperation;
-use crate::token::{self, TokenClaims, TOKEN_LIFETIME_SECS};
 use crate::EcrState;
+use berth_access::token::{self, TokenClaims, TOKEN_LIFETIME_SECS};
+use berth_access::{Caller, ConnInfo};
 
 mod account_settings;
 mod policies;
+pub(crate) mod requirements;
 mod settings_ctx;
 mod tags;
 mod templates;
@@ -33,6 +34,8 @@ mod templates;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: i64 = 1000;
 
+/// What a handler can reach. Handlers do not authorize: dispatch has authorized every
+/// requirement the operation declares ([`requirements`]) before a handler runs.
 pub(crate) struct Ctx<'a> {
     pub state: &'a EcrState,
     pub caller: &'a Caller,
@@ -40,14 +43,6 @@ pub(crate) struct Ctx<'a> {
     pub now: OffsetDateTime,
     /// `host[:port]` for repository URIs and the proxy endpoint.
     pub host: String,
-    /// The request's registry (`registryId`, else the caller's account), its
-    /// `repositoryName` (when valid) and the repository and registry policies that apply
-    /// to it.
-    pub policies: (
-        String,
-        Option<String>,
-        crate::resource_policies::ApplicablePolicies,
-    ),
 }
 
 impl Ctx<'_> {
@@ -57,47 +52,7 @@ impl Ctx<'_> {
 
     /// The registry a request addresses: `registryId` (12 digits) or the caller's account.
     fn registry(&self, registry_id: Option<&str>) -> Result<String, EcrError> {
-        match registry_id {
-            None => Ok(self.caller.account_id.clone()),
-            Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => {
-                Ok(id.to_string())
-            }
-            Some(id) => Err(EcrError::InvalidParameter(format!(
-                "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'' (got '{id}')"
-            ))),
-        }
-    }
-
-    /// Authorizes `op` on `resource`: with the repository's and registry's policies when
-    /// `resource` is the repository the request names, on identity policies otherwise.
-    fn authorize(&self, op: EcrOperation, resource: &str, account: &str) -> Result<(), EcrError> {
-        let (registry, name, policies) = &self.policies;
-        let applies = account == registry
-            && name
-                .as_deref()
-                .is_some_and(|n| self.repository_arn(account, n) == resource);
-        if applies {
-            authorize_with(
-                self.caller,
-                op.iam_action(),
-                resource,
-                account,
-                self.conn,
-                self.region(),
-                self.now,
-                policies,
-            )
-        } else {
-            authorize(
-                self.caller,
-                op.iam_action(),
-                resource,
-                account,
-                self.conn,
-                self.region(),
-                self.now,
-            )
-        }
+        registry_of(&self.caller.account_id, registry_id)
     }
 
     /// `host[:port]` of `registry`'s `/v2` endpoint (see `registry_hosts`).
@@ -127,6 +82,17 @@ impl Ctx<'_> {
             v["imageTagMutabilityExclusionFilters"] = filters;
         }
         v
+    }
+}
+
+/// The registry a request addresses: `registryId` (12 digits) or `caller_account`.
+fn registry_of(caller_account: &str, registry_id: Option<&str>) -> Result<String, EcrError> {
+    match registry_id {
+        None => Ok(caller_account.to_string()),
+        Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => Ok(id.to_string()),
+        Some(id) => Err(EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'' (got '{id}')"
+        ))),
     }
 }
 
@@ -353,19 +319,6 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> Resul
             )));
         }
     }
-    ctx.authorize(
-        EcrOperation::CreateRepository,
-        &ctx.repository_arn(&registry, name),
-        &registry,
-    )?;
-    if !tags.is_empty() {
-        // Tags given at creation also need ecr:TagResource (ECR's tag-on-create rule).
-        ctx.authorize(
-            EcrOperation::TagResource,
-            &ctx.repository_arn(&registry, name),
-            &registry,
-        )?;
-    }
     // With its tags, in one transaction.
     let new = berth_meta::settings::NewRepository {
         lifecycle_policy: None,
@@ -431,13 +384,6 @@ async fn describe_repositories(
             .iter()
             .map(|n| repository_name(&registry, n))
             .collect::<Result<Vec<_>, _>>()?;
-        for n in &names {
-            ctx.authorize(
-                EcrOperation::DescribeRepositories,
-                &ctx.repository_arn(&registry, n),
-                &registry,
-            )?;
-        }
         let mut out = Vec::with_capacity(repos.len());
         for (repo, name) in repos.iter().zip(&names) {
             let r = meta
@@ -466,11 +412,6 @@ async fn describe_repositories(
         .as_deref()
         .map(decode_next_token)
         .transpose()?;
-    ctx.authorize(
-        EcrOperation::DescribeRepositories,
-        &ctx.repository_arn(&registry, "*"),
-        &registry,
-    )?;
     let mut rows = meta
         .describe_repositories(account_id(&registry)?, after.as_deref(), limit + 1)
         .await
@@ -500,11 +441,6 @@ async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> Resul
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
     let repo = repository_name(&registry, name)?;
-    ctx.authorize(
-        EcrOperation::DeleteRepository,
-        &ctx.repository_arn(&registry, name),
-        &registry,
-    )?;
     let record = ctx
         .state
         .inner
@@ -537,11 +473,6 @@ fn get_authorization_token(
             .map(|id| ctx.registry(Some(id)))
             .collect::<Result<Vec<_>, _>>()?,
     };
-    ctx.authorize(
-        EcrOperation::GetAuthorizationToken,
-        "*",
-        &ctx.caller.account_id,
-    )?;
     let expires_at = ctx.now.unix_timestamp() + TOKEN_LIFETIME_SECS;
     let password = token::sign(
         &ctx.state.inner.config.login_token_key,
@@ -550,6 +481,7 @@ fn get_authorization_token(
             account_id: ctx.caller.account_id.clone(),
             user: ctx.caller.user.as_ref().map(|(name, _)| name.clone()),
             expires_at,
+            login_expires_at: expires_at,
         },
     );
     let authorization_token = STANDARD.encode(format!("AWS:{password}"));

@@ -11,7 +11,6 @@ use berth_meta::{RepositoryRecord, RepositorySettings};
 
 use super::{repository_name, required, Ctx};
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 /// The model's `ImageTagMutabilityExclusionFilter`.
 #[derive(Deserialize, Debug, Clone)]
@@ -119,11 +118,6 @@ pub(super) async fn put_image_tag_mutability(
     let settings = settings_of(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
-    )?;
-    ctx.authorize(
-        EcrOperation::PutImageTagMutability,
-        &ctx.repository_arn(&registry, name),
-        &registry,
     )?;
     let record = ctx
         .state

@@ -69,7 +69,6 @@ pub(super) async fn set_repository_policy(
     repository_name(&registry, name)?;
     let policy = parse_policy(text, "policyText", PolicyTarget::Repository)?;
     let arn = ctx.repository_arn(&registry, name);
-    ctx.authorize(EcrOperation::SetRepositoryPolicy, &arn, &registry)?;
     if !input.force.unwrap_or(false) && locks_out(ctx, &policy, &arn, &registry) {
         return Err(EcrError::InvalidParameter(format!(
             "Invalid parameter at 'policyText' failed to satisfy constraint: 'The repository policy would prevent {} from setting the repository policy again; use force to set it anyway'",
@@ -124,11 +123,6 @@ pub(super) async fn get_repository_policy(
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
     let repo = repository_name(&registry, name)?;
-    ctx.authorize(
-        EcrOperation::GetRepositoryPolicy,
-        &ctx.repository_arn(&registry, name),
-        &registry,
-    )?;
     ctx.existing_repository(&registry, &repo).await?;
     let text = ctx
         .settings()
@@ -153,11 +147,6 @@ pub(super) async fn delete_repository_policy(
     let name = required(&input.repository_name, "repositoryName")?;
     let registry = ctx.registry(input.registry_id.as_deref())?;
     repository_name(&registry, name)?;
-    ctx.authorize(
-        EcrOperation::DeleteRepositoryPolicy,
-        &ctx.repository_arn(&registry, name),
-        &registry,
-    )?;
     let text = ctx
         .settings()
         .delete_repository_policy(&registry, name)
@@ -185,7 +174,6 @@ pub(super) async fn put_registry_policy(
     let text = required(&input.policy_text, "policyText")?;
     parse_policy(text, "policyText", PolicyTarget::Registry)?;
     let registry = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::PutRegistryPolicy, "*", &registry)?;
     ctx.settings()
         .put_registry_policy(&registry, text, ctx.now_ms())
         .await
@@ -198,7 +186,6 @@ pub(super) struct NoInput {}
 
 pub(super) async fn get_registry_policy(ctx: &Ctx<'_>, _: NoInput) -> Result<Value, EcrError> {
     let registry = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::GetRegistryPolicy, "*", &registry)?;
     let text = ctx
         .settings()
         .registry_policy(&registry)
@@ -212,7 +199,6 @@ pub(super) async fn get_registry_policy(ctx: &Ctx<'_>, _: NoInput) -> Result<Val
 
 pub(super) async fn delete_registry_policy(ctx: &Ctx<'_>, _: NoInput) -> Result<Value, EcrError> {
     let registry = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::DeleteRegistryPolicy, "*", &registry)?;
     let text = ctx
         .settings()
         .delete_registry_policy(&registry)

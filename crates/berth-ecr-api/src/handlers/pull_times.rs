@@ -11,7 +11,6 @@ use berth_meta::RegisterExclusionOutcome;
 use super::images::{decode_token, encode_token, page_size, secs};
 use super::{required, Ctx};
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 /// ECR's quota: 100 exclusions per account.
 pub const MAX_EXCLUSIONS: usize = 100;
@@ -76,7 +75,6 @@ pub(super) struct ExclusionInput {
 pub(super) async fn register(ctx: &Ctx<'_>, input: ExclusionInput) -> Result<Value, EcrError> {
     let arn = principal(&input.principal_arn)?;
     let account = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::RegisterPullTimeUpdateExclusion, "*", &account)?;
     let now_ms = (ctx.now.unix_timestamp_nanos() / 1_000_000) as i64;
     let outcome = ctx
         .state
@@ -103,11 +101,6 @@ pub(super) async fn register(ctx: &Ctx<'_>, input: ExclusionInput) -> Result<Val
 pub(super) async fn deregister(ctx: &Ctx<'_>, input: ExclusionInput) -> Result<Value, EcrError> {
     let arn = principal(&input.principal_arn)?;
     let account = ctx.caller.account_id.clone();
-    ctx.authorize(
-        EcrOperation::DeregisterPullTimeUpdateExclusion,
-        "*",
-        &account,
-    )?;
     let removed = ctx
         .state
         .inner
@@ -141,7 +134,6 @@ pub(super) async fn list(ctx: &Ctx<'_>, input: ListInput) -> Result<Value, EcrEr
         .map(|t| decode_token(TOKEN, t))
         .transpose()?;
     let account = ctx.caller.account_id.clone();
-    ctx.authorize(EcrOperation::ListPullTimeUpdateExclusions, "*", &account)?;
     let mut rows = ctx
         .state
         .inner

@@ -18,7 +18,6 @@ use berth_types::{Digest, Reference, Tag};
 use super::images::{open_repository, Target};
 use super::{required, Ctx};
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 /// The model's `ImageIdentifier`.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -104,13 +103,7 @@ pub(super) async fn update_image_storage_class(
     required(&input.repository_name, "repositoryName")?;
     let (digest, tag) = parse_image_id(&input.image_id)?;
     let class = target_class(input.target_storage_class.as_deref())?;
-    let target = open_repository(
-        ctx,
-        EcrOperation::UpdateImageStorageClass,
-        input.registry_id.as_deref(),
-        &input.repository_name,
-    )
-    .await?;
+    let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
     let registry = &ctx.state.inner.registry;
     let not_found = || image_not_found(&target, &digest, &tag);
     // Resolve the tag (the status does not matter for this).

@@ -10,7 +10,6 @@ use berth_meta::settings::{ResourceTag, MAX_TAGS_PER_RESOURCE};
 
 use super::{repository_name, Ctx};
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 const MAX_KEY_CHARS: usize = 128;
 const MAX_VALUE_CHARS: usize = 256;
@@ -108,7 +107,11 @@ pub(crate) fn tags_json(tags: &[ResourceTag]) -> Value {
 
 /// `arn:aws:ecr:<region>:<account>:repository/<name>` → (account, name), for this
 /// server's region (the only resource type ECR tags is a repository).
-fn parse_repository_arn(ctx: &Ctx<'_>, arn: &str) -> Result<(String, String), EcrError> {
+pub(super) fn parse_repository_arn(
+    caller_account: &str,
+    this_region: &str,
+    arn: &str,
+) -> Result<(String, String), EcrError> {
     let invalid = |why: &str| {
         EcrError::InvalidParameter(format!(
             "Invalid parameter at 'resourceArn' failed to satisfy constraint: '{why}' (got '{arn}')"
@@ -121,13 +124,12 @@ fn parse_repository_arn(ctx: &Ctx<'_>, arn: &str) -> Result<(String, String), Ec
     if arn_ != "arn" || partition != "aws" || service != "ecr" {
         return Err(invalid("Invalid ARN"));
     }
-    if region != ctx.region() {
+    if region != this_region {
         return Err(invalid(&format!(
-            "the ARN names region {region}; this registry is in {}",
-            ctx.region()
+            "the ARN names region {region}; this registry is in {this_region}"
         )));
     }
-    let account = ctx.registry(Some(account))?;
+    let account = super::registry_of(caller_account, Some(account))?;
     let Some(name) = resource.strip_prefix("repository/") else {
         return Err(invalid(
             "Invalid ARN: the only resource that can be tagged is a repository",
@@ -137,21 +139,15 @@ fn parse_repository_arn(ctx: &Ctx<'_>, arn: &str) -> Result<(String, String), Ec
     Ok((account, name.to_string()))
 }
 
-/// Shared start of the three actions: required ARN → (registry, repository name),
-/// authorized and served.
-fn target(
-    ctx: &Ctx<'_>,
-    op: EcrOperation,
-    arn: Option<&str>,
-) -> Result<(String, String), EcrError> {
+/// Shared start of the three actions: required ARN → (registry, repository name)
+/// (dispatch has authorized the action on it).
+fn target(ctx: &Ctx<'_>, arn: Option<&str>) -> Result<(String, String), EcrError> {
     let arn = arn.ok_or_else(|| {
         EcrError::InvalidParameter(
             "1 validation error detected: Value null at 'resourceArn' failed to satisfy constraint: Member must not be null".into(),
         )
     })?;
-    let (registry, name) = parse_repository_arn(ctx, arn)?;
-    ctx.authorize(op, &ctx.repository_arn(&registry, &name), &registry)?;
-    Ok((registry, name))
+    parse_repository_arn(&ctx.caller.account_id, ctx.region(), arn)
 }
 
 #[derive(Deserialize)]
@@ -171,11 +167,7 @@ pub(super) async fn tag_resource(
         )
     })?;
     let tags = validate_tags(&tags, "tags")?;
-    let (registry, name) = target(
-        ctx,
-        EcrOperation::TagResource,
-        input.resource_arn.as_deref(),
-    )?;
+    let (registry, name) = target(ctx, input.resource_arn.as_deref())?;
     ctx.settings()
         .tag_repository(&registry, &name, &tags)
         .await
@@ -208,11 +200,7 @@ pub(super) async fn untag_resource(
     for k in &keys {
         check_key(k)?;
     }
-    let (registry, name) = target(
-        ctx,
-        EcrOperation::UntagResource,
-        input.resource_arn.as_deref(),
-    )?;
+    let (registry, name) = target(ctx, input.resource_arn.as_deref())?;
     ctx.settings()
         .untag_repository(&registry, &name, &keys)
         .await
@@ -230,11 +218,7 @@ pub(super) async fn list_tags_for_resource(
     ctx: &Ctx<'_>,
     input: ListTagsForResourceInput,
 ) -> Result<Value, EcrError> {
-    let (registry, name) = target(
-        ctx,
-        EcrOperation::ListTagsForResource,
-        input.resource_arn.as_deref(),
-    )?;
+    let (registry, name) = target(ctx, input.resource_arn.as_deref())?;
     let tags = ctx
         .settings()
         .repository_tags(&registry, &name)

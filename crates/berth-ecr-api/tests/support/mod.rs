@@ -58,7 +58,7 @@ pub async fn account_with_user(
 pub fn config(login_token_key: [u8; 32]) -> EcrConfig {
     EcrConfig {
         account_id: ACCOUNT.into(),
-        hosts: berth_ecr_api::RegistryHosts::new(ACCOUNT.parse().unwrap(), None),
+        hosts: berth_access::RegistryHosts::new(ACCOUNT.parse().unwrap(), None),
         region: REGION.into(),
         public_host: None,
         login_token_key,

@@ -15,7 +15,7 @@ mod users;
 
 use time::OffsetDateTime;
 
-use berth_ecr_api::{authorize, Caller, ConnInfo};
+use berth_access::{authorize, Caller, ConnInfo};
 use berth_meta::iam::{Group, IamError, User};
 use berth_meta::IamStore;
 

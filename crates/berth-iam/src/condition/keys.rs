@@ -97,6 +97,7 @@ impl KeyId {
             KeyId::PrincipalTag(k) => tag_value(ctx.principal_tags, k),
             KeyId::ResourceTag(k) => tag_value(ctx.resource_tags, k),
             KeyId::RequestTag(k) => tag_value(ctx.request_tags, k),
+            KeyId::TagKeys if !ctx.tag_keys.is_empty() => Found::Strs(ctx.tag_keys),
             KeyId::TagKeys if ctx.request_tags.is_empty() => Found::Missing,
             KeyId::TagKeys => Found::TagKeys(ctx.request_tags),
             KeyId::Other(name) => {

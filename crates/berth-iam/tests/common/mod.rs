@@ -61,6 +61,7 @@ pub struct Ctx {
     pub principal_tags: Vec<(&'static str, &'static str)>,
     pub resource_tags: Vec<(&'static str, &'static str)>,
     pub request_tags: Vec<(&'static str, &'static str)>,
+    pub tag_keys: Vec<&'static str>,
     pub extra: Vec<(&'static str, Value<'static>)>,
 }
 
@@ -74,6 +75,7 @@ impl Ctx {
             principal_tags: &self.principal_tags,
             resource_tags: &self.resource_tags,
             request_tags: &self.request_tags,
+            tag_keys: &self.tag_keys,
             extra: &self.extra,
         }
     }

@@ -7,7 +7,7 @@
 //!    OCI edge's `404`/`405`.
 //! 3. A layer download grant (`?X-Berth-Download=`, from `GetDownloadUrlForLayer`) on a
 //!    blob `GET`/`HEAD` is the whole authorization for that one blob.
-//! 4. Credentials (see [`crate::v2_credentials`]) become a [`Caller`], cached for
+//! 4. Credentials (see [`berth_access::v2_credentials`]) become a [`Caller`], cached for
 //!    `credential_cache_secs` by the exact header value, so the hot path costs a hash
 //!    lookup and a policy evaluation, no database read.
 //! 5. No credentials: allowed when `[auth] anonymous` covers the operation, otherwise
@@ -25,22 +25,24 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use berth_oci_api::{OciError, OciOperation, RegistryAccount};
+mod token_endpoint;
+
+use berth_access::rate_limit::RateLimits;
+use berth_access::token::{self, TokenError};
+use berth_access::v2_credentials::{self, Credentials};
+use berth_access::{
+    authorize_with, AccessError, Authenticator, Caller, ConnInfo, RegistryHosts, RequestEnv,
+    RequestTags, ResourcePolicies,
+};
 use berth_registry::Registry;
 use berth_types::{AccountId, Digest, RepositoryName};
 
-use crate::auth::{authorize_with, Authenticator, Caller, ConnInfo};
-use crate::error::EcrError;
-use crate::rate_limit::RateLimits;
-use crate::resource_policies::ResourcePolicies;
-use crate::token::{self, TokenClaims, TokenError};
-use crate::v2_credentials::{self, Credentials, ANONYMOUS_TOKEN};
-use crate::EcrConfig;
+use crate::{OciError, OciOperation, RegistryAccount};
 
 /// Cached identities at most; the cache is cleared when it would grow past this.
 const CALLER_CACHE_LIMIT: usize = 10_000;
@@ -58,6 +60,29 @@ pub enum Anonymous {
 pub enum ChallengeKind {
     Basic,
     Bearer,
+}
+
+/// What the gate needs to know about the deployment.
+#[derive(Clone)]
+pub struct GateConfig {
+    /// Host-based routing of account registries.
+    pub hosts: RegistryHosts,
+    /// The region ARNs carry.
+    pub region: String,
+    /// `host[:port]` for the challenge's realm; the request's `Host` when unset.
+    pub public_host: Option<String>,
+    /// HMAC key of login tokens and download grants (see [`berth_access::token`]).
+    pub login_token_key: [u8; 32],
+}
+
+impl std::fmt::Debug for GateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateConfig")
+            .field("hosts", &self.hosts)
+            .field("region", &self.region)
+            .field("public_host", &self.public_host)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The gate's settings (from `[auth]`).
@@ -79,7 +104,7 @@ pub struct V2Gate {
 
 struct GateInner {
     auth: Arc<Authenticator>,
-    config: EcrConfig,
+    config: GateConfig,
     options: GateOptions,
     callers: Mutex<HashMap<String, CachedCaller>>,
     limits: Option<Arc<RateLimits>>,
@@ -98,22 +123,23 @@ struct CachedCaller {
 /// Why credentials were refused (a `401`).
 struct Refusal(String);
 
-impl From<EcrError> for Refusal {
-    fn from(e: EcrError) -> Self {
+impl From<AccessError> for Refusal {
+    fn from(e: AccessError) -> Self {
+        if e.is_internal() {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "authenticating a /v2 request failed");
+            return Refusal("the credentials could not be checked; try again".into());
+        }
         match e {
-            EcrError::Internal(m) => {
-                tracing::error!(error = %m, "authenticating a /v2 request failed");
-                Refusal("the credentials could not be checked; try again".into())
-            }
-            other => Refusal(crate::error::to_wire(&other).message),
+            AccessError::Authentication(e) => Refusal(e.detailed_message()),
+            other => Refusal(other.to_string()),
         }
     }
 }
 
 impl V2Gate {
-    pub(crate) fn new(
+    pub fn new(
         auth: Arc<Authenticator>,
-        config: EcrConfig,
+        config: GateConfig,
         options: GateOptions,
         limits: Option<Arc<RateLimits>>,
         policies: Arc<ResourcePolicies>,
@@ -275,7 +301,7 @@ impl V2Gate {
         name: Option<&str>,
         conn: ConnInfo,
         now: OffsetDateTime,
-    ) -> Result<(), EcrError> {
+    ) -> Result<(), AccessError> {
         let account = account.as_str();
         let policies = self.inner.policies.for_repository(account, name).await?;
         // The ARN is built in a reused per-thread buffer (no await while it is borrowed):
@@ -296,10 +322,13 @@ impl V2Gate {
                 action,
                 arn,
                 account,
-                conn,
-                &self.inner.config.region,
-                now,
+                &RequestEnv {
+                    conn,
+                    region: &self.inner.config.region,
+                    now,
+                },
                 &policies,
+                &RequestTags::default(),
             )
         })
     }
@@ -360,15 +389,19 @@ fn without_mount(uri: &http::Uri) -> Option<http::Uri> {
     http::Uri::from_parts(parts).ok()
 }
 
-fn denied(e: EcrError) -> Response {
+fn denied(e: AccessError) -> Response {
     match e {
-        EcrError::AccessDenied(m) => {
+        AccessError::AccessDenied(m) => {
             OciError::new(StatusCode::FORBIDDEN, "DENIED", m).into_response()
         }
         other => {
-            let wire = crate::error::to_wire(&other);
-            tracing::error!(error = ?other, "authorizing a /v2 request failed");
-            OciError::new(wire.status, "UNKNOWN", wire.message).into_response()
+            tracing::error!(error = %other, source = ?std::error::Error::source(&other), "authorizing a /v2 request failed");
+            OciError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "the request could not be authorized; see the server log",
+            )
+            .into_response()
         }
     }
 }
@@ -376,9 +409,9 @@ fn denied(e: EcrError) -> Response {
 /// The middleware to layer on the `/v2` router.
 pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next) -> Response {
     if req.uri().path() == "/v2/token" {
-        return token_endpoint(&gate, req).await;
+        return token_endpoint::token_endpoint(&gate, req).await;
     }
-    let Ok(route) = berth_oci_api::operation::route(req.method(), req.uri().path()) else {
+    let Ok(route) = crate::operation::route(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
     // The registry addressed, by host name (see `registry_hosts`).
@@ -454,11 +487,10 @@ pub async fn middleware(State(gate): State<V2Gate>, mut req: Request, next: Next
         }
     };
     if let Some(limits) = &gate.inner.limits {
+        let default_account = gate.inner.config.hosts.default_account();
         let account = caller
             .as_ref()
-            .map_or(gate.inner.config.account_id.as_str(), |c| {
-                c.account_id.as_str()
-            });
+            .map_or(default_account.as_str(), |c| c.account_id.as_str());
         if let Err(wait) = limits.check(route.op.ecr_action(), account) {
             let secs = RateLimits::retry_after_secs(wait);
             return OciError::new(
@@ -547,115 +579,6 @@ impl V2Gate {
                 .record_pull(&repo, &digest, principal_arn);
         }
     }
-}
-
-/// `GET /v2/token?service=..&scope=..` (Docker token flow) and the OAuth2 password and
-/// refresh-token grants on `POST` (form body).
-async fn token_endpoint(gate: &V2Gate, req: Request) -> Response {
-    let now = OffsetDateTime::now_utc();
-    let (creds, header) = match *req.method() {
-        Method::GET | Method::HEAD => {
-            let header = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            match v2_credentials::from_headers(req.headers()) {
-                Ok(c) => (c, Some(header)),
-                Err(m) => return gate.unauthorized(&req, None, m),
-            }
-        }
-        Method::POST => {
-            let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
-                req.into_body(),
-                64 * 1024,
-            ))
-            .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return oauth_error("invalid_request", "the form body is too large"),
-            };
-            let form: HashMap<String, String> = form_urlencoded::parse(&body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            let creds = match form.get("grant_type").map(String::as_str) {
-                Some("password") => v2_credentials::user_password(
-                    form.get("username").map(String::as_str).unwrap_or(""),
-                    form.get("password").map(String::as_str).unwrap_or(""),
-                ),
-                Some("refresh_token") => match form.get("refresh_token") {
-                    Some(t) if !t.is_empty() => Ok(Credentials::Token(t.clone())),
-                    _ => Err("refresh_token is missing"),
-                },
-                _ => Err("grant_type must be password or refresh_token"),
-            };
-            match creds {
-                Ok(c) => (c, None),
-                Err(m) => return oauth_error("invalid_request", m),
-            }
-        }
-        _ => return OciError::method_not_allowed().into_response(),
-    };
-    let caller = match gate.resolve(header.as_deref(), creds, now).await {
-        Ok(c) => c,
-        Err(Refusal(m)) => {
-            return OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m).into_response()
-        }
-    };
-    let lifetime = gate.inner.options.bearer_token_secs;
-    let token = match caller {
-        None if gate.inner.options.anonymous != Anonymous::None => ANONYMOUS_TOKEN.to_string(),
-        None => {
-            return gate.unauthorized_token_request();
-        }
-        Some(c) => token::sign(
-            &gate.inner.config.login_token_key,
-            &TokenClaims {
-                access_key_id: c.access_key_id.clone(),
-                account_id: c.account_id.clone(),
-                user: c.user.as_ref().map(|(name, _)| name.clone()),
-                expires_at: now.unix_timestamp() + lifetime,
-            },
-        ),
-    };
-    let issued_at = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let body = serde_json::json!({
-        "token": token,
-        "access_token": token,
-        "expires_in": lifetime,
-        "issued_at": issued_at,
-    });
-    let mut resp = (StatusCode::OK, body.to_string()).into_response();
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-impl V2Gate {
-    fn unauthorized_token_request(&self) -> Response {
-        OciError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "credentials are required: log in as AWS with a password from `aws ecr get-login-password`, or with an access key",
-        )
-        .with_header("www-authenticate", "Basic realm=\"berth token service\"")
-        .into_response()
-    }
-}
-
-fn oauth_error(code: &str, description: &str) -> Response {
-    let body = serde_json::json!({"error": code, "error_description": description});
-    let mut resp = (StatusCode::BAD_REQUEST, body.to_string()).into_response();
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Registry login tokens: the password half of `GetAuthorizationToken`'s `AWS:<password>`.
 //!
 //! A token is `berth1.<claims>.<mac>`: `claims` is base64url (no padding) of
-//! `1|<access key id>|<account>|<principal>|<expiry, Unix seconds>` (principal: `root` or
-//! `user/<name>`), `mac` is base64url of HMAC-SHA256 over the `berth1.<claims>` text under
+//! `2|<access key id>|<account>|<principal>|<expiry>|<login expiry>` (Unix seconds;
+//! principal: `root` or `user/<name>`; version 1, without the login expiry, is still
+//! read). The login expiry is the end of the original login's lifetime: a token renewed
+//! through `/v2/token` (refresh grant) carries it over and never outlives it. `mac` is base64url of HMAC-SHA256 over the `berth1.<claims>` text under
 //! the login token key (derived from the master key: a new master key invalidates every
 //! token). Verification checks the MAC in constant time, then the shape, then the expiry;
 //! the caller must also check that the access key still exists and is active (a token
@@ -27,6 +29,20 @@ pub struct TokenClaims {
     pub user: Option<String>,
     /// Unix seconds.
     pub expires_at: i64,
+    /// When the login this token descends from ends (Unix seconds): renewals are capped
+    /// at it. A fresh login's token has `login_expires_at == expires_at`.
+    pub login_expires_at: i64,
+}
+
+impl TokenClaims {
+    /// The claims of a token renewing this one at `now` for `lifetime` seconds: same
+    /// caller, expiry capped at the original login's.
+    pub fn renewed(&self, now: i64, lifetime: i64) -> TokenClaims {
+        TokenClaims {
+            expires_at: (now + lifetime).min(self.login_expires_at),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +65,12 @@ pub fn sign(key: &[u8; 32], claims: &TokenClaims) -> String {
         Some(u) => format!("user/{u}"),
     };
     let body = format!(
-        "1|{}|{}|{}|{}",
-        claims.access_key_id, claims.account_id, principal, claims.expires_at
+        "2|{}|{}|{}|{}|{}",
+        claims.access_key_id,
+        claims.account_id,
+        principal,
+        claims.expires_at,
+        claims.login_expires_at
     );
     let signed = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(body));
     let tag = mac(key, &signed).finalize().into_bytes();
@@ -73,12 +93,13 @@ pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, Toke
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or(TokenError::Invalid)?;
     let parts: Vec<&str> = body.split('|').collect();
-    let [version, akid, account, principal, expiry] = parts[..] else {
-        return Err(TokenError::Invalid);
+    let (akid, account, principal, expiry, login_expiry) = match parts[..] {
+        ["1", akid, account, principal, expiry] => (akid, account, principal, expiry, expiry),
+        ["2", akid, account, principal, expiry, login_expiry] => {
+            (akid, account, principal, expiry, login_expiry)
+        }
+        _ => return Err(TokenError::Invalid),
     };
-    if version != "1" {
-        return Err(TokenError::Invalid);
-    }
     let user = match principal {
         "root" => None,
         p => Some(
@@ -88,7 +109,8 @@ pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, Toke
         ),
     };
     let expires_at: i64 = expiry.parse().map_err(|_| TokenError::Invalid)?;
-    if now >= expires_at {
+    let login_expires_at: i64 = login_expiry.parse().map_err(|_| TokenError::Invalid)?;
+    if now >= expires_at || now >= login_expires_at {
         return Err(TokenError::Expired);
     }
     Ok(TokenClaims {
@@ -96,6 +118,7 @@ pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, Toke
         account_id: account.to_string(),
         user,
         expires_at,
+        login_expires_at,
     })
 }
 
@@ -158,7 +181,40 @@ mod tests {
             account_id: "123456789012".into(),
             user: user.map(str::to_string),
             expires_at: 1_000 + TOKEN_LIFETIME_SECS,
+            login_expires_at: 1_000 + TOKEN_LIFETIME_SECS,
         }
+    }
+
+    #[test]
+    fn renewals_never_outlive_the_original_login() {
+        let key = [7u8; 32];
+        let login = claims(Some("alice"));
+        let end = login.login_expires_at;
+        // Renewed an hour before the login ends for 12 hours: capped at the login's end.
+        let renewed = login.renewed(end - 3600, TOKEN_LIFETIME_SECS);
+        assert_eq!(renewed.expires_at, end);
+        let t = sign(&key, &renewed);
+        let back = verify(&key, &t, end - 1).unwrap();
+        assert_eq!(back.login_expires_at, end);
+        // Renewing the renewal changes nothing: the cap is carried over.
+        assert_eq!(back.renewed(end - 1, TOKEN_LIFETIME_SECS).expires_at, end);
+        assert_eq!(verify(&key, &t, end), Err(TokenError::Expired));
+        // Early in the login a renewal gets a whole (shorter) lifetime.
+        assert_eq!(login.renewed(1_000, 60).expires_at, 1_060);
+    }
+
+    #[test]
+    fn version_1_tokens_are_still_read_and_cannot_extend_their_login() {
+        let key = [7u8; 32];
+        let signed = format!(
+            "{PREFIX}{}",
+            URL_SAFE_NO_PAD.encode("1|AKIAEXAMPLE234567ABC|123456789012|root|5000")
+        );
+        let tag = mac(&key, &signed).finalize().into_bytes();
+        let t = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag));
+        let c = verify(&key, &t, 1_000).unwrap();
+        assert_eq!((c.expires_at, c.login_expires_at), (5_000, 5_000));
+        assert_eq!(c.renewed(4_000, 3_600).expires_at, 5_000);
     }
 
     #[test]

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use berth_iam::{Context, Policy, PolicyKind, Principal, SizeLimit};
 use berth_meta::iam::{KeyLookup, KeyPrincipal, KeyStatus};
 use berth_meta::IamStore;
-use berth_sigv4::{PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Verifier};
+use berth_sigv4::{
+    ParsedAuth, PayloadHash, Request as SigRequest, SigV4Error, SigningKey, Verifier,
+};
 use parking_lot::Mutex;
 use time::OffsetDateTime;
 
-use crate::error::EcrError;
+use crate::error::AccessError;
+use crate::resource::{RequestEnv, RequestTags};
 use crate::resource_policies::ApplicablePolicies;
 
 /// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
@@ -49,6 +52,9 @@ pub struct Authenticator {
     /// Policy document text → parsed policy (documents are re-read every request, so a
     /// changed policy is a new key and takes effect at once).
     policies: Mutex<HashMap<String, Arc<Policy>>>,
+    /// Headers (lower case) a request must sign besides `host` (`x-amz-target` on JSON
+    /// 1.1 services: an unsigned target could be swapped for another action).
+    required_signed: Vec<&'static str>,
 }
 
 impl Authenticator {
@@ -58,7 +64,25 @@ impl Authenticator {
             iam,
             signing_keys: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            required_signed: Vec::new(),
         }
+    }
+
+    /// Refuses requests whose `SignedHeaders` lack any of `headers` (lower case).
+    pub fn requiring_signed_headers(mut self, headers: &[&'static str]) -> Self {
+        self.required_signed = headers.to_vec();
+        self
+    }
+
+    fn check_signed_headers(&self, parsed: &ParsedAuth) -> Result<(), AccessError> {
+        for h in &self.required_signed {
+            if !parsed.signed_headers.iter().any(|s| s == h) {
+                return Err(AccessError::Authentication(SigV4Error::Incomplete(
+                    format!("'{h}' must be a 'SignedHeader' in the AWS Authorization."),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// What can be checked before the body is read: a well-formed SigV4 authorization for
@@ -69,8 +93,8 @@ impl Authenticator {
         &self,
         parts: &http::request::Parts,
         now: OffsetDateTime,
-    ) -> Result<(), EcrError> {
-        let auth = |e: SigV4Error| EcrError::Authentication(e);
+    ) -> Result<(), AccessError> {
+        let auth = AccessError::Authentication;
         let req = SigRequest::from_http(
             &parts.method,
             &parts.uri,
@@ -78,15 +102,18 @@ impl Authenticator {
             PayloadHash::Declared,
         );
         let parsed = self.verifier.parse(&req).map_err(auth)?;
+        self.check_signed_headers(&parsed)?;
         self.verifier
             .check_scope_and_time(&parsed, now)
             .map_err(auth)?;
         if parsed.security_token.is_some()
             || self.active_key(&parsed.access_key_id).await?.is_none()
         {
-            return Err(EcrError::Authentication(SigV4Error::UnrecognizedClient {
-                access_key_id: parsed.access_key_id.clone(),
-            }));
+            return Err(AccessError::Authentication(
+                SigV4Error::UnrecognizedClient {
+                    access_key_id: parsed.access_key_id.clone(),
+                },
+            ));
         }
         Ok(())
     }
@@ -97,8 +124,8 @@ impl Authenticator {
         parts: &http::request::Parts,
         body: &[u8],
         now: OffsetDateTime,
-    ) -> Result<Caller, EcrError> {
-        let auth = |e: SigV4Error| EcrError::Authentication(e);
+    ) -> Result<Caller, AccessError> {
+        let auth = AccessError::Authentication;
         let req = SigRequest::from_http(
             &parts.method,
             &parts.uri,
@@ -106,11 +133,12 @@ impl Authenticator {
             PayloadHash::of_body(body),
         );
         let parsed = self.verifier.parse(&req).map_err(auth)?;
+        self.check_signed_headers(&parsed)?;
         self.verifier
             .check_scope_and_time(&parsed, now)
             .map_err(auth)?;
         let unrecognized = || {
-            EcrError::Authentication(SigV4Error::UnrecognizedClient {
+            AccessError::Authentication(SigV4Error::UnrecognizedClient {
                 access_key_id: parsed.access_key_id.clone(),
             })
         };
@@ -122,7 +150,7 @@ impl Authenticator {
             .iam
             .lookup_access_key(&parsed.access_key_id)
             .await
-            .map_err(|e| EcrError::Internal(format!("access key lookup: {e}")))?
+            .map_err(|e| AccessError::store("looking up the access key", e))?
             .ok_or_else(unrecognized)?;
         if key.status != KeyStatus::Active {
             return Err(unrecognized());
@@ -155,18 +183,18 @@ impl Authenticator {
     }
 
     /// The access key `access_key_id` if it exists and is active.
-    pub async fn active_key(&self, access_key_id: &str) -> Result<Option<KeyLookup>, EcrError> {
+    pub async fn active_key(&self, access_key_id: &str) -> Result<Option<KeyLookup>, AccessError> {
         let key = self
             .iam
             .lookup_access_key(access_key_id)
             .await
-            .map_err(|e| EcrError::Internal(format!("access key lookup: {e}")))?;
+            .map_err(|e| AccessError::store("looking up the access key", e))?;
         Ok(key.filter(|k| k.status == KeyStatus::Active))
     }
 
     /// The caller an (authenticated, active) access key stands for, with its identity
     /// policies loaded and parsed.
-    pub async fn caller_for_key(&self, key: KeyLookup) -> Result<Caller, EcrError> {
+    pub async fn caller_for_key(&self, key: KeyLookup) -> Result<Caller, AccessError> {
         let (arn, user, policies) = match &key.principal {
             KeyPrincipal::Root => (berth_iam::account_root_arn(&key.account_id), None, vec![]),
             KeyPrincipal::User {
@@ -176,7 +204,7 @@ impl Authenticator {
                     .iam
                     .policies_for_user(&key.account_id, name)
                     .await
-                    .map_err(|e| EcrError::Internal(format!("loading policies: {e}")))?;
+                    .map_err(|e| AccessError::store("loading the user's policies", e))?;
                 let mut parsed = Vec::with_capacity(docs.len());
                 for d in docs {
                     parsed.push(self.parse_policy(&d.name, &d.document)?);
@@ -193,7 +221,7 @@ impl Authenticator {
         })
     }
 
-    fn parse_policy(&self, name: &str, document: &str) -> Result<Arc<Policy>, EcrError> {
+    fn parse_policy(&self, name: &str, document: &str) -> Result<Arc<Policy>, AccessError> {
         let cache_key = format!("{name}\n{document}");
         if let Some(p) = self.policies.lock().get(&cache_key) {
             return Ok(p.clone());
@@ -201,7 +229,10 @@ impl Authenticator {
         // Stored documents were validated when they were put; a document this version can
         // no longer parse is a server-side problem, not the caller's.
         let p = Policy::parse(document, PolicyKind::Identity, SizeLimit::Unlimited)
-            .map_err(|e| EcrError::Internal(format!("stored policy {name} does not parse: {e}")))?
+            .map_err(|source| AccessError::StoredPolicy {
+                name: format!("policy {name}"),
+                source,
+            })?
             .with_name(name);
         let p = Arc::new(p);
         let mut cache = self.policies.lock();
@@ -223,45 +254,59 @@ pub fn authorize(
     conn: ConnInfo,
     region: &str,
     now: OffsetDateTime,
-) -> Result<(), EcrError> {
+) -> Result<(), AccessError> {
     authorize_with(
         caller,
         action,
         resource,
         resource_account,
-        conn,
-        region,
-        now,
+        &RequestEnv { conn, region, now },
         &ApplicablePolicies::default(),
+        &RequestTags::default(),
     )
 }
 
 /// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
 /// `resource_account`), with the resource's repository policy and its account's registry
 /// policy: an explicit deny anywhere wins, then an allow from either side (same account)
-/// or from both sides (cross-account), as AWS evaluates.
-#[allow(clippy::too_many_arguments)]
+/// or from both sides (cross-account), as AWS evaluates. The context carries the
+/// connection, region and time of `env`, the resource's tags and the tags the request
+/// asks for.
 pub fn authorize_with(
     caller: &Caller,
     action: &str,
     resource: &str,
     resource_account: &str,
-    conn: ConnInfo,
-    region: &str,
-    now: OffsetDateTime,
+    env: &RequestEnv<'_>,
     resource_policies: &ApplicablePolicies,
-) -> Result<(), EcrError> {
+    request_tags: &RequestTags,
+) -> Result<(), AccessError> {
     let principal = match &caller.user {
         None => Principal::root(&caller.account_id, &caller.arn),
         Some((name, id)) => Principal::user(&caller.account_id, &caller.arn, name, id),
     };
     let policies: Vec<&Policy> = caller.policies.iter().map(|p| p.as_ref()).collect();
+    // Empty on the hot path (no allocation); filled for tagging requests.
+    let tags: Vec<(&str, &str)> = request_tags
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let tag_keys: Vec<&str> = request_tags.keys.iter().map(String::as_str).collect();
+    let resource_tags: Vec<(&str, &str)> = resource_policies
+        .repository_tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let req = berth_iam::Request {
         context: Context {
-            source_ip: conn.peer_ip,
-            secure_transport: Some(conn.secure),
-            current_time: Some(now),
-            requested_region: Some(region),
+            source_ip: env.conn.peer_ip,
+            secure_transport: Some(env.conn.secure),
+            current_time: Some(env.now),
+            requested_region: Some(env.region),
+            request_tags: &tags,
+            tag_keys: &tag_keys,
+            resource_tags: &resource_tags,
             ..Context::default()
         },
         identity_policies: &policies,
@@ -275,7 +320,7 @@ pub fn authorize_with(
         return Ok(());
     }
     tracing::info!(%decision, action, resource, caller = %caller.arn, "denied");
-    Err(EcrError::AccessDenied(
+    Err(AccessError::AccessDenied(
         decision.denial_message(&req).unwrap_or_else(|| {
             format!(
                 "User: {} is not authorized to perform: {action} on resource: {resource}",
