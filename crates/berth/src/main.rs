@@ -8,6 +8,7 @@ mod admin;
 mod cli;
 mod gc;
 mod lifecycle_cli;
+mod listener;
 mod logging;
 mod serve;
 mod tls;
