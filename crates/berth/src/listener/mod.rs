@@ -186,9 +186,7 @@ fn hyper_builder(opts: &Options) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .keep_alive_interval(opts.http2_keepalive)
-        .keep_alive_timeout(opts.http2_keepalive)
-        // Streams opened and reset at once ("rapid reset") count against the connection.
-        .max_pending_accept_reset_streams(64);
+        .keep_alive_timeout(opts.http2_keepalive);
     builder
 }
 
