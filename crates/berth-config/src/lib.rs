@@ -64,7 +64,8 @@ pub struct ServerConfig {
     pub http2_keepalive_secs: u64,
     /// Open connections at most. Over the cap, the connection idle the longest is closed
     /// to make room, or the new one is refused if none is idle. Unset: half the process's
-    /// open-file limit (raised to its hard limit at start), so sockets cannot starve files.
+    /// open-file limit (raised to its hard limit at start), so sockets cannot starve files;
+    /// never more than that limit less 64.
     pub max_connections: Option<u32>,
     /// Before answering a request whose body it did not read (a 401 to an unauthenticated
     /// upload, say), the server reads and discards up to this many bytes of it, so HTTP/1.1

@@ -50,11 +50,22 @@ impl Options {
     /// the default connection cap is derived from it.
     pub fn from_config(cfg: &berth_config::ServerConfig) -> Options {
         let files = raise_open_file_limit();
-        let max_connections = match cfg.max_connections {
-            Some(n) => n as usize,
-            // Every connection may hold a file open (a blob being read or written) besides
-            // its socket, and the stores need some of their own.
-            None => (files.saturating_sub(64) / 2).max(16) as usize,
+        // Every connection may hold a file open (a blob being read or written) besides
+        // its socket, and the stores need some of their own.
+        let default_cap = (files.saturating_sub(64) / 2).max(16) as usize;
+        // Sockets alone must never take the descriptors the stores need.
+        let most = files.saturating_sub(64).max(16) as usize;
+        let max_connections = match cfg.max_connections.map(|n| n as usize) {
+            Some(n) if n > most => {
+                tracing::warn!(
+                    configured = n,
+                    open_file_limit = files,
+                    "server.max_connections is above what the open-file limit allows; using {most}"
+                );
+                most
+            }
+            Some(n) => n,
+            None => default_cap,
         };
         Options {
             handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
@@ -349,6 +360,44 @@ impl ConnContext {
             tracing::debug!(%peer, why, "closing connection");
             conn.as_mut().graceful_shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_exponentially_and_reset_on_success() {
+        let e = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let mut b = Backoff::default();
+        let delays: Vec<u128> = (0..9)
+            .map(|_| {
+                b.failed(&e);
+                b.delay().as_millis()
+            })
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        // One line was logged; the other eight are counted for the next one.
+        assert_eq!(b.suppressed, 8);
+        b.succeeded();
+        b.failed(&e);
+        assert_eq!(b.delay(), Backoff::FIRST);
+    }
+
+    #[test]
+    fn a_configured_cap_beyond_the_open_file_limit_is_lowered() {
+        let mut cfg = berth_config::ServerConfig {
+            max_connections: Some(u32::MAX),
+            ..Default::default()
+        };
+        let files = raise_open_file_limit();
+        let opts = Options::from_config(&cfg);
+        assert!((opts.max_connections as u64) < files);
+        cfg.max_connections = Some(10);
+        assert_eq!(Options::from_config(&cfg).max_connections, 10);
+        cfg.max_connections = None;
+        assert!((Options::from_config(&cfg).max_connections as u64) <= files / 2);
     }
 }
 
