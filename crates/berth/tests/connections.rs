@@ -172,11 +172,12 @@ impl Flood {
         let mut burst_done = false;
         while !stop.load(Ordering::Relaxed) {
             let mut wanted = target.saturating_sub(open.len());
+            let round = Instant::now();
             if !burst_done && started.elapsed() > Duration::from_secs(5) {
                 burst_done = true;
                 wanted += burst;
             }
-            for _ in 0..wanted {
+            for i in 0..wanted {
                 match self.connect(kind) {
                     Ok(c) => {
                         open.push(c);
@@ -184,38 +185,54 @@ impl Flood {
                     }
                     Err(e) => report.setup_errors.push(format!("{kind:?}: {e}")),
                 }
+                // Connecting a burst takes a while: keep noticing closes meanwhile.
+                if i % 25 == 24 {
+                    check_closes(&mut open, &mut report);
+                }
             }
-            let now = Instant::now();
-            open.retain_mut(|c| {
-                if c.kind == Kind::Slow && now >= c.next_byte && c.slow_sent < SLOW_HEAD.len() {
-                    if c.sock
-                        .write(&SLOW_HEAD[c.slow_sent..c.slow_sent + 1])
-                        .is_ok()
-                    {
-                        c.slow_sent += 1;
-                    }
-                    c.next_byte = now + Duration::from_secs(1);
-                }
-                let closed = poll_closed(&mut c.sock);
-                let age = now - c.since;
-                if closed {
-                    report.closed += 1;
-                    if age > c.kind.deadline() + MARGIN {
-                        report.late.push((c.kind, age));
-                    }
-                    return false;
-                }
-                if age > c.kind.deadline() + MARGIN + Duration::from_secs(5) {
-                    // Far past its deadline and still open: record it once and stop watching.
-                    report.late.push((c.kind, age));
-                    return false;
-                }
-                true
-            });
+            check_closes(&mut open, &mut report);
+            if wanted > target {
+                eprintln!(
+                    "{kind:?}: opening {wanted} connections took {:?}",
+                    round.elapsed()
+                );
+            }
             thread::sleep(Duration::from_millis(100));
         }
         report
     }
+}
+
+/// Sends the next byte of slow connections that are due, and takes the connections the server has closed off
+/// `open`, checking each against its deadline.
+fn check_closes(open: &mut Vec<FloodConn>, report: &mut FloodReport) {
+    let now = Instant::now();
+    open.retain_mut(|c| {
+        if c.kind == Kind::Slow && now >= c.next_byte && c.slow_sent < SLOW_HEAD.len() {
+            if c.sock
+                .write(&SLOW_HEAD[c.slow_sent..c.slow_sent + 1])
+                .is_ok()
+            {
+                c.slow_sent += 1;
+            }
+            c.next_byte = now + Duration::from_secs(1);
+        }
+        let closed = poll_closed(&mut c.sock);
+        let age = now - c.since;
+        if closed {
+            report.closed += 1;
+            if age > c.kind.deadline() + MARGIN {
+                report.late.push((c.kind, age));
+            }
+            return false;
+        }
+        if age > c.kind.deadline() + MARGIN + Duration::from_secs(5) {
+            // Far past its deadline and still open: record it once and stop watching.
+            report.late.push((c.kind, age));
+            return false;
+        }
+        true
+    });
 }
 
 /// Reads whatever is waiting; true once the server has closed the connection (EOF or reset).
