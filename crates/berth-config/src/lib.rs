@@ -56,6 +56,25 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Seconds to let in-flight requests finish after SIGTERM before closing them.
     pub shutdown_grace_secs: u64,
+    /// Seconds a new connection may take to send its first byte and, with TLS, to finish
+    /// the handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress (HTTP/1 keep-alive
+    /// between requests, HTTP/2 with no open stream).
+    pub idle_timeout_secs: u64,
+    /// Seconds between HTTP/2 keep-alive pings; an unanswered ping closes the connection
+    /// after the same time again.
+    pub http2_keepalive_secs: u64,
+    /// Open connections at most. Over the cap, the connection idle the longest is closed
+    /// to make room, or the new one is refused if none is idle. Unset: half the process's
+    /// open-file limit (raised to its hard limit at start), so sockets cannot starve files;
+    /// never more than that limit less 64.
+    pub max_connections: Option<u32>,
+    /// Before answering a request whose body it did not read (a 401 to an unauthenticated
+    /// upload, say), the server reads and discards up to this many bytes of it, so HTTP/1.1
+    /// clients that send the whole body first still read the answer; larger unread bodies
+    /// get the answer with `Connection: close`.
+    pub drain_body_limit_bytes: u64,
 }
 
 /// The registry's identity as the ECR API shows it.
@@ -224,6 +243,11 @@ impl Default for ServerConfig {
             addr_file: None,
             header_read_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            http2_keepalive_secs: 30,
+            max_connections: None,
+            drain_body_limit_bytes: 256 * 1024,
         }
     }
 }
@@ -316,6 +340,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
         self.registry.validate()?;
         self.tls.validate()?;
         self.auth.validate()?;
@@ -329,6 +354,36 @@ impl Config {
     /// The effective configuration as TOML, secrets hidden.
     pub fn redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}"))
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let day = 24 * 3600;
+        for (name, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("http2_keepalive_secs", self.http2_keepalive_secs),
+        ] {
+            if secs == 0 || secs > day {
+                return Err(ConfigError::Invalid(format!(
+                    "server.{name} must be between 1 and {day} seconds, got {secs}"
+                )));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::Invalid(
+                "server.max_connections must be positive (leave it unset for the default)".into(),
+            ));
+        }
+        if self.drain_body_limit_bytes > 64 * 1024 * 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "server.drain_body_limit_bytes must be at most 64 MiB, got {}",
+                self.drain_body_limit_bytes
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -456,6 +511,24 @@ mod tests {
             assert!(!err.contains("SERVER.LISTEN"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn connection_settings_are_validated() {
+        let mut c = Config::default();
+        c.server.idle_timeout_secs = 0;
+        assert!(c.validate().is_err());
+        c.server.idle_timeout_secs = 5;
+        c.server.handshake_timeout_secs = 100_000;
+        assert!(c.validate().is_err());
+        c.server.handshake_timeout_secs = 2;
+        c.server.max_connections = Some(0);
+        assert!(c.validate().is_err());
+        c.server.max_connections = Some(100);
+        c.server.drain_body_limit_bytes = 1 << 30;
+        assert!(c.validate().is_err());
+        c.server.drain_body_limit_bytes = 0;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

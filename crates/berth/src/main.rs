@@ -11,6 +11,7 @@ mod cli;
 mod data_dir;
 mod gc;
 mod lifecycle_cli;
+mod listener;
 mod logging;
 mod policy_cli;
 mod serve;

@@ -1,6 +1,6 @@
-//! `berth serve`: open the stores, build the services and the HTTP app, accept
-//! connections (HTTP/1.1 and HTTP/2, plain or TLS), run background jobs, and shut
-//! down gracefully on SIGTERM/SIGINT.
+//! `berth serve`: open the stores, build the services and the HTTP app, hand it to the
+//! listener (`crate::listener`: HTTP/1.1 and HTTP/2, plain or TLS), run background jobs,
+//! and shut down gracefully on SIGTERM/SIGINT.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::response::IntoResponse;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -288,6 +285,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         berth_ecr_api::EcrState::new(registry.clone(), iam.clone(), Arc::new(meta), ecr_config)
             .with_lifecycle(lifecycle);
     let tls = crate::tls::acceptor(&cfg)?;
+    let listener_options = crate::listener::Options::from_config(&cfg.server);
     let addr = listener.local_addr()?;
     spawn_upload_sweeper(registry.clone(), &cfg);
     // Changes made by other processes (`berth lifecycle run`, later other nodes) reach
@@ -327,95 +325,21 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         move |_| gate.forget()
     });
     let app = app(registry.clone(), ecr, gate, iam_api);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(cfg.server.header_read_timeout_secs))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        // Connection facts for IAM conditions (aws:SourceIp, aws:SecureTransport).
-        let conn_info = berth_access::ConnInfo {
-            peer_ip: Some(peer.ip()),
-            secure: tls.is_some(),
-        };
-        let svc = TowerToHyperService::new(app.clone().map_request(
-            move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(conn_info);
-                req
-            },
-        ));
-        let builder = builder.clone();
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
-    }
-
-    tracing::info!("shutting down: finishing in-flight requests");
-    drop(listener);
-    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
-    }
+    // Connection facts for IAM conditions (aws:SourceIp, aws:SecureTransport).
+    let conn_info = |peer: std::net::SocketAddr, secure| berth_access::ConnInfo {
+        peer_ip: Some(peer.ip()),
+        secure,
+    };
+    crate::listener::serve(
+        listener,
+        tls,
+        app,
+        conn_info,
+        listener_options,
+        shutdown,
+        Duration::from_secs(cfg.server.shutdown_grace_secs),
+    )
+    .await;
     // Pull times are batched in memory; write the last batch.
     match registry.flush_pull_times().await {
         Ok(n) => tracing::debug!(images = n, "wrote pending pull times"),

@@ -99,6 +99,7 @@ fn in_flight_upload_survives_sigterm(tls: bool) {
             GRACE_SECS.to_string(),
         )],
         tls_self_signed: tls,
+        ..Default::default()
     };
     let mut server = Server::start(&data, work.path(), opts);
     let c = server.client();

@@ -47,6 +47,8 @@ pub struct ServerOpts {
     pub tls_self_signed: bool,
     /// Extra environment variables (e.g. `BERTH_SERVER__SHUTDOWN_GRACE_SECS`).
     pub env: Vec<(String, String)>,
+    /// An open-file limit (soft and hard) for the server process.
+    pub nofile: Option<u64>,
 }
 
 /// A `berth serve` process on a data directory owned by the test.
@@ -124,8 +126,9 @@ impl Server {
             cmd.env(k, v);
         }
         // Take the server down with the test if the test process dies without running Drop.
+        let nofile = self.opts.nofile;
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(
                     libc::PR_SET_PDEATHSIG,
                     libc::SIGKILL as libc::c_ulong,
@@ -133,6 +136,15 @@ impl Server {
                     0,
                     0,
                 );
+                if let Some(n) = nofile {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
