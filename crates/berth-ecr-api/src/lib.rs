@@ -47,6 +47,7 @@ use tracing::Instrument;
 use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
+use berth_types::telemetry::{ErrorCode, OperationName, RequestId};
 
 pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::{to_wire, EcrError, WireError};
@@ -222,20 +223,24 @@ fn json_response(status: StatusCode, body: &serde_json::Value, request_id: &str)
     resp
 }
 
-async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+async fn dispatch(State(state): State<EcrState>, mut req: Request) -> Response {
+    // The server's request layer assigns ids; standalone (tests, embedding) we do.
+    let request_id = match req.extensions_mut().remove::<RequestId>() {
+        Some(RequestId(id)) => id,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
     let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let op = parse_target(target.as_deref());
-    let span = tracing::info_span!(
-        "ecr",
-        op = op.as_ref().map(|o| o.name()).unwrap_or("unknown"),
-        request_id = %request_id
-    );
-    async move {
+    let op_name = OperationName {
+        edge: "ecr",
+        name: op.as_ref().map(|o| o.name()).unwrap_or("Unknown"),
+    };
+    let span = tracing::info_span!("ecr", op = op_name.name, request_id = %request_id);
+    let mut resp = async move {
         let result = match op {
             Ok(op) => handle(&state, op, req).await,
             Err(e) => Err(e),
@@ -251,6 +256,7 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
                 }
                 let body = error::error_body(&e, &wire);
                 let mut resp = json_response(wire.status, &body, &request_id);
+                resp.extensions_mut().insert(ErrorCode(wire.aws_type));
                 if let EcrError::Throttled { retry_after_secs } = e {
                     resp.headers_mut()
                         .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
@@ -260,7 +266,9 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
         }
     }
     .instrument(span)
-    .await
+    .await;
+    resp.extensions_mut().insert(op_name);
+    resp
 }
 
 async fn handle(
