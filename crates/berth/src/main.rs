@@ -9,6 +9,7 @@ mod cli;
 mod gc;
 mod lifecycle_cli;
 mod logging;
+mod observe;
 mod serve;
 mod tls;
 

@@ -1,11 +1,14 @@
 //! The OCI Distribution API over real HTTP against the real `berth` binary: uploads in chunks with `curl` (including
 //! a resumed upload and a podman-style streamed PATCH), out-of-order chunks, cross-repository mounts, the referrers
 //! API, tag list pagination, content negotiation with several `Accept:` lines, a TLS ClientHello on the plain port,
-//! error codes, and a graceful stop on SIGTERM. One fresh registry per test.
+//! error codes, and a graceful stop on SIGTERM. One fresh registry per test. `operations`: `/metrics` and
+//! `X-Request-Id`.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 
 mod common;
+#[path = "http_api/operations.rs"]
+mod operations;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
