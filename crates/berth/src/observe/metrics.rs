@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use berth_registry::gc::GcReport;
 
@@ -55,7 +55,6 @@ pub struct Metrics {
 
 /// A request series' handles, cached per worker thread so that recording a request
 /// takes no lock once its label set has been seen (a `Family` lookup takes a read lock).
-#[derive(Clone)]
 struct Series {
     requests: Counter,
     duration: LatencyHistogram,
@@ -66,97 +65,73 @@ thread_local! {
 }
 
 impl Metrics {
-    /// The metrics, with the registry's own figures read from `registry` at each scrape.
+    /// The metrics, with the registry's own figures read from `core` at each scrape.
     pub fn new(core: berth_registry::Registry) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        let mut registry = Registry::with_prefix("berth");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<RequestLabels, LatencyHistogram>::default();
-        let auth_failures = Family::<AuthFailureLabels, Counter>::default();
-        let m = Metrics {
+        let mut r = Registry::with_prefix("berth");
+        r.register_collector(Box::new(CoreFigures(core)));
+        Metrics {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            registry: Registry::default(),
-            requests,
-            durations,
-            received_bytes: Counter::default(),
-            sent_bytes: Counter::default(),
-            auth_failures,
-            gc_passes: Counter::default(),
-            gc_failures: Counter::default(),
-            gc_freed_blobs: Counter::default(),
-            gc_freed_bytes: Counter::default(),
-            gc_last_duration: Gauge::default(),
-        };
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by edge, operation and status code",
-            m.requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time from a request's arrival to its response headers",
-            m.durations.clone(),
-        );
-        registry.register(
-            "http_request_body_bytes",
-            "Request body bytes received",
-            m.received_bytes.clone(),
-        );
-        registry.register(
-            "http_response_body_bytes",
-            "Response body bytes sent",
-            m.sent_bytes.clone(),
-        );
-        registry.register(
-            "auth_failures",
-            "Requests refused by authentication or authorization, by edge and reason",
-            m.auth_failures.clone(),
-        );
-        registry.register(
-            "gc_passes",
-            "Garbage collection passes completed",
-            m.gc_passes.clone(),
-        );
-        registry.register(
-            "gc_failures",
-            "Garbage collection passes that failed",
-            m.gc_failures.clone(),
-        );
-        registry.register(
-            "gc_freed_blobs",
-            "Blobs garbage collection deleted",
-            m.gc_freed_blobs.clone(),
-        );
-        registry.register(
-            "gc_freed_bytes",
-            "Bytes garbage collection freed",
-            m.gc_freed_bytes.clone(),
-        );
-        registry.register(
-            "gc_last_pass_duration_seconds",
-            "How long the last completed garbage collection pass took",
-            m.gc_last_duration.clone(),
-        );
-        registry.register_collector(Box::new(CoreFigures(core)));
-        Metrics { registry, ..m }
+            requests: registered(
+                &mut r,
+                "http_requests",
+                "HTTP requests answered, by edge, operation and status code",
+            ),
+            durations: registered(
+                &mut r,
+                "http_request_duration_seconds",
+                "Time from a request's arrival to its response headers",
+            ),
+            received_bytes: registered(
+                &mut r,
+                "http_request_body_bytes",
+                "Request body bytes received",
+            ),
+            sent_bytes: registered(
+                &mut r,
+                "http_response_body_bytes",
+                "Response body bytes sent",
+            ),
+            auth_failures: registered(
+                &mut r,
+                "auth_failures",
+                "Requests refused by authentication or authorization, by edge and reason",
+            ),
+            gc_passes: registered(&mut r, "gc_passes", "Garbage collection passes completed"),
+            gc_failures: registered(
+                &mut r,
+                "gc_failures",
+                "Garbage collection passes that failed",
+            ),
+            gc_freed_blobs: registered(
+                &mut r,
+                "gc_freed_blobs",
+                "Blobs garbage collection deleted",
+            ),
+            gc_freed_bytes: registered(&mut r, "gc_freed_bytes", "Bytes garbage collection freed"),
+            gc_last_duration: registered(
+                &mut r,
+                "gc_last_pass_duration_seconds",
+                "How long the last completed garbage collection pass took",
+            ),
+            // Last: the fields above register into it.
+            registry: r,
+        }
     }
 
     /// Counts one answered request.
     pub fn record_request(&self, labels: RequestLabels, elapsed: Duration) {
-        let key = (self.id, labels);
-        let series = SERIES.with(|cache| {
-            if let Some(s) = cache.borrow().get(&key) {
-                return s.clone();
-            }
-            let s = Series {
-                requests: self.requests.get_or_create(&key.1).clone(),
-                duration: self.durations.get_or_create(&key.1).clone(),
-            };
-            cache.borrow_mut().insert(key, s.clone());
-            s
+        SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let series = cache
+                .entry((self.id, labels))
+                .or_insert_with_key(|(_, labels)| Series {
+                    requests: self.requests.get_or_create(labels).clone(),
+                    duration: self.durations.get_or_create(labels).clone(),
+                });
+            series.requests.inc();
+            series.duration.observe(elapsed);
         });
-        series.requests.inc();
-        series.duration.observe(elapsed);
     }
 
     pub fn record_auth_failure(&self, edge: &'static str, reason: &'static str) {
@@ -196,6 +171,13 @@ impl Metrics {
         }
         text
     }
+}
+
+/// A new metric of type `M`, registered under `name`.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// The registry's running figures ([`berth_registry::Registry::stats`]), read at scrape.

@@ -19,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, Method};
+use http_body::Body as _;
 
 use berth_types::telemetry::{ErrorCode, OperationName, RequestId};
 
@@ -54,7 +55,12 @@ pub async fn layer(State(observer): State<Observer>, mut req: Request, next: Nex
         .and_then(|c| c.peer_ip);
     let mut id_header = HeaderValue::from_str(&id).ok();
     req.extensions_mut().insert(RequestId(id));
-    if let Some(m) = &observer.metrics {
+    // Bodies known to be empty (GET, HEAD) are not wrapped: that saves an allocation.
+    if let Some(m) = observer
+        .metrics
+        .as_ref()
+        .filter(|_| !req.body().is_end_stream())
+    {
         req = req.map(|b| Body::new(body::CountingBody::new(b, m.received_bytes())));
     }
 
@@ -94,7 +100,9 @@ pub async fn layer(State(observer): State<Observer>, mut req: Request, next: Nex
             status: resp.status().as_u16(),
         };
         m.record_request(labels, started.elapsed());
-        resp = resp.map(|b| Body::new(body::CountingBody::new(b, m.sent_bytes())));
+        if !resp.body().is_end_stream() {
+            resp = resp.map(|b| Body::new(body::CountingBody::new(b, m.sent_bytes())));
+        }
     }
     resp
 }
