@@ -53,7 +53,7 @@ pub struct FailedLogins {
 }
 
 impl FailedLogins {
-    pub fn record(&self, source: Option<IpAddr>, edge: &str, reason: &str) {
+    pub fn record(&self, source: Option<IpAddr>, edge: &str, reason: &str, request_id: &str) {
         self.since_summary.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut last = self.last_logged.lock();
@@ -67,7 +67,13 @@ impl FailedLogins {
         last.insert(source, now);
         drop(last);
         let source = source.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-        tracing::warn!(%source, edge, reason, "failed login (further ones from this address are summarised for a minute)");
+        tracing::warn!(
+            %source,
+            edge,
+            reason,
+            request_id,
+            "failed login (further ones from this address are summarised for a minute)"
+        );
     }
 
     /// Logs how many failed logins the last period saw (if any) and forgets addresses
@@ -130,9 +136,9 @@ mod tests {
         let a = Some("192.0.2.1".parse().unwrap());
         let b = Some("192.0.2.2".parse().unwrap());
         for _ in 0..5 {
-            log.record(a, "oci", "bad_credentials");
+            log.record(a, "oci", "bad_credentials", "r1");
         }
-        log.record(b, "ecr", "unknown_key");
+        log.record(b, "ecr", "unknown_key", "r2");
         // 6 failures: the first of each source logged, 4 only counted.
         assert_eq!(log.summarise(), (6, 4));
         assert_eq!(log.summarise(), (0, 0));

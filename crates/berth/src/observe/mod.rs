@@ -90,7 +90,9 @@ pub async fn layer(State(observer): State<Observer>, mut req: Request, next: Nex
             m.record_auth_failure(op.edge, reason);
         }
         if auth_failures::is_failed_login(reason) {
-            observer.logins.record(peer, op.edge, reason);
+            let id = resp.headers().get(request_id::HEADER);
+            let id = id.and_then(|v| v.to_str().ok()).unwrap_or_default();
+            observer.logins.record(peer, op.edge, reason, id);
         }
     }
     if let Some(m) = &observer.metrics {
