@@ -14,6 +14,7 @@ mod auth;
 mod gc;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod secret;
 mod sources;
 
@@ -28,6 +29,7 @@ pub use auth::{AnonymousAccess, AuthConfig, Challenge};
 pub use gc::GcConfig;
 pub use lifecycle::LifecycleConfig;
 pub use limits::LimitsConfig;
+pub use metrics::MetricsConfig;
 pub use secret::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -42,6 +44,7 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub gc: GcConfig,
     pub lifecycle: LifecycleConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -348,6 +351,7 @@ impl Config {
         self.uploads.validate()?;
         self.gc.validate()?;
         self.lifecycle.validate()?;
+        self.metrics.validate()?;
         Ok(())
     }
 

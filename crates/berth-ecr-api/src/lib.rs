@@ -49,6 +49,7 @@ use berth_aws_service::{conn_info, json11_response, read_body, set_retry_after, 
 use berth_meta::{EcrSettingsStore, IamStore};
 use berth_registry::Registry;
 use berth_sigv4::{Verifier, VerifierConfig};
+use berth_types::telemetry::{ErrorCode, OperationName, RequestId};
 
 pub use error::{to_wire, EcrError, WireError};
 pub use operation::{parse_target, EcrOperation, TARGET_PREFIX};
@@ -208,20 +209,24 @@ pub fn router(state: EcrState) -> axum::Router {
     axum::Router::new().route("/", service(state))
 }
 
-async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
-    let request_id = berth_aws_service::request_id();
+async fn dispatch(State(state): State<EcrState>, mut req: Request) -> Response {
+    // The server's request layer assigns ids; standalone (tests, embedding) we do.
+    let request_id = match req.extensions_mut().remove::<RequestId>() {
+        Some(RequestId(id)) => id,
+        None => berth_aws_service::request_id(),
+    };
     let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let op = parse_target(target.as_deref());
-    let span = tracing::info_span!(
-        "ecr",
-        op = op.as_ref().map(|o| o.name()).unwrap_or("unknown"),
-        request_id = %request_id
-    );
-    async move {
+    let op_name = OperationName {
+        edge: "ecr",
+        name: op.as_ref().map(|o| o.name()).unwrap_or("Unknown"),
+    };
+    let span = tracing::info_span!("ecr", op = op_name.name, request_id = %request_id);
+    let mut resp = async move {
         let result = match op {
             Ok(op) => handle(&state, op, req).await,
             Err(e) => Err(e),
@@ -237,6 +242,7 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
                 }
                 let body = error::error_body(&e, &wire);
                 let mut resp = json11_response(wire.status, &body, &request_id);
+                resp.extensions_mut().insert(ErrorCode(wire.aws_type));
                 if let EcrError::Throttled { retry_after_secs } = e {
                     set_retry_after(&mut resp, retry_after_secs);
                 }
@@ -245,7 +251,9 @@ async fn dispatch(State(state): State<EcrState>, req: Request) -> Response {
         }
     }
     .instrument(span)
-    .await
+    .await;
+    resp.extensions_mut().insert(op_name);
+    resp
 }
 
 async fn handle(

@@ -46,6 +46,7 @@ use berth_access::Authenticator;
 use berth_aws_service::{conn_info, query_response, read_body, BodyError};
 use berth_meta::IamStore;
 use berth_sigv4::{Verifier, VerifierConfig};
+use berth_types::telemetry::{ErrorCode, OperationName, RequestId};
 
 pub use error::{to_wire, IamApiError, WireError};
 pub use operation::{IamOperation, Service};
@@ -169,13 +170,18 @@ async fn dispatch(State(state): State<IamApiState>, req: Request) -> Response {
 /// Serves one Query request (the server routes `/` here when [`is_query_request`]). Put
 /// [`berth_access::ConnInfo`] in the request extensions to give policies `aws:SourceIp` and
 /// `aws:SecureTransport`.
-pub async fn handle(state: &IamApiState, req: Request) -> Response {
-    let request_id = berth_aws_service::request_id();
+pub async fn handle(state: &IamApiState, mut req: Request) -> Response {
+    // The server's request layer assigns ids; standalone (tests, embedding) we do.
+    let request_id = match req.extensions_mut().remove::<RequestId>() {
+        Some(RequestId(id)) => id,
+        None => berth_aws_service::request_id(),
+    };
     let span = tracing::info_span!("iam", op = tracing::field::Empty, request_id = %request_id);
-    async {
-        // Until the action is known, errors use the IAM namespace.
-        let mut service = Service::Iam;
-        let result = serve(state, req, &mut service).await;
+    // Until the action is known, errors use the IAM namespace.
+    let mut resolved: Option<IamOperation> = None;
+    let mut resp = async {
+        let result = serve(state, req, &mut resolved).await;
+        let service = resolved.map_or(Service::Iam, IamOperation::service);
         match result {
             Ok((op, inner)) => query_response(
                 StatusCode::OK,
@@ -189,16 +195,23 @@ pub async fn handle(state: &IamApiState, req: Request) -> Response {
                 } else {
                     tracing::info!(code = wire.code, message = %wire.message, "IAM request refused");
                 }
-                query_response(
+                let mut resp = query_response(
                     wire.status,
                     wire.to_xml(service.xml_namespace(), &request_id),
                     &request_id,
-                )
+                );
+                resp.extensions_mut().insert(ErrorCode(wire.code));
+                resp
             }
         }
     }
     .instrument(span)
-    .await
+    .await;
+    resp.extensions_mut().insert(OperationName {
+        edge: resolved.map_or(Service::Iam, IamOperation::service).name(),
+        name: resolved.map_or("Unknown", IamOperation::name),
+    });
+    resp
 }
 
 /// `<ActionResponse xmlns><ActionResult>...</ActionResult><ResponseMetadata>...`.
@@ -220,7 +233,7 @@ fn success_document(op: IamOperation, inner: Xml, request_id: &str) -> String {
 async fn serve(
     state: &IamApiState,
     req: Request,
-    service: &mut Service,
+    resolved: &mut Option<IamOperation>,
 ) -> Result<(IamOperation, Xml), IamApiError> {
     let conn = conn_info(&req);
     let (parts, body) = req.into_parts();
@@ -233,7 +246,7 @@ async fn serve(
     let form_body = (parts.method == Method::POST).then_some(&body[..]);
     let params = Params::parse(parts.uri.query(), form_body);
     let op = IamOperation::resolve(params.get("Action"), params.get("Version"))?;
-    *service = op.service();
+    *resolved = Some(op);
     tracing::Span::current().record("op", op.name());
     let now = OffsetDateTime::now_utc();
     let caller = state

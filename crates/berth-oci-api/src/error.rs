@@ -155,6 +155,8 @@ impl IntoResponse for OciError {
         })
         .unwrap_or_default();
         let mut resp = (self.status, body).into_response();
+        resp.extensions_mut()
+            .insert(berth_types::telemetry::ErrorCode(self.code));
         let h = resp.headers_mut();
         h.insert(
             http::header::CONTENT_TYPE,

@@ -26,6 +26,7 @@ use http::HeaderValue;
 use tracing::Instrument;
 
 use berth_registry::Registry;
+use berth_types::telemetry::{OperationName, RequestId};
 use berth_types::AccountId;
 
 pub use error::OciError;
@@ -75,7 +76,11 @@ fn new_request_id() -> String {
 
 /// Routes, handles and logs one request.
 pub async fn dispatch(State(app): State<AppState>, mut req: Request) -> Response {
-    let request_id = new_request_id();
+    // The server's request layer assigns ids; standalone (tests, embedding) we do.
+    let request_id = match req.extensions_mut().remove::<RequestId>() {
+        Some(RequestId(id)) => id,
+        None => new_request_id(),
+    };
     let started = Instant::now();
     let method = req.method().clone();
     // A layer in front (the auth gate) may have routed the request already.
@@ -106,6 +111,10 @@ pub async fn dispatch(State(app): State<AppState>, mut req: Request) -> Response
             ("Unrouted", OciError::method_not_allowed().into_response())
         }
     };
+    resp.extensions_mut().insert(OperationName {
+        edge: "oci",
+        name: op_name,
+    });
     let h = resp.headers_mut();
     h.insert(
         "docker-distribution-api-version",

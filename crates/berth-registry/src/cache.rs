@@ -16,6 +16,8 @@ use quick_cache::{sync::Cache, Equivalent};
 
 use berth_types::{Digest, RepositoryName};
 
+use crate::stats::Counters;
+
 /// A manifest as served: exact bytes and the stored media type.
 #[derive(Debug, Clone)]
 pub struct ServedManifest {
@@ -65,6 +67,8 @@ pub(crate) struct ManifestCache {
     fill_gate: parking_lot::RwLock<()>,
     tags: Cache<(String, String), Digest>,
     manifests: Cache<(String, Digest), Arc<ServedManifest>>,
+    /// Lookup figures, and the lifecycle's, for [`crate::Registry::stats`].
+    pub(crate) counters: crate::stats::Counters,
 }
 
 impl ManifestCache {
@@ -74,6 +78,7 @@ impl ManifestCache {
             fill_gate: parking_lot::RwLock::new(()),
             tags: Cache::new(capacity),
             manifests: Cache::new(capacity),
+            counters: Default::default(),
         }
     }
 
@@ -82,7 +87,10 @@ impl ManifestCache {
     }
 
     pub(crate) fn tag(&self, repo: &RepositoryName, tag: &str) -> Option<Digest> {
-        self.tags.get(&TagRef(repo.qualified(), tag))
+        let found = self.tags.get(&TagRef(repo.qualified(), tag));
+        let c = &self.counters;
+        Counters::hit_or_miss(&c.tag_hits, &c.tag_misses, found.is_some());
+        found
     }
 
     pub(crate) fn manifest(
@@ -90,7 +98,10 @@ impl ManifestCache {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Option<Arc<ServedManifest>> {
-        self.manifests.get(&ManifestRef(repo.qualified(), digest))
+        let found = self.manifests.get(&ManifestRef(repo.qualified(), digest));
+        let c = &self.counters;
+        Counters::hit_or_miss(&c.manifest_hits, &c.manifest_misses, found.is_some());
+        found
     }
 
     pub(crate) fn fill_tag(

@@ -27,6 +27,7 @@ mod layer_parts;
 pub mod lifecycle;
 mod manifests;
 mod pull_times;
+mod stats;
 mod uploads;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use cache::ServedManifest;
 pub use create_on_push::{ImplicitRepositories, RepositoryProvisioner, TemplateProvisioner};
 pub use error::{RegistryError, Result};
 pub use manifests::{ListPage, PushedManifest};
+pub use stats::RegistryStats;
 pub use uploads::UploadStatus;
 
 pub(crate) fn now_ms() -> i64 {

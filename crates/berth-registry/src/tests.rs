@@ -307,3 +307,38 @@ async fn abandoned_uploads_and_orphan_files_expire() {
         0
     );
 }
+
+#[tokio::test]
+async fn stats_count_cache_lookups_and_open_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path());
+    let repo = crate::test_repo("stats");
+    assert_eq!(r.stats(), crate::RegistryStats::default());
+    let st = r.start_upload(&repo).await.unwrap();
+    assert_eq!(r.stats().uploads_in_progress, 1);
+    r.cancel_upload(&repo, &st.id).await.unwrap();
+    assert_eq!(r.stats().uploads_in_progress, 0);
+
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    r.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg_d}","size":2}},"layers":[]}}"#
+    );
+    let tag: Reference = "latest".parse().unwrap();
+    r.put_manifest(&repo, &tag, None, Bytes::from(manifest))
+        .await
+        .unwrap();
+    let before = r.stats();
+    // The first read fills the cache, the second is served from it.
+    r.get_manifest(&repo, &tag).await.unwrap();
+    r.get_manifest(&repo, &tag).await.unwrap();
+    let after = r.stats();
+    assert_eq!(after.tag_cache_misses - before.tag_cache_misses, 1);
+    assert_eq!(after.tag_cache_hits - before.tag_cache_hits, 1);
+    assert_eq!(
+        after.manifest_cache_misses - before.manifest_cache_misses,
+        1
+    );
+    assert_eq!(after.manifest_cache_hits - before.manifest_cache_hits, 1);
+}

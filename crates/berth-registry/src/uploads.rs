@@ -56,6 +56,10 @@ impl ActiveUploads {
     pub(crate) fn forget(&self, id: &str) {
         self.slots.lock().remove(id);
     }
+    /// How many uploads this process has open.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
     /// True while a request is working on the upload (its slot is locked).
     pub(crate) fn is_busy(&self, id: &str) -> bool {
         self.slots

@@ -13,6 +13,7 @@ mod gc;
 mod lifecycle_cli;
 mod listener;
 mod logging;
+mod observe;
 mod policy_cli;
 mod serve;
 mod tls;

@@ -58,22 +58,41 @@ pub fn open_registry(
 }
 
 /// The whole HTTP application: `/v2`, the ECR and IAM/STS APIs on `/` (see
-/// [`root_service`]), and operational endpoints.
+/// [`root_service`]), and operational endpoints (`/metrics` when `public_metrics`), all
+/// behind the request layer ([`crate::observe`]).
 pub fn app(
     registry: Registry,
     ecr: berth_ecr_api::EcrState,
     gate: berth_oci_api::gate::V2Gate,
     iam: berth_iam_api::IamApiState,
+    observer: crate::observe::Observer,
+    public_metrics: Option<Arc<crate::observe::Metrics>>,
 ) -> Router {
     let default_account = ecr.default_account();
-    berth_oci_api::router(registry, default_account)
+    let app = berth_oci_api::router(registry, default_account)
         .layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             berth_oci_api::gate::middleware,
         ))
         .route("/", root_service(ecr, iam, gate))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .fallback(|| async { berth_oci_api::OciError::not_found().into_response() })
+        .route(
+            "/healthz",
+            axum::routing::get(|| async {
+                (
+                    axum::Extension(crate::observe::server_operation("Healthz")),
+                    "ok\n",
+                )
+            }),
+        )
+        .fallback(|| async { berth_oci_api::OciError::not_found().into_response() });
+    let app = match public_metrics {
+        Some(metrics) => app.merge(crate::observe::endpoint::routes(metrics)),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn_with_state(
+        observer,
+        crate::observe::layer,
+    ))
 }
 
 /// The request quotas of `[limits]`, when enabled.
@@ -186,8 +205,8 @@ fn spawn_upload_sweeper(registry: Registry, cfg: &Config) {
 }
 
 /// Runs a garbage-collection pass every `[gc] interval_secs` (the first one interval
-/// after start) and logs what it freed.
-fn spawn_gc(registry: Registry, cfg: &Config) {
+/// after start), logs what it freed and counts it in `metrics`.
+fn spawn_gc(registry: Registry, cfg: &Config, metrics: Option<Arc<crate::observe::Metrics>>) {
     if !cfg.gc.enabled {
         return;
     }
@@ -205,7 +224,14 @@ fn spawn_gc(registry: Registry, cfg: &Config) {
         loop {
             tick.tick().await;
             tracing::debug!("garbage collection pass started");
-            match gc.run(options).await {
+            let result = gc.run(options).await;
+            if let Some(m) = &metrics {
+                match &result {
+                    Ok(r) => m.record_gc_pass(r),
+                    Err(_) => m.record_gc_failure(),
+                }
+            }
+            match result {
                 Ok(r) if r.freed_blobs() > 0 || r.links > 0 => tracing::info!(
                     blobs = r.freed_blobs(),
                     bytes = r.freed_bytes(),
@@ -291,7 +317,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Changes made by other processes (`berth lifecycle run`, later other nodes) reach
     // the manifest cache through the event outbox.
     registry.spawn_cache_follower(Duration::from_secs(1));
-    spawn_gc(registry.clone(), &cfg);
+    let metrics = cfg
+        .metrics
+        .enabled
+        .then(|| Arc::new(crate::observe::Metrics::new(registry.clone())));
+    let observer = crate::observe::Observer::new(metrics.clone());
+    spawn_gc(registry.clone(), &cfg, metrics.clone());
+    // `/metrics` on a listener of its own, or else on the public one.
+    let public_metrics = match (&metrics, cfg.metrics.listen) {
+        (Some(m), Some(listen)) => {
+            let addr =
+                crate::observe::endpoint::serve_separately(listen, m.clone(), observer.clone())
+                    .await?;
+            tracing::info!(%addr, "metrics are served on http://{addr}/metrics");
+            if let Some(path) = &cfg.metrics.addr_file {
+                write_addr_file(path, &addr).context("writing the metrics address file")?;
+            }
+            None
+        }
+        (m, _) => m.clone(),
+    };
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
@@ -324,7 +369,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let gate = gate.clone();
         move |_| gate.forget()
     });
-    let app = app(registry.clone(), ecr, gate, iam_api);
+    let app = app(
+        registry.clone(),
+        ecr,
+        gate,
+        iam_api,
+        observer,
+        public_metrics,
+    );
     // Connection facts for IAM conditions (aws:SourceIp, aws:SecureTransport).
     let conn_info = |peer: std::net::SocketAddr, secure| berth_access::ConnInfo {
         peer_ip: Some(peer.ip()),

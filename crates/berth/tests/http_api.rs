@@ -1,13 +1,16 @@
 //! The OCI Distribution API over real HTTP against the real `berth` binary: uploads in chunks with `curl` (including
 //! a resumed upload and a podman-style streamed PATCH), out-of-order chunks, cross-repository mounts, the referrers
 //! API, tag list pagination, content negotiation with several `Accept:` lines, a TLS ClientHello on the plain port,
-//! error codes, and a graceful stop on SIGTERM. One fresh registry per test.
+//! error codes, and a graceful stop on SIGTERM. One fresh registry per test. `operations`: `/metrics` and
+//! `X-Request-Id`.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod common;
+#[path = "http_api/operations.rs"]
+mod operations;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -381,6 +381,7 @@ impl Lifecycle {
                     event_id,
                     "lifecycle policy expired an image"
                 );
+                self.registry.note_image_expired();
                 report.expired_bytes += expiry.size;
                 report.expired.push(Expired {
                     digest: expiry.digest.clone(),

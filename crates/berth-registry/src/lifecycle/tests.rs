@@ -138,6 +138,7 @@ async fn preview_shows_exactly_what_execution_then_expires() {
         .collect();
     assert_eq!(executed, expected);
     assert_eq!(report.skipped, 0);
+    assert_eq!(r.stats().lifecycle_images_expired, expected.len() as u64);
     for d in untagged[..2].iter().chain(&tagged[..2]) {
         assert!(r.meta().get_manifest(&repo, d).await.unwrap().is_none());
         assert!(r
