@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use time::OffsetDateTime;
 
 use crate::error::AccessError;
-use crate::resource::{RequestEnv, RequestTags};
+use crate::resource::{RequestEnv, RequestTags, Requirement, Resource};
 use crate::resource_policies::ApplicablePolicies;
 
 /// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
@@ -244,26 +244,37 @@ impl Authenticator {
     }
 }
 
-/// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
-/// `resource_account`) on identity policies alone (account-level actions).
-pub fn authorize(
+/// Authorizes every requirement of one request for `caller` on identity policies alone,
+/// for edges whose resources carry no resource policy (IAM users and groups, `*`). A
+/// repository requirement is denied rather than decided without its repository and
+/// registry policies: those are [`crate::ResourcePolicies::authorize`]'s to load.
+pub fn authorize_identity(
     caller: &Caller,
-    action: &str,
-    resource: &str,
-    resource_account: &str,
-    conn: ConnInfo,
-    region: &str,
-    now: OffsetDateTime,
+    requirements: &[Requirement],
+    env: &RequestEnv<'_>,
 ) -> Result<(), AccessError> {
-    authorize_with(
-        caller,
-        action,
-        resource,
-        resource_account,
-        &RequestEnv { conn, region, now },
-        &ApplicablePolicies::default(),
-        &RequestTags::default(),
-    )
+    for r in requirements {
+        match &r.resource {
+            Resource::Account { .. } | Resource::Arn { .. } => {}
+            Resource::Repository { .. } | Resource::AllRepositories { .. } => {
+                return Err(AccessError::AccessDenied(format!(
+                    "{} on {} needs the repository's policies, which this edge does not load",
+                    r.action,
+                    r.resource.arn(env.region)
+                )));
+            }
+        }
+        authorize_with(
+            caller,
+            r.action,
+            &r.resource.arn(env.region),
+            r.resource.account(),
+            env,
+            &ApplicablePolicies::default(),
+            &RequestTags::default(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
