@@ -340,3 +340,91 @@ pub fn authorize_with(
         }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn user(policy: Option<&str>) -> Caller {
+        Caller {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            account_id: ACCOUNT.into(),
+            arn: format!("arn:aws:iam::{ACCOUNT}:user/ci/bob"),
+            user: Some(("bob".into(), "AIDAEXAMPLE".into())),
+            policies: policy
+                .map(|p| {
+                    Arc::new(Policy::parse(p, PolicyKind::Identity, SizeLimit::Unlimited).unwrap())
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn env() -> RequestEnv<'static> {
+        RequestEnv {
+            conn: ConnInfo {
+                peer_ip: None,
+                secure: false,
+            },
+            region: "us-east-1",
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+
+    fn on_user(action: &'static str, arn: &str) -> Requirement {
+        Requirement::new(
+            action,
+            Resource::Arn {
+                account: ACCOUNT.into(),
+                arn: arn.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn identity_requirements_are_decided_on_identity_policies() {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:GetUser","Resource":"arn:aws:iam::123456789012:user/ci/*"}]}"#;
+        let bob = user(Some(policy));
+        let in_ci = on_user("iam:GetUser", "arn:aws:iam::123456789012:user/ci/x");
+        let at_root = on_user("iam:GetUser", "arn:aws:iam::123456789012:user/x");
+        assert!(authorize_identity(&bob, std::slice::from_ref(&in_ci), &env()).is_ok());
+        // Every requirement must pass, the first denial answers.
+        let denied = authorize_identity(&bob, &[in_ci.clone(), at_root], &env());
+        assert!(
+            matches!(&denied, Err(AccessError::AccessDenied(m)) if m.contains("resource: arn:aws:iam::123456789012:user/x")),
+            "{denied:?}"
+        );
+        assert!(matches!(
+            authorize_identity(&user(None), &[in_ci], &env()),
+            Err(AccessError::AccessDenied(_))
+        ));
+        // No requirement, nothing to decide (sts:GetCallerIdentity).
+        assert!(authorize_identity(&user(None), &[], &env()).is_ok());
+    }
+
+    #[test]
+    fn repository_requirements_are_not_decided_without_their_policies() {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        let repository = Requirement::new(
+            "ecr:ListImages",
+            Resource::Repository {
+                account: ACCOUNT.into(),
+                name: "app".into(),
+            },
+        );
+        let all = Requirement::new(
+            "ecr:DescribeRepositories",
+            Resource::AllRepositories {
+                account: ACCOUNT.into(),
+            },
+        );
+        for r in [repository, all] {
+            assert!(matches!(
+                authorize_identity(&user(Some(policy)), &[r], &env()),
+                Err(AccessError::AccessDenied(_))
+            ));
+        }
+    }
+}

@@ -18,7 +18,10 @@ use berth_meta::IamStore;
 
 use crate::error::IamApiError;
 use crate::operation::IamOperation;
-use crate::params::{Params, GROUP_NAME, NEW_USER_NAME, PATH, PATH_PREFIX, USER_NAME};
+use crate::params::{
+    Param, Params, ACCESS_KEY_ID, GROUP_NAME, MARKER, NEW_USER_NAME, PATH, PATH_PREFIX,
+    POLICY_DOCUMENT, POLICY_NAME, STATUS, USER_NAME,
+};
 
 /// What an operation acts on, as its parameters name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +71,55 @@ pub struct Resolved {
 }
 
 impl IamOperation {
-    /// What the request acts on. Only the parameters that name the target are read (and
-    /// validated) here; the handler reads the rest.
+    /// What the request acts on. Every parameter is checked here, before authorization,
+    /// as AWS checks a request against the model before deciding it (a malformed request
+    /// is `ValidationError` for every caller); the handler reads them again.
     pub fn target(self, params: &Params) -> Result<Target<'_>, IamApiError> {
+        let target = self.named_target(params)?;
+        self.check_other_parameters(params)?;
+        Ok(target)
+    }
+
+    /// The parameters besides the target's: (required, optional, paginated).
+    fn check_other_parameters(self, params: &Params) -> Result<(), IamApiError> {
+        use IamOperation as Op;
+        let (required, optional, paginated): (&[Param], &[Param], bool) = match self {
+            Op::GetCallerIdentity
+            | Op::CreateUser
+            | Op::CreateGroup
+            | Op::DeleteUser
+            | Op::GetUser
+            | Op::CreateAccessKey => (&[], &[], false),
+            Op::ListUsers
+            | Op::ListGroupsForUser
+            | Op::ListUserPolicies
+            | Op::ListGroupPolicies
+            | Op::GetGroup
+            | Op::ListAccessKeys => (&[], &[MARKER], true),
+            Op::PutUserPolicy | Op::PutGroupPolicy => (&[POLICY_NAME, POLICY_DOCUMENT], &[], false),
+            Op::GetUserPolicy
+            | Op::GetGroupPolicy
+            | Op::DeleteUserPolicy
+            | Op::DeleteGroupPolicy => (&[POLICY_NAME], &[], false),
+            // The member is named; the group is the target.
+            Op::AddUserToGroup | Op::RemoveUserFromGroup => (&[USER_NAME], &[], false),
+            Op::DeleteAccessKey => (&[ACCESS_KEY_ID], &[], false),
+            Op::UpdateAccessKey => (&[ACCESS_KEY_ID, STATUS], &[], false),
+        };
+        for p in required {
+            params.required(*p)?;
+        }
+        for p in optional {
+            params.optional(*p)?;
+        }
+        if paginated {
+            params.max_items()?;
+        }
+        Ok(())
+    }
+
+    /// The target, from the parameters that name it.
+    fn named_target(self, params: &Params) -> Result<Target<'_>, IamApiError> {
         use IamOperation as Op;
         Ok(match self {
             Op::GetCallerIdentity => Target::NoPermissionNeeded,
