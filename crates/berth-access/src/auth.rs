@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use time::OffsetDateTime;
 
 use crate::error::AccessError;
-use crate::resource::{RequestEnv, RequestTags};
+use crate::resource::{RequestEnv, RequestTags, Requirement, Resource};
 use crate::resource_policies::ApplicablePolicies;
 
 /// Upper bound on cached derived signing keys and parsed policies (cleared when reached).
@@ -244,26 +244,37 @@ impl Authenticator {
     }
 }
 
-/// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
-/// `resource_account`) on identity policies alone (account-level actions).
-pub fn authorize(
+/// Authorizes every requirement of one request for `caller` on identity policies alone,
+/// for edges whose resources carry no resource policy (IAM users and groups, `*`). A
+/// repository requirement is denied rather than decided without its repository and
+/// registry policies: those are [`crate::ResourcePolicies::authorize`]'s to load.
+pub fn authorize_identity(
     caller: &Caller,
-    action: &str,
-    resource: &str,
-    resource_account: &str,
-    conn: ConnInfo,
-    region: &str,
-    now: OffsetDateTime,
+    requirements: &[Requirement],
+    env: &RequestEnv<'_>,
 ) -> Result<(), AccessError> {
-    authorize_with(
-        caller,
-        action,
-        resource,
-        resource_account,
-        &RequestEnv { conn, region, now },
-        &ApplicablePolicies::default(),
-        &RequestTags::default(),
-    )
+    for r in requirements {
+        match &r.resource {
+            Resource::Account { .. } | Resource::Arn { .. } => {}
+            Resource::Repository { .. } | Resource::AllRepositories { .. } => {
+                return Err(AccessError::AccessDenied(format!(
+                    "{} on {} needs the repository's policies, which this edge does not load",
+                    r.action,
+                    r.resource.arn(env.region)
+                )));
+            }
+        }
+        authorize_with(
+            caller,
+            r.action,
+            &r.resource.arn(env.region),
+            r.resource.account(),
+            env,
+            &ApplicablePolicies::default(),
+            &RequestTags::default(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Asks berth-iam whether `caller` may perform `action` on `resource` (owned by
@@ -328,4 +339,92 @@ pub fn authorize_with(
             )
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn user(policy: Option<&str>) -> Caller {
+        Caller {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            account_id: ACCOUNT.into(),
+            arn: format!("arn:aws:iam::{ACCOUNT}:user/ci/bob"),
+            user: Some(("bob".into(), "AIDAEXAMPLE".into())),
+            policies: policy
+                .map(|p| {
+                    Arc::new(Policy::parse(p, PolicyKind::Identity, SizeLimit::Unlimited).unwrap())
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn env() -> RequestEnv<'static> {
+        RequestEnv {
+            conn: ConnInfo {
+                peer_ip: None,
+                secure: false,
+            },
+            region: "us-east-1",
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+
+    fn on_user(action: &'static str, arn: &str) -> Requirement {
+        Requirement::new(
+            action,
+            Resource::Arn {
+                account: ACCOUNT.into(),
+                arn: arn.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn identity_requirements_are_decided_on_identity_policies() {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:GetUser","Resource":"arn:aws:iam::123456789012:user/ci/*"}]}"#;
+        let bob = user(Some(policy));
+        let in_ci = on_user("iam:GetUser", "arn:aws:iam::123456789012:user/ci/x");
+        let at_root = on_user("iam:GetUser", "arn:aws:iam::123456789012:user/x");
+        assert!(authorize_identity(&bob, std::slice::from_ref(&in_ci), &env()).is_ok());
+        // Every requirement must pass, the first denial answers.
+        let denied = authorize_identity(&bob, &[in_ci.clone(), at_root], &env());
+        assert!(
+            matches!(&denied, Err(AccessError::AccessDenied(m)) if m.contains("resource: arn:aws:iam::123456789012:user/x")),
+            "{denied:?}"
+        );
+        assert!(matches!(
+            authorize_identity(&user(None), &[in_ci], &env()),
+            Err(AccessError::AccessDenied(_))
+        ));
+        // No requirement, nothing to decide (sts:GetCallerIdentity).
+        assert!(authorize_identity(&user(None), &[], &env()).is_ok());
+    }
+
+    #[test]
+    fn repository_requirements_are_not_decided_without_their_policies() {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        let repository = Requirement::new(
+            "ecr:ListImages",
+            Resource::Repository {
+                account: ACCOUNT.into(),
+                name: "app".into(),
+            },
+        );
+        let all = Requirement::new(
+            "ecr:DescribeRepositories",
+            Resource::AllRepositories {
+                account: ACCOUNT.into(),
+            },
+        );
+        for r in [repository, all] {
+            assert!(matches!(
+                authorize_identity(&user(Some(policy)), &[r], &env()),
+                Err(AccessError::AccessDenied(_))
+            ));
+        }
+    }
 }

@@ -31,7 +31,7 @@ pub mod resource_policies;
 pub mod token;
 pub mod v2_credentials;
 
-pub use auth::{authorize, authorize_with, Authenticator, Caller, ConnInfo};
+pub use auth::{authorize_identity, authorize_with, Authenticator, Caller, ConnInfo};
 pub use error::AccessError;
 pub use registry_hosts::RegistryHosts;
 pub use resource::{AuthorizedOperation, RequestEnv, RequestTags, Requirement, Resource};

@@ -13,9 +13,12 @@
 //!    access keys, with a credential scope of the operation's own service (`iam` or `sts`;
 //!    region `us-east-1`, where AWS SDKs sign the global IAM endpoint, or the configured
 //!    region);
-//! 3. authorized as `iam:<Action>` on the user or group ARN (see [`handlers`]);
-//!    `sts:GetCallerIdentity` needs no permission, as in AWS;
-//! 4. handled against the [`IamStore`]; the caller's account is the one managed.
+//! 3. authorized once, before any handler runs: the operation declares what it acts on,
+//!    the named user or group is looked up for the path in its ARN, and berth-access
+//!    decides `iam:<Action>` on that ARN ([`requirements`]); `sts:GetCallerIdentity`
+//!    needs no permission, as in AWS;
+//! 4. handled against the [`IamStore`] with the resolved subject; the caller's account is
+//!    the one managed. Handlers never authorize.
 //!
 //! Errors go to the wire in one function ([`error::to_wire`]); request ids, the body
 //! limit and the Query documents are `berth-aws-service`'s; every response carries
@@ -23,7 +26,7 @@
 //! `CreateAccessKey` answer, never in a log.
 //!
 //! May depend on: `berth-meta` (the store trait, not SQL), `berth-iam`, `berth-sigv4`, and
-//! `berth-access` for the authenticator and `authorize`. Never touches SQL or files.
+//! `berth-access` for the authenticator and `authorize_identity`. Never touches SQL or files.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
@@ -32,6 +35,7 @@ mod handlers;
 pub mod operation;
 pub mod pagination;
 pub mod params;
+pub mod requirements;
 pub use berth_aws_service::xml;
 
 use std::sync::Arc;
@@ -42,7 +46,7 @@ use http::{Method, StatusCode};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use berth_access::Authenticator;
+use berth_access::{authorize_identity, Authenticator, AuthorizedOperation, RequestEnv};
 use berth_aws_service::{conn_info, query_response, read_body, BodyError};
 use berth_meta::IamStore;
 use berth_sigv4::{Verifier, VerifierConfig};
@@ -253,13 +257,23 @@ async fn serve(
         .authenticator(op.service())
         .authenticate(&parts, &body, now)
         .await?;
+    // Authorization, once, before any handler runs: the target the operation names, looked
+    // up for its ARN; a missing user or group is NoSuchEntity only once authorized.
+    let store = state.inner.store.as_ref();
+    let resolved = requirements::resolve(store, &caller, op.target(&params)?).await?;
+    // IAM is global: AWS evaluates its requests in us-east-1.
+    let region = match op.service() {
+        Service::Iam => IAM_SIGNING_REGION,
+        Service::Sts => state.inner.config.region.as_str(),
+    };
+    let requirements = op.requirements(&resolved, &caller, region)?;
+    authorize_identity(&caller, &requirements, &RequestEnv { conn, region, now })?;
+    let subject = resolved.subject?;
     let ctx = handlers::Ctx {
-        store: state.inner.store.as_ref(),
+        store,
         caller: &caller,
-        conn,
-        now,
-        region: &state.inner.config.region,
         params: &params,
+        subject: &subject,
     };
     let inner = handlers::handle(&ctx, op).await?;
     Ok((op, inner))

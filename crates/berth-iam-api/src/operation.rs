@@ -40,6 +40,16 @@ impl Service {
     }
 }
 
+/// The IAM action prefix of a service, as a literal for `concat!`.
+macro_rules! action_prefix {
+    (Iam) => {
+        "iam:"
+    };
+    (Sts) => {
+        "sts:"
+    };
+}
+
 macro_rules! operations {
     ($($service:ident $op:ident $result:literal),* $(,)?) => {
         /// One implemented IAM or STS action.
@@ -62,6 +72,13 @@ macro_rules! operations {
             pub fn service(self) -> Service {
                 match self {
                     $(IamOperation::$op => Service::$service),*
+                }
+            }
+
+            /// The IAM action that authorizes it (`iam:CreateUser`, `sts:GetCallerIdentity`).
+            pub fn iam_action(self) -> &'static str {
+                match self {
+                    $(IamOperation::$op => concat!(action_prefix!($service), stringify!($op))),*
                 }
             }
 
@@ -110,11 +127,6 @@ operations! {
 }
 
 impl IamOperation {
-    /// The IAM action that authorizes it (`iam:CreateUser`, `sts:GetCallerIdentity`).
-    pub fn iam_action(self) -> String {
-        format!("{}:{}", self.service().name(), self.name())
-    }
-
     /// Resolves `Action` and `Version`. A missing `Version` is accepted (the action names
     /// its service); a version of the other service, or an action Berth does not implement,
     /// is `InvalidAction` as AWS answers an unknown action.
@@ -182,6 +194,10 @@ mod tests {
         assert!(IamOperation::GetUser.has_result());
         for op in IamOperation::ALL {
             assert_eq!(IamOperation::from_name(op.name()), Some(*op));
+            assert_eq!(
+                op.iam_action(),
+                format!("{}:{}", op.service().name(), op.name())
+            );
         }
     }
 

@@ -714,29 +714,171 @@ fn row(op: berth_iam_api::IamOperation) -> Vec<(&'static str, &'static str)> {
     }
 }
 
+/// The ARN `op` is authorized on with the parameters of [`row`]: `u1` and `g1` as they
+/// are once created under `/ci/` and `/eng/` (`existing`), or with path `/` while they do
+/// not exist; `None` when no permission is needed. No wildcard either.
+fn resolved_arn(op: berth_iam_api::IamOperation, existing: bool) -> Option<String> {
+    use berth_iam_api::IamOperation as O;
+    let (user, group) = if existing {
+        ("user/ci/u1", "group/eng/g1")
+    } else {
+        ("user/u1", "group/g1")
+    };
+    let resource = match op {
+        O::GetCallerIdentity => return None,
+        // The path prefix of ListUsers (none: `/`).
+        O::ListUsers => "user/",
+        // Created without a Path, at `/`.
+        O::CreateUser => "user/u1",
+        O::CreateGroup => "group/g1",
+        O::CreateAccessKey
+        | O::DeleteAccessKey
+        | O::DeleteUser
+        | O::DeleteUserPolicy
+        | O::GetUser
+        | O::GetUserPolicy
+        | O::ListAccessKeys
+        | O::ListGroupsForUser
+        | O::ListUserPolicies
+        | O::PutUserPolicy
+        | O::UpdateAccessKey => user,
+        O::AddUserToGroup
+        | O::DeleteGroupPolicy
+        | O::GetGroup
+        | O::GetGroupPolicy
+        | O::ListGroupPolicies
+        | O::PutGroupPolicy
+        | O::RemoveUserFromGroup => group,
+    };
+    Some(format!("arn:aws:iam::{ACCOUNT}:{resource}"))
+}
+
+/// Sends `op` with the parameters of [`row`], signed by `key`.
+async fn send_row(
+    env: &Env,
+    key: &NewAccessKey,
+    op: berth_iam_api::IamOperation,
+) -> (StatusCode, String) {
+    use berth_iam_api::Service;
+    let mut pairs = vec![("Action", op.name()), ("Version", op.service().version())];
+    pairs.extend(row(op));
+    let (service, region) = match op.service() {
+        Service::Iam => ("iam", "us-east-1"),
+        Service::Sts => ("sts", REGION),
+    };
+    send(env, signed_post(key, &form(&pairs), service, region)).await
+}
+
 /// For every IAM and STS operation: a caller without the action is denied (except
-/// `sts:GetCallerIdentity`, which needs no permission, as in AWS), and the account root
-/// is not (so the denial is the policy's, not a malformed row).
+/// `sts:GetCallerIdentity`, which needs no permission, as in AWS), on the ARN of a user or
+/// group that does not exist built with path `/` (so the denial does not tell whether it
+/// exists), and the account root is not (so the denial is the policy's, not a malformed
+/// row).
 #[tokio::test]
 async fn every_iam_and_sts_operation_is_denied_without_permission() {
-    use berth_iam_api::{IamOperation, Service};
+    use berth_iam_api::IamOperation;
     let env = env().await;
     for &op in IamOperation::ALL {
-        let mut pairs = vec![("Action", op.name()), ("Version", op.service().version())];
-        pairs.extend(row(op));
-        let (service, region) = match op.service() {
-            Service::Iam => ("iam", "us-east-1"),
-            Service::Sts => ("sts", REGION),
-        };
-        let body = form(&pairs);
-        let (status, xml) = send(&env, signed_post(&env.alice, &body, service, region)).await;
-        if op == IamOperation::GetCallerIdentity {
-            assert_eq!(status, StatusCode::OK, "{xml}");
-        } else {
-            assert_eq!(code(&xml), "AccessDenied", "{op:?}: {xml}");
-            assert!(xml.contains(&op.iam_action()), "{op:?}: {xml}");
+        let (status, xml) = send_row(&env, &env.alice, op).await;
+        match resolved_arn(op, false) {
+            None => assert_eq!(status, StatusCode::OK, "{xml}"),
+            Some(arn) => {
+                assert_eq!(code(&xml), "AccessDenied", "{op:?}: {xml}");
+                let denial = format!("perform: {} on resource: {arn}", op.iam_action());
+                assert!(xml.contains(&denial), "{op:?}: {xml}");
+            }
         }
-        let (_, xml) = send(&env, signed_post(&env.root, &body, service, region)).await;
+        let (_, xml) = send_row(&env, &env.root, op).await;
         assert_ne!(code(&xml), "AccessDenied", "{op:?} by root: {xml}");
+    }
+}
+
+/// Dispatch resolves the user or group an operation names before authorizing: every
+/// operation on an existing entity is decided on its ARN with its real path, so a policy
+/// on `user/ci/*` allows it, while a name that does not exist stays `AccessDenied` for that
+/// caller instead of `NoSuchEntity`.
+#[tokio::test]
+async fn every_operation_is_authorized_on_the_resolved_path() {
+    use berth_iam_api::IamOperation;
+    let env = env().await;
+    let created = [
+        ("CreateUser", [("UserName", "u1"), ("Path", "/ci/")]),
+        ("CreateGroup", [("GroupName", "g1"), ("Path", "/eng/")]),
+    ];
+    for (action, params) in created {
+        let (s, xml) = iam(&env, &env.root, action, &params).await;
+        assert_eq!(s, StatusCode::OK, "{xml}");
+    }
+    for &op in IamOperation::ALL {
+        let (status, xml) = send_row(&env, &env.alice, op).await;
+        match resolved_arn(op, true) {
+            None => assert_eq!(status, StatusCode::OK, "{xml}"),
+            Some(arn) => {
+                assert_eq!(code(&xml), "AccessDenied", "{op:?}: {xml}");
+                let denial = format!("perform: {} on resource: {arn}", op.iam_action());
+                assert!(xml.contains(&denial), "{op:?}: {xml}");
+            }
+        }
+    }
+
+    let doc = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"iam:*","Resource":["arn:aws:iam::{ACCOUNT}:user/ci/*","arn:aws:iam::{ACCOUNT}:group/eng/*"]}}]}}"#
+    );
+    let put = [
+        ("UserName", "alice"),
+        ("PolicyName", "paths"),
+        ("PolicyDocument", doc.as_str()),
+    ];
+    let (s, xml) = iam(&env, &env.root, "PutUserPolicy", &put).await;
+    assert_eq!(s, StatusCode::OK, "{xml}");
+    for (action, params) in [
+        ("GetUser", ("UserName", "u1")),
+        ("ListUserPolicies", ("UserName", "u1")),
+        ("GetGroup", ("GroupName", "g1")),
+        ("ListGroupPolicies", ("GroupName", "g1")),
+    ] {
+        let (s, xml) = iam(&env, &env.alice, action, &[params]).await;
+        assert_eq!(s, StatusCode::OK, "{action}: {xml}");
+    }
+    for (action, params) in [
+        ("GetUser", ("UserName", "nobody")),
+        ("GetGroup", ("GroupName", "nogroup")),
+    ] {
+        let (s, xml) = iam(&env, &env.alice, action, &[params]).await;
+        assert_eq!(
+            (s, code(&xml)),
+            (StatusCode::FORBIDDEN, "AccessDenied"),
+            "{action}: {xml}"
+        );
+        let (s, xml) = iam(&env, &env.root, action, &[params]).await;
+        assert_eq!(
+            (s, code(&xml)),
+            (StatusCode::NOT_FOUND, "NoSuchEntity"),
+            "{action}: {xml}"
+        );
+    }
+    // A malformed request is a ValidationError for every caller, checked before the
+    // decision (each of these would be denied to alice).
+    let malformed: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "PutGroupPolicy",
+            &[("GroupName", "g9"), ("PolicyName", "p")],
+        ),
+        ("ListUsers", &[("MaxItems", "0")]),
+        (
+            "UpdateAccessKey",
+            &[
+                ("AccessKeyId", "AKIAIOSFODNN7EXAMPLE"),
+                ("Status", "Paused"),
+            ],
+        ),
+    ];
+    for (action, params) in malformed {
+        let (s, xml) = iam(&env, &env.alice, action, params).await;
+        assert_eq!(
+            (s, code(&xml)),
+            (StatusCode::BAD_REQUEST, "ValidationError"),
+            "{action}: {xml}"
+        );
     }
 }

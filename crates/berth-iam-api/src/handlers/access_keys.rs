@@ -1,31 +1,16 @@
 //! CreateAccessKey, DeleteAccessKey, ListAccessKeys, UpdateAccessKey.
 //!
 //! Without `UserName` these act on the caller's own keys, as in AWS: the user's, or the
-//! account root's when the root signs. The secret is generated here and leaves the server
+//! account root's when the root signs (resolved in dispatch, [`crate::requirements`]). The secret is generated here and leaves the server
 //! once, in the CreateAccessKey answer; the logs carry the key id only.
 
 use berth_meta::iam::{AccessKeyRecord, KeyOwner, KeyStatus, NewAccessKey};
 
 use super::Ctx;
 use crate::error::IamApiError;
-use crate::operation::IamOperation;
 use crate::pagination::paginate;
-use crate::params::{ACCESS_KEY_ID, MARKER, STATUS, USER_NAME};
+use crate::params::{ACCESS_KEY_ID, MARKER, STATUS};
 use crate::xml::Xml;
-
-/// The owner of the keys `op` acts on, authorized.
-async fn authorized_owner(ctx: &Ctx<'_>, op: IamOperation) -> Result<KeyOwner, IamApiError> {
-    let name = match (ctx.params.optional(USER_NAME)?, &ctx.caller.user) {
-        (Some(name), _) => name,
-        (None, Some((name, _))) => name.as_str(),
-        (None, None) => {
-            ctx.authorize(op, &ctx.caller.arn)?;
-            return Ok(KeyOwner::Root);
-        }
-    };
-    let user = ctx.authorized_user(op, name).await?;
-    Ok(KeyOwner::User(user.name))
-}
 
 fn write_user_name(x: &mut Xml, k: &AccessKeyRecord) {
     // The root's keys have no user name (the model's member is absent for them).
@@ -35,7 +20,7 @@ fn write_user_name(x: &mut Xml, k: &AccessKeyRecord) {
 }
 
 pub(super) async fn create_access_key(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
-    let owner = authorized_owner(ctx, IamOperation::CreateAccessKey).await?;
+    let owner = ctx.key_owner()?;
     let key = NewAccessKey::generate();
     let record = ctx
         .store
@@ -55,7 +40,7 @@ pub(super) async fn create_access_key(ctx: &Ctx<'_>) -> Result<Xml, IamApiError>
 
 pub(super) async fn delete_access_key(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
     let id = ctx.params.required(ACCESS_KEY_ID)?;
-    let owner = authorized_owner(ctx, IamOperation::DeleteAccessKey).await?;
+    let owner = ctx.key_owner()?;
     ctx.store
         .delete_access_key(ctx.account(), &owner, id)
         .await?;
@@ -68,7 +53,7 @@ pub(super) async fn update_access_key(ctx: &Ctx<'_>) -> Result<Xml, IamApiError>
     let status = ctx.params.required(STATUS)?;
     let status = KeyStatus::parse(status)
         .ok_or_else(|| IamApiError::Internal(format!("STATUS admitted {status:?}")))?;
-    let owner = authorized_owner(ctx, IamOperation::UpdateAccessKey).await?;
+    let owner = ctx.key_owner()?;
     ctx.store
         .update_access_key_status(ctx.account(), &owner, id, status)
         .await?;
@@ -79,7 +64,7 @@ pub(super) async fn update_access_key(ctx: &Ctx<'_>) -> Result<Xml, IamApiError>
 pub(super) async fn list_access_keys(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
     let marker = ctx.params.optional(MARKER)?;
     let max = ctx.params.max_items()?;
-    let owner = authorized_owner(ctx, IamOperation::ListAccessKeys).await?;
+    let owner = ctx.key_owner()?;
     let mut keys = ctx.store.list_access_keys(ctx.account(), &owner).await?;
     keys.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
     let page = paginate(keys, |k| k.access_key_id.as_str(), marker, max);

@@ -4,23 +4,19 @@ use berth_meta::iam::NewGroup;
 
 use super::{write_group, write_user, Ctx};
 use crate::error::IamApiError;
-use crate::operation::IamOperation;
 use crate::pagination::paginate;
-use crate::params::{GROUP_NAME, MARKER, PATH, USER_NAME};
+use crate::params::{MARKER, USER_NAME};
 use crate::xml::Xml;
 
 pub(super) async fn create_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
-    let name = ctx.params.required(GROUP_NAME)?;
-    let path = ctx.params.optional(PATH)?.unwrap_or("/");
-    let arn = berth_iam::iam_group_arn(ctx.account(), path, name);
-    ctx.authorize(IamOperation::CreateGroup, &arn)?;
+    let (name, path, arn) = ctx.new_entity()?;
     let group = ctx
         .store
         .create_group(&NewGroup {
             account_id: ctx.account().to_string(),
             name: name.to_string(),
             path: path.to_string(),
-            arn,
+            arn: arn.to_string(),
         })
         .await?;
     tracing::info!(group = %group.name, arn = %group.arn, "created IAM group");
@@ -34,10 +30,9 @@ pub(super) async fn create_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
 /// The group and a page of its members. The store has no member listing of its own, so
 /// members are found through each user's groups (one query per user of the account).
 pub(super) async fn get_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
-    let name = ctx.params.required(GROUP_NAME)?;
     let marker = ctx.params.optional(MARKER)?;
     let max = ctx.params.max_items()?;
-    let group = ctx.authorized_group(IamOperation::GetGroup, name).await?;
+    let group = ctx.group()?;
     let mut members = Vec::new();
     for user in ctx.store.list_users(ctx.account(), None).await? {
         let groups = ctx
@@ -51,7 +46,7 @@ pub(super) async fn get_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
     let page = paginate(members, |u| u.name.as_str(), marker, max);
     let mut x = Xml::new();
     x.open("Group");
-    write_group(&mut x, &group);
+    write_group(&mut x, group);
     x.close("Group");
     x.list("Users", &page.items, write_user);
     page.write_tail(&mut x);
@@ -59,11 +54,8 @@ pub(super) async fn get_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
 }
 
 pub(super) async fn add_user_to_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
-    let group = ctx.params.required(GROUP_NAME)?;
     let user = ctx.params.required(USER_NAME)?;
-    let group = ctx
-        .authorized_group(IamOperation::AddUserToGroup, group)
-        .await?;
+    let group = ctx.group()?;
     ctx.store
         .add_user_to_group(ctx.account(), &group.name, user)
         .await?;
@@ -72,11 +64,8 @@ pub(super) async fn add_user_to_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError>
 }
 
 pub(super) async fn remove_user_from_group(ctx: &Ctx<'_>) -> Result<Xml, IamApiError> {
-    let group = ctx.params.required(GROUP_NAME)?;
     let user = ctx.params.required(USER_NAME)?;
-    let group = ctx
-        .authorized_group(IamOperation::RemoveUserFromGroup, group)
-        .await?;
+    let group = ctx.group()?;
     ctx.store
         .remove_user_from_group(ctx.account(), &group.name, user)
         .await?;

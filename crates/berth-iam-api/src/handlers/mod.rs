@@ -1,38 +1,30 @@
 //! The implemented actions: model parameters in, the `<ActionResult>` content out.
 //!
-//! Authorization is `<service>:<Action>` on the resource AWS names for it (the IAM service
-//! authorization reference): the user's ARN for user, key and user-policy actions, the
-//! group's ARN for group actions, `arn:aws:iam::<account>:user<PathPrefix>` for ListUsers
-//! (as AWS's denial message names it). The ARN of an existing entity carries its real path;
-//! for a name that does not exist it is built with path `/` and authorized first, so a caller
-//! without the permission learns `AccessDenied`, not whether the entity exists. The account
-//! managed is always the caller's own.
+//! Handlers do not authorize: dispatch has resolved what the operation acts on and
+//! authorized it ([`crate::requirements`]) before a handler runs, and hands it the
+//! [`Subject`]. The account managed is always the caller's own.
 
 mod access_keys;
 mod groups;
 mod policies;
 mod users;
 
-use time::OffsetDateTime;
-
-use berth_access::{authorize, Caller, ConnInfo};
-use berth_meta::iam::{Group, IamError, User};
+use berth_access::Caller;
+use berth_meta::iam::{Group, KeyOwner, User};
 use berth_meta::IamStore;
 
 use crate::error::IamApiError;
-use crate::operation::{IamOperation, Service};
+use crate::operation::IamOperation;
 use crate::params::Params;
+use crate::requirements::Subject;
 use crate::xml::Xml;
-use crate::IAM_SIGNING_REGION;
 
 pub(crate) struct Ctx<'a> {
     pub store: &'a dyn IamStore,
+    /// The caller, already authorized for the operation on [`Ctx::subject`].
     pub caller: &'a Caller,
-    pub conn: ConnInfo,
-    pub now: OffsetDateTime,
-    /// The configured region (STS's `aws:RequestedRegion`).
-    pub region: &'a str,
     pub params: &'a Params,
+    pub subject: &'a Subject,
 }
 
 impl Ctx<'_> {
@@ -40,51 +32,43 @@ impl Ctx<'_> {
         &self.caller.account_id
     }
 
-    fn authorize(&self, op: IamOperation, resource: &str) -> Result<(), IamApiError> {
-        // IAM is global: AWS evaluates its requests in us-east-1.
-        let region = match op.service() {
-            Service::Iam => IAM_SIGNING_REGION,
-            Service::Sts => self.region,
-        };
-        Ok(authorize(
-            self.caller,
-            &op.iam_action(),
-            resource,
-            self.account(),
-            self.conn,
-            region,
-            self.now,
-        )?)
+    /// The operation's declaration and its handler disagree: a bug of this crate.
+    fn unexpected(&self, wanted: &str) -> IamApiError {
+        IamApiError::Internal(format!("wanted {wanted}, resolved {:?}", self.subject))
     }
 
-    /// Authorizes `op` on user `name`, then returns the user (`NoSuchEntity` if absent).
-    async fn authorized_user(&self, op: IamOperation, name: &str) -> Result<User, IamApiError> {
-        let found = match self.store.get_user(self.account(), name).await {
-            Ok(u) => Some(u),
-            Err(IamError::UserNotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let arn = match &found {
-            Some(u) => u.arn.clone(),
-            None => berth_iam::iam_user_arn(self.account(), "/", name),
-        };
-        self.authorize(op, &arn)?;
-        found.ok_or_else(|| IamError::UserNotFound(name.to_string()).into())
+    /// The existing user the operation acts on.
+    fn user(&self) -> Result<&User, IamApiError> {
+        match self.subject {
+            Subject::User(u) => Ok(u),
+            _ => Err(self.unexpected("a user")),
+        }
     }
 
-    /// Authorizes `op` on group `name`, then returns the group (`NoSuchEntity` if absent).
-    async fn authorized_group(&self, op: IamOperation, name: &str) -> Result<Group, IamApiError> {
-        let found = match self.store.get_group(self.account(), name).await {
-            Ok(g) => Some(g),
-            Err(IamError::GroupNotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let arn = match &found {
-            Some(g) => g.arn.clone(),
-            None => berth_iam::iam_group_arn(self.account(), "/", name),
-        };
-        self.authorize(op, &arn)?;
-        found.ok_or_else(|| IamError::GroupNotFound(name.to_string()).into())
+    /// The existing group the operation acts on.
+    fn group(&self) -> Result<&Group, IamApiError> {
+        match self.subject {
+            Subject::Group(g) => Ok(g),
+            _ => Err(self.unexpected("a group")),
+        }
+    }
+
+    /// The name, path and ARN of the user or group to create.
+    fn new_entity(&self) -> Result<(&str, &str, &str), IamApiError> {
+        match self.subject {
+            Subject::New { name, path, arn } => Ok((name, path, arn)),
+            _ => Err(self.unexpected("a new entity")),
+        }
+    }
+
+    /// Whose access keys: the named user's, or the caller's own (the root's when the root
+    /// signs without `UserName`).
+    fn key_owner(&self) -> Result<KeyOwner, IamApiError> {
+        match self.subject {
+            Subject::Root => Ok(KeyOwner::Root),
+            Subject::User(u) => Ok(KeyOwner::User(u.name.clone())),
+            _ => Err(self.unexpected("a key owner")),
+        }
     }
 }
 

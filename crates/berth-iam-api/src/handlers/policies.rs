@@ -11,9 +11,8 @@ use berth_iam::{limits, non_whitespace_chars, Policy, PolicyErrorKind, PolicyKin
 
 use super::Ctx;
 use crate::error::IamApiError;
-use crate::operation::IamOperation;
 use crate::pagination::paginate;
-use crate::params::{Param, GROUP_NAME, MARKER, POLICY_DOCUMENT, POLICY_NAME, USER_NAME};
+use crate::params::{MARKER, POLICY_DOCUMENT, POLICY_NAME};
 use crate::xml::{encode_policy_document, Xml};
 
 /// Who inline policies are attached to.
@@ -24,13 +23,6 @@ pub(crate) enum Owner {
 }
 
 impl Owner {
-    fn param(self) -> Param {
-        match self {
-            Owner::User => USER_NAME,
-            Owner::Group => GROUP_NAME,
-        }
-    }
-
     fn word(self) -> &'static str {
         match self {
             Owner::User => "user",
@@ -50,19 +42,11 @@ impl Owner {
         SizeLimit::NonWhitespaceChars(self.quota())
     }
 
-    fn op(self, user: IamOperation, group: IamOperation) -> IamOperation {
-        match self {
-            Owner::User => user,
-            Owner::Group => group,
-        }
-    }
-
-    /// Authorizes `op` on the owner and returns its stored name.
-    async fn authorized(self, ctx: &Ctx<'_>, op: IamOperation) -> Result<String, IamApiError> {
-        let name = ctx.params.required(self.param())?;
+    /// The stored name of the user or group the operation acts on.
+    fn name(self, ctx: &Ctx<'_>) -> Result<String, IamApiError> {
         Ok(match self {
-            Owner::User => ctx.authorized_user(op, name).await?.name,
-            Owner::Group => ctx.authorized_group(op, name).await?.name,
+            Owner::User => ctx.user()?.name.clone(),
+            Owner::Group => ctx.group()?.name.clone(),
         })
     }
 
@@ -98,11 +82,9 @@ fn too_large(owner: Owner, name: &str) -> IamApiError {
 }
 
 pub(super) async fn put_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamApiError> {
-    let op = owner.op(IamOperation::PutUserPolicy, IamOperation::PutGroupPolicy);
-    ctx.params.required(owner.param())?;
     let policy_name = ctx.params.required(POLICY_NAME)?;
     let document = ctx.params.required(POLICY_DOCUMENT)?;
-    let owner_name = owner.authorized(ctx, op).await?;
+    let owner_name = owner.name(ctx)?;
     if let Err(e) = Policy::parse(document, PolicyKind::Identity, owner.size_limit()) {
         return Err(match e.kind {
             PolicyErrorKind::TooLarge { .. } => too_large(owner, &owner_name),
@@ -135,10 +117,8 @@ pub(super) async fn put_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamAp
 }
 
 pub(super) async fn get_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamApiError> {
-    let op = owner.op(IamOperation::GetUserPolicy, IamOperation::GetGroupPolicy);
-    ctx.params.required(owner.param())?;
     let policy_name = ctx.params.required(POLICY_NAME)?;
-    let owner_name = owner.authorized(ctx, op).await?;
+    let owner_name = owner.name(ctx)?;
     let document = owner.get(ctx, &owner_name, policy_name).await?;
     let mut x = Xml::new();
     match owner {
@@ -151,13 +131,8 @@ pub(super) async fn get_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamAp
 }
 
 pub(super) async fn delete_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamApiError> {
-    let op = owner.op(
-        IamOperation::DeleteUserPolicy,
-        IamOperation::DeleteGroupPolicy,
-    );
-    ctx.params.required(owner.param())?;
     let policy_name = ctx.params.required(POLICY_NAME)?;
-    let owner_name = owner.authorized(ctx, op).await?;
+    let owner_name = owner.name(ctx)?;
     match owner {
         Owner::User => {
             ctx.store
@@ -175,14 +150,9 @@ pub(super) async fn delete_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, Ia
 }
 
 pub(super) async fn list_policies(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamApiError> {
-    let op = owner.op(
-        IamOperation::ListUserPolicies,
-        IamOperation::ListGroupPolicies,
-    );
-    ctx.params.required(owner.param())?;
     let marker = ctx.params.optional(MARKER)?;
     let max = ctx.params.max_items()?;
-    let owner_name = owner.authorized(ctx, op).await?;
+    let owner_name = owner.name(ctx)?;
     let names = owner.list(ctx, &owner_name).await?;
     let page = paginate(names, |n| n.as_str(), marker, max);
     let mut x = Xml::new();
