@@ -529,6 +529,9 @@ impl EcrError {
             R::ManifestInvalid(m) => EcrError::InvalidParameter(format!(
                 "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{m}'"
             )),
+            R::DescriptorSizeMismatch { .. } => EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{e}'"
+            )),
             e @ (R::InvalidName(_)
             | R::InvalidTag(_)
             | R::InvalidDigest(_)

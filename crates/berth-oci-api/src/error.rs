@@ -89,6 +89,15 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
             OciError::new(S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", msg)
                 .with_detail(serde_json::json!({ "digest": d.to_string() }))
         }
+        // The spec's code for a manifest that fails the registry's checks; the detail
+        // names the blob and both sizes.
+        E::DescriptorSizeMismatch {
+            digest,
+            declared,
+            stored,
+        } => OciError::new(S::BAD_REQUEST, "MANIFEST_INVALID", msg).with_detail(
+            serde_json::json!({ "digest": digest.to_string(), "size": declared, "storedSize": stored }),
+        ),
         E::ManifestReferenced { .. } => OciError::new(S::CONFLICT, "DENIED", msg),
         // ECR answers docker `400 TAG_INVALID` (a code of the old Docker spec, not of the
         // OCI spec); MANIFEST_INVALID is the spec code for "this manifest PUT is refused

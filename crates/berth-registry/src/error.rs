@@ -34,6 +34,14 @@ pub enum RegistryError {
     ManifestInvalid(#[from] ManifestError),
     #[error("manifest references blob {0}, which is not in the repository")]
     ManifestBlobUnknown(Digest),
+    /// A config or layer descriptor whose `size` is not the stored blob's: clients
+    /// verify sizes when pulling, so such an image could never be pulled.
+    #[error("manifest declares blob {digest} as {declared} bytes, but the stored blob has {stored} bytes")]
+    DescriptorSizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
     #[error("index references manifest {0}, which is not in the repository")]
     ManifestChildUnknown(Digest),
     #[error("manifest {digest} is referenced by index {index}; delete the index first")]
