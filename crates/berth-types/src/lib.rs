@@ -8,11 +8,13 @@
 //! May depend on: nothing but serde, hashing and error helpers. No I/O, no async.
 
 pub mod digest;
+pub mod json_limits;
 pub mod manifest;
 pub mod media;
 pub mod name;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use json_limits::{JsonLimitError, JsonLimits};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{
     validate_repository_name, AccountId, NameError, Reference, RepositoryName, Tag,

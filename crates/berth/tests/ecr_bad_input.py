@@ -161,6 +161,19 @@ status, out = call("PutImage", {"repositoryName": repo, "imageManifest": sized_m
                                 "imageTag": "sizes"})
 assert status == 200, out
 
+# JSON depth and element limits: on the body itself, and on the manifest inside PutImage
+# (100,000 levels that serde alone would skip in an unknown member and store).
+msg = expect("SerializationException", "DescribeRepositories",
+             '{"x":' + "[" * 100000 + "]" * 100000 + "}")
+assert "nested more than 64 levels" in msg, msg
+msg = expect("SerializationException", "DescribeRepositories",
+             '{"x":[' + "0," * 20000 + "0]}")
+assert "more than 10000" in msg, msg
+deep_manifest = sized_manifest(1000)[:-1] + ',"x":' + "[" * 100000 + "]" * 100000 + "}"
+msg = expect("InvalidParameterException", "PutImage",
+             {"repositoryName": repo, "imageManifest": deep_manifest, "imageTag": "deep"})
+assert "nested more than 64 levels" in msg, msg
+
 # Unknown members are ignored, as AWS JSON services do.
 status, out = call("DescribeRepositories", {"repositoryNames": [repo], "someFutureMember": 1})
 assert status == 200, out

@@ -1000,3 +1000,34 @@ fn descriptor_sizes_must_match_the_stored_blobs() {
     );
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
 }
+
+/// A manifest with 100,000 levels of nesting in a member serde would skip (and store,
+/// breaking every Go client later) is refused with MANIFEST_INVALID before parsing.
+#[test]
+fn deeply_nested_manifests_are_refused() {
+    let reg = TestRegistry::start();
+    let repo = reg.repo("deep");
+    let config = b"{}".to_vec();
+    let config_digest = push_blob(&reg, &repo, &config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{config_digest}","size":2}},"layers":[],"x":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let r = put_manifest(&reg, &repo, "deep", OCI_MANIFEST, manifest.as_bytes());
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = serde_json::from_slice(&r.bytes().expect("body")).expect("json");
+    assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nested more than 64 levels")),
+        "{v}"
+    );
+    let r = http()
+        .get(reg.v2(&format!("{repo}/manifests/deep")))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 404);
+}
