@@ -539,6 +539,7 @@ impl EcrError {
             | R::UploadOutOfOrder { .. }
             | R::SizeInvalid(_)
             | R::ManifestReferenced { .. }
+            | R::BlobReferenced { .. }
             | R::Unsupported(_)
             | R::RangeNotSatisfiable { .. }) => EcrError::InvalidParameter(e.to_string()),
             other => EcrError::Internal(format!(

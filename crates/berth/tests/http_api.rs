@@ -1031,3 +1031,65 @@ fn deeply_nested_manifests_are_refused() {
         .expect("GET");
     assert_eq!(r.status().as_u16(), 404);
 }
+
+/// Deleting a blob a manifest of the repository still uses would leave an image that
+/// cannot be pulled: the DELETE is refused with 405 UNSUPPORTED (the spec's answer for a
+/// delete the registry does not allow), the image still pulls, and once the manifest is
+/// gone the blob can be deleted.
+#[test]
+fn a_blob_in_use_by_a_manifest_cannot_be_deleted() {
+    let reg = TestRegistry::start();
+    let repo = reg.repo("blob-in-use");
+    let (manifest, manifest_digest) = push_small_image(&reg, &repo, "v1");
+    let m: Value = serde_json::from_slice(&manifest).expect("manifest json");
+    let layer = m["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let client = http();
+    let r = client
+        .delete(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("DELETE blob");
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = serde_json::from_slice(&r.bytes().expect("body")).expect("json");
+    assert_eq!(v["errors"][0]["code"], "UNSUPPORTED", "{v}");
+    assert_eq!(
+        v["errors"][0]["detail"]["manifest"],
+        manifest_digest.as_str()
+    );
+    let msg = v["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&layer) && msg.contains(&manifest_digest),
+        "{msg}"
+    );
+    // The image still pulls, blob included.
+    let r = client
+        .get(reg.v2(&format!("{repo}/manifests/v1")))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET manifest");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = client
+        .get(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("GET blob");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sha256_digest(&r.bytes().expect("blob")), layer);
+    // Without the manifest, the blob goes.
+    let r = client
+        .delete(reg.v2(&format!("{repo}/manifests/{manifest_digest}")))
+        .send()
+        .expect("DELETE manifest");
+    assert_eq!(r.status().as_u16(), 202);
+    let r = client
+        .delete(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("DELETE blob");
+    assert_eq!(r.status().as_u16(), 202);
+    let r = client
+        .get(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("GET blob");
+    assert_eq!(r.status().as_u16(), 404);
+}
