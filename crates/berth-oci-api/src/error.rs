@@ -105,7 +105,12 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
                 serde_json::json!({ "digest": digest.to_string(), "manifest": manifest.to_string() }),
             )
         }
-        E::ManifestReferenced { .. } => OciError::new(S::CONFLICT, "DENIED", msg),
+        // As a blob in use: a refused delete, not an authorization failure (DENIED).
+        E::ManifestReferenced { digest, index } => {
+            OciError::new(S::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg).with_detail(
+                serde_json::json!({ "digest": digest.to_string(), "index": index.to_string() }),
+            )
+        }
         // ECR answers docker `400 TAG_INVALID` (a code of the old Docker spec, not of the
         // OCI spec); MANIFEST_INVALID is the spec code for "this manifest PUT is refused
         // as given", and clients print the message ("manifest invalid: The image tag ...").

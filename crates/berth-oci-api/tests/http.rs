@@ -617,7 +617,8 @@ async fn index_requires_children_and_protects_them() {
         r.header("content-type"),
         "application/vnd.oci.image.index.v1+json"
     );
-    // A child cannot be deleted while the index refers to it.
+    // A child cannot be deleted while the index refers to it: a refused delete
+    // (405 UNSUPPORTED, the index named), not an authorization failure.
     let r = app
         .req(
             Method::DELETE,
@@ -626,7 +627,12 @@ async fn index_requires_children_and_protects_them() {
             vec![],
         )
         .await;
-    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
+    );
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    assert!(body.contains(&sha256(&idx)), "{body}");
     let r = app
         .req(
             Method::DELETE,
