@@ -25,6 +25,8 @@
 //! `berth-ecr-api` for the shared authenticator and `authorize`. Never touches SQL or files.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod handlers;
 pub mod operation;
 pub mod pagination;

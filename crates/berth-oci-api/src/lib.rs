@@ -8,6 +8,8 @@
 //! May depend on: `berth-types`, `berth-registry`.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod handlers;
 pub mod headers;
 pub mod operation;

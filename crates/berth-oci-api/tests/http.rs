@@ -332,6 +332,21 @@ async fn chunked_upload_status_out_of_order_and_cancel() {
     assert_eq!(r.header("range"), "0-99999");
     assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
 
+    // A Content-Range spanning every u64 (its length overflows): 416, never a panic.
+    let r = app
+        .req(
+            Method::PATCH,
+            &loc,
+            &[
+                ("content-range", "0-18446744073709551615"),
+                ("content-length", "0"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
+
     let r = app.get(&loc).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("range"), "0-99999");

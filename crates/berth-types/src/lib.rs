@@ -8,6 +8,8 @@
 //! May depend on: nothing but serde, hashing and error helpers. No I/O, no async.
 
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod json_limits;
 pub mod manifest;
 pub mod media;
