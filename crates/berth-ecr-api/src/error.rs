@@ -543,6 +543,9 @@ impl EcrError {
             R::ManifestInvalid(m) => EcrError::InvalidParameter(format!(
                 "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{m}'"
             )),
+            R::DescriptorSizeMismatch { .. } => EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{e}'"
+            )),
             e @ (R::InvalidName(_)
             | R::InvalidTag(_)
             | R::InvalidDigest(_)
@@ -550,6 +553,7 @@ impl EcrError {
             | R::UploadOutOfOrder { .. }
             | R::SizeInvalid(_)
             | R::ManifestReferenced { .. }
+            | R::BlobReferenced { .. }
             | R::Unsupported(_)
             | R::RangeNotSatisfiable { .. }) => EcrError::InvalidParameter(e.to_string()),
             other => EcrError::Internal(format!(

@@ -285,6 +285,8 @@ async fn handle(
     let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Value::Object(Default::default())
     } else {
+        berth_types::json_limits::check(&body, berth_types::JsonLimits::DOCUMENT)
+            .map_err(|e| EcrError::Serialization(format!("the request body is refused: {e}")))?;
         serde_json::from_slice(&body).map_err(|e| {
             EcrError::Serialization(format!("the request body is not valid JSON: {e}"))
         })?

@@ -31,6 +31,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod handlers;
 pub mod operation;
 pub mod pagination;

@@ -35,6 +35,9 @@ pub enum PolicyErrorKind {
     },
     #[error("the policy is not valid JSON: {0}")]
     Json(String),
+    /// Nested too deep or too many elements, refused before parsing.
+    #[error("the policy is refused: {0}")]
+    JsonLimits(#[from] berth_types::JsonLimitError),
     #[error("expected {expected}")]
     WrongType { expected: &'static str },
     #[error("unknown field `{0}`")]

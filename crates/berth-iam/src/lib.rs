@@ -65,6 +65,8 @@ pub(crate) mod arn_pattern;
 pub(crate) mod condition;
 pub mod error;
 pub mod evaluate;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod policy;
 pub mod request;
 pub(crate) mod wildcard;

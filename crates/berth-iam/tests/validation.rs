@@ -455,3 +455,27 @@ fn accepts_the_common_shapes() {
         (Some("p1"), Some(berth_iam::Effect::Deny))
     );
 }
+
+/// Deep nesting and huge element counts are refused before the JSON parser runs, even
+/// without a size limit: 100,000 levels, or 20,000 elements, in a `Condition` value.
+#[test]
+fn json_depth_and_element_limits() {
+    let deep = id_stmt(&format!(
+        r#""Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{{"StringEquals":{{"aws:x":{}{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    ));
+    assert_eq!(
+        id_err(&deep).kind,
+        K::JsonLimits(berth_types::JsonLimitError::TooDeep { max: 64 })
+    );
+    let wide = id_stmt(&format!(
+        r#""Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{{"StringEquals":{{"aws:x":[{}"a"]}}}}"#,
+        r#""a","#.repeat(20_000)
+    ));
+    assert!(matches!(
+        id_err(&wide).kind,
+        K::JsonLimits(berth_types::JsonLimitError::TooManyElements { max: 10_000 })
+    ));
+    assert!(id_err(&wide).to_string().contains("more than 10000"));
+}

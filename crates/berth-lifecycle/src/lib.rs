@@ -89,6 +89,8 @@
 mod error;
 mod evaluate;
 mod facts;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod limits;
 mod matcher;
 mod outcome;

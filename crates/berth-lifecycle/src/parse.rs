@@ -48,6 +48,8 @@ impl LifecyclePolicy {
         if chars > MAX_POLICY_CHARS {
             return Err(LifecycleError::TooLong { chars });
         }
+        berth_types::json_limits::check(text.as_bytes(), berth_types::JsonLimits::DOCUMENT)
+            .map_err(|e| LifecycleError::invalid(e.to_string()))?;
         let doc: Value =
             serde_json::from_str(text).map_err(|_| LifecycleError::invalid(UNMAPPABLE))?;
         let Value::Object(top) = &doc else {

@@ -425,3 +425,15 @@ fn size_limit_is_a_model_constraint_counted_in_characters() {
         "Invalid parameter at 'lifecyclePolicy' failed to satisfy constraint: 'Lifecycle policy validation failure: x'"
     );
 }
+
+/// Deep nesting within the length limit is refused before the JSON parser, by name.
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let deep = format!(
+        r#"{{"rules":[{{"rulePriority":1,"description":{}{}}}]}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let msg = refused(&deep);
+    assert!(msg.contains("nested more than 64 levels"), "{msg}");
+}

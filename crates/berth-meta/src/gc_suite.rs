@@ -212,12 +212,15 @@ pub async fn run(store: &dyn MetaStore) {
     // A deleted blob pushed again is an ordinary new blob.
     store.commit_blob(&b, &x, 10, None).await.unwrap();
     assert_eq!(store.linked_blob(&b, &x).await.unwrap(), Some(10));
-    // A manifest reference holds a blob even after its link is removed by hand.
+    // A manifest reference holds a blob, and its link cannot be removed under it.
     store
         .put_manifest(&b, &manifest("gc image b", vec![x.clone()]))
         .await
         .unwrap();
-    assert!(store.unlink_blob(&b, &x).await.unwrap());
+    assert!(matches!(
+        store.unlink_blob(&b, &x).await,
+        Err(crate::MetaError::BlobReferenced { .. })
+    ));
     assert_eq!(mark_all(store, 700).await, (0, 0));
     assert!(!candidates(store, 800, i64::MAX - 1).await.contains(&x));
     let calls = Arc::new(AtomicUsize::new(0));

@@ -63,6 +63,11 @@ pub enum MetaError {
     RepositoryNotEmpty(String),
     #[error("blob {0} is not present in the repository")]
     BlobNotLinked(Digest),
+    /// `unlink_blob` of a blob a manifest of the repository still uses.
+    #[error(
+        "blob {digest} is used by manifest {manifest} of the repository; delete the manifest first"
+    )]
+    BlobReferenced { digest: Digest, manifest: Digest },
     #[error("manifest {0} referenced by the index is not present in the repository")]
     ChildManifestMissing(Digest),
     #[error("manifest {digest} is referenced by index {index}; delete the index first")]
@@ -143,7 +148,9 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>>;
-    /// Removes a link; returns whether it existed.
+    /// Removes a link; returns whether it existed. A link a manifest of the repository
+    /// uses (as config or layer) stays: `BlobReferenced`, decided in the same transaction
+    /// as the removal, so a concurrent push cannot lose its blob.
     async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
 
     // Uploads.

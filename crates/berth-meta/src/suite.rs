@@ -191,8 +191,15 @@ pub async fn run(store: &dyn MetaStore) {
         .await
         .unwrap()
         .is_none());
+    // A blob a manifest uses keeps its link (m1 uses the layer) ...
+    assert!(matches!(
+        store.unlink_blob(&a, &layer).await,
+        Err(MetaError::BlobReferenced { digest, manifest }) if digest == layer && manifest == m1.digest
+    ));
+    assert_eq!(store.linked_blob(&a, &layer).await.unwrap(), Some(5));
     assert!(store.delete_manifest(&a, &m1.digest).await.unwrap());
     assert!(!store.delete_manifest(&a, &m1.digest).await.unwrap());
+    // ... until no manifest of the repository does.
     assert!(store.unlink_blob(&a, &layer).await.unwrap());
     assert!(!store.unlink_blob(&a, &layer).await.unwrap());
 

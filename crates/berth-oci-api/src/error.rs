@@ -89,7 +89,28 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
             OciError::new(S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", msg)
                 .with_detail(serde_json::json!({ "digest": d.to_string() }))
         }
-        E::ManifestReferenced { .. } => OciError::new(S::CONFLICT, "DENIED", msg),
+        // The spec's code for a manifest that fails the registry's checks; the detail
+        // names the blob and both sizes.
+        E::DescriptorSizeMismatch {
+            digest,
+            declared,
+            stored,
+        } => OciError::new(S::BAD_REQUEST, "MANIFEST_INVALID", msg).with_detail(
+            serde_json::json!({ "digest": digest.to_string(), "size": declared, "storedSize": stored }),
+        ),
+        // The spec's answer for a DELETE the registry does not allow is 405 (zot answers
+        // 405 too, with DENIED, which would send users to their credentials).
+        E::BlobReferenced { digest, manifest } => {
+            OciError::new(S::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg).with_detail(
+                serde_json::json!({ "digest": digest.to_string(), "manifest": manifest.to_string() }),
+            )
+        }
+        // As a blob in use: a refused delete, not an authorization failure (DENIED).
+        E::ManifestReferenced { digest, index } => {
+            OciError::new(S::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg).with_detail(
+                serde_json::json!({ "digest": digest.to_string(), "index": index.to_string() }),
+            )
+        }
         // ECR answers docker `400 TAG_INVALID` (a code of the old Docker spec, not of the
         // OCI spec); MANIFEST_INVALID is the spec code for "this manifest PUT is refused
         // as given", and clients print the message ("manifest invalid: The image tag ...").

@@ -62,6 +62,12 @@ pub fn upload_content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, M
     Ok(Some((start, end)))
 }
 
+/// The number of bytes in the inclusive range `start..=end`; `None` when that is more
+/// than a u64 holds (`0-18446744073709551615`) or `end < start`.
+pub fn range_length(start: u64, end: u64) -> Option<u64> {
+    end.checked_sub(start)?.checked_add(1)
+}
+
 /// `Content-Length`, if present and valid.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers

@@ -11,6 +11,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod gate;
 mod handlers;
 pub mod headers;

@@ -334,6 +334,21 @@ async fn chunked_upload_status_out_of_order_and_cancel() {
     assert_eq!(r.header("range"), "0-99999");
     assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
 
+    // A Content-Range spanning every u64 (its length overflows): 416, never a panic.
+    let r = app
+        .req(
+            Method::PATCH,
+            &loc,
+            &[
+                ("content-range", "0-18446744073709551615"),
+                ("content-length", "0"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
+
     let r = app.get(&loc).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("range"), "0-99999");
@@ -619,7 +634,8 @@ async fn index_requires_children_and_protects_them() {
         r.header("content-type"),
         "application/vnd.oci.image.index.v1+json"
     );
-    // A child cannot be deleted while the index refers to it.
+    // A child cannot be deleted while the index refers to it: a refused delete
+    // (405 UNSUPPORTED, the index named), not an authorization failure.
     let r = app
         .req(
             Method::DELETE,
@@ -628,7 +644,12 @@ async fn index_requires_children_and_protects_them() {
             vec![],
         )
         .await;
-    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
+    );
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    assert!(body.contains(&sha256(&idx)), "{body}");
     let r = app
         .req(
             Method::DELETE,

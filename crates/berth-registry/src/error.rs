@@ -34,6 +34,20 @@ pub enum RegistryError {
     ManifestInvalid(#[from] ManifestError),
     #[error("manifest references blob {0}, which is not in the repository")]
     ManifestBlobUnknown(Digest),
+    /// A config or layer descriptor whose `size` is not the stored blob's: clients
+    /// verify sizes when pulling, so such an image could never be pulled.
+    #[error("manifest declares blob {digest} as {declared} bytes, but the stored blob has {stored} bytes")]
+    DescriptorSizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
+    /// A blob delete while a manifest of the repository uses the blob: pulling that
+    /// image would fail, so the link stays.
+    #[error(
+        "blob {digest} is used by manifest {manifest} of the repository; delete the manifest first"
+    )]
+    BlobReferenced { digest: Digest, manifest: Digest },
     #[error("index references manifest {0}, which is not in the repository")]
     ManifestChildUnknown(Digest),
     #[error("manifest {digest} is referenced by index {index}; delete the index first")]
@@ -90,6 +104,9 @@ impl From<MetaError> for RegistryError {
             MetaError::RepositoryNotFound(r) => RegistryError::RepositoryNotFound(r),
             MetaError::BlobNotLinked(d) => RegistryError::ManifestBlobUnknown(d),
             MetaError::ChildManifestMissing(d) => RegistryError::ManifestChildUnknown(d),
+            MetaError::BlobReferenced { digest, manifest } => {
+                RegistryError::BlobReferenced { digest, manifest }
+            }
             MetaError::ManifestReferenced { digest, index } => {
                 RegistryError::ManifestReferenced { digest, index }
             }

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use berth_meta::archive::ImageStatus;
 use berth_meta::NewManifest;
 use berth_types::manifest::{self, MAX_MANIFEST_BYTES};
-use berth_types::{media, Digest, ManifestError, Reference, RepositoryName};
+use berth_types::{
+    media, Descriptor, Digest, ManifestError, ParsedManifest, Reference, RepositoryName,
+};
 
 use crate::cache::ServedManifest;
 use crate::error::{RegistryError, Result};
@@ -77,6 +79,7 @@ impl Registry {
         }
         let parsed = manifest::parse(&body, content_type)?;
         self.ensure_repository(repo).await?;
+        self.check_descriptor_sizes(repo, &parsed).await?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &body);
@@ -127,6 +130,41 @@ impl Registry {
             subject,
             changed: outcome.created || outcome.tag_updated,
         })
+    }
+
+    /// Refuses a manifest whose config or layer descriptors do not state the stored
+    /// size of their blob. Sizes are fixed by the digest, so checking before the push
+    /// transaction is as good as inside it; whether each blob is still linked is
+    /// checked again by the transaction.
+    async fn check_descriptor_sizes(
+        &self,
+        repo: &RepositoryName,
+        parsed: &ParsedManifest,
+    ) -> Result<()> {
+        let required: Vec<&Descriptor> = parsed.required_blobs().collect();
+        if required.is_empty() {
+            return Ok(());
+        }
+        let digests: Vec<Digest> = required.iter().map(|d| d.digest.clone()).collect();
+        let stored = self.inner.meta.linked_blobs(repo, &digests).await?;
+        for (descriptor, stored) in required.into_iter().zip(stored) {
+            match stored {
+                None => {
+                    return Err(RegistryError::ManifestBlobUnknown(
+                        descriptor.digest.clone(),
+                    ))
+                }
+                Some(stored) if stored != descriptor.size => {
+                    return Err(RegistryError::DescriptorSizeMismatch {
+                        digest: descriptor.digest.clone(),
+                        declared: descriptor.size,
+                        stored,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Resolves a tag to a digest.

@@ -342,3 +342,42 @@ async fn stats_count_cache_lookups_and_open_uploads() {
     );
     assert_eq!(after.manifest_cache_hits - before.manifest_cache_hits, 1);
 }
+
+/// The core compares every config and layer descriptor's size with the stored blob's
+/// before the push transaction: 999 for 1,000 bytes, or 2^63, is refused and nothing is stored.
+#[tokio::test]
+async fn descriptor_sizes_are_checked_against_stored_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path());
+    let repo = crate::test_repo("sizes");
+    let layer = vec![7u8; 1000];
+    let layer_d = Digest::sha256_of(&layer);
+    r.push_blob(&repo, &layer_d, body(&[&layer])).await.unwrap();
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    r.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+    let m = |layer_size: u64| {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg_d}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_d}","size":{layer_size}}}]}}"#
+        ))
+    };
+    let tag: Reference = "t".parse().unwrap();
+    for declared in [999, 1 << 63, u64::MAX] {
+        match r.put_manifest(&repo, &tag, None, m(declared)).await {
+            Err(RegistryError::DescriptorSizeMismatch {
+                digest,
+                declared: d,
+                stored: 1000,
+            }) => {
+                assert_eq!(digest, layer_d);
+                assert_eq!(d, declared);
+            }
+            other => panic!("{declared}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        r.get_manifest(&repo, &tag).await,
+        Err(RegistryError::ManifestNotFound(_))
+    ));
+    r.put_manifest(&repo, &tag, None, m(1000)).await.unwrap();
+}

@@ -99,6 +99,8 @@ mod canonical;
 mod date;
 mod encode;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod parse;
 mod request;
 mod signer;

@@ -10,12 +10,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzz_entry;
+pub mod json_limits;
 pub mod manifest;
 pub mod media;
 pub mod name;
 pub mod telemetry;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use json_limits::{JsonLimitError, JsonLimits};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{
     validate_repository_name, AccountId, NameError, Reference, RepositoryName, Tag,

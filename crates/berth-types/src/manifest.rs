@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::digest::Digest;
+use crate::json_limits::{self, JsonLimitError, JsonLimits};
 use crate::media::{self, ManifestKind};
 
 /// The largest manifest accepted, as in the distribution spec's recommendation.
@@ -33,6 +34,9 @@ pub enum ManifestError {
     BadDescriptor(String),
     #[error("manifest is larger than {MAX_MANIFEST_BYTES} bytes")]
     TooLarge,
+    /// Too deep or too many elements (see [`crate::json_limits`]): refused before parsing.
+    #[error("manifest is refused: {0}")]
+    Limits(#[from] JsonLimitError),
 }
 
 /// An OCI content descriptor.
@@ -115,6 +119,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
     ) {
         return Err(ManifestError::Schema1);
     }
+    json_limits::check(bytes, JsonLimits::DOCUMENT)?;
     let raw: RawManifest =
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     match raw.schema_version.as_ref().and_then(|v| v.as_i64()) {
@@ -285,6 +290,23 @@ mod tests {
         ));
         let bad_digest = r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:nope","size":1},"layers":[]}"#;
         assert!(parse(bad_digest.as_bytes(), None).is_err());
+        // 100,000 levels in a member serde would skip without limit.
+        let deep = format!(
+            r#"{{"schemaVersion":2,"x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            parse(deep.as_bytes(), None),
+            Err(ManifestError::Limits(JsonLimitError::TooDeep { max: 64 }))
+        );
+        let wide = format!(r#"{{"schemaVersion":2,"x":[{}0]}}"#, "0,".repeat(20_000));
+        assert!(matches!(
+            parse(wide.as_bytes(), None),
+            Err(ManifestError::Limits(
+                JsonLimitError::TooManyElements { .. }
+            ))
+        ));
         let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
         assert_eq!(parse(&big, None), Err(ManifestError::TooLarge));
     }

@@ -118,6 +118,62 @@ expect("InvalidParameterException", "SetRepositoryPolicy",
 expect("RepositoryNotFoundException", "DescribeImages", {"repositoryName": f"{repo}-missing"})
 expect("RepositoryNotFoundException", "DeleteRepository", {"repositoryName": f"{repo}-missing"})
 
+# A manifest whose layer descriptor does not state the stored blob's size (999 for 1,000
+# bytes, 2^63) is refused with InvalidParameterException naming the digest and both sizes.
+import base64
+import hashlib
+
+
+def upload_layer(data):
+    status, out = call("InitiateLayerUpload", {"repositoryName": repo})
+    assert status == 200, out
+    upload = out["uploadId"]
+    status, out = call("UploadLayerPart", {
+        "repositoryName": repo, "uploadId": upload, "partFirstByte": 0,
+        "partLastByte": len(data) - 1, "layerPartBlob": base64.b64encode(data).decode()})
+    assert status == 200, out
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    status, out = call("CompleteLayerUpload",
+                       {"repositoryName": repo, "uploadId": upload, "layerDigests": [digest]})
+    assert status == 200, out
+    return digest
+
+
+layer = bytes(range(250)) * 4
+layer_digest, config_digest = upload_layer(layer), upload_layer(b"{}")
+
+
+def sized_manifest(layer_size):
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}]})
+
+
+for declared in (999, 2 ** 63):
+    msg = expect("InvalidParameterException", "PutImage",
+                 {"repositoryName": repo, "imageManifest": sized_manifest(declared),
+                  "imageTag": "sizes"})
+    assert layer_digest in msg and str(declared) in msg and "1000" in msg, msg
+status, out = call("PutImage", {"repositoryName": repo, "imageManifest": sized_manifest(1000),
+                                "imageTag": "sizes"})
+assert status == 200, out
+
+# JSON depth and element limits: on the body itself, and on the manifest inside PutImage
+# (100,000 levels that serde alone would skip in an unknown member and store).
+msg = expect("SerializationException", "DescribeRepositories",
+             '{"x":' + "[" * 100000 + "]" * 100000 + "}")
+assert "nested more than 64 levels" in msg, msg
+msg = expect("SerializationException", "DescribeRepositories",
+             '{"x":[' + "0," * 20000 + "0]}")
+assert "more than 10000" in msg, msg
+deep_manifest = sized_manifest(1000)[:-1] + ',"x":' + "[" * 100000 + "]" * 100000 + "}"
+msg = expect("InvalidParameterException", "PutImage",
+             {"repositoryName": repo, "imageManifest": deep_manifest, "imageTag": "deep"})
+assert "nested more than 64 levels" in msg, msg
+
 # Unknown members are ignored, as AWS JSON services do.
 status, out = call("DescribeRepositories", {"repositoryNames": [repo], "someFutureMember": 1})
 assert status == 200, out

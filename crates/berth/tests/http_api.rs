@@ -899,3 +899,202 @@ fn upload_resumes_across_restart() {
     finish_upload(&reg, &url, &digest, &[]);
     assert_blob(&reg, &repo, &digest, &data);
 }
+
+/// A descriptor must state its blob's stored size: a manifest declaring 999 bytes for a
+/// 1,000-byte layer (or 2^63, or more than a u64 holds, or a negative size) is refused
+/// with `MANIFEST_INVALID` naming the digest and both sizes, and nothing is stored.
+#[test]
+fn descriptor_sizes_must_match_the_stored_blobs() {
+    let reg = TestRegistry::start();
+    let repo = reg.repo("sizes");
+    let layer = random_bytes(1000);
+    let layer_digest = push_blob(&reg, &repo, &layer);
+    let config = b"{}".to_vec();
+    let config_digest = push_blob(&reg, &repo, &config);
+    let manifest = |layer_size: Value, config_size: Value| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": OCI_LAYER_TAR, "digest": layer_digest, "size": layer_size}],
+        }))
+        .expect("json")
+    };
+    let error = |resp: reqwest::blocking::Response| -> (u16, Value) {
+        let status = resp.status().as_u16();
+        let v: Value = serde_json::from_slice(&resp.bytes().expect("body")).expect("json body");
+        (status, v["errors"][0].clone())
+    };
+    for (declared, config_size) in [(999u64, 2u64), (1u64 << 63, 2), (u64::MAX, 2), (1000, 3)] {
+        let r = put_manifest(
+            &reg,
+            &repo,
+            "bad",
+            OCI_MANIFEST,
+            &manifest(json!(declared), json!(config_size)),
+        );
+        let (status, e) = error(r);
+        assert_eq!(status, 400, "{declared}: {e}");
+        assert_eq!(e["code"], "MANIFEST_INVALID", "{e}");
+        let (digest, stored, declared) = if config_size == 2 {
+            (&layer_digest, 1000, declared)
+        } else {
+            (&config_digest, 2, config_size)
+        };
+        let msg = e["message"].as_str().expect("message");
+        assert!(
+            msg.contains(digest.as_str())
+                && msg.contains(&declared.to_string())
+                && msg.contains(&stored.to_string()),
+            "{msg}"
+        );
+        assert_eq!(e["detail"]["digest"], digest.as_str());
+        assert_eq!(e["detail"]["size"], declared);
+        assert_eq!(e["detail"]["storedSize"], stored);
+    }
+    // Sizes no u64 holds, negative or fractional: invalid JSON for a descriptor.
+    for size in [
+        json!(-1),
+        json!(-9_223_372_036_854_775_808i64),
+        json!(18_446_744_073_709_551_616.0),
+        json!(1.5),
+    ] {
+        let r = put_manifest(
+            &reg,
+            &repo,
+            "bad",
+            OCI_MANIFEST,
+            &manifest(size.clone(), json!(2)),
+        );
+        let (status, e) = error(r);
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some("MANIFEST_INVALID")),
+            "{size}: {e}"
+        );
+    }
+    // A size over u64 written as an integer literal.
+    let huge = String::from_utf8(manifest(json!(1000), json!(2)))
+        .expect("utf8")
+        .replace("\"size\":1000", "\"size\":18446744073709551616");
+    let (status, e) = error(put_manifest(
+        &reg,
+        &repo,
+        "bad",
+        OCI_MANIFEST,
+        huge.as_bytes(),
+    ));
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("MANIFEST_INVALID")),
+        "{e}"
+    );
+    let r = http()
+        .get(reg.v2(&format!("{repo}/manifests/bad")))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 404, "a refused manifest is not stored");
+    // The right sizes are accepted.
+    let r = put_manifest(
+        &reg,
+        &repo,
+        "good",
+        OCI_MANIFEST,
+        &manifest(json!(1000), json!(2)),
+    );
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+}
+
+/// A manifest with 100,000 levels of nesting in a member serde would skip (and store,
+/// breaking every Go client later) is refused with MANIFEST_INVALID before parsing.
+#[test]
+fn deeply_nested_manifests_are_refused() {
+    let reg = TestRegistry::start();
+    let repo = reg.repo("deep");
+    let config = b"{}".to_vec();
+    let config_digest = push_blob(&reg, &repo, &config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{config_digest}","size":2}},"layers":[],"x":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let r = put_manifest(&reg, &repo, "deep", OCI_MANIFEST, manifest.as_bytes());
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = serde_json::from_slice(&r.bytes().expect("body")).expect("json");
+    assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nested more than 64 levels")),
+        "{v}"
+    );
+    let r = http()
+        .get(reg.v2(&format!("{repo}/manifests/deep")))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+/// Deleting a blob a manifest of the repository still uses would leave an image that
+/// cannot be pulled: the DELETE is refused with 405 UNSUPPORTED (the spec's answer for a
+/// delete the registry does not allow), the image still pulls, and once the manifest is
+/// gone the blob can be deleted.
+#[test]
+fn a_blob_in_use_by_a_manifest_cannot_be_deleted() {
+    let reg = TestRegistry::start();
+    let repo = reg.repo("blob-in-use");
+    let (manifest, manifest_digest) = push_small_image(&reg, &repo, "v1");
+    let m: Value = serde_json::from_slice(&manifest).expect("manifest json");
+    let layer = m["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let client = http();
+    let r = client
+        .delete(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("DELETE blob");
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = serde_json::from_slice(&r.bytes().expect("body")).expect("json");
+    assert_eq!(v["errors"][0]["code"], "UNSUPPORTED", "{v}");
+    assert_eq!(
+        v["errors"][0]["detail"]["manifest"],
+        manifest_digest.as_str()
+    );
+    let msg = v["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&layer) && msg.contains(&manifest_digest),
+        "{msg}"
+    );
+    // The image still pulls, blob included.
+    let r = client
+        .get(reg.v2(&format!("{repo}/manifests/v1")))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET manifest");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = client
+        .get(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("GET blob");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sha256_digest(&r.bytes().expect("blob")), layer);
+    // Without the manifest, the blob goes.
+    let r = client
+        .delete(reg.v2(&format!("{repo}/manifests/{manifest_digest}")))
+        .send()
+        .expect("DELETE manifest");
+    assert_eq!(r.status().as_u16(), 202);
+    let r = client
+        .delete(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("DELETE blob");
+    assert_eq!(r.status().as_u16(), 202);
+    let r = client
+        .get(reg.v2(&format!("{repo}/blobs/{layer}")))
+        .send()
+        .expect("GET blob");
+    assert_eq!(r.status().as_u16(), 404);
+}

@@ -276,6 +276,14 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<Val
             ))
         })?),
     };
+    // Limits first: the Value parse below must not build a huge or deep tree.
+    berth_types::json_limits::check(manifest.as_bytes(), berth_types::JsonLimits::DOCUMENT)
+        .map_err(|e| {
+            EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{}'",
+                berth_types::ManifestError::Limits(e)
+            ))
+        })?;
     // ECR needs the media type from the manifest or from the request.
     let has_field = serde_json::from_str::<Value>(manifest)
         .ok()

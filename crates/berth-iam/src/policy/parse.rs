@@ -41,6 +41,8 @@ impl Policy {
     /// ```
     pub fn parse(text: &str, kind: PolicyKind, limit: SizeLimit) -> Result<Policy, PolicyError> {
         limit.check(text)?;
+        berth_types::json_limits::check(text.as_bytes(), berth_types::JsonLimits::DOCUMENT)
+            .map_err(|e| PolicyError::new(K::JsonLimits(e)))?;
         let json: Json =
             serde_json::from_str(text).map_err(|e| PolicyError::new(K::Json(e.to_string())))?;
         let Json::Object(top) = json else {

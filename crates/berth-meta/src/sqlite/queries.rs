@@ -393,12 +393,27 @@ impl MetaStore for SqliteMetaStore {
     async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
         let (name, d) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
-            let n = c
+            let tx = immediate(c)?;
+            let Some(id) = repo_id(&tx, &name)? else {
+                return Ok(false);
+            };
+            let user: Option<String> = tx
                 .prepare_cached(
-                    "DELETE FROM blob_links WHERE digest = ?2
-                       AND repo_id = (SELECT id FROM repositories WHERE name = ?1)",
+                    "SELECT manifest FROM manifest_refs
+                     WHERE repo_id = ?1 AND target = ?2 AND kind = ?3 LIMIT 1",
                 )?
-                .execute(params![name, d])?;
+                .query_row(params![id, d, REF_BLOB], |r| r.get(0))
+                .optional()?;
+            if let Some(manifest) = user {
+                return Err(MetaError::BlobReferenced {
+                    digest: parse_digest(d)?,
+                    manifest: parse_digest(manifest)?,
+                });
+            }
+            let n = tx
+                .prepare_cached("DELETE FROM blob_links WHERE repo_id = ?1 AND digest = ?2")?
+                .execute(params![id, d])?;
+            tx.commit()?;
             Ok(n > 0)
         })
         .await

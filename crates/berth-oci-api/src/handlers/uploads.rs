@@ -56,7 +56,7 @@ fn chunk_start(req: &Request) -> Result<Option<u64>, OciError> {
         )
     })?;
     if let (Some((start, end)), Some(len)) = (range, headers::content_length(req.headers())) {
-        if end - start + 1 != len {
+        if headers::range_length(start, end) != Some(len) {
             return Err(OciError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "BLOB_UPLOAD_INVALID",
