@@ -13,6 +13,7 @@ mod gc;
 mod lifecycle_cli;
 mod listener;
 mod logging;
+mod malloc;
 mod observe;
 mod policy_cli;
 mod serve;

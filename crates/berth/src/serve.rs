@@ -18,6 +18,7 @@ use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    crate::malloc::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("berth-worker")
