@@ -105,9 +105,12 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
                 serde_json::json!({ "digest": digest.to_string(), "manifest": manifest.to_string() }),
             )
         }
-        // As a blob in use: a refused delete, not an authorization failure (DENIED).
+        // 409: the delete conflicts with the manifest's state (an index still lists it),
+        // and a later delete of the index makes it possible. The spec has no code for
+        // "still referenced"; UNSUPPORTED with the index named says what was refused,
+        // where DENIED (what this was before) sends users to their credentials.
         E::ManifestReferenced { digest, index } => {
-            OciError::new(S::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg).with_detail(
+            OciError::new(S::CONFLICT, "UNSUPPORTED", msg).with_detail(
                 serde_json::json!({ "digest": digest.to_string(), "index": index.to_string() }),
             )
         }

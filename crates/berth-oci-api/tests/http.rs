@@ -635,7 +635,7 @@ async fn index_requires_children_and_protects_them() {
         "application/vnd.oci.image.index.v1+json"
     );
     // A child cannot be deleted while the index refers to it: a refused delete
-    // (405 UNSUPPORTED, the index named), not an authorization failure.
+    // (409 UNSUPPORTED, the index named), not an authorization failure.
     let r = app
         .req(
             Method::DELETE,
@@ -646,7 +646,7 @@ async fn index_requires_children_and_protects_them() {
         .await;
     assert_eq!(
         (r.status, r.error_code().as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
+        (StatusCode::CONFLICT, "UNSUPPORTED")
     );
     let body = String::from_utf8_lossy(&r.body).to_string();
     assert!(body.contains(&sha256(&idx)), "{body}");
