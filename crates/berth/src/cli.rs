@@ -53,12 +53,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct GcArgs {
-    /// A TOML configuration file (see docs/CONFIG.md).
-    #[arg(long, short = 'c', env = "BERTH_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The data directory [default: ./berth-data].
-    #[arg(long, env = "BERTH_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::cli::OperatorArgs,
     /// Report what would be reclaimed; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -72,12 +68,8 @@ pub struct GcArgs {
 
 #[derive(Args, Debug)]
 pub struct IamArgs {
-    /// A TOML configuration file (see docs/CONFIG.md).
-    #[arg(long, short = 'c', env = "BERTH_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
-    /// The data directory [default: ./berth-data].
-    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::cli::OperatorArgs,
     /// The account to act on [default: registry.account_id].
     #[arg(long, global = true)]
     pub account: Option<String>,
@@ -174,6 +166,25 @@ impl ServeArgs {
     }
 }
 
+/// Where an operator command finds its registry: `--config` and `--data-dir`, shared by
+/// `berth iam`, `gc`, `lifecycle` and `policy`.
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// A TOML configuration file (see docs/CONFIG.md).
+    #[arg(long, short = 'c', env = "BERTH_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl OperatorArgs {
+    /// The configuration, as [`operator_config`] loads it.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        operator_config(self.config.as_deref(), self.data_dir.as_deref())
+    }
+}
+
 /// The configuration of a command that operates on an existing registry (`berth iam`,
 /// `gc`, `lifecycle`, `policy`): loaded like `berth serve`'s, with the data directory made
 /// absolute and required to hold a registry; logging set to warnings only.
@@ -206,13 +217,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Gc(args) => {
-            let cfg = operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
+            let cfg = args.registry.load()?;
             crate::gc::run(cfg, args.grace_secs, args.dry_run, args.json)
         }
         Command::Lifecycle(args) => crate::lifecycle_cli::run(args),
         Command::Policy(args) => crate::policy_cli::run(args),
         Command::Iam(args) => {
-            let cfg = operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
+            let cfg = args.registry.load()?;
             let action = match args.command {
                 IamCommand::CreateUser { name, path } => {
                     crate::admin::IamAction::CreateUser { name, path }

@@ -31,12 +31,8 @@ use crate::gc::human_bytes;
 
 #[derive(Args, Debug)]
 pub struct LifecycleArgs {
-    /// A TOML configuration file (see docs/CONFIG.md).
-    #[arg(long, short = 'c', env = "BERTH_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
-    /// The data directory [default: ./berth-data].
-    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::cli::OperatorArgs,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -75,7 +71,7 @@ pub enum LifecycleCommand {
 }
 
 pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
-    let cfg = crate::cli::operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
+    let cfg = args.registry.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

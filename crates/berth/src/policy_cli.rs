@@ -4,8 +4,6 @@
 //! need a caller the policy allows). A running server sees a removal within
 //! `[auth] credential_cache_secs` (2 s by default), the lifetime of its parsed-policy cache.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -16,12 +14,8 @@ use berth_types::{AccountId, RepositoryName};
 
 #[derive(Args, Debug)]
 pub struct PolicyArgs {
-    /// A TOML configuration file (see docs/CONFIG.md).
-    #[arg(long, short = 'c', env = "BERTH_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
-    /// The data directory [default: ./berth-data].
-    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::cli::OperatorArgs,
     /// The account whose registry to act on [default: registry.account_id].
     #[arg(long, global = true)]
     pub account: Option<String>,
@@ -51,7 +45,7 @@ pub enum PolicyCommand {
 }
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
-    let cfg = crate::cli::operator_config(args.config.as_deref(), args.data_dir.as_deref())?;
+    let cfg = args.registry.load()?;
     let account: AccountId = args
         .account
         .as_deref()
