@@ -22,6 +22,6 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use json_limits::{JsonLimitError, JsonLimits};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{
-    validate_repository_name, AccountId, NameError, Reference, RepositoryName, Tag,
-    QUALIFIED_PREFIX_LEN,
+    valid_name_component, validate_repository_name, AccountId, NameError, Reference,
+    RepositoryName, Tag, QUALIFIED_PREFIX_LEN,
 };

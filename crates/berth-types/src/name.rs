@@ -77,13 +77,15 @@ pub const QUALIFIED_PREFIX_LEN: usize = 13;
 
 /// Checks a repository name against the OCI name grammar and length limit.
 pub fn validate_repository_name(s: &str) -> Result<(), NameError> {
-    if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(component_ok) {
+    if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(valid_name_component) {
         return Err(NameError::InvalidName(s.to_string()));
     }
     Ok(())
 }
 
-fn component_ok(c: &str) -> bool {
+/// One `/`-separated component of a repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+/// (the OCI grammar, which ECR's `RepositoryName` pattern repeats).
+pub fn valid_name_component(c: &str) -> bool {
     let b = c.as_bytes();
     if b.is_empty() {
         return false;

@@ -109,34 +109,7 @@ fn invalid_name(name: &str) -> EcrError {
 /// The model's `RepositoryName`: 2–256 characters of
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
 pub(crate) fn valid_repository_name(name: &str) -> bool {
-    (2..=256).contains(&name.len()) && name.split('/').all(valid_name_component)
-}
-
-/// One `/`-separated component of the model's `RepositoryName`:
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-pub(crate) fn valid_name_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &b[start..i];
-        let ok = sep == b"." || sep == b"_" || sep == b"__" || sep.iter().all(|&x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
+    (2..=256).contains(&name.len()) && name.split('/').all(berth_types::valid_name_component)
 }
 
 /// `registry` (an account id [`Ctx::registry`] accepted) as an [`AccountId`].

@@ -39,16 +39,13 @@ pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, EcrError> {
         return Ok(prefix.to_string());
     }
     let bare = prefix.strip_suffix('/').unwrap_or(prefix);
-    if prefix.is_empty() || prefix.len() > 256 || !bare.split('/').all(valid_component) {
+    if prefix.is_empty()
+        || prefix.len() > 256
+        || !bare.split('/').all(berth_types::valid_name_component)
+    {
         return Err(invalid("prefix", constraint, prefix));
     }
     Ok(bare.to_string())
-}
-
-/// One `/`-separated component of the name pattern:
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn valid_component(c: &str) -> bool {
-    super::valid_name_component(c)
 }
 
 fn applied_for(list: &[String]) -> Result<Vec<AppliedFor>, EcrError> {
