@@ -14,13 +14,12 @@ use serde_json::{json, Value};
 
 use berth_blobstore::DiskBlobStore;
 use berth_ecr_api::{EcrState, TARGET_PREFIX};
-use berth_meta::iam::{KeyOwner, NewAccessKey, NewUser};
+use berth_meta::iam::NewAccessKey;
 use berth_meta::secrets::MasterKey;
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore};
-use berth_meta::IamStore;
 use berth_registry::{Registry, RegistryOptions};
 use berth_sigv4::{sign_request, Credentials, PayloadHash};
-use support::{account_with_user, config, err_type, send_json, signed, ACCOUNT, REGION};
+use support::{account_with_user, add_user, config, err_type, send_json, signed, ACCOUNT, REGION};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -57,30 +56,8 @@ async fn env() -> Env {
 
 /// Adds the IAM user `name` with the inline policy `statements` (a JSON array).
 async fn user(env: &Env, name: &str, statements: &str) -> NewAccessKey {
-    env.iam
-        .create_user(&NewUser {
-            account_id: ACCOUNT.into(),
-            name: name.into(),
-            path: "/".into(),
-            arn: berth_iam::iam_user_arn(ACCOUNT, "/", name),
-        })
-        .await
-        .unwrap();
-    let key = NewAccessKey::generate();
-    env.iam
-        .create_access_key(ACCOUNT, &KeyOwner::User(name.into()), &key)
-        .await
-        .unwrap();
-    env.iam
-        .put_user_policy(
-            ACCOUNT,
-            name,
-            "p",
-            &format!(r#"{{"Version":"2012-10-17","Statement":{statements}}}"#),
-        )
-        .await
-        .unwrap();
-    key
+    let policy = format!(r#"{{"Version":"2012-10-17","Statement":{statements}}}"#);
+    add_user(env.iam.as_ref(), name, "p", &policy).await
 }
 
 async fn call(env: &Env, key: &NewAccessKey, action: &str, body: Value) -> Value {

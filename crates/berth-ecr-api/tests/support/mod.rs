@@ -36,6 +36,18 @@ pub async fn account_with_user(
     )
     .await
     .unwrap();
+    let key = add_user(iam, user, policy_name, policy).await;
+    (root, key)
+}
+
+/// Adds the IAM user `user` of `ACCOUNT` with an access key and the inline policy `policy`
+/// (named `policy_name`). Returns its key.
+pub async fn add_user(
+    iam: &dyn IamStore,
+    user: &str,
+    policy_name: &str,
+    policy: &str,
+) -> NewAccessKey {
     iam.create_user(&NewUser {
         account_id: ACCOUNT.into(),
         name: user.into(),
@@ -51,7 +63,7 @@ pub async fn account_with_user(
     iam.put_user_policy(ACCOUNT, user, policy_name, policy)
         .await
         .unwrap();
-    (root, key)
+    key
 }
 
 /// The edge's configuration for `ACCOUNT` in `REGION`.
