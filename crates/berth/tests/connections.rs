@@ -10,6 +10,8 @@
 //!   1 KiB, 64 KiB, 200 KiB and 1 MiB, 50 times each: every one reads its 401 (no EOF, no reset). Bodies within
 //!   the drain bound leave the connection usable; a longer one gets the 401 with `Connection: close`. The same
 //!   uploads with credentials succeed.
+//! * Clients that read while they write (as Go's does) with bodies of 16 and 64 MiB, past every bound the server
+//!   reads: the server stops reading but does not reset the connection before they have taken in their 401.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
@@ -523,4 +525,66 @@ fn unauthenticated_uploads_read_their_401_whatever_the_body_size() {
         )
         .unwrap_or_else(|e| panic!("{size} B: {e}"));
     }
+}
+
+/// Like Go's client, this one reads while it writes, and takes whichever comes first: the answer or a failed
+/// write. Its body (16 and 64 MiB) is past what the server drains and past what it reads while closing, so the
+/// server stops reading and closes; it must keep the socket open long enough for the client to take in the 401
+/// (here: 500 ms after its head arrived; the server's bound is 2 s) instead of resetting it at once.
+#[test]
+fn a_client_writing_past_every_bound_still_has_time_to_take_its_401() {
+    let (_work, server) = start("early-401-large", false);
+    const GRACE: Duration = Duration::from_millis(500);
+    let attempts: Vec<_> = [16usize << 20, 64 << 20]
+        .into_iter()
+        .flat_map(|size| [size; 4])
+        .map(|size| {
+            let addr = server.addr.clone();
+            thread::spawn(move || {
+                let mut sock = TcpStream::connect(&addr).expect("connect");
+                sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut out = sock.try_clone().unwrap();
+                let writer = thread::spawn(move || {
+                    let head = format!(
+                        "POST /v2/early/large/blobs/uploads/?digest=sha256%3A{} HTTP/1.1\r\nHost: berth\r\n\
+                         Content-Length: {size}\r\n\r\n",
+                        "0".repeat(64)
+                    );
+                    let chunk = vec![7u8; 64 * 1024];
+                    let result = out.write_all(head.as_bytes()).and_then(|()| {
+                        (0..size / chunk.len()).try_for_each(|_| out.write_all(&chunk))
+                    });
+                    result.err().map(|e| (Instant::now(), e))
+                });
+                let answer = read_head(&mut sock);
+                let answered = Instant::now();
+                // A busy client takes a while to act on the answer; the server must not reset meanwhile.
+                while !writer.is_finished() && answered.elapsed() < GRACE {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+                let write_failed = writer.join().unwrap();
+                match (answer, write_failed) {
+                    (Ok((401, _)), None) => Ok(()),
+                    (Ok((401, _)), Some((at, _))) if at >= answered + GRACE => Ok(()),
+                    (answer, failed) => Err(format!(
+                        "{size} B: answer {answer:?}; write failed {:?} after the answer: {:?}",
+                        failed.as_ref().map(|(at, _)| at.saturating_duration_since(answered)),
+                        failed.map(|(_, e)| e)
+                    )),
+                }
+            })
+        })
+        .collect();
+    let failures: Vec<String> = attempts
+        .into_iter()
+        .filter_map(|a| a.join().unwrap().err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 8 clients lost their 401 to a reset:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        server.log_tail(30)
+    );
 }

@@ -4,7 +4,8 @@
 //! connection the client has not closed, it shuts down its sending side (the client
 //! sees the end of the answer) and reads and drops what the client still sends, for a
 //! short bounded time, before closing (as Go's server does, and nginx's
-//! `lingering_close`).
+//! `lingering_close`). Past a byte bound it stops reading but still waits out that time
+//! before closing, so the client has it to read the answer.
 
 use std::io;
 use std::pin::Pin;
@@ -56,15 +57,22 @@ impl Drop for Lingering {
         rt.spawn(async move {
             let _slot = slot;
             let _ = stream.shutdown().await;
+            let deadline = tokio::time::Instant::now() + LINGER_TIME;
             let mut buf = vec![0u8; 16 * 1024];
             let mut seen = 0;
-            let _ = tokio::time::timeout(LINGER_TIME, async {
+            let _ = tokio::time::timeout_at(deadline, async {
                 while seen < LINGER_BYTES {
                     match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) | Err(_) => return,
                         Ok(n) => seen += n,
                     }
                 }
+                // Still sending past the byte bound. Closing now would reset the connection
+                // a few milliseconds after the answer went out, and a client that reads while
+                // it writes (Go's) may see its write fail before it has taken the answer in.
+                // So stop reading (its writes stall instead of failing) but keep the socket
+                // open until the deadline; the client takes the answer and closes first.
+                tokio::time::sleep_until(deadline).await;
             })
             .await;
         });
