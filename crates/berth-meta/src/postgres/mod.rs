@@ -8,10 +8,11 @@
 //! checked) and unique constraints; a transaction that loses a deadlock or a serialization
 //! check is retried whole ([`PgDb::retry`]).
 //!
-//! No store trait is implemented yet; the binary cannot select this backend until every
-//! store trait is.
+//! So far [`crate::IamStore`] ([`PgIamStore`]) is implemented; the binary cannot select
+//! this backend until every store trait is.
 
 mod connect;
+mod iam;
 mod migrate;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use tokio_postgres::error::SqlState;
 use crate::MetaError;
 
 pub use connect::{PgOpenError, PgOptions};
+pub use iam::PgIamStore;
 pub use migrate::MIGRATIONS;
 
 /// Attempts of a transaction that keeps losing deadlocks or serialization checks.

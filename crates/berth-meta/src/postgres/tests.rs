@@ -2,9 +2,13 @@
 //! `berth-testkit`, a fresh database per test. Several [`PgDb`]s on one database stand for
 //! several Berth nodes.
 
+use std::sync::Arc;
+
 use berth_testkit::postgres::{shared, PgDatabase};
 
 use super::*;
+use crate::iam::*;
+use crate::secrets::MasterKey;
 
 fn database() -> PgDatabase<'static> {
     shared().create_database().unwrap()
@@ -14,6 +18,38 @@ async fn open(db: &PgDatabase<'_>) -> PgDb {
     PgDb::connect(&PgOptions::new(db.url())).await.unwrap()
 }
 
+const ACC: &str = "111122223333";
+
+async fn iam_with_account(db: &PgDatabase<'_>, key: [u8; 32]) -> PgIamStore {
+    let iam = PgIamStore::new(open(db).await, MasterKey::from_bytes(key));
+    iam.create_account(
+        &Account {
+            id: ACC.into(),
+            alias: None,
+            created_ms: 1,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    iam
+}
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        account_id: ACC.into(),
+        name: name.into(),
+        path: "/".into(),
+        arn: format!("arn:aws:iam::{ACC}:user/{name}"),
+    }
+}
+
+#[tokio::test]
+async fn postgres_backend_passes_the_iam_suite() {
+    let db = database();
+    let iam = PgIamStore::new(open(&db).await, MasterKey::generate());
+    crate::suite::iam_suite(&iam).await;
+}
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_refuse_newer_schemas() {
@@ -59,6 +95,244 @@ async fn nodes_starting_at_once_migrate_once() {
         .unwrap();
     let n = crate::schema::latest_version();
     assert_eq!(rows.trim(), format!("{n}|{n}"));
+}
+
+/// `n` nodes (each its own pool) on one database, sharing a master key.
+async fn nodes(db: &PgDatabase<'_>, key: [u8; 32], n: usize) -> Vec<Arc<PgIamStore>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(PgIamStore::new(
+            open(db).await,
+            MasterKey::from_bytes(key),
+        )));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_access_key_quota_holds_across_nodes() {
+    let db = database();
+    let key = [7u8; 32];
+    let first = iam_with_account(&db, key).await;
+    first.create_user(&new_user("alice")).await.unwrap();
+    let nodes = nodes(&db, key, 4).await;
+    for round in 0..5 {
+        let owner = if round % 2 == 0 {
+            KeyOwner::User("alice".into())
+        } else {
+            KeyOwner::Root
+        };
+        // Empty the owner's slots, then let every node race for them, several times each.
+        for k in first.list_access_keys(ACC, &owner).await.unwrap() {
+            first
+                .delete_access_key(ACC, &owner, &k.access_key_id)
+                .await
+                .unwrap();
+        }
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let node = nodes[i % nodes.len()].clone();
+                let owner = owner.clone();
+                tokio::spawn(async move {
+                    node.create_access_key(ACC, &owner, &NewAccessKey::generate())
+                        .await
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => created += 1,
+                Err(IamError::LimitExceeded(_)) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(created, MAX_ACCESS_KEYS_PER_OWNER, "round {round}");
+        assert_eq!(
+            first.list_access_keys(ACC, &owner).await.unwrap().len(),
+            MAX_ACCESS_KEYS_PER_OWNER
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_names_stay_unique_regardless_of_case_across_nodes() {
+    let db = database();
+    let key = [7u8; 32];
+    let first = iam_with_account(&db, key).await;
+    let nodes = nodes(&db, key, 4).await;
+    let spellings = ["deploy", "DEPLOY", "Deploy", "dePloy", "deplOY", "DePlOy"];
+    let tasks: Vec<_> = spellings
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let node = nodes[i % nodes.len()].clone();
+            let user = new_user(name);
+            tokio::spawn(async move { node.create_user(&user).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(u) => created.push(u.name),
+            Err(IamError::UserAlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    let listed = first.list_users(ACC, None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, created[0]);
+    // Groups alike.
+    let tasks: Vec<_> = ["ops", "OPS", "Ops"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let node = nodes[i % nodes.len()].clone();
+            let group = NewGroup {
+                account_id: ACC.into(),
+                name: name.to_string(),
+                path: "/".into(),
+                arn: format!("arn:aws:iam::{ACC}:group/{name}"),
+            };
+            tokio::spawn(async move { node.create_group(&group).await })
+        })
+        .collect();
+    let mut groups = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => groups += 1,
+            Err(IamError::GroupAlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(groups, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_deleted_on_one_node_never_keeps_what_another_node_added() {
+    // Deleting a user races with adding a key, a policy or a membership on other nodes:
+    // either the addition wins (and the deletion is refused) or the deletion wins (and the
+    // addition finds no user). Never a deleted user with leftovers, never both succeeding.
+    let db = database();
+    let key = [7u8; 32];
+    let first = iam_with_account(&db, key).await;
+    first
+        .create_group(&NewGroup {
+            account_id: ACC.into(),
+            name: "devs".into(),
+            path: "/".into(),
+            arn: format!("arn:aws:iam::{ACC}:group/devs"),
+        })
+        .await
+        .unwrap();
+    let nodes = nodes(&db, key, 2).await;
+    for round in 0..30 {
+        let name = format!("u{round}");
+        first.create_user(&new_user(&name)).await.unwrap();
+        let (a, b) = (nodes[0].clone(), nodes[1].clone());
+        let n2 = name.clone();
+        let adder = tokio::spawn(async move {
+            match round % 3 {
+                0 => a
+                    .create_access_key(ACC, &KeyOwner::User(n2), &NewAccessKey::generate())
+                    .await
+                    .map(drop),
+                1 => a.put_user_policy(ACC, &n2, "p", "{}").await,
+                _ => a.add_user_to_group(ACC, "devs", &n2).await,
+            }
+        });
+        let n3 = name.clone();
+        let deleter = tokio::spawn(async move { b.delete_user(ACC, &n3).await });
+        let added = adder.await.unwrap();
+        let deleted = deleter.await.unwrap();
+        match (&added, &deleted) {
+            (Ok(()), Err(IamError::DeleteConflict(_))) => {
+                assert!(first.get_user(ACC, &name).await.is_ok());
+            }
+            (Err(IamError::UserNotFound(_)), Ok(())) => {
+                assert!(matches!(
+                    first.get_user(ACC, &name).await,
+                    Err(IamError::UserNotFound(_))
+                ));
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    // No row refers to a user that is gone.
+    let orphans = db
+        .psql(
+            "SELECT (SELECT count(*) FROM access_keys k WHERE k.user_ref IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM iam_users u WHERE u.id = k.user_ref))
+                  + (SELECT count(*) FROM iam_user_policies p
+                       WHERE NOT EXISTS (SELECT 1 FROM iam_users u WHERE u.id = p.user_ref))
+                  + (SELECT count(*) FROM iam_group_members m
+                       WHERE NOT EXISTS (SELECT 1 FROM iam_users u WHERE u.id = m.user_ref))",
+        )
+        .unwrap();
+    assert_eq!(orphans.trim(), "0");
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_need_the_master_key() {
+    let db = database();
+    let iam = PgIamStore::new(open(&db).await, MasterKey::generate());
+    let k = NewAccessKey::generate();
+    iam.create_account(
+        &Account {
+            id: ACC.into(),
+            alias: None,
+            created_ms: 1,
+        },
+        Some(&k),
+    )
+    .await
+    .unwrap();
+    let dump = db
+        .psql("SELECT encode(secret_enc, 'escape') || access_key_id || status FROM access_keys")
+        .unwrap();
+    assert!(!dump.contains(k.secret.expose()));
+    let hex = db
+        .psql("SELECT encode(secret_enc, 'hex') FROM access_keys")
+        .unwrap();
+    let secret_hex: String = k
+        .secret
+        .expose()
+        .bytes()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!hex.contains(&secret_hex));
+    assert!(hex
+        .trim()
+        .starts_with(&format!("{:02x}", crate::secrets::SEALED_VERSION)));
+
+    let found = iam
+        .lookup_access_key(&k.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.secret, k.secret);
+    let wrong = PgIamStore::new(open(&db).await, MasterKey::generate());
+    let err = wrong.lookup_access_key(&k.access_key_id).await.unwrap_err();
+    assert!(
+        matches!(&err, IamError::Secret { access_key_id, .. } if *access_key_id == k.access_key_id),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn access_key_lookup_is_one_primary_key_search() {
+    let db = database();
+    drop(open(&db).await);
+    let plan = db
+        .psql(&format!(
+            "SET enable_seqscan = off; EXPLAIN {}",
+            super::iam::LOOKUP_SQL.replace("$1", "'AKIAEXAMPLE'")
+        ))
+        .unwrap();
+    assert!(plan.contains("access_keys_pkey"), "{plan}");
+    assert!(plan.contains("iam_users_pkey"), "{plan}");
 }
 
 #[tokio::test]
