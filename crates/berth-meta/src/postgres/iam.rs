@@ -73,20 +73,28 @@ async fn require_account<C: GenericClient>(c: &C, id: &str, lock: Lock) -> IamRe
     }
 }
 
+fn account_from_row(r: &Row) -> Result<Account, tokio_postgres::Error> {
+    Ok(Account {
+        id: r.try_get(0)?,
+        alias: r.try_get(1)?,
+        created_ms: r.try_get(2)?,
+    })
+}
+
 const USER_COLS: &str = "id, account_id, name, path, user_id, arn, created_ms";
 
-fn user_from_row(r: &Row) -> (i64, User) {
-    (
-        r.get(0),
+fn user_from_row(r: &Row) -> Result<(i64, User), tokio_postgres::Error> {
+    Ok((
+        r.try_get(0)?,
         User {
-            account_id: r.get(1),
-            name: r.get(2),
-            path: r.get(3),
-            user_id: r.get(4),
-            arn: r.get(5),
-            created_ms: r.get(6),
+            account_id: r.try_get(1)?,
+            name: r.try_get(2)?,
+            path: r.try_get(3)?,
+            user_id: r.try_get(4)?,
+            arn: r.try_get(5)?,
+            created_ms: r.try_get(6)?,
         },
-    )
+    ))
 }
 
 async fn find_user<C: GenericClient>(
@@ -100,25 +108,25 @@ async fn find_user<C: GenericClient>(
         lock.sql()
     );
     match c.query_opt(&sql, &[&account, &name_key(name)]).await? {
-        Some(r) => Ok(user_from_row(&r)),
+        Some(r) => Ok(user_from_row(&r)?),
         None => Err(IamError::UserNotFound(name.to_string())),
     }
 }
 
 const GROUP_COLS: &str = "id, account_id, name, path, group_id, arn, created_ms";
 
-fn group_from_row(r: &Row) -> (i64, Group) {
-    (
-        r.get(0),
+fn group_from_row(r: &Row) -> Result<(i64, Group), tokio_postgres::Error> {
+    Ok((
+        r.try_get(0)?,
         Group {
-            account_id: r.get(1),
-            name: r.get(2),
-            path: r.get(3),
-            group_id: r.get(4),
-            arn: r.get(5),
-            created_ms: r.get(6),
+            account_id: r.try_get(1)?,
+            name: r.try_get(2)?,
+            path: r.try_get(3)?,
+            group_id: r.try_get(4)?,
+            arn: r.try_get(5)?,
+            created_ms: r.try_get(6)?,
         },
-    )
+    ))
 }
 
 async fn find_group<C: GenericClient>(
@@ -132,7 +140,7 @@ async fn find_group<C: GenericClient>(
         lock.sql()
     );
     match c.query_opt(&sql, &[&account, &name_key(name)]).await? {
-        Some(r) => Ok(group_from_row(&r)),
+        Some(r) => Ok(group_from_row(&r)?),
         None => Err(IamError::GroupNotFound(name.to_string())),
     }
 }
@@ -172,7 +180,7 @@ async fn insert_key<C: GenericClient>(
             &[&account, &user_ref],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     check_access_key_quota(usize::try_from(count).unwrap_or(usize::MAX))?;
     let sealed = master.seal(id.as_bytes(), key.secret.expose().as_bytes());
     let inserted = c
@@ -255,11 +263,9 @@ impl IamStore for PgIamStore {
                 &[&id],
             )
             .await?;
-        Ok(row.map(|r| Account {
-            id: r.get(0),
-            alias: r.get(1),
-            created_ms: r.get(2),
-        }))
+        row.map(|r| account_from_row(&r))
+            .transpose()
+            .map_err(Into::into)
     }
 
     async fn list_accounts(&self) -> IamResult<Vec<Account>> {
@@ -270,14 +276,9 @@ impl IamStore for PgIamStore {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Account {
-                id: r.get(0),
-                alias: r.get(1),
-                created_ms: r.get(2),
-            })
-            .collect())
+        rows.iter()
+            .map(|r| account_from_row(r).map_err(Into::into))
+            .collect()
     }
 
     async fn create_user(&self, user: &NewUser) -> IamResult<User> {
@@ -381,7 +382,7 @@ impl IamStore for PgIamStore {
                 &[&account, &prefix],
             )
             .await?;
-        Ok(rows.iter().map(|r| user_from_row(r).1).collect())
+        rows.iter().map(|r| Ok(user_from_row(r)?.1)).collect()
     }
 
     async fn create_access_key(
@@ -484,12 +485,12 @@ impl IamStore for PgIamStore {
         rows.iter()
             .map(|r| {
                 Ok(AccessKeyRecord {
-                    access_key_id: r.get(0),
+                    access_key_id: r.try_get(0)?,
                     account_id: account.to_string(),
                     owner: owner.clone(),
-                    status: status_of(r.get(1))?,
-                    created_ms: r.get(2),
-                    last_used_ms: r.get(3),
+                    status: status_of(r.try_get(1)?)?,
+                    created_ms: r.try_get(2)?,
+                    last_used_ms: r.try_get(3)?,
                 })
             })
             .collect()
@@ -501,16 +502,16 @@ impl IamStore for PgIamStore {
         let Some(r) = client.query_opt(&statement, &[&access_key_id]).await? else {
             return Ok(None);
         };
-        let principal = match r.get::<_, Option<String>>(3) {
+        let principal = match r.try_get::<_, Option<String>>(3)? {
             None => KeyPrincipal::Root,
             Some(name) => KeyPrincipal::User {
                 name,
-                path: r.get(4),
-                user_id: r.get(5),
-                arn: r.get(6),
+                path: r.try_get(4)?,
+                user_id: r.try_get(5)?,
+                arn: r.try_get(6)?,
             },
         };
-        let sealed: Vec<u8> = r.get(2);
+        let sealed: Vec<u8> = r.try_get(2)?;
         let secret_error = |source| IamError::Secret {
             access_key_id: access_key_id.to_string(),
             source,
@@ -523,9 +524,9 @@ impl IamStore for PgIamStore {
             .map_err(|_| secret_error(crate::secrets::SecretError::Corrupt))?;
         Ok(Some(KeyLookup {
             access_key_id: access_key_id.to_string(),
-            account_id: r.get(0),
+            account_id: r.try_get(0)?,
             principal,
-            status: status_of(r.get(1))?,
+            status: status_of(r.try_get(1)?)?,
             secret: SecretAccessKey::new(secret),
         }))
     }
@@ -610,17 +611,21 @@ impl IamStore for PgIamStore {
                 &[&uref],
             )
             .await?;
-        let own = own.iter().map(|r| InlinePolicy {
-            attached_to: PolicyAttachment::User,
-            name: r.get(0),
-            document: r.get(1),
+        let own = own.iter().map(|r| {
+            Ok(InlinePolicy {
+                attached_to: PolicyAttachment::User,
+                name: r.try_get(0)?,
+                document: r.try_get(1)?,
+            })
         });
-        let groups = groups.iter().map(|r| InlinePolicy {
-            attached_to: PolicyAttachment::Group(r.get(0)),
-            name: r.get(1),
-            document: r.get(2),
+        let groups = groups.iter().map(|r| {
+            Ok(InlinePolicy {
+                attached_to: PolicyAttachment::Group(r.try_get(0)?),
+                name: r.try_get(1)?,
+                document: r.try_get(2)?,
+            })
         });
-        Ok(own.chain(groups).collect())
+        own.chain(groups).collect()
     }
 
     async fn create_group(&self, group: &NewGroup) -> IamResult<Group> {
@@ -728,7 +733,7 @@ impl IamStore for PgIamStore {
                 &[&uref],
             )
             .await?;
-        Ok(rows.iter().map(|r| group_from_row(r).1).collect())
+        rows.iter().map(|r| Ok(group_from_row(r)?.1)).collect()
     }
 }
 
@@ -822,7 +827,8 @@ impl PgIamStore {
                 &[&oref, &name],
             )
             .await?
-            .map(|r| r.get(0))
+            .map(|r| r.try_get(0))
+            .transpose()?
             .ok_or_else(|| policy_not_found(owner.label(), name))
     }
 
@@ -867,6 +873,6 @@ impl PgIamStore {
                 &[&oref],
             )
             .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 }

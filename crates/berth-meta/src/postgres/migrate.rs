@@ -73,7 +73,8 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<i64, PgOpenError> {
             )
             .await
             .map_err(PgOpenError::Migrate)?
-            .get(0);
+            .try_get(0)
+            .map_err(PgOpenError::Migrate)?;
         crate::schema::check_not_newer(current)?;
         let Some((version, name, sql)) = MIGRATIONS.iter().find(|m| m.0 > current) else {
             tx.commit().await.map_err(PgOpenError::Migrate)?;
