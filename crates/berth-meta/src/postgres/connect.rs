@@ -10,11 +10,10 @@
 //! | `disable` | plaintext |
 //! | `prefer` (the default) | TLS, verified, when the server offers it; plaintext otherwise |
 //! | `require`, `verify-full` | TLS, verified; refused otherwise |
+//! | `verify-ca` | TLS, the chain verified but not the host name (as libpq) |
 //!
-//! `verify-ca` (chain without host name) is refused with a clear error rather than
-//! silently checked more or less than asked. Trusted roots are the system's (the platform
-//! store, through `rustls-native-certs`) plus the PEM file named by `sslrootcert` or
-//! [`PgOptions::ca_file`].
+//! Trusted roots are the system's (the platform store, through `rustls-native-certs`)
+//! plus the PEM file named by `sslrootcert` or [`PgOptions::ca_file`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +86,8 @@ pub enum PgOpenError {
 pub(crate) struct ParsedUrl {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) root_cert: Option<PathBuf>,
+    /// Whether the certificate must name the host (all but `verify-ca`).
+    pub(crate) verify_host: bool,
 }
 
 pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, PgOpenError> {
@@ -98,27 +99,23 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, PgOpenError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut ssl_mode = SslMode::Prefer;
     let mut root_cert = None;
+    let mut verify_host = true;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            "sslmode" => {
-                ssl_mode = match value {
-                    "disable" => SslMode::Disable,
-                    "prefer" => SslMode::Prefer,
-                    "require" | "verify-full" => SslMode::Require,
-                    "verify-ca" => {
-                        return Err(PgOpenError::InvalidUrl(
-                            "sslmode=verify-ca is not supported: Berth verifies the host name too; use verify-full".into(),
-                        ))
-                    }
-                    other => {
-                        return Err(PgOpenError::InvalidUrl(format!(
-                            "unknown sslmode {other:?} (disable, prefer, require, verify-full)"
-                        )))
-                    }
+            "sslmode" => ssl_mode = match value {
+                "disable" => SslMode::Disable,
+                "prefer" => SslMode::Prefer,
+                "require" | "verify-full" => SslMode::Require,
+                "verify-ca" => {
+                    verify_host = false;
+                    SslMode::Require
                 }
-            }
+                other => return Err(PgOpenError::InvalidUrl(format!(
+                    "unknown sslmode {other:?} (disable, prefer, require, verify-ca, verify-full)"
+                ))),
+            },
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value)?)),
             _ => rest.push(pair),
         }
@@ -139,7 +136,11 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, PgOpenError> {
     if config.get_application_name().is_none() {
         config.application_name("berth");
     }
-    Ok(ParsedUrl { config, root_cert })
+    Ok(ParsedUrl {
+        config,
+        root_cert,
+        verify_host,
+    })
 }
 
 fn percent_decode(s: &str) -> Result<String, PgOpenError> {
@@ -163,9 +164,11 @@ fn percent_decode(s: &str) -> Result<String, PgOpenError> {
     String::from_utf8(out).map_err(|_| PgOpenError::InvalidUrl("sslrootcert is not UTF-8".into()))
 }
 
-/// rustls with the system's roots plus those of `extra` (PEM files).
+/// rustls with the system's roots plus those of `extra` (PEM files); the certificate must
+/// also name the host when `verify_host`.
 pub(crate) fn tls_connector(
     extra: &[&Path],
+    verify_host: bool,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgOpenError> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are skipped, as every TLS client does; a missing
@@ -199,14 +202,72 @@ pub(crate) fn tls_connector(
     if roots.is_empty() {
         return Err(PgOpenError::NoRoots);
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(PgOpenError::Tls)?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(PgOpenError::Tls)?;
+    let config = if verify_host {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let chain =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| PgOpenError::Tls(rustls::Error::General(e.to_string())))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+            .with_no_client_auth()
+    };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// `verify-ca`: the full verification of rustls, except that a certificate naming
+/// another host is accepted (its chain, validity and usage were checked first).
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 #[cfg(test)]
@@ -227,8 +288,13 @@ mod tests {
             p.config.get_connect_timeout(),
             Some(&Duration::from_secs(3))
         );
+        assert!(p.verify_host);
         let p = parse_url("postgresql://h/db").unwrap();
         assert_eq!(p.config.get_ssl_mode(), SslMode::Prefer);
+        assert!(p.verify_host);
+        let p = parse_url("postgres://h/db?sslmode=verify-ca").unwrap();
+        assert_eq!(p.config.get_ssl_mode(), SslMode::Require);
+        assert!(!p.verify_host);
         assert_eq!(
             parse_url("postgres://h/db?sslmode=disable")
                 .unwrap()
@@ -242,7 +308,6 @@ mod tests {
     fn bad_urls_are_refused_without_echoing_them() {
         for url in [
             "mysql://u:secret@h/db",
-            "postgres://u:secret@h/db?sslmode=verify-ca",
             "postgres://u:secret@h/db?sslmode=sometimes",
             "postgres://u:secret@h:notaport/db",
         ] {
@@ -256,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_missing_ca_file_is_a_clear_error() {
-        let Err(err) = tls_connector(&[Path::new("/nonexistent/ca.pem")]) else {
+        let Err(err) = tls_connector(&[Path::new("/nonexistent/ca.pem")], true) else {
             panic!("a missing CA file was accepted");
         };
         assert!(matches!(err, PgOpenError::CaFile { .. }), "{err:?}");

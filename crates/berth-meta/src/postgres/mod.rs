@@ -62,7 +62,7 @@ impl PgDb {
             .chain(options.ca_file.iter())
             .map(|p| p.as_path())
             .collect();
-        let tls = connect::tls_connector(&extra)?;
+        let tls = connect::tls_connector(&extra, parsed.verify_host)?;
         let manager = Manager::from_config(
             parsed.config,
             tls,

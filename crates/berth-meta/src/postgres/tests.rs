@@ -370,6 +370,27 @@ async fn tls_to_the_database_is_verified() {
     options.ca_file = Some(ca.clone());
     PgDb::connect(&options).await.unwrap();
 
+    // A host name the certificate does not carry: refused by verify-full, accepted by
+    // verify-ca (the chain is still checked: without the CA it is refused too).
+    let elsewhere = |mode: &str, ca: bool| {
+        let mut o = PgOptions::new(format!(
+            "postgres://postgres@db.invalid:{}/{}?hostaddr=127.0.0.1&sslmode={mode}",
+            cluster.port(),
+            db.name()
+        ));
+        if ca {
+            o.ca_file = Some(cluster.ca_cert_path());
+        }
+        o.acquire_timeout = std::time::Duration::from_secs(5);
+        o
+    };
+    let err = PgDb::connect(&elsewhere("verify-full", true))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("NotValidForName"), "{err:?}");
+    PgDb::connect(&elsewhere("verify-ca", true)).await.unwrap();
+    assert!(PgDb::connect(&elsewhere("verify-ca", false)).await.is_err());
+
     // Without the CA the server's certificate is not trusted: refused, not downgraded.
     let mut options = PgOptions::new(tls_url("localhost", "require"));
     options.acquire_timeout = std::time::Duration::from_secs(5);
@@ -401,4 +422,44 @@ async fn an_unreachable_database_is_a_clear_error_at_start() {
     let err = PgDb::connect(&options).await.unwrap_err();
     assert!(matches!(err, PgOpenError::Connect(_)), "{err:?}");
     assert!(!format!("{err:?}").contains("secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_bootstrapped_by_several_nodes_at_once_is_created_once() {
+    // Every node of a fresh cluster may try to create the configured account with a root
+    // key at start: one wins, the others are told it exists, and one root key results.
+    let db = database();
+    let nodes = nodes(&db, [9u8; 32], 5).await;
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let account = Account {
+                    id: ACC.into(),
+                    alias: None,
+                    created_ms: 1,
+                };
+                node.create_account(&account, Some(&NewAccessKey::generate()))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(IamError::AccountAlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(
+        nodes[0]
+            .list_access_keys(ACC, &KeyOwner::Root)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
