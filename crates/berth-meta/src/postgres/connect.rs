@@ -104,18 +104,22 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, PgOpenError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            "sslmode" => ssl_mode = match value {
-                "disable" => SslMode::Disable,
-                "prefer" => SslMode::Prefer,
-                "require" | "verify-full" => SslMode::Require,
-                "verify-ca" => {
-                    verify_host = false;
-                    SslMode::Require
-                }
-                other => return Err(PgOpenError::InvalidUrl(format!(
+            "sslmode" => {
+                ssl_mode = match value {
+                    "disable" => SslMode::Disable,
+                    "prefer" => SslMode::Prefer,
+                    "require" | "verify-full" => SslMode::Require,
+                    "verify-ca" => {
+                        verify_host = false;
+                        SslMode::Require
+                    }
+                    other => {
+                        return Err(PgOpenError::InvalidUrl(format!(
                     "unknown sslmode {other:?} (disable, prefer, require, verify-ca, verify-full)"
-                ))),
-            },
+                )))
+                    }
+                }
+            }
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value)?)),
             _ => rest.push(pair),
         }

@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Row};
 
 use super::PgDb;
@@ -218,11 +217,6 @@ fn policy_not_found(kind: &'static str, name: &str) -> IamError {
     }
 }
 
-/// Whether the error is a violated unique constraint (another writer won a race).
-fn is_unique_violation(e: &IamError) -> bool {
-    matches!(e, IamError::Meta(m) if super::sql_state(m) == Some(&SqlState::UNIQUE_VIOLATION))
-}
-
 #[async_trait::async_trait]
 impl IamStore for PgIamStore {
     async fn create_account(
@@ -284,8 +278,7 @@ impl IamStore for PgIamStore {
     async fn create_user(&self, user: &NewUser) -> IamResult<User> {
         validate_name("user", &user.name)?;
         validate_path(&user.path)?;
-        let created = self
-            .db
+        self.db
             .retry(|| async move {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
@@ -320,16 +313,7 @@ impl IamStore for PgIamStore {
                 tx.commit().await?;
                 Ok(rec)
             })
-            .await;
-        // The generated id collided with another user's: extremely unlikely; say so
-        // rather than report a duplicate name.
-        created.map_err(|e| {
-            if is_unique_violation(&e) {
-                IamError::InvalidInput("generated user id collided; retry".into())
-            } else {
-                e
-            }
-        })
+            .await
     }
 
     async fn get_user(&self, account: &str, name: &str) -> IamResult<User> {
