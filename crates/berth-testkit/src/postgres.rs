@@ -150,8 +150,8 @@ fn free_port() -> Result<u16, HarnessError> {
 }
 
 /// Stops the server and removes the directory once standard input closes (whatever ends
-/// the test process), or once the server exits by itself. `$1` is the directory, the rest
-/// the server's command line.
+/// the test process), or once the server exits by itself (then the end of its log goes to
+/// standard error). `$1` is the directory, the rest the server's command line.
 const WATCHDOG: &str = r#"
 dir=$1; shift
 "$@" </dev/null >>"$dir/postgres.log" 2>&1 &
@@ -159,9 +159,22 @@ pg=$!
 exec 3<&0
 cat <&3 >/dev/null &
 reader=$!
-wait -n "$pg" "$reader"
+# (Polled: `wait -n` skips a job that ended before it was called.)
+while kill -0 "$pg" 2>/dev/null && kill -0 "$reader" 2>/dev/null; do
+  sleep 0.2
+done
+if kill -0 "$reader" 2>/dev/null; then
+  # The server stopped by itself (a port taken meanwhile, a bad setting): say why.
+  tail -n 20 "$dir/postgres.log" >&2
+fi
+# Fast shutdown (SIGINT); SIGKILL if it has not stopped within 10 seconds.
 kill -INT "$pg" 2>/dev/null
 kill "$reader" 2>/dev/null
+for _ in $(seq 50); do
+  kill -0 "$pg" 2>/dev/null || break
+  sleep 0.2
+done
+kill -KILL "$pg" 2>/dev/null
 wait "$pg"
 rm -rf "$dir"
 "#;
@@ -230,7 +243,7 @@ impl PgCluster {
             .args(server.get_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(io("starting the watchdog"))?;
         Ok(PgCluster {
@@ -247,7 +260,11 @@ impl PgCluster {
         loop {
             if let Some(child) = self.watchdog.lock().map_err(|e| e.to_string())?.as_mut() {
                 if let Ok(Some(_)) = child.try_wait() {
-                    return Err(format!("the server exited: {}", self.log_tail()));
+                    let mut log = String::new();
+                    if let Some(mut err) = child.stderr.take() {
+                        let _ = err.read_to_string(&mut log);
+                    }
+                    return Err(format!("the server exited: {log}"));
                 }
             }
             let ready = Command::new(self.bin.join("pg_isready"))
