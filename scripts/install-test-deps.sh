@@ -29,6 +29,7 @@ APT_PACKAGES=(
   jq
   docker-registry # CNCF distribution, for scripts/e2e-against-distribution.sh (not used by the test suite)
   ca-certificates
+  postgresql      # PostgreSQL 15: the metadata store suites run against a throwaway cluster (crates/berth-testkit)
 )
 
 step "apt-get update"

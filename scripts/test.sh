@@ -6,6 +6,8 @@
 # The end-to-end tests in crates/berth/tests/ drive real clients (skopeo, podman, buildah, umoci, curl) against the
 # real `berth` binary; they fail when a client is missing unless BERTH_E2E_ALLOW_MISSING_CLIENTS=1. On Debian 12:
 #   apt-get install -y --no-install-recommends skopeo podman buildah umoci curl
+# The metadata store suites also run against PostgreSQL (Debian's postgresql, started by crates/berth-testkit as a
+# throwaway cluster; set BERTH_TEST_PG_BIN for another bin directory).
 # Both commands run even if the first fails; the script fails if either did. The last line totals both runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ for tool in skopeo podman buildah umoci curl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 cargo nextest --version >/dev/null 2>&1 || missing+=(cargo-nextest)
+[ -x "${BERTH_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql)
 python3 -c 'import botocore' >/dev/null 2>&1 || missing+=(botocore)
 python3 -c 'import boto3' >/dev/null 2>&1 || missing+=(boto3)
 if [ ${#missing[@]} -gt 0 ]; then

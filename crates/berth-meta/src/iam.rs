@@ -217,6 +217,44 @@ pub struct InlinePolicy {
     pub document: String,
 }
 
+/// The form in which user and group names are compared: as in AWS, two names that differ
+/// only in case are the same name. Valid names are ASCII ([`validate_name`]), so folding
+/// ASCII letters is the whole rule (SQLite's `COLLATE NOCASE` folds the same letters; the
+/// PostgreSQL backend stores this key under a unique constraint).
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// `LimitExceeded` when an owner already holding `existing` keys may not get another.
+pub fn check_access_key_quota(existing: usize) -> IamResult<()> {
+    if existing >= MAX_ACCESS_KEYS_PER_OWNER {
+        Err(IamError::LimitExceeded(format!(
+            "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_OWNER}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// 16 to 128 ASCII letters and digits.
+pub fn validate_access_key_id(id: &str) -> IamResult<()> {
+    if (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(IamError::InvalidInput(format!(
+            "invalid access key id {id:?}"
+        )))
+    }
+}
+
+/// `DeleteConflict` for a user who still has `what` (access keys, policies, group
+/// memberships).
+pub fn user_delete_conflict(what: &str, user: &str) -> IamError {
+    IamError::DeleteConflict(format!(
+        "Cannot delete entity, must delete {what} of user {user} first."
+    ))
+}
+
 /// `[\w+=,.@-]{1,64}` (user and group names).
 pub fn validate_name(what: &str, name: &str) -> IamResult<()> {
     let ok = (1..=64).contains(&name.len())

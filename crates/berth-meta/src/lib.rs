@@ -25,6 +25,9 @@
 //! repository and execution's conditional delete with its expiry log are a fourth trait,
 //! [`LifecycleStore`] (module [`lifecycle`]), also implemented by [`sqlite::SqliteMetaStore`].
 //!
+//! The schema's versions are one list for every backend ([`schema`]). The PostgreSQL
+//! backend (module `postgres`, cargo feature `postgres`) implements [`IamStore`] so far.
+//!
 //! May depend on: `berth-types`.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
@@ -36,6 +39,9 @@ pub mod gc_suite;
 pub mod iam;
 pub mod lifecycle;
 pub mod lifecycle_suite;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod schema;
 pub mod secrets;
 pub mod settings;
 pub mod settings_suite;

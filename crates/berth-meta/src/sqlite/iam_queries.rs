@@ -109,21 +109,13 @@ fn insert_key(
     now: i64,
 ) -> IamResult<i64> {
     let id = &key.access_key_id;
-    if !(16..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(IamError::InvalidInput(format!(
-            "invalid access key id {id:?}"
-        )));
-    }
+    validate_access_key_id(id)?;
     let count: i64 = c
         .prepare_cached(
             "SELECT COUNT(*) FROM access_keys WHERE account_id = ?1 AND user_ref IS ?2",
         )?
         .query_row(params![account, user_ref], |r| r.get(0))?;
-    if count as usize >= MAX_ACCESS_KEYS_PER_OWNER {
-        return Err(IamError::LimitExceeded(format!(
-            "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_OWNER}"
-        )));
-    }
+    check_access_key_quota(count as usize)?;
     let exists = c
         .prepare_cached("SELECT 1 FROM access_keys WHERE access_key_id = ?1")?
         .query_row([id], |_| Ok(()))
@@ -308,10 +300,7 @@ impl IamStore for SqliteIamStore {
                         |r| r.get(0),
                     )?;
                     if n > 0 {
-                        return Err(IamError::DeleteConflict(format!(
-                            "Cannot delete entity, must delete {what} of user {} first.",
-                            user.name
-                        )));
+                        return Err(user_delete_conflict(what, &user.name));
                     }
                 }
                 tx.execute("DELETE FROM iam_users WHERE id = ?1", [id])?;

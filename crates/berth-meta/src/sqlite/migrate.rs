@@ -35,10 +35,10 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
         .flatten()
         .unwrap_or(0);
     if current > latest_version() {
-        return Err(MigrateError::TooNew {
+        return Err(MigrateError::TooNew(crate::schema::SchemaTooNew {
             found: current,
             supported: latest_version(),
-        });
+        }));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction()?;
@@ -55,8 +55,9 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade berth")]
-    TooNew { found: i64, supported: i64 },
+    /// The refusal every backend gives.
+    #[error(transparent)]
+    TooNew(crate::schema::SchemaTooNew),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }

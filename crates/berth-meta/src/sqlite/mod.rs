@@ -360,7 +360,9 @@ mod tests {
         drop(c);
         assert!(matches!(
             SqliteMetaStore::open(&path),
-            Err(OpenError::Migrate(MigrateError::TooNew { found: 999, .. }))
+            Err(OpenError::Migrate(MigrateError::TooNew(
+                crate::schema::SchemaTooNew { found: 999, .. }
+            )))
         ));
     }
 }
