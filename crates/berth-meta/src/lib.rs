@@ -25,6 +25,9 @@
 //! repository and execution's conditional delete with its expiry log are a fourth trait,
 //! [`LifecycleStore`] (module [`lifecycle`]), also implemented by [`sqlite::SqliteMetaStore`].
 //!
+//! The jobs layer's facts (outbox consumer cursors, queued jobs with leases, singleton
+//! leases for periodic passes) are [`jobs::JobStore`], with its own [`jobs_suite`].
+//!
 //! May depend on: `berth-types`.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
@@ -34,6 +37,8 @@ pub mod archive_suite;
 pub mod gc;
 pub mod gc_suite;
 pub mod iam;
+pub mod jobs;
+pub mod jobs_suite;
 pub mod lifecycle;
 pub mod lifecycle_suite;
 pub mod secrets;
