@@ -62,10 +62,12 @@ impl Log {
 
 #[tokio::test(start_paused = true)]
 async fn two_nodes_run_a_periodic_pass_once_per_period() {
-    let (_dir, store) = store();
+    let (dir, store) = store();
+    // Each node opens the database itself, as separate processes would.
+    let other = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
     let clock = clock();
     let log = Log::default();
-    let nodes = [node(&store, "a", &clock), node(&store, "b", &clock)];
+    let nodes = [node(&store, "a", &clock), node(&other, "b", &clock)];
     for n in &nodes {
         let spec = Periodic::new("count", Duration::from_secs(10)).first_after(Duration::ZERO);
         n.spawn_periodic(

@@ -26,7 +26,8 @@ fn kinds(k: &[&str]) -> Vec<String> {
     k.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs every case on one store.
+/// Runs every case on one store. [`two_handles_race_for_one_lease_one_job_one_cursor`]
+/// needs two handles on one database and is run by each backend's tests separately.
 pub async fn run(s: &dyn JobStore) {
     cursor_starts_absent_and_advances_by_compare_and_set(s).await;
     cursor_compare_and_set_lets_one_of_two_nodes_advance(s).await;
@@ -515,4 +516,36 @@ pub async fn concurrent_acquirers_get_one_grant(s: &dyn JobStore) {
     assert_eq!(granted.len(), 1, "{granted:?}");
     let rec = s.lease(name).await.unwrap().unwrap();
     assert_eq!(rec.holder.as_ref(), granted.first());
+}
+
+/// `a` and `b` are two handles on one database (two processes' connections, two nodes'
+/// pools): their concurrent acquisitions, claims and cursor advances serialize.
+pub async fn two_handles_race_for_one_lease_one_job_one_cursor(a: &dyn JobStore, b: &dyn JobStore) {
+    for round in 0..5 {
+        let name = format!("two-handles-{round}");
+        let (x, y) = tokio::join!(
+            a.acquire_lease(&name, "a", 1_000, 10),
+            b.acquire_lease(&name, "b", 1_000, 10)
+        );
+        let granted = [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|r| matches!(r, LeaseAttempt::Granted(_)))
+            .count();
+        assert_eq!(granted, 1, "round {round}");
+
+        let kind = format!("two-handles-{round}");
+        let id = a.enqueue(&job(&kind, None, 0, 1), 1).await.unwrap().id();
+        let k = kinds(&[&kind]);
+        let (x, y) = tokio::join!(a.claim(&k, "a", LEASE, 5), b.claim(&k, "b", LEASE, 5));
+        let claimed: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        assert_eq!(claimed.len(), 1, "round {round}: {claimed:?}");
+        assert_eq!(claimed[0].id, id);
+
+        let consumer = format!("two-handles-{round}");
+        let (x, y) = tokio::join!(
+            a.advance_cursor(&consumer, None, 1, 1),
+            b.advance_cursor(&consumer, None, 2, 1)
+        );
+        assert!(x.unwrap() ^ y.unwrap(), "round {round}");
+    }
 }

@@ -121,8 +121,7 @@ impl PullTimes {
 
     /// Writes pending pulls every interval until `stop` resolves, then once more (the
     /// last batch). Replaces the lazily started writer ([`PullTimes::start_flusher`]).
-    pub(crate) async fn run_flusher(&self, stop: impl std::future::Future<Output = ()>) {
-        self.flusher_started.store(true, Ordering::Release);
+    async fn run_flusher(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -197,8 +196,18 @@ impl crate::Registry {
     /// resolves, then the last batch. `berth serve` runs it as a per-node worker of the
     /// jobs layer (each node holds its own pending pulls) and awaits it at shutdown;
     /// without it, a writer starts on the first pull and ends with the registry.
-    pub async fn flush_pull_times_until(&self, stop: impl std::future::Future<Output = ()>) {
-        self.inner.pull_times.run_flusher(stop).await;
+    pub fn flush_pull_times_until(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Marked now, not at the first poll: a pull recorded in between must not start
+        // the lazy writer too.
+        self.inner
+            .pull_times
+            .flusher_started
+            .store(true, Ordering::Release);
+        let pull_times = self.inner.pull_times.clone();
+        async move { pull_times.run_flusher(stop).await }
     }
 }
 

@@ -97,9 +97,8 @@ pub async fn start(
         r.follow_cache(CACHE_FOLLOW_EVERY, cancel.cancelled_owned())
             .await
     });
-    let r = registry.clone();
-    jobs.spawn_local("pull-times", move |cancel| async move {
-        r.flush_pull_times_until(cancel.cancelled_owned()).await
+    jobs.spawn_local("pull-times", |cancel| {
+        registry.flush_pull_times_until(cancel.cancelled_owned())
     });
     jobs
 }

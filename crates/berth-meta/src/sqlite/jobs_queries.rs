@@ -433,6 +433,14 @@ mod tests {
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_handles_race_for_one_lease_one_job_one_cursor() {
+        let (dir, a) = store();
+        // A second handle opens its own connections, as another process would.
+        let b = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+        suite::two_handles_race_for_one_lease_one_job_one_cursor(&a, &b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_backend_passes_the_whole_jobs_suite() {
         let (_dir, store) = store();
         suite::run(&store).await;
