@@ -61,9 +61,9 @@ pub(crate) async fn run(ctx: Ctx, spec: Periodic, pass: Pass) {
             .store
             .acquire_lease(&spec.name, ctx.node.as_str(), ttl_ms, now)
             .await;
-        // Never wait longer than a period or a lease: a holder that releases early, or
-        // dies, is noticed within that.
-        let cap = spec.every.min(spec.lease_ttl);
+        // Never wait longer than a period: a holder that releases early is noticed within
+        // one (one that dies, at its lease's expiry).
+        let cap = spec.every;
         let wait = match attempt {
             Err(e) => {
                 tracing::warn!(pass = %spec.name, error = %e, "could not take the pass's lease; will retry");

@@ -2,8 +2,8 @@
 //!
 //! Once per cluster (periodic passes under singleton leases in the metadata store, so
 //! however many nodes share it, one runs each pass and another takes over if it dies):
-//! - `upload-expiry`: abandoned uploads, every `[uploads] sweep_interval_secs` (the first
-//!   pass at start);
+//! - `upload-expiry`: abandoned uploads, every `[uploads] sweep_interval_secs` (and once on
+//!   every node as it starts, before it serves: what its crash left);
 //! - `gc`: a garbage-collection pass every `[gc] interval_secs` (the first one interval
 //!   after start), when `[gc] enabled`;
 //! - `lifecycle`: every repository's lifecycle policy every `[lifecycle] interval_secs`
@@ -47,14 +47,15 @@ pub async fn start(
     }
     tracing::debug!(node = %jobs.node(), "background workers start");
 
+    // What a crash of this process left in uploads/ (files without a row) goes before it
+    // serves, whoever runs the periodic pass; then the pass, once per cluster.
+    let max_idle = Duration::from_secs(cfg.uploads.max_idle_secs);
+    let expire = upload_expiry(registry.clone(), max_idle);
+    if let Err(e) = expire().await {
+        tracing::warn!(error = %e, "upload expiry at start failed");
+    }
     let sweep = Duration::from_secs(cfg.uploads.sweep_interval_secs);
-    jobs.spawn_periodic(
-        Periodic::new("upload-expiry", sweep).first_after(Duration::ZERO),
-        upload_expiry(
-            registry.clone(),
-            Duration::from_secs(cfg.uploads.max_idle_secs),
-        ),
-    );
+    jobs.spawn_periodic(Periodic::new("upload-expiry", sweep), expire);
     if cfg.gc.enabled {
         jobs.spawn_periodic(
             Periodic::new("gc", Duration::from_secs(cfg.gc.interval_secs)),
