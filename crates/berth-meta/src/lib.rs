@@ -25,6 +25,9 @@
 //! repository and execution's conditional delete with its expiry log are a fourth trait,
 //! [`LifecycleStore`] (module [`lifecycle`]), also implemented by [`sqlite::SqliteMetaStore`].
 //!
+//! The jobs layer's facts (outbox consumer cursors, queued jobs with leases, singleton
+//! leases for periodic passes) are [`jobs::JobStore`], with its own [`jobs_suite`].
+//!
 //! The schema's versions are one list for every backend ([`schema`]). The PostgreSQL
 //! backend (module `postgres`, cargo feature `postgres`) implements [`IamStore`] so far.
 //!
@@ -37,6 +40,8 @@ pub mod archive_suite;
 pub mod gc;
 pub mod gc_suite;
 pub mod iam;
+pub mod jobs;
+pub mod jobs_suite;
 pub mod lifecycle;
 pub mod lifecycle_suite;
 #[cfg(feature = "postgres")]

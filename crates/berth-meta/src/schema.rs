@@ -17,6 +17,7 @@ pub const SCHEMA_VERSIONS: &[(i64, &str)] = &[
     (7, "lifecycle"),
     (8, "archive"),
     (9, "account_namespaces"),
+    (10, "jobs"),
 ];
 
 /// The newest schema version this binary knows.

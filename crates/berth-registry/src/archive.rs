@@ -14,7 +14,7 @@
 //! an ordinary upload of the blob store, digest checked while writing), then one transaction
 //! links the blobs into the repository again and marks the image `ACTIVE`. An `ACTIVATING`
 //! image counts as needing its blobs, so nothing drops them meanwhile; a restart resumes
-//! unfinished restores ([`Registry::start_archive_maintenance`]).
+//! unfinished restores ([`Registry::archive_maintenance_pass`]).
 //!
 //! **Pulls**: the manifest cache carries each manifest's status (read with the manifest on
 //! a cache miss; every status change invalidates the entry), so a manifest `GET`/`HEAD` of
@@ -24,7 +24,6 @@
 //! image still shares keeps its standard copy and stays readable.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_blobstore::ArchiveTier;
 use berth_meta::archive::{ArchiveOutcome, ArchiveSweep, ImageStatus};
@@ -263,42 +262,43 @@ impl Registry {
         }
     }
 
-    /// Starts the archive's background upkeep (needs a Tokio runtime): removes what a crash
-    /// left in the tier and resumes unfinished restores now, then every `every` retries
-    /// failed restores and sweeps.
-    pub fn start_archive_maintenance(&self, every: Duration) {
-        if self.archive_tier().is_err() {
+    /// Whether an archive tier is installed (else there is nothing to maintain).
+    pub fn has_archive_tier(&self) -> bool {
+        self.archive_tier().is_ok()
+    }
+
+    /// Removes the temporary files a crash left in the archive tier; `berth serve` calls it
+    /// at start, before any archiving of its own begins.
+    pub async fn remove_archive_leftovers(&self) {
+        let Ok(tier) = self.archive_tier() else {
             return;
+        };
+        match tier.remove_leftovers().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed temporary archive files a crash left"),
+            Err(e) => tracing::warn!(error = %e, "could not remove leftover archive files"),
         }
-        let registry = self.clone();
-        tokio::spawn(async move {
-            if let Ok(tier) = registry.archive_tier() {
-                match tier.remove_leftovers().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(files = n, "removed temporary archive files a crash left")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not remove leftover archive files"),
-                }
-            }
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = registry.resume_activations().await {
-                    tracing::warn!(error = %e, "resuming restores from the archive failed");
-                }
-                match registry.sweep_archive().await {
-                    Ok(s) if s != ArchiveSweep::default() => tracing::info!(
-                        standard_dropped = s.standard_dropped.len(),
-                        copies_deleted = s.copies_deleted.len(),
-                        "archive sweep"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "archive sweep failed"),
-                }
-            }
-        });
+    }
+
+    /// One pass of the archive's upkeep (`berth serve` runs it on start and every 10
+    /// minutes, on one node of the cluster at a time): retries unfinished restores, then
+    /// sweeps ([`Registry::sweep_archive`]). Nothing to do without an archive tier.
+    pub async fn archive_maintenance_pass(&self) -> Result<()> {
+        if !self.has_archive_tier() {
+            return Ok(());
+        }
+        if let Err(e) = self.resume_activations().await {
+            tracing::warn!(error = %e, "resuming restores from the archive failed");
+        }
+        let s = self.sweep_archive().await?;
+        if s != ArchiveSweep::default() {
+            tracing::info!(
+                standard_dropped = s.standard_dropped.len(),
+                copies_deleted = s.copies_deleted.len(),
+                "archive sweep"
+            );
+        }
+        Ok(())
     }
 
     /// A pull of `digest`'s bytes found no link: say so clearly when the reason is that

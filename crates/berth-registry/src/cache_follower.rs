@@ -7,6 +7,7 @@
 //! the cache entries each event names. Its own process's events are applied too, which is
 //! harmless: the writer already dropped those entries.
 
+use std::future::Future;
 use std::time::Duration;
 
 use berth_meta::{EventKind, EventRecord};
@@ -18,27 +19,31 @@ use crate::Registry;
 const BATCH: usize = 1000;
 
 impl Registry {
-    /// Follows the outbox from its current end every `every`, until the runtime shuts
-    /// down.
-    pub fn spawn_cache_follower(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let registry = self.clone();
-        tokio::spawn(async move {
-            let mut last = loop {
-                match registry.inner.meta.last_event_id().await {
-                    Ok(id) => break id,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cache follower: reading the outbox failed");
-                        tokio::time::sleep(every).await;
+    /// Follows the outbox from its current end every `every`, until `stop` resolves
+    /// (`berth serve` runs it as a per-node worker of the jobs layer: every node follows
+    /// for its own cache).
+    pub async fn follow_cache(&self, every: Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut last = loop {
+            match self.inner.meta.last_event_id().await {
+                Ok(id) => break id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache follower: reading the outbox failed");
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(every) => {}
                     }
                 }
-            };
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                last = registry.follow_events(last).await;
             }
-        })
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => last = self.follow_events(last).await,
+            }
+        }
     }
 
     /// Applies every event after `last` to the cache; returns the last id applied.

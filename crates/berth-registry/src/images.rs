@@ -281,4 +281,33 @@ mod tests {
         // An explicit flush with nothing pending is a no-op.
         assert_eq!(r.flush_pull_times().await.unwrap(), 0);
     }
+
+    #[tokio::test]
+    async fn the_stoppable_pull_time_writer_writes_the_last_batch_as_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        // An interval no test waits for: only the stop writes.
+        let r = registry(dir.path(), Duration::from_secs(3600));
+        let repo = crate::test_repo("pull/stop");
+        push_image(&r, &repo, "one", "v1").await;
+        let d = r
+            .resolve(&repo, &Reference::Tag("v1".parse().unwrap()))
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(r.flush_pull_times_until(async move {
+            let _ = stopped.await;
+        }));
+        r.record_pull(&repo, &d, "arn:aws:iam::000000000000:root");
+        assert_eq!(r.inner.pull_times.pending_images(), 1);
+        stop.send(()).unwrap();
+        writer.await.unwrap();
+        assert_eq!(r.inner.pull_times.pending_images(), 0);
+        let images = r
+            .meta()
+            .describe_images(&repo, TagStatus::Any, None, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(images[0].last_pull_ms.is_some(), "{images:?}");
+    }
 }

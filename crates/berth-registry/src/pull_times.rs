@@ -4,9 +4,10 @@
 //! pulls a second that would serialise every pull on SQLite's one writer. So a pull is
 //! one short lock and a map update in memory (no allocation once the image and principal
 //! are known), and a background task writes the newest pull per image in one transaction
-//! every [`RegistryOptions::pull_time_flush_interval`](crate::RegistryOptions) (and on
-//! [`Registry::flush_pull_times`](crate::Registry::flush_pull_times), which the server
-//! calls at shutdown and DescribeImages calls so that the API reads its own pulls).
+//! every [`RegistryOptions::pull_time_flush_interval`](crate::RegistryOptions) (see
+//! [`crate::Registry::flush_pull_times_until`], which writes the last batch at shutdown),
+//! and on [`Registry::flush_pull_times`](crate::Registry::flush_pull_times), which
+//! DescribeImages calls so that the API reads its own pulls.
 //!
 //! Times have one-second granularity (ECR itself refreshes the value at least once a day).
 //! Pull time update exclusions (principal ARNs) are applied when a batch is written, from
@@ -118,6 +119,26 @@ impl PullTimes {
         });
     }
 
+    /// Writes pending pulls every interval until `stop` resolves, then once more (the
+    /// last batch). Replaces the lazily started writer ([`PullTimes::start_flusher`]).
+    async fn run_flusher(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(self.interval) => {
+                    if let Err(e) = self.flush().await {
+                        tracing::warn!(error = %e, "could not record image pull times; will retry");
+                    }
+                }
+            }
+        }
+        match self.flush().await {
+            Ok(n) => tracing::debug!(images = n, "wrote pending pull times"),
+            Err(e) => tracing::warn!(error = %e, "writing pending pull times failed"),
+        }
+    }
+
     /// Writes every pending pull (minus excluded principals) in one transaction. On a
     /// failure the batch goes back to the pending map, to be retried by the next flush.
     pub(crate) async fn flush(&self) -> Result<usize> {
@@ -166,6 +187,27 @@ impl PullTimes {
     #[cfg(test)]
     pub(crate) fn pending_images(&self) -> usize {
         self.pending.lock().values().map(HashMap::len).sum()
+    }
+}
+
+impl crate::Registry {
+    /// Writes this process's pending pull times every
+    /// [`RegistryOptions::pull_time_flush_interval`](crate::RegistryOptions) until `stop`
+    /// resolves, then the last batch. `berth serve` runs it as a per-node worker of the
+    /// jobs layer (each node holds its own pending pulls) and awaits it at shutdown;
+    /// without it, a writer starts on the first pull and ends with the registry.
+    pub fn flush_pull_times_until(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Marked now, not at the first poll: a pull recorded in between must not start
+        // the lazy writer too.
+        self.inner
+            .pull_times
+            .flusher_started
+            .store(true, Ordering::Release);
+        let pull_times = self.inner.pull_times.clone();
+        async move { pull_times.run_flusher(stop).await }
     }
 }
 

@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod admin;
+mod background;
 mod cli;
 mod data_dir;
 mod gc;

@@ -1,6 +1,7 @@
 //! `berth serve`: open the stores, build the services and the HTTP app, hand it to the
-//! listener (`crate::listener`: HTTP/1.1 and HTTP/2, plain or TLS), run background jobs,
-//! and shut down gracefully on SIGTERM/SIGINT.
+//! listener (`crate::listener`: HTTP/1.1 and HTTP/2, plain or TLS), run the background
+//! workers (`crate::background`), and shut down gracefully on SIGTERM/SIGINT: requests
+//! drain first, then every worker is stopped and awaited.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -189,70 +190,6 @@ fn ecr_config(cfg: &Config) -> anyhow::Result<berth_ecr_api::EcrConfig> {
     })
 }
 
-fn spawn_upload_sweeper(registry: Registry, cfg: &Config) {
-    let max_idle = Duration::from_secs(cfg.uploads.max_idle_secs);
-    let every = Duration::from_secs(cfg.uploads.sweep_interval_secs);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            match registry.expire_uploads(max_idle).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired abandoned uploads"),
-                Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
-            }
-        }
-    });
-}
-
-/// Runs a garbage-collection pass every `[gc] interval_secs` (the first one interval
-/// after start), logs what it freed and counts it in `metrics`.
-fn spawn_gc(registry: Registry, cfg: &Config, metrics: Option<Arc<crate::observe::Metrics>>) {
-    if !cfg.gc.enabled {
-        return;
-    }
-    let options = berth_registry::gc::GcOptions {
-        grace: Duration::from_secs(cfg.gc.grace_secs),
-        dry_run: false,
-        duty: Some(cfg.gc.duty),
-        file_scan_every: Some(berth_registry::gc::FILE_SCAN_EVERY),
-    };
-    let every = Duration::from_secs(cfg.gc.interval_secs);
-    let gc = registry.garbage_collector();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            tracing::debug!("garbage collection pass started");
-            let result = gc.run(options).await;
-            if let Some(m) = &metrics {
-                match &result {
-                    Ok(r) => m.record_gc_pass(r),
-                    Err(_) => m.record_gc_failure(),
-                }
-            }
-            match result {
-                Ok(r) if r.freed_blobs() > 0 || r.links > 0 => tracing::info!(
-                    blobs = r.freed_blobs(),
-                    bytes = r.freed_bytes(),
-                    links = r.links,
-                    pending_blobs = r.pending_blobs,
-                    elapsed_ms = r.elapsed_ms,
-                    "garbage collection freed {} blobs ({} bytes)",
-                    r.freed_blobs(),
-                    r.freed_bytes()
-                ),
-                Ok(r) => tracing::debug!(
-                    pending_blobs = r.pending_blobs,
-                    "garbage collection freed nothing"
-                ),
-                Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
-            }
-        }
-    });
-}
-
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not
 /// when first polled), so call it before announcing readiness.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
@@ -286,21 +223,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
     crate::admin::bootstrap(&iam, &meta, &cfg).await?;
     let (registry, provisioner) = open_registry(&cfg.storage, meta.clone())?;
-    // Resumes interrupted restores from the archive now, then sweeps it every 10 minutes.
-    registry.start_archive_maintenance(Duration::from_secs(600));
     let iam = Arc::new(iam);
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),
         berth_iam_api::IamApiConfig::new(cfg.registry.region.clone()),
     );
-    // Lifecycle policies: served by the ECR API, executed every `[lifecycle] interval_secs`.
+    // Lifecycle policies: served by the ECR API, executed by a background pass.
     let lifecycle =
         berth_registry::lifecycle::Lifecycle::new(registry.clone(), Arc::new(meta.clone()));
-    if cfg.lifecycle.enabled {
-        lifecycle
-            .clone()
-            .spawn_scheduler(Duration::from_secs(cfg.lifecycle.interval_secs));
-    }
     let ecr_config = ecr_config(&cfg)?;
     let gate_config = berth_oci_api::gate::GateConfig {
         hosts: ecr_config.hosts.clone(),
@@ -308,22 +238,24 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         public_host: ecr_config.public_host.clone(),
         login_token_key: ecr_config.login_token_key,
     };
-    let ecr =
-        berth_ecr_api::EcrState::new(registry.clone(), iam.clone(), Arc::new(meta), ecr_config)
-            .with_lifecycle(lifecycle);
+    let ecr = berth_ecr_api::EcrState::new(
+        registry.clone(),
+        iam.clone(),
+        Arc::new(meta.clone()),
+        ecr_config,
+    )
+    .with_lifecycle(lifecycle.clone());
     let tls = crate::tls::acceptor(&cfg)?;
     let listener_options = crate::listener::Options::from_config(&cfg.server);
     let addr = listener.local_addr()?;
-    spawn_upload_sweeper(registry.clone(), &cfg);
-    // Changes made by other processes (`berth lifecycle run`, later other nodes) reach
-    // the manifest cache through the event outbox.
-    registry.spawn_cache_follower(Duration::from_secs(1));
     let metrics = cfg
         .metrics
         .enabled
         .then(|| Arc::new(crate::observe::Metrics::new(registry.clone())));
     let observer = crate::observe::Observer::new(metrics.clone());
-    spawn_gc(registry.clone(), &cfg, metrics.clone());
+    // Upload expiry, GC, lifecycle, archive upkeep (once per cluster); the cache follower
+    // and the pull-time writer (per node). See `background.rs`.
+    let jobs = crate::background::start(&meta, &registry, &lifecycle, &cfg, metrics.clone()).await;
     // `/metrics` on a listener of its own, or else on the public one.
     let public_metrics = match (&metrics, cfg.metrics.listen) {
         (Some(m), Some(listen)) => {
@@ -393,7 +325,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Duration::from_secs(cfg.server.shutdown_grace_secs),
     )
     .await;
-    // Pull times are batched in memory; write the last batch.
+    // Requests have drained: stop the background workers (the pull-time writer writes its
+    // last batch as it stops), then make sure of that batch in case it was aborted.
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let report = jobs.shutdown(grace).await;
+    tracing::debug!(
+        stopped = report.stopped.len(),
+        aborted = report.aborted.len(),
+        "background workers stopped"
+    );
     match registry.flush_pull_times().await {
         Ok(n) => tracing::debug!(images = n, "wrote pending pull times"),
         Err(e) => tracing::warn!(error = %e, "writing pending pull times failed"),

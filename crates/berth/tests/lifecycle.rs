@@ -64,6 +64,23 @@ fn boto3_previews_then_the_scheduler_expires_exactly_the_previewed_images() {
             "no log line for {d}"
         );
     }
+    // The rounds ran as the jobs runtime's `lifecycle` pass, counted per pass.
+    let metrics = common::http()
+        .get(format!("{}/metrics", reg.base_url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let passes = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "berth_background_passes_total{pass=\"lifecycle\",outcome=\"succeeded\"} ",
+            )
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(passes >= 1.0, "no lifecycle pass counted:\n{metrics}");
     let (status, _) = reg.stop().expect("a running server");
     assert!(status.success());
 

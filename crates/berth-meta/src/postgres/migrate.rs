@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account_namespaces",
         include_str!("migrations/0009_account_namespaces.sql"),
     ),
+    (10, "jobs", include_str!("migrations/0010_jobs.sql")),
 ];
 
 /// The advisory lock key serialising migrations ("berthmig" in ASCII).

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_lifecycle.sql")),
     (8, include_str!("migrations/0008_archive.sql")),
     (9, include_str!("migrations/0009_account_namespaces.sql")),
+    (10, include_str!("migrations/0010_jobs.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -5,6 +5,7 @@
 mod archive_queries;
 mod gc_queries;
 mod iam_queries;
+mod jobs_queries;
 mod lifecycle_queries;
 mod migrate;
 mod queries;

@@ -1,9 +1,8 @@
-//! The background scheduler: every `interval`, each repository with a lifecycle policy is
-//! executed in turn ([`Lifecycle::execute`]). A failing repository is logged and does not
-//! stop the others; a round that takes longer than the interval delays the next one
-//! (rounds never overlap).
-
-use std::time::Duration;
+//! The scheduled round: each repository with a lifecycle policy is executed in turn
+//! ([`Lifecycle::execute`]). A failing repository is logged and does not stop the others.
+//! `berth serve` runs a round every `[lifecycle] interval_secs` as a periodic pass of the
+//! jobs layer (`berth-jobs`): one node of the cluster per round, rounds never overlap, and
+//! a round that takes longer than the interval delays the next one.
 
 use berth_types::RepositoryName;
 
@@ -48,19 +47,5 @@ impl Lifecycle {
             out.push((repo, result));
         }
         out
-    }
-
-    /// Runs [`Lifecycle::execute_all`] every `interval`, the first time one interval after
-    /// the call, until the runtime shuts down.
-    pub fn spawn_scheduler(self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + interval;
-            let mut tick = tokio::time::interval_at(start, interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                self.execute_all().await;
-            }
-        })
     }
 }

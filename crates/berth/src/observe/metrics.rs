@@ -36,6 +36,19 @@ struct AuthFailureLabels {
     reason: &'static str,
 }
 
+/// A background pass (or queued job kind) by name, and how it ended. The names are the
+/// server's own (`gc`, `lifecycle`, ...), a handful.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PassLabels {
+    pass: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PassName {
+    pass: String,
+}
+
 /// Every metric the server keeps. One per process (tests may build several).
 pub struct Metrics {
     /// Tells instances apart in the per-thread handle cache.
@@ -51,6 +64,8 @@ pub struct Metrics {
     gc_freed_blobs: Counter,
     gc_freed_bytes: Counter,
     gc_last_duration: Gauge<f64, AtomicU64>,
+    background_passes: Family<PassLabels, Counter>,
+    background_last_duration: Family<PassName, Gauge<f64, AtomicU64>>,
 }
 
 /// A request series' handles, cached per worker thread so that recording a request
@@ -114,6 +129,16 @@ impl Metrics {
                 "gc_last_pass_duration_seconds",
                 "How long the last completed garbage collection pass took",
             ),
+            background_passes: registered(
+                &mut r,
+                "background_passes",
+                "Background passes this node ran (garbage collection, lifecycle, upload expiry, archive upkeep), by pass and outcome",
+            ),
+            background_last_duration: registered(
+                &mut r,
+                "background_last_pass_duration_seconds",
+                "How long this node's last pass of each background pass took",
+            ),
             // Last: the fields above register into it.
             registry: r,
         }
@@ -158,6 +183,21 @@ impl Metrics {
 
     pub fn record_gc_failure(&self) {
         self.gc_failures.inc();
+    }
+
+    /// Counts a background pass this node ran (see `crate::background`).
+    pub fn record_background_pass(&self, pass: &str, outcome: &'static str, elapsed: Duration) {
+        self.background_passes
+            .get_or_create(&PassLabels {
+                pass: pass.to_string(),
+                outcome,
+            })
+            .inc();
+        self.background_last_duration
+            .get_or_create(&PassName {
+                pass: pass.to_string(),
+            })
+            .set(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every metric.
