@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_iam::{Context, Policy, PolicyKind, Principal, SizeLimit};
 use berth_meta::iam::{KeyLookup, KeyPrincipal, KeyStatus};
@@ -15,6 +16,7 @@ use parking_lot::Mutex;
 use time::OffsetDateTime;
 
 use crate::error::AccessError;
+use crate::key_cache::KeyCache;
 use crate::resource::{RequestEnv, RequestTags, Requirement, Resource};
 use crate::resource_policies::ApplicablePolicies;
 
@@ -42,12 +44,21 @@ pub struct ConnInfo {
     pub secure: bool,
 }
 
+/// What [`Authenticator::precheck`] parsed, for [`Authenticator::authenticate_prechecked`]
+/// (the same request's headers, so it is not parsed twice).
+pub struct Prechecked {
+    parsed: ParsedAuth,
+}
+
 pub struct Authenticator {
     pub verifier: Verifier,
     pub iam: Arc<dyn IamStore>,
+    /// Active access keys found by recent lookups (off unless
+    /// [`Authenticator::set_key_cache_ttl`] is called; at most 2 s).
+    keys: KeyCache,
     /// (access key id, scope date, region, service) → derived signing key. An access key's
     /// secret never changes, so an entry never goes stale; a deleted or deactivated key is
-    /// refused by the lookup that precedes every use.
+    /// refused by the lookup (or the briefly cached lookup) that precedes every use.
     signing_keys: Mutex<HashMap<(String, String, String, String), SigningKey>>,
     /// Policy document text → parsed policy (documents are re-read every request, so a
     /// changed policy is a new key and takes effect at once).
@@ -62,6 +73,7 @@ impl Authenticator {
         Authenticator {
             verifier,
             iam,
+            keys: KeyCache::new(Duration::ZERO),
             signing_keys: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
             required_signed: Vec::new(),
@@ -72,6 +84,19 @@ impl Authenticator {
     pub fn requiring_signed_headers(mut self, headers: &[&'static str]) -> Self {
         self.required_signed = headers.to_vec();
         self
+    }
+
+    /// Reuses an active access key for `ttl` (capped at [`crate::key_cache::MAX_TTL`])
+    /// instead of reading it for every request. Call before the authenticator is shared,
+    /// and call [`Authenticator::forget_keys`] whenever this server changes access keys.
+    pub fn set_key_cache_ttl(&mut self, ttl: Duration) {
+        self.keys = KeyCache::new(ttl);
+    }
+
+    /// Forgets every cached access key (after a change to keys made through this server):
+    /// the next request reads its key again.
+    pub fn forget_keys(&self) {
+        self.keys.forget();
     }
 
     fn check_signed_headers(&self, parsed: &ParsedAuth) -> Result<(), AccessError> {
@@ -93,7 +118,7 @@ impl Authenticator {
         &self,
         parts: &http::request::Parts,
         now: OffsetDateTime,
-    ) -> Result<(), AccessError> {
+    ) -> Result<Prechecked, AccessError> {
         let auth = AccessError::Authentication;
         let req = SigRequest::from_http(
             &parts.method,
@@ -115,7 +140,7 @@ impl Authenticator {
                 },
             ));
         }
-        Ok(())
+        Ok(Prechecked { parsed })
     }
 
     /// Verifies the signature of a request whose whole body is `body`.
@@ -125,17 +150,48 @@ impl Authenticator {
         body: &[u8],
         now: OffsetDateTime,
     ) -> Result<Caller, AccessError> {
-        let auth = AccessError::Authentication;
         let req = SigRequest::from_http(
             &parts.method,
             &parts.uri,
             &parts.headers,
             PayloadHash::of_body(body),
         );
-        let parsed = self.verifier.parse(&req).map_err(auth)?;
+        let parsed = self
+            .verifier
+            .parse(&req)
+            .map_err(AccessError::Authentication)?;
         self.check_signed_headers(&parsed)?;
+        self.verify(&parsed, &req, now).await
+    }
+
+    /// [`Authenticator::authenticate`] for a request [`Authenticator::precheck`] passed:
+    /// its authorization is not parsed again.
+    pub async fn authenticate_prechecked(
+        &self,
+        prechecked: Prechecked,
+        parts: &http::request::Parts,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Caller, AccessError> {
+        let req = SigRequest::from_http(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            PayloadHash::of_body(body),
+        );
+        self.verify(&prechecked.parsed, &req, now).await
+    }
+
+    /// Scope and time, the access key (active), then the signature of `req`.
+    async fn verify(
+        &self,
+        parsed: &ParsedAuth,
+        req: &SigRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Caller, AccessError> {
+        let auth = AccessError::Authentication;
         self.verifier
-            .check_scope_and_time(&parsed, now)
+            .check_scope_and_time(parsed, now)
             .map_err(auth)?;
         let unrecognized = || {
             AccessError::Authentication(SigV4Error::UnrecognizedClient {
@@ -147,14 +203,9 @@ impl Authenticator {
             return Err(unrecognized());
         }
         let key = self
-            .iam
-            .lookup_access_key(&parsed.access_key_id)
-            .await
-            .map_err(|e| AccessError::store("looking up the access key", e))?
+            .active_key(&parsed.access_key_id)
+            .await?
             .ok_or_else(unrecognized)?;
-        if key.status != KeyStatus::Active {
-            return Err(unrecognized());
-        }
         let s = &parsed.scope;
         let cache_key = (
             key.access_key_id.clone(),
@@ -176,25 +227,39 @@ impl Authenticator {
             }
         };
         self.verifier
-            .verify_with_key(&parsed, &signing_key, &req, now)
+            .verify_with_key(parsed, &signing_key, req, now)
             .map_err(auth)?;
 
-        self.caller_for_key(key).await
+        self.caller_for_key(&key).await
     }
 
-    /// The access key `access_key_id` if it exists and is active.
-    pub async fn active_key(&self, access_key_id: &str) -> Result<Option<KeyLookup>, AccessError> {
+    /// The access key `access_key_id` if it exists and is active: read from the store, or
+    /// found active by a lookup less than the key cache's ttl ago.
+    pub async fn active_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<Arc<KeyLookup>>, AccessError> {
+        let started = Instant::now();
+        if let Some(key) = self.keys.get(access_key_id, started) {
+            return Ok(Some(key));
+        }
+        let generation = self.keys.generation();
         let key = self
             .iam
             .lookup_access_key(access_key_id)
             .await
             .map_err(|e| AccessError::store("looking up the access key", e))?;
-        Ok(key.filter(|k| k.status == KeyStatus::Active))
+        let Some(key) = key.filter(|k| k.status == KeyStatus::Active) else {
+            return Ok(None);
+        };
+        let key = Arc::new(key);
+        self.keys.insert(key.clone(), started, generation);
+        Ok(Some(key))
     }
 
     /// The caller an (authenticated, active) access key stands for, with its identity
     /// policies loaded and parsed.
-    pub async fn caller_for_key(&self, key: KeyLookup) -> Result<Caller, AccessError> {
+    pub async fn caller_for_key(&self, key: &KeyLookup) -> Result<Caller, AccessError> {
         let (arn, user, policies) = match &key.principal {
             KeyPrincipal::Root => (berth_iam::account_root_arn(&key.account_id), None, vec![]),
             KeyPrincipal::User {
@@ -213,8 +278,8 @@ impl Authenticator {
             }
         };
         Ok(Caller {
-            access_key_id: key.access_key_id,
-            account_id: key.account_id,
+            access_key_id: key.access_key_id.clone(),
+            account_id: key.account_id.clone(),
             arn,
             user,
             policies,

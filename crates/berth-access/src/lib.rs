@@ -5,6 +5,7 @@
 //! * [`auth`]: the caller of a request, SigV4 authentication against the [`IamStore`]'s
 //!   access keys, and the IAM decision (identity policies, the repository policy and the
 //!   registry policy, with the request context);
+//! * [`key_cache`]: active access keys reused for at most 2 s instead of read per request;
 //! * [`token`]: registry login tokens and layer download grants;
 //! * [`v2_credentials`]: what a `/v2` request's `Authorization` header presents;
 //! * [`resource`]: what an operation acts on ([`AuthorizedOperation`]), authorized once
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod key_cache;
 pub mod rate_limit;
 pub mod registry_hosts;
 pub mod resource;
@@ -31,7 +33,7 @@ pub mod resource_policies;
 pub mod token;
 pub mod v2_credentials;
 
-pub use auth::{authorize_identity, authorize_with, Authenticator, Caller, ConnInfo};
+pub use auth::{authorize_identity, authorize_with, Authenticator, Caller, ConnInfo, Prechecked};
 pub use error::AccessError;
 pub use registry_hosts::RegistryHosts;
 pub use resource::{AuthorizedOperation, RequestEnv, RequestTags, Requirement, Resource};

@@ -146,12 +146,17 @@ impl EcrState {
         }
     }
 
-    /// Reuses parsed resource policies for `ttl` (`[auth] credential_cache_secs`). Call
-    /// before the state is cloned.
+    /// Reuses parsed resource policies for `ttl` (`[auth] credential_cache_secs`), and
+    /// active access keys for `ttl` but at most [`berth_access::key_cache::MAX_TTL`]; whoever
+    /// changes keys through this server calls [`Authenticator::forget_keys`] (the `/v2`
+    /// gate's `forget` does). Call before the state is cloned.
     pub fn with_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
         let inner = Arc::get_mut(&mut self.inner)
             .expect("with_cache_ttl is called before the state is shared");
         inner.policies = Arc::new(ResourcePolicies::new(inner.settings.clone(), ttl));
+        Arc::get_mut(&mut inner.auth)
+            .expect("with_cache_ttl is called before the authenticator is shared")
+            .set_key_cache_ttl(ttl);
         self
     }
 
@@ -264,14 +269,18 @@ async fn handle(
     let conn = conn_info(&req);
     let (parts, body) = req.into_parts();
     let now = time::OffsetDateTime::now_utc();
-    state.inner.auth.precheck(&parts, now).await?;
+    let prechecked = state.inner.auth.precheck(&parts, now).await?;
     let body = read_body(body, MAX_BODY).await.map_err(|e| match e {
         BodyError::TooLarge { limit } => EcrError::BodyTooLarge { limit },
         BodyError::Read(source) => {
             EcrError::Serialization(format!("could not read the request body: {source}"))
         }
     })?;
-    let caller = state.inner.auth.authenticate(&parts, &body, now).await?;
+    let caller = state
+        .inner
+        .auth
+        .authenticate_prechecked(prechecked, &parts, &body, now)
+        .await?;
     if let Some(limits) = &state.inner.limits {
         limits
             .check(op.iam_action(), &caller.account_id)

@@ -6,13 +6,15 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use base64::Engine;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use berth_access::token;
+use berth_access::key_cache::MAX_TTL;
+use berth_access::{token, Authenticator};
 use berth_blobstore::DiskBlobStore;
 use berth_ecr_api::{EcrState, TARGET_PREFIX};
 use berth_meta::iam::{KeyOwner, NewAccessKey};
@@ -33,6 +35,12 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(None).await.0
+}
+
+/// The environment with `[auth] credential_cache_secs` of `cache_ttl`, and the edge's
+/// authenticator.
+async fn env_with(cache_ttl: Option<Duration>) -> (Env, Arc<Authenticator>) {
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
     let iam = Arc::new(SqliteIamStore::new(meta.clone(), MasterKey::generate()));
@@ -52,14 +60,19 @@ async fn env() -> Env {
         Arc::new(blobs),
         RegistryOptions::default(),
     );
-    let state = EcrState::new(registry, iam.clone(), Arc::new(meta), config(TOKEN_KEY));
-    Env {
+    let mut state = EcrState::new(registry, iam.clone(), Arc::new(meta), config(TOKEN_KEY));
+    if let Some(ttl) = cache_ttl {
+        state = state.with_cache_ttl(ttl);
+    }
+    let auth = state.authenticator();
+    let env = Env {
         _dir: dir,
         app: berth_ecr_api::router(state),
         iam,
         root,
         alice,
-    }
+    };
+    (env, auth)
 }
 
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -473,4 +486,42 @@ async fn oversize_bodies_are_refused_and_unsigned_bodies_are_never_read() {
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(err_type(&v), "SerializationException");
+}
+
+/// With the key cache on, a key deactivated in the store (as another node or `berth iam`
+/// would) is refused within the cache's bound at most, and at once after a local change
+/// forgets the cache; a reactivated key works at once (refusals are never cached).
+#[tokio::test]
+async fn cached_keys_stop_working_within_the_bound_or_when_forgotten() {
+    use berth_meta::iam::KeyStatus;
+    let (env, auth) = env_with(Some(Duration::from_secs(60))).await;
+    let set_alice = |status: KeyStatus| {
+        let (iam, key) = (env.iam.clone(), env.alice.access_key_id.clone());
+        async move {
+            iam.update_access_key_status(ACCOUNT, &KeyOwner::User("alice".into()), &key, status)
+                .await
+                .unwrap();
+        }
+    };
+    let login = || call(&env, &env.alice, "GetAuthorizationToken", json!({}));
+
+    // Without a local change: reused for less than MAX_TTL (the configured 60 s is capped).
+    let first = Instant::now();
+    assert_eq!(login().await.0, StatusCode::OK);
+    set_alice(KeyStatus::Inactive).await;
+    let (s, v) = login().await;
+    if first.elapsed() < MAX_TTL {
+        assert_eq!(s, StatusCode::OK, "reused from the cache: {v}");
+    }
+    tokio::time::sleep(MAX_TTL).await;
+    let (_, v) = login().await;
+    assert_eq!(err_type(&v), "UnrecognizedClientException");
+
+    // Reactivated: works at once; then a local change forgets the cache.
+    set_alice(KeyStatus::Active).await;
+    assert_eq!(login().await.0, StatusCode::OK);
+    set_alice(KeyStatus::Inactive).await;
+    auth.forget_keys();
+    let (_, v) = login().await;
+    assert_eq!(err_type(&v), "UnrecognizedClientException");
 }

@@ -158,10 +158,11 @@ impl V2Gate {
         }
     }
 
-    /// Forgets every cached identity and resource policy (after a change to keys or
-    /// policies made here).
+    /// Forgets every cached identity, access key and resource policy (after a change to
+    /// keys or policies made here).
     pub fn forget(&self) {
         self.inner.callers.lock().clear();
+        self.inner.auth.forget_keys();
         self.inner.policies.forget();
     }
 
@@ -204,7 +205,7 @@ impl V2Gate {
                                 .into(),
                         )
                     })?;
-                (auth.caller_for_key(key).await?, Some(claims.expires_at))
+                (auth.caller_for_key(&key).await?, Some(claims.expires_at))
             }
             Credentials::AccessKey { id, secret } => {
                 let bad = || Refusal("the access key id or secret is not valid".into());
@@ -218,7 +219,7 @@ impl V2Gate {
                 if !same {
                     return Err(bad());
                 }
-                (auth.caller_for_key(key).await?, None)
+                (auth.caller_for_key(&key).await?, None)
             }
         };
         let caller = Arc::new(caller);
