@@ -297,9 +297,7 @@ impl ArchiveTier for DiskArchive {
             Err(e) => return Err(e.into()),
         };
         target.create_upload(upload_id).await?;
-        let mut sink = target
-            .upload_sink(upload_id, 0, digest.algorithm())
-            .await?;
+        let mut sink = target.upload_sink(upload_id, 0, digest.algorithm()).await?;
         // Decompression runs on a blocking thread and hands its buffers to the sink here.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let d = digest.clone();

@@ -57,9 +57,7 @@ impl Default for DiskOptions {
     }
 }
 
-fn valid_upload_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
+use crate::valid_upload_id;
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -23,6 +23,7 @@
 
 pub mod archive;
 pub mod disk;
+pub mod s3;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
 
@@ -37,6 +38,7 @@ use berth_types::{Algorithm, Digest, Hasher};
 
 pub use archive::{ArchiveTier, DiskArchive};
 pub use disk::{DiskBlobStore, DiskOptions};
+pub use s3::{S3BlobStore, S3Options};
 
 /// A stream of byte chunks read from the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -80,6 +82,19 @@ pub enum BlobStoreError {
     ArchiveCorrupt { digest: Digest, reason: String },
     #[error("storage I/O failed")]
     Io(#[source] io::Error),
+    /// A request to the object store failed (after the client's retries).
+    #[error("object store request failed")]
+    Remote(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The object store cannot be used with this configuration (bad endpoint, wrong
+    /// credentials, missing bucket): found when the store is opened.
+    #[error("cannot use the object store")]
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Upload ids are what the registry makes (UUIDs): letters, digits and '-', so they are
+/// safe as a file name and as one key segment.
+pub(crate) fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl From<io::Error> for BlobStoreError {

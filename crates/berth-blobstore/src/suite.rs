@@ -326,10 +326,7 @@ pub async fn another_instance_continues_an_upload(b: &dyn SuiteBackend) {
     let data = pattern(700_000);
     first.create_upload("shared").await.unwrap();
     write(first, "shared", 0, &data[..250_000]).await;
-    assert_eq!(
-        second.upload_size("shared").await.unwrap(),
-        Some(250_000)
-    );
+    assert_eq!(second.upload_size("shared").await.unwrap(), Some(250_000));
     let w = write(second.as_ref(), "shared", 250_000, &data[250_000..600_000]).await;
     assert_eq!(w.hasher.finish(), Digest::sha256_of(&data[..600_000]));
     let w = write(first, "shared", 600_000, &data[600_000..]).await;
@@ -379,7 +376,15 @@ pub async fn a_large_upload_in_odd_chunks(b: &dyn SuiteBackend) {
             .collect()
     };
     store.create_upload("big").await.unwrap();
-    let cuts = [0, 1, 3_000_001, 7_340_032, 7_340_033, 11_000_000, data.len()];
+    let cuts = [
+        0,
+        1,
+        3_000_001,
+        7_340_032,
+        7_340_033,
+        11_000_000,
+        data.len(),
+    ];
     let mut w = None;
     for pair in cuts.windows(2) {
         let (from, to) = (pair[0], pair[1]);

@@ -143,10 +143,10 @@ impl From<BlobStoreError> for RegistryError {
                 RegistryError::UploadInvalid(e.to_string())
             }
             e @ (BlobStoreError::Io(_)
+            | BlobStoreError::Remote(_)
+            | BlobStoreError::Unreachable(_)
             | BlobStoreError::ArchiveCorrupt { .. }
-            | BlobStoreError::UploadStateCorrupt { .. }) => {
-                RegistryError::Internal(Box::new(e))
-            }
+            | BlobStoreError::UploadStateCorrupt { .. }) => RegistryError::Internal(Box::new(e)),
         }
     }
 }

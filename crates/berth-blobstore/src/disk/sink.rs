@@ -255,7 +255,8 @@ impl UploadSink for DiskSink {
         // The thread stopped on a write error: report that error.
         let (writer, failure) = self.join().await?;
         self.ended = Some(writer);
-        Err(failure.unwrap_or_else(|| BlobStoreError::Io(io::Error::other("upload writer stopped"))))
+        Err(failure
+            .unwrap_or_else(|| BlobStoreError::Io(io::Error::other("upload writer stopped"))))
     }
 
     async fn finish(mut self: Box<Self>) -> Result<Written> {
