@@ -3,9 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sha2_resumable as sha2;
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::Digest as _;
+use sha2_resumable as sha2;
 
 /// A hash algorithm the registry can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -204,7 +204,9 @@ impl Hasher {
         if parts.next() != Some(SAVED_STATE_VERSION) {
             return Err(DigestError::BadHashState("unknown version"));
         }
-        let alg = parts.next().ok_or(DigestError::BadHashState("no algorithm"))?;
+        let alg = parts
+            .next()
+            .ok_or(DigestError::BadHashState("no algorithm"))?;
         let bytes = hex::decode(parts.next().ok_or(DigestError::BadHashState("no state"))?)
             .map_err(|_| DigestError::BadHashState("state is not hex"))?;
         fn restore<H: SerializableState>(bytes: &[u8]) -> Result<H, DigestError> {

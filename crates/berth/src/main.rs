@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod admin;
+mod blob_backend;
 mod cli;
 mod data_dir;
 mod gc;
