@@ -41,7 +41,12 @@ pub async fn open_registry(
     let registry = Registry::with_provisioner(
         Arc::new(meta),
         blobs,
-        RegistryOptions::default(),
+        RegistryOptions {
+            blob_redirect: storage
+                .redirect
+                .then(|| Duration::from_secs(storage.redirect_secs)),
+            ..RegistryOptions::default()
+        },
         provisioner.clone(),
     );
     // The archive storage class: zstd copies under <data dir>/archive (berth_registry::archive).
