@@ -180,7 +180,8 @@ mod tests {
 
     #[test]
     fn bad_s3_settings_are_refused_with_their_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut StorageConfig)>)> = vec![
+        type Change = Box<dyn Fn(&mut StorageConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("storage.s3.bucket", Box::new(|c| c.s3.bucket.clear())),
             ("storage.s3.region", Box::new(|c| c.s3.region.clear())),
             (
