@@ -138,3 +138,69 @@ fn a_missing_bucket_stops_the_start_with_a_clear_error() {
     assert!(stderr.contains("no-such-bucket"), "{stderr}");
     assert!(!stderr.contains(&g.secret_access_key), "{stderr}");
 }
+
+/// The value of one series in `/metrics` (0 when absent).
+fn metric(reg: &TestRegistry, series: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", reg.base_url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// skopeo pulls an image through the redirects: every blob `GET` is answered 307 (none
+/// 200), its bytes come from the object store, and the copy is byte-identical.
+#[test]
+fn skopeo_pulls_blobs_from_the_object_store() {
+    if !require_clients(&["skopeo", "umoci"]) {
+        return;
+    }
+    let g = garage();
+    let reg = start(&g, true);
+    let env = ContainersEnv::new(&reg);
+    let src = OciLayout::init(&env.scratch("src"));
+    let desc = src.add_random_image("v1", "amd64", 2, 1024 * 1024);
+    let repo = reg.repo("s3-skopeo");
+    run_ok(env.skopeo().args([
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &src.oci_ref("v1"),
+        &env.docker_ref(&repo, "v1"),
+    ]));
+    let redirected = r#"berth_http_requests_total{edge="oci",operation="GetBlob",status="307"}"#;
+    let served = r#"berth_http_requests_total{edge="oci",operation="GetBlob",status="200"}"#;
+    let sent_before = metric(&reg, "berth_http_response_body_bytes_total");
+    let dst_dir = env.scratch("dst");
+    run_ok(env.skopeo().args([
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &env.docker_ref(&repo, "v1"),
+        &format!("oci:{}:v1", dst_dir.display()),
+    ]));
+    let dst = OciLayout::open(&dst_dir);
+    assert_eq!(dst.descriptor("v1").digest, desc.digest);
+    // Config and two layers: each a redirect, none served by Berth.
+    assert!(metric(&reg, redirected) >= 3.0, "{}", reg.server_log());
+    assert_eq!(metric(&reg, served), 0.0);
+    // The two 1 MiB layers did not flow through Berth.
+    let sent = metric(&reg, "berth_http_response_body_bytes_total") - sent_before;
+    assert!(
+        sent < 1024.0 * 1024.0,
+        "Berth sent {sent} bytes during the pull"
+    );
+    let manifest: Value = serde_json::from_slice(&src.blob(&desc.digest)).unwrap();
+    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+    for l in manifest["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(blobs.len(), 3);
+    for d in &blobs {
+        assert!(dst.blob(d) == src.blob(d), "{d} differs after the pull");
+    }
+}
