@@ -103,14 +103,22 @@ fn blobs_on_s3_survive_a_restart_mid_upload_and_downloads_redirect_to_the_store(
     assert_eq!(curl(&[&other]).status, 404);
 }
 
-/// Without `redirect`, Berth streams S3 blobs itself.
+/// Without `redirect`, Berth streams S3 blobs itself. Here the credentials come from the
+/// AWS environment variables (the credential chain), not from `[storage.s3]`.
 #[test]
 fn without_redirect_berth_serves_s3_blobs_itself() {
     if !require_clients(&["curl"]) {
         return;
     }
     let g = garage();
-    let reg = start(&g, false);
+    let mut env: Vec<(String, String)> = s3_env(&g, BUCKET, false)
+        .into_iter()
+        .filter(|(k, _)| !k.contains("ACCESS_KEY"))
+        .collect();
+    env.push(("AWS_ACCESS_KEY_ID".into(), g.access_key_id.clone()));
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), g.secret_access_key.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reg = TestRegistry::start_with_env(&env);
     let repo = reg.repo("s3-direct");
     let data = random_bytes(300_000);
     let digest = push_blob(&reg, &repo, &data);
