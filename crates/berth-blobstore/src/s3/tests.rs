@@ -302,3 +302,20 @@ async fn a_prefix_keeps_berth_to_its_part_of_the_bucket() {
         "{all:?}"
     );
 }
+
+/// Neither the options nor the store print the secret key.
+#[test]
+fn secrets_never_reach_debug_output() {
+    let secret = "s3cr3t-value-that-must-not-print";
+    let options = S3Options {
+        endpoint: Some("http://127.0.0.1:1".into()),
+        path_style: true,
+        credentials: Some(("GKkey".into(), secret.into(), Some("t0ken-value".into()))),
+        ..S3Options::new("bucket", "garage")
+    };
+    let store = S3BlobStore::new(options.clone()).unwrap();
+    for shown in [format!("{options:?}"), format!("{store:?}")] {
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(!shown.contains("t0ken-value"), "{shown}");
+    }
+}
