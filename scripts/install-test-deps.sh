@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on Debian 12 (as root): the real clients the end-to-end tests drive
-# (skopeo, podman, buildah, umoci, curl), botocore, boto3 and the AWS CLI from PyPI and cargo-nextest. Called by .ci/run, and by scripts/test.sh when
+# (skopeo, podman, buildah, umoci, curl), botocore, boto3 and the AWS CLI from PyPI, cargo-nextest and Garage (S3). Called by .ci/run, and by scripts/test.sh when
 # something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   step "cargo install cargo-nextest --locked"
   retry cargo install cargo-nextest --locked
+fi
+
+# Garage, the real S3 server the S3 blob backend's tests start (berth-testkit::garage). Building it takes a
+# long time, so an installed binary is reused.
+if command -v garage >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/garage" ]; then
+  step "garage present: $("${HOME}/.cargo/bin/garage" --version 2>/dev/null || garage --version)"
+else
+  step "cargo install garage --locked"
+  retry cargo install garage --locked
 fi
 
 step "toolchain"

@@ -21,6 +21,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::StreamExt;
 
 use berth_types::Digest;
@@ -296,24 +297,33 @@ impl ArchiveTier for DiskArchive {
             Err(e) => return Err(e.into()),
         };
         target.create_upload(upload_id).await?;
-        let mut sink = target.upload_sink(upload_id, 0).await?;
+        let mut sink = target.upload_sink(upload_id, 0, digest.algorithm()).await?;
+        // Decompression runs on a blocking thread and hands its buffers to the sink here.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let d = digest.clone();
-        let written = blocking(move || {
-            let got = decompress_each(file, &d, |b| sink.write_all(b));
-            match got.and_then(|got| check(&d, size, &got)) {
-                Ok(()) => {
-                    sink.finish()?;
-                    Ok(true)
-                }
-                Err(e) => {
-                    let _ = sink.abort();
-                    Err(e)
-                }
+        let decompressing = blocking(move || {
+            let got = decompress_each(file, &d, |b| {
+                tx.blocking_send(Bytes::copy_from_slice(b))
+                    .map_err(|_| BlobStoreError::Io(io::Error::other("restore target stopped")))
+            })?;
+            check(&d, size, &got)
+        });
+        let writing = async {
+            while let Some(b) = rx.recv().await {
+                sink.write(vec![b]).await?;
             }
-        })
-        .await;
+            Ok::<_, BlobStoreError>(())
+        };
+        let (decompressed, wrote) = tokio::join!(decompressing, writing);
+        let written = match decompressed.and(wrote) {
+            Ok(()) => sink.finish().await.map(|_| ()),
+            Err(e) => {
+                let _ = sink.abort().await;
+                Err(e)
+            }
+        };
         match written {
-            Ok(_) => target.commit_upload(upload_id, digest).await,
+            Ok(()) => target.commit_upload(upload_id, digest).await,
             Err(e) => {
                 let _ = target.abort_upload(upload_id).await;
                 Err(e)
@@ -355,14 +365,14 @@ mod tests {
     async fn put(store: &DiskBlobStore, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         store.create_upload("u1").await.unwrap();
-        let mut sink = store.upload_sink("u1", 0).await.unwrap();
-        let owned = data.to_vec();
-        tokio::task::spawn_blocking(move || {
-            sink.write_all(&owned).unwrap();
-            sink.finish().unwrap();
-        })
-        .await
-        .unwrap();
+        let mut sink = store
+            .upload_sink("u1", 0, berth_types::Algorithm::Sha256)
+            .await
+            .unwrap();
+        sink.write(vec![bytes::Bytes::copy_from_slice(data)])
+            .await
+            .unwrap();
+        sink.finish().await.unwrap();
         store.commit_upload("u1", &d).await.unwrap();
         d
     }

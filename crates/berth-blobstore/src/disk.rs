@@ -4,13 +4,14 @@
 //! ```text
 //! blobs/<algorithm>/<first two hex chars>/<hex>   committed blobs, immutable
 //! uploads/<upload id>                             uploads in progress, append-only
+//! uploads/<upload id>.hash                        the running hash of its bytes (see `sink`)
 //! ```
 //! A commit fsyncs the upload file, renames it into `blobs/` (atomic on one file system)
 //! and fsyncs the target directory, so a blob is either wholly present or absent after
 //! any crash. The caller verifies the digest before committing.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,7 +21,11 @@ use futures::stream;
 
 use berth_types::Digest;
 
+use berth_types::Algorithm;
+
 use crate::{BlobInfo, BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadSink};
+
+mod sink;
 
 /// Chunk size when streaming blobs out; small enough that hundreds of concurrent
 /// readers stay within a few tens of MiB.
@@ -52,9 +57,7 @@ impl Default for DiskOptions {
     }
 }
 
-fn valid_upload_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
+use crate::valid_upload_id;
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -207,87 +210,6 @@ fn file_stream(file: File, remaining: u64) -> ByteStream {
     Box::pin(s)
 }
 
-/// Most slices handed to one `writev` (well under the kernel's IOV_MAX).
-const MAX_IOVECS: usize = 256;
-
-struct DiskSink {
-    file: File,
-    start: u64,
-    size: u64,
-    /// With fsync on, writeback of what has been written is started as it streams in
-    /// (`sync_file_range`), so the fsync at commit has little left to do.
-    early_writeback: bool,
-    /// Bytes written since writeback was last started.
-    unflushed: u64,
-}
-
-/// Start writeback every this many bytes.
-const WRITEBACK_EVERY: u64 = 1 << 20;
-
-impl DiskSink {
-    fn note_written(&mut self, n: u64) {
-        self.size += n;
-        self.unflushed += n;
-        if self.early_writeback && self.unflushed >= WRITEBACK_EVERY {
-            use std::os::fd::AsRawFd;
-            let from = (self.size - self.unflushed) as libc::off64_t;
-            // Advisory: failure only means the fsync at commit does all the work.
-            // SAFETY: a valid open descriptor and a byte range within the file. No safe
-            // wrapper exists in std; nix/rustix would add a dependency for one call.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    from,
-                    self.unflushed as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-            self.unflushed = 0;
-        }
-    }
-}
-
-impl UploadSink for DiskSink {
-    fn write_all(&mut self, buf: &[u8]) -> Result<()> {
-        self.file.write_all(buf)?;
-        self.note_written(buf.len() as u64);
-        Ok(())
-    }
-
-    /// Writes the request's own buffers with `writev`: no copy in user space.
-    fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<()> {
-        for group in chunks.chunks(MAX_IOVECS) {
-            let mut slices: Vec<io::IoSlice<'_>> = group
-                .iter()
-                .filter(|c| !c.is_empty())
-                .map(|c| io::IoSlice::new(c))
-                .collect();
-            let mut bufs = &mut slices[..];
-            while !bufs.is_empty() {
-                let n = match self.file.write_vectored(bufs) {
-                    Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                self.note_written(n as u64);
-                io::IoSlice::advance_slices(&mut bufs, n);
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<u64> {
-        Ok(self.size)
-    }
-
-    fn abort(self: Box<Self>) -> Result<()> {
-        self.file.set_len(self.start)?;
-        Ok(())
-    }
-}
-
 #[async_trait::async_trait]
 impl BlobStore for DiskBlobStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -375,54 +297,27 @@ impl BlobStore for DiskBlobStore {
         }
     }
 
-    async fn upload_sink(&self, id: &str, offset: u64) -> Result<Box<dyn UploadSink>> {
+    async fn upload_sink(
+        &self,
+        id: &str,
+        offset: u64,
+        algorithm: Algorithm,
+    ) -> Result<Box<dyn UploadSink>> {
         let path = self.upload_path(id)?;
         let id = id.to_string();
         let early_writeback = self.inner.fsync;
-        blocking(move || {
-            let file = match OpenOptions::new().write(true).open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(BlobStoreError::UploadNotFound(id))
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let actual = file.metadata()?.len();
-            if actual != offset {
-                return Err(BlobStoreError::UploadOffsetMismatch {
-                    id,
-                    expected: offset,
-                    actual,
-                });
-            }
-            let mut file = file;
-            file.seek(SeekFrom::Start(offset))?;
-            Ok(Box::new(DiskSink {
-                file,
-                start: offset,
-                size: offset,
-                early_writeback,
-                unflushed: 0,
-            }) as Box<dyn UploadSink>)
+        let (file, hasher, path) = blocking(move || {
+            let (file, hasher) = sink::open_for_append(&id, &path, offset, algorithm)?;
+            Ok((file, hasher, path))
         })
-        .await
-    }
-
-    async fn read_upload(&self, id: &str) -> Result<ByteStream> {
-        let path = self.upload_path(id)?;
-        let id = id.to_string();
-        blocking(move || {
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(BlobStoreError::UploadNotFound(id))
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let len = file.metadata()?.len();
-            Ok(file_stream(file, len))
-        })
-        .await
+        .await?;
+        Ok(Box::new(sink::DiskSink::start(
+            path,
+            file,
+            offset,
+            hasher,
+            early_writeback,
+        )))
     }
 
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()> {
@@ -438,6 +333,9 @@ impl BlobStore for DiskBlobStore {
                 }
                 Err(e) => return Err(e.into()),
             };
+            // The hash state goes first: a crash after this leaves an upload that re-hashes
+            // its bytes if continued, never a state file without its upload.
+            sink::remove_state(&src)?;
             let dir = dst.parent().expect("blob path has a parent");
             if dst.exists() {
                 // Same digest, same bytes: keep the existing blob, drop the upload.
@@ -464,6 +362,9 @@ impl BlobStore for DiskBlobStore {
             Ok(p) => p,
             Err(_) => return Ok(()),
         };
+        // State first (as in a commit), so a crash never strands a state file unlisted.
+        let state_of = path.clone();
+        blocking(move || Ok(sink::remove_state(&state_of)?)).await?;
         match tokio::fs::remove_file(path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -487,24 +388,102 @@ impl BlobStore for DiskBlobStore {
         })
         .await
     }
+
+    /// Disk blobs are served only through Berth.
+    async fn presign(
+        &self,
+        _digest: &Digest,
+        _expires: std::time::Duration,
+    ) -> Result<Option<url::Url>> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
-    #[tokio::test]
-    async fn disk_backend_passes_the_shared_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DiskBlobStore::open(dir.path()).unwrap();
-        crate::suite::run(&store).await;
+    /// A store in a temporary directory; `another` opens the same directory again, as a
+    /// restarted process does.
+    struct DiskBackend {
+        dir: tempfile::TempDir,
+        store: DiskBlobStore,
+        options: DiskOptions,
     }
 
-    #[tokio::test]
-    async fn disk_backend_without_fsync_passes_the_shared_suite() {
+    #[async_trait::async_trait]
+    impl crate::suite::SuiteBackend for DiskBackend {
+        fn store(&self) -> &dyn BlobStore {
+            &self.store
+        }
+        async fn another(&self) -> Box<dyn BlobStore> {
+            Box::new(DiskBlobStore::open_with(self.dir.path(), self.options).unwrap())
+        }
+    }
+
+    fn backend(options: DiskOptions) -> DiskBackend {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskBlobStore::open_with(dir.path(), DiskOptions { fsync: false }).unwrap();
-        crate::suite::run(&store).await;
+        let store = DiskBlobStore::open_with(dir.path(), options).unwrap();
+        DiskBackend {
+            dir,
+            store,
+            options,
+        }
+    }
+
+    mod suite_with_fsync {
+        async fn make() -> super::DiskBackend {
+            super::backend(super::DiskOptions { fsync: true })
+        }
+        crate::blob_store_suite!(make);
+    }
+
+    mod suite_without_fsync {
+        async fn make() -> super::DiskBackend {
+            super::backend(super::DiskOptions { fsync: false })
+        }
+        crate::blob_store_suite!(make);
+    }
+
+    /// The saved hash state is what a continued upload starts from: a damaged or missing
+    /// one is rebuilt from the bytes, and a state behind the file is caught up.
+    #[tokio::test]
+    async fn a_missing_or_damaged_hash_state_is_rebuilt_from_the_bytes() {
+        let b = backend(DiskOptions::default());
+        let store = &b.store;
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+        let state = b.dir.path().join("uploads").join("u1.hash");
+        for damage in ["remove", "garble", "behind"] {
+            store.create_upload("u1").await.unwrap();
+            let mut sink = store.upload_sink("u1", 0, Algorithm::Sha256).await.unwrap();
+            sink.write(vec![Bytes::copy_from_slice(&data[..60_000])])
+                .await
+                .unwrap();
+            sink.finish().await.unwrap();
+            assert!(state.exists());
+            match damage {
+                "remove" => fs::remove_file(&state).unwrap(),
+                "garble" => fs::write(&state, "60000\nv1:sha256:00ff\n").unwrap(),
+                _ => {
+                    // A process killed between writing bytes and saving the state.
+                    let mut h = Algorithm::Sha256.hasher();
+                    h.update(&data[..10_000]);
+                    fs::write(&state, format!("10000\n{}\n", h.save())).unwrap();
+                }
+            }
+            let mut sink = store
+                .upload_sink("u1", 60_000, Algorithm::Sha256)
+                .await
+                .unwrap();
+            sink.write(vec![Bytes::copy_from_slice(&data[60_000..])])
+                .await
+                .unwrap();
+            let w = sink.finish().await.unwrap();
+            assert_eq!(w.hasher.finish(), Digest::sha256_of(&data), "{damage}");
+            store.abort_upload("u1").await.unwrap();
+            assert!(!state.exists(), "abort removes the state");
+        }
     }
 
     #[tokio::test]

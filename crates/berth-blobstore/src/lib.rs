@@ -9,10 +9,13 @@
 //!   whose digest the caller has already verified;
 //! - **uploads**: append-only temporary objects named by an upload id.
 //!
-//! Writing goes through a *blocking* [`UploadSink`] so that the caller can hash and write
-//! each buffer in a single pass on a blocking thread; reading is an async stream.
+//! Writing goes through an async [`UploadSink`] that hashes each buffer as it writes it
+//! (single pass) and, when it finishes, saves the running hash state *with the upload*: any
+//! process (another node, or this one after a restart) continues a chunked upload from
+//! that state without reading its bytes again. Reading is an async stream.
 //!
-//! To add a backend (S3 is next), implement [`BlobStore`] and run [`suite`] against it.
+//! To add a backend, implement [`BlobStore`] and run the shared suite against it
+//! ([`blob_store_suite!`], behind the `suite` feature).
 //!
 //! May depend on: `berth-types`.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
@@ -20,18 +23,22 @@
 
 pub mod archive;
 pub mod disk;
+pub mod s3;
+#[cfg(any(test, feature = "suite"))]
 pub mod suite;
 
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 
-use berth_types::Digest;
+use berth_types::{Algorithm, Digest, Hasher};
 
 pub use archive::{ArchiveTier, DiskArchive};
 pub use disk::{DiskBlobStore, DiskOptions};
+pub use s3::{S3BlobStore, S3Options};
 
 /// A stream of byte chunks read from the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -48,6 +55,26 @@ pub enum BlobStoreError {
         expected: u64,
         actual: u64,
     },
+    /// The hash state saved with an upload does not decode (damaged, or written by an
+    /// incompatible version).
+    #[error("upload {id} has a damaged hash state: {source}")]
+    UploadStateCorrupt {
+        id: String,
+        #[source]
+        source: berth_types::DigestError,
+    },
+    /// The upload's bytes cannot be read back to hash them with another algorithm (an S3
+    /// upload whose bytes are already in multipart parts).
+    #[error("upload {id} cannot be re-hashed as {algorithm}: its bytes are not readable until it completes")]
+    UploadNotRehashable { id: String, algorithm: &'static str },
+    /// At commit, the hash saved with the upload is not the digest the caller verified (a
+    /// write from another node came in between).
+    #[error("upload {id} now hashes to {actual}, not {expected}")]
+    UploadChanged {
+        id: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("storage is full")]
     StorageFull(#[source] io::Error),
     /// An archive copy (or its source) does not yield the blob's digest and size.
@@ -55,6 +82,19 @@ pub enum BlobStoreError {
     ArchiveCorrupt { digest: Digest, reason: String },
     #[error("storage I/O failed")]
     Io(#[source] io::Error),
+    /// A request to the object store failed (after the client's retries).
+    #[error("object store request failed")]
+    Remote(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The object store cannot be used with this configuration (bad endpoint, wrong
+    /// credentials, missing bucket): found when the store is opened.
+    #[error("cannot use the object store")]
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Upload ids are what the registry makes (UUIDs): letters, digits and '-', so they are
+/// safe as a file name and as one key segment.
+pub(crate) fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl From<io::Error> for BlobStoreError {
@@ -96,22 +136,35 @@ pub struct BlobInfo {
     pub modified_ms: i64,
 }
 
-/// A blocking, append-only writer into an upload. Used from a blocking thread.
-pub trait UploadSink: Send {
-    /// Appends all of `buf`.
-    fn write_all(&mut self, buf: &[u8]) -> Result<()>;
-    /// Appends all of `chunks`, in order (one vectored write where the backend can).
-    fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<()> {
-        for c in chunks {
-            self.write_all(c)?;
-        }
-        Ok(())
+/// What an upload holds after a sink finished: its size and the hash of all its bytes.
+#[derive(Clone)]
+pub struct Written {
+    pub size: u64,
+    /// The running hash; `hasher.finish()` is the digest of the upload so far.
+    pub hasher: Hasher,
+}
+
+impl std::fmt::Debug for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Written")
+            .field("size", &self.size)
+            .field("algorithm", &self.hasher.algorithm())
+            .finish()
     }
-    /// Flushes what was written and returns the upload's new size. Not yet durable:
-    /// durability comes with [`BlobStore::commit_upload`].
-    fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+/// An append-only writer into an upload that hashes what it writes.
+#[async_trait::async_trait]
+pub trait UploadSink: Send {
+    /// Appends `chunks` in order (the request's own buffers: no copy where the backend can
+    /// avoid one). After an error the sink is broken: call [`UploadSink::abort`].
+    async fn write(&mut self, chunks: Vec<Bytes>) -> Result<()>;
+    /// Makes what was written part of the upload and saves the running hash state with it,
+    /// then returns both. Not yet durable on disk: durability comes with
+    /// [`BlobStore::commit_upload`]. If it fails, the upload is as it was when opened.
+    async fn finish(self: Box<Self>) -> Result<Written>;
     /// Discards everything this sink wrote, leaving the upload as it was when opened.
-    fn abort(self: Box<Self>) -> Result<()>;
+    async fn abort(self: Box<Self>) -> Result<()>;
 }
 
 #[async_trait::async_trait]
@@ -139,14 +192,20 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Current size of an upload, or `None` when it does not exist.
     async fn upload_size(&self, id: &str) -> Result<Option<u64>>;
 
-    /// Opens a sink that appends to the upload, which must currently hold exactly `offset` bytes.
-    async fn upload_sink(&self, id: &str, offset: u64) -> Result<Box<dyn UploadSink>>;
+    /// Opens a sink that appends to the upload, which must currently hold exactly `offset`
+    /// bytes, continuing the hash saved with the upload in `algorithm` (when the saved hash
+    /// is of another algorithm, or missing, the backend hashes the upload's bytes again).
+    async fn upload_sink(
+        &self,
+        id: &str,
+        offset: u64,
+        algorithm: Algorithm,
+    ) -> Result<Box<dyn UploadSink>>;
 
-    /// Streams the upload's bytes so far (to rebuild a hash state after a restart).
-    async fn read_upload(&self, id: &str) -> Result<ByteStream>;
-
-    /// Durably turns the upload into the blob `digest`, whose content the caller has verified.
-    /// If the blob already exists the upload is simply discarded (deduplication).
+    /// Durably turns the upload into the blob `digest`, whose content the caller has verified
+    /// (from the hash its sink returned). A backend that other nodes write to checks the
+    /// saved hash again ([`BlobStoreError::UploadChanged`]). If the blob already exists the
+    /// upload is simply discarded (deduplication).
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<()>;
 
     /// Deletes an upload. Deleting an absent upload is not an error.
@@ -154,4 +213,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Every upload id present, for expiry of abandoned uploads.
     async fn list_uploads(&self) -> Result<Vec<String>>;
+
+    /// A URL that lets its holder `GET` the committed blob directly from the storage for
+    /// `expires`, or `None` when the backend serves bytes only through Berth (disk).
+    async fn presign(&self, digest: &Digest, expires: Duration) -> Result<Option<url::Url>>;
 }

@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod secret;
 mod sources;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub use lifecycle::LifecycleConfig;
 pub use limits::LimitsConfig;
 pub use metrics::MetricsConfig;
 pub use secret::Secret;
+pub use storage::{S3Config, StorageBackend, StorageConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -188,17 +190,6 @@ impl RegistryConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// Directory holding blobs, uploads and the metadata database.
-    pub data_dir: PathBuf,
-    /// Fsync blobs, their directories and metadata commits before acknowledging a write,
-    /// so acknowledged pushes survive power loss. `false` survives process crashes only
-    /// (as the reference registry behaves) and is faster on slow disks.
-    pub fsync: bool,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -251,15 +242,6 @@ impl Default for ServerConfig {
             http2_keepalive_secs: 30,
             max_connections: None,
             drain_body_limit_bytes: 256 * 1024,
-        }
-    }
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            data_dir: PathBuf::from("./berth-data"),
-            fsync: true,
         }
     }
 }
@@ -345,6 +327,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.registry.validate()?;
+        self.storage.validate()?;
         self.tls.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;

@@ -135,9 +135,18 @@ impl From<BlobStoreError> for RegistryError {
                 current: actual,
             },
             BlobStoreError::StorageFull(_) => RegistryError::StorageFull,
-            e @ (BlobStoreError::Io(_) | BlobStoreError::ArchiveCorrupt { .. }) => {
-                RegistryError::Internal(Box::new(e))
+            // Another node appended between this node's check and its commit.
+            BlobStoreError::UploadChanged {
+                expected, actual, ..
+            } => RegistryError::DigestMismatch { expected, actual },
+            e @ BlobStoreError::UploadNotRehashable { .. } => {
+                RegistryError::UploadInvalid(e.to_string())
             }
+            e @ (BlobStoreError::Io(_)
+            | BlobStoreError::Remote(_)
+            | BlobStoreError::Unreachable(_)
+            | BlobStoreError::ArchiveCorrupt { .. }
+            | BlobStoreError::UploadStateCorrupt { .. }) => RegistryError::Internal(Box::new(e)),
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct RegistryOptions {
     /// How often recorded pulls are written to the meta store (ECR's
     /// `lastRecordedPullTime`; see `pull_times.rs`).
     pub pull_time_flush_interval: Duration,
+    /// Blob downloads are handed to the blob store's presigned URLs of this lifetime
+    /// ([`Registry::blob_redirect`]) where the store has them; `None`: Berth serves them.
+    pub blob_redirect: Option<Duration>,
 }
 
 impl Default for RegistryOptions {
@@ -69,6 +72,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             cache_entries: 16_384,
             pull_time_flush_interval: Duration::from_secs(5),
+            blob_redirect: None,
         }
     }
 }
@@ -101,6 +105,7 @@ struct Inner {
     archive: std::sync::OnceLock<Arc<dyn berth_blobstore::ArchiveTier>>,
     /// Restores running in this process (repository, image).
     activations: parking_lot::Mutex<std::collections::HashSet<(RepositoryName, Digest)>>,
+    blob_redirect: Option<Duration>,
 }
 
 impl Registry {
@@ -127,6 +132,7 @@ impl Registry {
                 provisioner: Arc::new(ImplicitRepositories),
                 archive: Default::default(),
                 activations: Default::default(),
+                blob_redirect: options.blob_redirect,
             }),
         }
     }
@@ -207,6 +213,28 @@ impl Registry {
             range,
             stream,
         })
+    }
+
+    /// Where a client may download a blob visible in the repository straight from the blob
+    /// store (a presigned URL), when redirects are on and the store has the bytes; `None`
+    /// otherwise (then [`Registry::open_blob`] serves it, with its errors and archive
+    /// handling).
+    pub async fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<url::Url>> {
+        let Some(lifetime) = self.inner.blob_redirect else {
+            return Ok(None);
+        };
+        if self.inner.meta.linked_blob(repo, digest).await?.is_none() {
+            return Ok(None);
+        }
+        // Bytes moved to the archive tier are not in the store: no URL for them.
+        if self.inner.blobs.stat(digest).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.inner.blobs.presign(digest, lifetime).await?)
     }
 
     /// Removes the blob from the repository (the bytes go later, with garbage collection).

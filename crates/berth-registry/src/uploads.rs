@@ -1,26 +1,26 @@
 //! Blob uploads: start, append (hashing and writing each buffer once, on a blocking
 //! thread), status, complete with digest verification, cancel, and expiry.
 //!
-//! The running hash of an upload is kept in memory between requests. After a restart
-//! (or on another node) it is rebuilt by reading the upload back once, so uploads are
-//! resumable across restarts without persisting hash states.
+//! The running hash of an upload is saved with the upload by the blob store's sink, so
+//! any process (this one after a restart, or another node) continues a chunked upload
+//! where it stopped without reading its bytes again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
-use berth_blobstore::{BlobStore, BlobStoreError};
+use berth_blobstore::{BlobStore, Written};
 use berth_meta::{MetaStore, UploadRecord};
-use berth_types::{Algorithm, Digest, Hasher, RepositoryName};
+use berth_types::{Algorithm, Digest, RepositoryName};
 
 use crate::error::{RegistryError, Result};
 use crate::now_ms;
 
-/// Buffers handed to the writer thread are coalesced up to this size.
+/// Buffers handed to the blob store's sink are coalesced up to this size.
 const WRITE_BATCH: usize = 256 * 1024;
 /// How often an active upload's `updated` time is written to the meta store.
 const TOUCH_EVERY_MS: i64 = 60_000;
@@ -29,15 +29,10 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a write waits for another request writing to the same upload.
 const UPLOAD_BUSY_WAIT: Duration = Duration::from_secs(30);
 
-/// The in-memory part of an upload: its running hash and where it stands.
-pub(crate) struct HashState {
-    hasher: Hasher,
-    offset: u64,
-}
-
+/// What this process remembers of an upload between requests (a cache: the meta store
+/// and the blob store hold the facts).
 #[derive(Default)]
 pub(crate) struct Slot {
-    state: Option<HashState>,
     repository: Option<RepositoryName>,
     last_touch_ms: i64,
 }
@@ -83,49 +78,25 @@ pub(crate) struct Uploads {
     pub(crate) active: ActiveUploads,
 }
 
-/// Streams `body` into the upload's sink on a blocking thread, hashing each buffer as it
-/// is written. Returns the new offset and hasher, plus the body's error if it broke off.
+/// Streams `body` into the upload's sink, which hashes each buffer as it writes it.
+/// Returns what the upload then holds, plus the body's error if it broke off.
 async fn pump<S>(
     blobs: &dyn BlobStore,
     id: &str,
-    state: HashState,
+    offset: u64,
+    algorithm: Algorithm,
     body: S,
-) -> Result<(HashState, Option<std::io::Error>)>
+) -> Result<(Written, Option<std::io::Error>)>
 where
     S: Stream<Item = std::io::Result<Bytes>> + Send,
 {
-    let mut sink = blobs.upload_sink(id, state.offset).await?;
-    // Batches of the request's own buffers (no copy) go to a blocking writer thread,
-    // which hashes and writes each byte once.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
-    let mut hasher = state.hasher;
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut written = 0u64;
-        let mut failure = None;
-        while let Some(batch) = rx.blocking_recv() {
-            if let Err(e) = sink.write_chunks(&batch) {
-                failure = Some(e);
-                break;
-            }
-            for buf in &batch {
-                hasher.update(buf);
-                written += buf.len() as u64;
-            }
-        }
-        if failure.is_some() {
-            // Storage refused the write: give back what this request wrote, so a refused
-            // chunk leaves the upload exactly as it was and can be retried.
-            let undone = sink.abort();
-            return (hasher, written, failure, undone.map(|()| 0));
-        }
-        let finished = sink.finish();
-        (hasher, written, failure, finished)
-    });
-
+    let mut sink = blobs.upload_sink(id, offset, algorithm).await?;
     let mut body = std::pin::pin!(body);
+    // Batches of the request's own buffers (no copy).
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut body_error = None;
+    let mut failure = None;
     loop {
         let next = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
             Ok(n) => n,
@@ -140,7 +111,8 @@ where
                 batch.push(chunk);
                 if batch_bytes >= WRITE_BATCH {
                     batch_bytes = 0;
-                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    if let Err(e) = sink.write(std::mem::take(&mut batch)).await {
+                        failure = Some(e);
                         break;
                     }
                 }
@@ -152,27 +124,21 @@ where
             None => break,
         }
     }
-    if !batch.is_empty() {
-        let _ = tx.send(batch).await;
+    if failure.is_none() && !batch.is_empty() {
+        if let Err(e) = sink.write(batch).await {
+            failure = Some(e);
+        }
     }
-    drop(tx);
-    let (hasher, written, failure, finished) = writer
-        .await
-        .map_err(|e| RegistryError::Internal(Box::new(e)))?;
     if let Some(e) = failure {
-        if let Err(undo) = finished {
+        // Storage refused the write: give back what this request wrote, so a refused
+        // chunk leaves the upload exactly as it was and can be retried.
+        if let Err(undo) = sink.abort().await {
             tracing::error!(upload = id, error = %undo, "could not undo a refused write");
         }
         return Err(e.into());
     }
-    finished?;
-    Ok((
-        HashState {
-            hasher,
-            offset: state.offset + written,
-        },
-        body_error,
-    ))
+    let written = sink.finish().await?;
+    Ok((written, body_error))
 }
 
 impl Uploads {
@@ -200,10 +166,6 @@ impl Uploads {
         }
         slot.repository = Some(repo.clone());
         slot.last_touch_ms = now;
-        slot.state = Some(HashState {
-            hasher: Algorithm::Sha256.hasher(),
-            offset: 0,
-        });
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -225,29 +187,6 @@ impl Uploads {
             .upload_size(id)
             .await?
             .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))
-    }
-
-    /// The hash state for an upload of `size` bytes, rebuilt from the store if needed.
-    async fn hash_state(
-        &self,
-        slot: &mut Slot,
-        id: &str,
-        size: u64,
-        alg: Algorithm,
-    ) -> Result<HashState> {
-        match slot.state.take() {
-            Some(s) if s.offset == size && s.hasher.algorithm() == alg => Ok(s),
-            _ => {
-                let mut hasher = alg.hasher();
-                let mut offset = 0u64;
-                let mut stream = self.blobs.read_upload(id).await?;
-                while let Some(chunk) = stream.try_next().await.map_err(BlobStoreError::from)? {
-                    hasher.update(&chunk);
-                    offset += chunk.len() as u64;
-                }
-                Ok(HashState { hasher, offset })
-            }
-        }
     }
 
     /// Where an upload stands. Takes no lock, so it answers even while another request
@@ -285,14 +224,13 @@ impl Uploads {
     }
 
     /// Takes the upload's lock, checks ownership and the chunk's start offset, and
-    /// returns the hash state to continue from.
+    /// returns the upload's size.
     async fn begin_write(
         &self,
         repo: &RepositoryName,
         id: &str,
         start: Option<u64>,
-        alg: Algorithm,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<Slot>, HashState)> {
+    ) -> Result<(tokio::sync::OwnedMutexGuard<Slot>, u64)> {
         let mut slot = self.lock_slot(id).await?;
         let size = match self.check(&mut slot, id, repo).await {
             Ok(s) => s,
@@ -310,8 +248,7 @@ impl Uploads {
                 });
             }
         }
-        let state = self.hash_state(&mut slot, id, size, alg).await?;
-        Ok((slot, state))
+        Ok((slot, size))
     }
 
     /// Appends a chunk. `start` is the offset the client says the chunk begins at
@@ -326,10 +263,10 @@ impl Uploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let (mut slot, state) = self.begin_write(repo, id, start, Algorithm::Sha256).await?;
-        let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
-        let offset = state.offset;
-        slot.state = Some(state);
+        let (mut slot, size) = self.begin_write(repo, id, start).await?;
+        let (written, body_error) =
+            pump(self.blobs.as_ref(), id, size, Algorithm::Sha256, body).await?;
+        let offset = written.size;
         let now = now_ms();
         if now - slot.last_touch_ms > TOUCH_EVERY_MS {
             self.meta.touch_upload(id, now).await?;
@@ -358,18 +295,16 @@ impl Uploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let (mut slot, state) = self
-            .begin_write(repo, id, start, digest.algorithm())
-            .await?;
-        let (state, body_error) = pump(self.blobs.as_ref(), id, state, body).await?;
+        let (slot, size) = self.begin_write(repo, id, start).await?;
+        let (written, body_error) =
+            pump(self.blobs.as_ref(), id, size, digest.algorithm(), body).await?;
         if let Some(e) = body_error {
-            slot.state = Some(state);
             return Err(RegistryError::UploadInvalid(format!(
                 "request body broke off: {e}"
             )));
         }
-        let size = state.offset;
-        let actual = state.hasher.finish();
+        let size = written.size;
+        let actual = written.hasher.finish();
         if &actual != digest {
             drop(slot);
             self.active.forget(id);
@@ -452,25 +387,22 @@ impl Uploads {
         let _guard = slot_arc.lock().await;
         let result = async {
             self.blobs.create_upload(&id).await?;
-            let state = HashState {
-                hasher: digest.algorithm().hasher(),
-                offset: 0,
-            };
-            let (state, body_error) = pump(self.blobs.as_ref(), &id, state, body).await?;
+            let (written, body_error) =
+                pump(self.blobs.as_ref(), &id, 0, digest.algorithm(), body).await?;
             if let Some(e) = body_error {
                 return Err(RegistryError::UploadInvalid(format!(
                     "request body broke off: {e}"
                 )));
             }
-            let actual = state.hasher.finish();
+            let actual = written.hasher.finish();
             if &actual != digest {
                 return Err(RegistryError::DigestMismatch {
                     expected: digest.clone(),
                     actual,
                 });
             }
-            self.commit(repo, &id, digest, state.offset).await?;
-            Ok(state.offset)
+            self.commit(repo, &id, digest, written.size).await?;
+            Ok(written.size)
         }
         .await;
         if result.is_err() {

@@ -113,6 +113,7 @@ mod tests {
         StorageConfig {
             data_dir: dir.to_path_buf(),
             fsync: false,
+            ..StorageConfig::default()
         }
     }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use berth_blobstore::{DiskBlobStore, DiskOptions};
 use berth_config::Config;
 use berth_registry::gc::{GarbageCollector, GcOptions, GcReport};
 
@@ -27,14 +26,8 @@ pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> a
     };
     let report = rt.block_on(async {
         let meta = crate::admin::open_meta(&cfg.storage)?;
-        let blobs = DiskBlobStore::open_with(
-            &data_dir,
-            DiskOptions {
-                fsync: cfg.storage.fsync,
-            },
-        )
-        .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-        let gc = GarbageCollector::new(Arc::new(meta), Arc::new(blobs));
+        let blobs = crate::blob_backend::open_blob_store(&cfg.storage).await?;
+        let gc = GarbageCollector::new(Arc::new(meta), blobs);
         gc.run(options).await.context("garbage collection failed")
     })?;
     if json {

@@ -79,7 +79,7 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
         let meta = crate::admin::open_meta(&cfg.storage)?;
-        let (registry, _) = crate::serve::open_registry(&cfg.storage, meta.clone())?;
+        let (registry, _) = crate::serve::open_registry(&cfg.storage, meta.clone()).await?;
         let lifecycle = Lifecycle::new(registry, Arc::new(meta));
         let account: AccountId = args
             .account

@@ -8,6 +8,7 @@
 
 mod admin;
 mod background;
+mod blob_backend;
 mod cli;
 mod data_dir;
 mod gc;

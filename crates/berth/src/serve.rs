@@ -13,7 +13,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use berth_blobstore::{DiskArchive, DiskBlobStore, DiskOptions};
+use berth_blobstore::DiskArchive;
 use berth_config::{Config, StorageConfig};
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
@@ -28,27 +28,26 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-/// Opens the blob store under the data directory and builds the registry on `meta`.
+/// Opens the configured blob store and builds the registry on `meta`.
 /// Pushes to missing repositories follow the account's repository creation templates
 /// (`CREATE_ON_PUSH`), as ECR's do; the provisioner is returned so that caches can
 /// listen for the repositories it creates.
-pub fn open_registry(
+pub async fn open_registry(
     storage: &StorageConfig,
     meta: SqliteMetaStore,
 ) -> anyhow::Result<(Registry, Arc<TemplateProvisioner>)> {
     let data_dir = &storage.data_dir;
-    let blobs = DiskBlobStore::open_with(
-        data_dir,
-        DiskOptions {
-            fsync: storage.fsync,
-        },
-    )
-    .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
+    let blobs = crate::blob_backend::open_blob_store(storage).await?;
     let provisioner = Arc::new(TemplateProvisioner::new(Arc::new(meta.clone())));
     let registry = Registry::with_provisioner(
         Arc::new(meta),
-        Arc::new(blobs),
-        RegistryOptions::default(),
+        blobs,
+        RegistryOptions {
+            blob_redirect: storage
+                .redirect
+                .then(|| Duration::from_secs(storage.redirect_secs)),
+            ..RegistryOptions::default()
+        },
         provisioner.clone(),
     );
     // The archive storage class: zstd copies under <data dir>/archive (berth_registry::archive).
@@ -222,7 +221,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let meta = crate::admin::open_meta(&cfg.storage)?;
     let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
     crate::admin::bootstrap(&iam, &meta, &cfg).await?;
-    let (registry, provisioner) = open_registry(&cfg.storage, meta.clone())?;
+    let (registry, provisioner) = open_registry(&cfg.storage, meta.clone()).await?;
     let iam = Arc::new(iam);
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),

@@ -73,6 +73,22 @@ pub(crate) async fn get(
         );
         return Ok(resp);
     }
+    // With `[storage] redirect`, the bytes come from the object store: 307 to a presigned
+    // URL (clients follow it, sending their Range again), as ECR answers.
+    if let Some(url) = registry
+        .blob_redirect(&repo, &digest)
+        .await
+        .map_err(|e| ctx.err(e))?
+    {
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        set(resp.headers_mut(), "location", url.as_str());
+        set(
+            resp.headers_mut(),
+            "docker-content-digest",
+            &digest.to_string(),
+        );
+        return Ok(resp);
+    }
     let blob = registry
         .open_blob(&repo, &digest, range)
         .await

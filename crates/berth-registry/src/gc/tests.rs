@@ -277,14 +277,14 @@ async fn re_pushing_an_unreferenced_blob_races_collection_safely() {
 async fn leave_unrecorded_file(blobs: &DiskBlobStore, data: &[u8]) -> Digest {
     let digest = Digest::sha256_of(data);
     blobs.create_upload("crashed").await.unwrap();
-    let mut sink = blobs.upload_sink("crashed", 0).await.unwrap();
-    let bytes = data.to_vec();
-    tokio::task::spawn_blocking(move || {
-        sink.write_all(&bytes).unwrap();
-        sink.finish().unwrap()
-    })
-    .await
-    .unwrap();
+    let mut sink = blobs
+        .upload_sink("crashed", 0, berth_types::Algorithm::Sha256)
+        .await
+        .unwrap();
+    sink.write(vec![bytes::Bytes::copy_from_slice(data)])
+        .await
+        .unwrap();
+    sink.finish().await.unwrap();
     blobs.commit_upload("crashed", &digest).await.unwrap();
     digest
 }
@@ -383,11 +383,9 @@ impl BlobStore for PausingStore {
         &self,
         id: &str,
         offset: u64,
+        algorithm: berth_types::Algorithm,
     ) -> berth_blobstore::Result<Box<dyn berth_blobstore::UploadSink>> {
-        self.inner.upload_sink(id, offset).await
-    }
-    async fn read_upload(&self, id: &str) -> berth_blobstore::Result<berth_blobstore::ByteStream> {
-        self.inner.read_upload(id).await
+        self.inner.upload_sink(id, offset, algorithm).await
     }
     async fn commit_upload(&self, id: &str, d: &Digest) -> berth_blobstore::Result<()> {
         self.inner.commit_upload(id, d).await?;
@@ -400,6 +398,13 @@ impl BlobStore for PausingStore {
     }
     async fn list_uploads(&self) -> berth_blobstore::Result<Vec<String>> {
         self.inner.list_uploads().await
+    }
+    async fn presign(
+        &self,
+        d: &Digest,
+        expires: std::time::Duration,
+    ) -> berth_blobstore::Result<Option<url::Url>> {
+        self.inner.presign(d, expires).await
     }
 }
 

@@ -958,7 +958,7 @@ pub fn upload_files(data_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Files in `<data>/uploads/` that no row of the `uploads` table owns (a monolithic push cut off by a crash leaves
+/// Files in `<data>/uploads/` (an upload or its saved hash state) that no row of the `uploads` table owns (a monolithic push cut off by a crash leaves
 /// one; the sweeper that runs when the server starts must remove it).
 pub fn orphan_upload_files(data_dir: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open_with_flags(
@@ -974,9 +974,14 @@ pub fn orphan_upload_files(data_dir: &Path) -> Vec<String> {
                 .collect::<rusqlite::Result<_>>()
         })
         .expect("SELECT id FROM uploads");
+    // `<id>.hash` (and a `.hash.tmp` a crash left) is the saved hash state of upload `<id>`.
+    let owner = |f: &str| -> String {
+        let id = f.strip_suffix(".tmp").unwrap_or(f);
+        id.strip_suffix(".hash").unwrap_or(id).to_string()
+    };
     upload_files(data_dir)
         .into_iter()
-        .filter(|f| !rows.contains(f))
+        .filter(|f| !rows.contains(&owner(f)))
         .collect()
 }
 
