@@ -1,7 +1,7 @@
 //! The archive storage-class behaviour every [`MetaStore`] backend must show: status
 //! transitions, when a standard copy may be dropped (never while an `ACTIVE` image, a pin
 //! or a push in progress needs it), re-linking on activation, and the sweep. Each
-//! backend's tests call [`run`].
+//! backend's tests emit one test per case with [`crate::meta_store_suite`] (or call [`run`]).
 // A suite is test code that backends run from their tests: a failed unwrap is a failed case.
 #![allow(clippy::unwrap_used)]
 
@@ -77,6 +77,12 @@ async fn status(store: &dyn MetaStore, r: &RepositoryName, m: &Digest) -> Option
 }
 
 pub async fn run(store: &dyn MetaStore) {
+    archive_drop_restore_and_sweep(store).await;
+}
+
+/// Status transitions, when a standard copy may be dropped, re-linking on activation and
+/// the sweep of copies nothing needs.
+pub async fn archive_drop_restore_and_sweep(store: &dyn MetaStore) {
     let (a, b) = (repo("arch/a"), repo("arch/b"));
     let (config, shared, own, other) = (d("config"), d("shared"), d("own"), d("other"));
     let m1 = push(store, &a, "m1", &[&config, &shared, &own]).await;

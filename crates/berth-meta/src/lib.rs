@@ -30,18 +30,30 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 pub mod archive;
-pub mod archive_suite;
 pub mod gc;
-pub mod gc_suite;
 pub mod iam;
 pub mod lifecycle;
-pub mod lifecycle_suite;
 pub mod secrets;
 pub mod settings;
-pub mod settings_suite;
 pub mod sqlite;
-pub mod suite;
 pub mod tag_mutability;
+
+// The shared suites: test code, compiled for this crate's tests and, through the `suite`
+// feature, for other crates' tests (a dev-dependency feature), never into the binary.
+#[cfg(any(test, feature = "suite"))]
+pub mod archive_suite;
+#[cfg(any(test, feature = "suite"))]
+pub mod gc_suite;
+#[cfg(any(test, feature = "suite"))]
+pub mod iam_suite;
+#[cfg(any(test, feature = "suite"))]
+pub mod lifecycle_suite;
+#[cfg(any(test, feature = "suite"))]
+pub mod settings_suite;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite_macros;
 mod types;
 
 pub use archive::ArchiveStore;

@@ -441,13 +441,6 @@ impl ArchiveStore for SqliteMetaStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_archive_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::archive_suite::run(&store).await;
-    }
-
     /// The drop check stays index searches (no scan of `manifest_refs` or `blob_links`).
     #[test]
     fn the_drop_check_uses_indexes() {

@@ -404,13 +404,6 @@ impl GcStore for SqliteMetaStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_gc_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::gc_suite::run(&store).await;
-    }
-
     /// The queries a pass runs per page stay index searches (no scan of `manifest_refs`).
     #[test]
     fn gc_reference_checks_use_indexes() {
