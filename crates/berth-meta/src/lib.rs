@@ -14,7 +14,7 @@
 //! [`secrets`]), implemented by [`sqlite::SqliteIamStore`] on the same database.
 //!
 //! What online garbage collection needs (marks of unreferenced blobs and links, commit
-//! pins, deletion re-checked in the write transaction that deletes the bytes) is
+//! pins, deletion re-checked and recorded in one transaction, the bytes deleted after it) is
 //! [`GcStore`] (module [`gc`]), a supertrait of [`MetaStore`] with its own [`gc_suite`].
 //!
 //! ECR registry configuration (repository and registry policies, resource tags, account
@@ -90,6 +90,10 @@ pub enum MetaError {
     /// setting forbids moving it (see [`tag_mutability`]).
     #[error("tag {tag} of repository {repository} is immutable and points at another image")]
     TagImmutable { repository: String, tag: String },
+    /// Garbage collection is deleting this blob's bytes (see [`gc`]): it cannot be pinned
+    /// or recorded until that finishes; retry shortly.
+    #[error("blob {0} is being deleted by garbage collection; retry shortly")]
+    BlobBeingDeleted(Digest),
     #[error("metadata database is full (no space left on device)")]
     StorageFull,
     #[error("metadata database failed")]

@@ -116,7 +116,10 @@ impl From<MetaError> for RegistryError {
             }
             MetaError::StorageFull => RegistryError::StorageFull,
             // Only the ECR API's repository operations produce these; no /v2 path does.
+            // A commit waits out a deletion in progress; this one outlived the wait (its
+            // collector died): a later pass finishes it, and the client's retry succeeds.
             e @ (MetaError::Database(_)
+            | MetaError::BlobBeingDeleted(_)
             | MetaError::RepositoryAlreadyExists(_)
             | MetaError::RepositoryNotEmpty(_)) => RegistryError::Internal(Box::new(e)),
         }

@@ -28,6 +28,10 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a write waits for another request writing to the same upload.
 const UPLOAD_BUSY_WAIT: Duration = Duration::from_secs(30);
+/// How long a commit waits for garbage collection to finish deleting the same digest's
+/// bytes, and how often it asks again.
+const PIN_WAIT: Duration = Duration::from_secs(10);
+const PIN_RETRY: Duration = Duration::from_millis(50);
 
 /// The in-memory part of an upload: its running hash and where it stands.
 pub(crate) struct HashState {
@@ -407,7 +411,7 @@ impl Uploads {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        self.meta.pin_blob(id, digest, now_ms()).await?;
+        self.pin(id, digest).await?;
         let recorded = async {
             self.blobs.commit_upload(id, digest).await?;
             // For a monolithic push there is no upload row; the id still names the pin.
@@ -433,6 +437,22 @@ impl Uploads {
             stored => Err(RegistryError::Internal(
                 format!("blob {digest} was recorded but its bytes are missing or differ ({stored:?} bytes, not {size}); upload it again").into(),
             )),
+        }
+    }
+
+    /// Pins `digest` for the commit `id`, waiting while garbage collection deletes the
+    /// same digest's bytes (it takes a moment; only a collector that died meanwhile makes
+    /// it last, until a later pass finishes its deletion).
+    async fn pin(&self, id: &str, digest: &Digest) -> Result<()> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.meta.pin_blob(id, digest, now_ms()).await {
+                Err(berth_meta::MetaError::BlobBeingDeleted(_)) if waited < PIN_WAIT => {
+                    tokio::time::sleep(PIN_RETRY).await;
+                    waited += PIN_RETRY;
+                }
+                other => return Ok(other?),
+            }
         }
     }
 

@@ -14,6 +14,8 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_lifecycle.sql")),
     (8, include_str!("migrations/0008_archive.sql")),
     (9, include_str!("migrations/0009_account_namespaces.sql")),
+    // 10 is the jobs layer's (another branch); merge it before this one.
+    (11, include_str!("migrations/0011_blob_deletions.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -324,9 +324,12 @@ impl MetaStore for SqliteMetaStore {
             digest.to_string(),
             upload_id.map(str::to_string),
         );
+        let digest = digest.clone();
         self.write(move |c| {
             let now = super::now_ms();
             let tx = immediate(c)?;
+            // Bytes being deleted are not bytes to record (see `crate::gc`).
+            super::gc_queries::refuse_if_being_deleted(&tx, &digest)?;
             let id = ensure_repo(&tx, &name, now)?;
             // Recording a blob references it: any garbage-collection mark goes.
             tx.prepare_cached(
