@@ -26,7 +26,7 @@ pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> a
         file_scan_every: None,
     };
     let report = rt.block_on(async {
-        let meta = crate::admin::open_meta(&cfg.storage)?;
+        let stores = crate::stores::open(&cfg)?;
         let blobs = DiskBlobStore::open_with(
             &data_dir,
             DiskOptions {
@@ -34,7 +34,7 @@ pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> a
             },
         )
         .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-        let gc = GarbageCollector::new(Arc::new(meta), Arc::new(blobs));
+        let gc = GarbageCollector::new(stores.meta, Arc::new(blobs));
         gc.run(options).await.context("garbage collection failed")
     })?;
     if json {

@@ -14,7 +14,6 @@ use tower::ServiceExt;
 
 use berth_blobstore::{DiskArchive, DiskBlobStore, DiskOptions};
 use berth_config::{Config, StorageConfig};
-use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
@@ -27,13 +26,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-/// Opens the blob store under the data directory and builds the registry on `meta`.
+/// Opens the blob store under the data directory and builds the registry on `stores`.
 /// Pushes to missing repositories follow the account's repository creation templates
 /// (`CREATE_ON_PUSH`), as ECR's do; the provisioner is returned so that caches can
 /// listen for the repositories it creates.
 pub fn open_registry(
     storage: &StorageConfig,
-    meta: SqliteMetaStore,
+    stores: &crate::stores::MetaStores,
 ) -> anyhow::Result<(Registry, Arc<TemplateProvisioner>)> {
     let data_dir = &storage.data_dir;
     let blobs = DiskBlobStore::open_with(
@@ -43,9 +42,9 @@ pub fn open_registry(
         },
     )
     .with_context(|| format!("opening blob store in {}", data_dir.display()))?;
-    let provisioner = Arc::new(TemplateProvisioner::new(Arc::new(meta.clone())));
+    let provisioner = Arc::new(TemplateProvisioner::new(stores.settings.clone()));
     let registry = Registry::with_provisioner(
-        Arc::new(meta),
+        stores.meta.clone(),
         Arc::new(blobs),
         RegistryOptions::default(),
         provisioner.clone(),
@@ -282,20 +281,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     // Held until the process exits: a second server on this directory is refused.
     let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
-    let meta = crate::admin::open_meta(&cfg.storage)?;
-    let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
-    crate::admin::bootstrap(&iam, &meta, &cfg).await?;
-    let (registry, provisioner) = open_registry(&cfg.storage, meta.clone())?;
+    let stores = crate::stores::open(&cfg)?;
+    let iam = crate::admin::open_iam(&cfg.storage, &stores)?;
+    crate::admin::bootstrap(&*iam, &*stores.settings, &cfg).await?;
+    let (registry, provisioner) = open_registry(&cfg.storage, &stores)?;
     // Resumes interrupted restores from the archive now, then sweeps it every 10 minutes.
     registry.start_archive_maintenance(Duration::from_secs(600));
-    let iam = Arc::new(iam);
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),
         berth_iam_api::IamApiConfig::new(cfg.registry.region.clone()),
     );
     // Lifecycle policies: served by the ECR API, executed every `[lifecycle] interval_secs`.
     let lifecycle =
-        berth_registry::lifecycle::Lifecycle::new(registry.clone(), Arc::new(meta.clone()));
+        berth_registry::lifecycle::Lifecycle::new(registry.clone(), stores.lifecycle.clone());
     if cfg.lifecycle.enabled {
         lifecycle
             .clone()
@@ -309,7 +307,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         login_token_key: ecr_config.login_token_key,
     };
     let ecr =
-        berth_ecr_api::EcrState::new(registry.clone(), iam.clone(), Arc::new(meta), ecr_config)
+        berth_ecr_api::EcrState::new(registry.clone(), iam.clone(), stores.settings, ecr_config)
             .with_lifecycle(lifecycle);
     let tls = crate::tls::acceptor(&cfg)?;
     let listener_options = crate::listener::Options::from_config(&cfg.server);
