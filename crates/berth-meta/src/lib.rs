@@ -4,8 +4,14 @@
 //! (which repository may see which blob), manifests with their raw bytes and parsed
 //! references, tags, the referrers index, uploads in progress and the event outbox.
 //!
-//! [`MetaStore`] is the interface; [`sqlite::SqliteMetaStore`] the embedded backend
-//! (a PostgreSQL backend will implement the same trait and pass the same [`suite`]).
+//! The interface is one small trait per responsibility ([`RepositoryStore`],
+//! [`BlobLinkStore`], [`UploadStore`], [`ManifestStore`], [`ImageStore`],
+//! [`PullTimeStore`], [`EventStore`], [`GcStore`], [`ArchiveStore`]); consumers take the
+//! ones they use, and [`MetaStore`] is their sum, implemented by every backend.
+//! [`sqlite::SqliteMetaStore`] is the embedded backend (a PostgreSQL backend will
+//! implement the same traits and pass the same suites: `suite`, `gc_suite`, ... as named
+//! per-case tests through `meta_store_suite!` and its siblings, behind the `suite`
+//! feature).
 //! Every write that must be atomic (a manifest with its references, tag and event) is
 //! one method here and one transaction in the backend, so callers cannot half-apply it.
 //!
@@ -15,7 +21,7 @@
 //!
 //! What online garbage collection needs (marks of unreferenced blobs and links, commit
 //! pins, deletion re-checked and recorded in one transaction, the bytes deleted after it) is
-//! [`GcStore`] (module [`gc`]), a supertrait of [`MetaStore`] with its own [`gc_suite`].
+//! [`GcStore`] (module [`gc`]), a supertrait of [`MetaStore`] with its own `gc_suite`.
 //!
 //! ECR registry configuration (repository and registry policies, resource tags, account
 //! settings, repository creation templates) is a third trait, [`EcrSettingsStore`]
@@ -102,12 +108,16 @@ pub enum MetaError {
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
-/// Garbage collection's methods ([`GcStore`]) and the archive storage class's
-/// ([`ArchiveStore`]) are part of every metadata backend.
+// The metadata traits, one per cohesive responsibility, so each consumer takes what it
+// uses (the registry's uploads take `UploadStore`, garbage collection `GcStore`, ...).
+// A backend implements each; [`MetaStore`] is their sum, for backends and the suites.
+
+/// Repositories: explicit (the ECR API) or created by a push, their settings.
 #[async_trait::async_trait]
-pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
+pub trait RepositoryStore: Send + Sync + 'static {
     // Repositories.
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool>;
+
     /// Names of the repositories of `account`'s registry in lexical order strictly after
     /// `after`, at most `limit`; only
     /// repositories holding at least one manifest are listed.
@@ -117,6 +127,7 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>>;
+
     /// Creates a repository explicitly (the ECR API); `RepositoryAlreadyExists` if a row
     /// exists, whether created by the API or implicitly by a push.
     async fn create_repository(
@@ -125,7 +136,9 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         settings: &RepositorySettings,
         now_ms: i64,
     ) -> Result<RepositoryRecord>;
+
     async fn get_repository(&self, repo: &RepositoryName) -> Result<Option<RepositoryRecord>>;
+
     /// Every repository of `account`'s registry (empty ones included), in lexical order
     /// strictly after `after`, at most `limit`.
     async fn describe_repositories(
@@ -134,6 +147,7 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RepositoryRecord>>;
+
     /// Deletes a repository and, with `force`, its manifests, tags and links in one
     /// transaction (blob bytes stay for garbage collection), writing a
     /// `repository.deleted` event. Without `force`, a repository holding a manifest is
@@ -144,9 +158,21 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         force: bool,
     ) -> Result<RepositoryRecord>;
 
+    /// Sets the repository's tag mutability (mode and exclusion filters); returns the row.
+    async fn set_tag_mutability(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+    ) -> Result<RepositoryRecord>;
+}
+
+/// Blobs and links: which repository may see which blob.
+#[async_trait::async_trait]
+pub trait BlobLinkStore: Send + Sync + 'static {
     // Blobs and links.
     /// Size of the blob if it is linked into the repository.
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+
     /// Records a committed blob (global row, if new) and links it into the repository;
     /// also removes the upload row `upload_id` in the same transaction.
     async fn commit_blob(
@@ -156,6 +182,7 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         size: u64,
         upload_id: Option<&str>,
     ) -> Result<()>;
+
     /// Links a blob already linked in `from` into `to`; returns its size, or `None` when
     /// `from` does not hold it (then nothing changes).
     async fn mount_blob(
@@ -164,19 +191,42 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>>;
+
     /// Removes a link; returns whether it existed. A link a manifest of the repository
     /// uses (as config or layer) stays: `BlobReferenced`, decided in the same transaction
     /// as the removal, so a concurrent push cannot lose its blob.
     async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
 
+    /// Sizes of blobs linked into the repository (`None` for each absent one), in order.
+    async fn linked_blobs(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<u64>>>;
+
+    /// Whether a manifest in the repository references the blob.
+    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
+}
+
+/// Uploads in progress (their bytes are the blob store's).
+#[async_trait::async_trait]
+pub trait UploadStore: Send + Sync + 'static {
     // Uploads.
     async fn create_upload(&self, upload: &UploadRecord) -> Result<()>;
+
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>>;
+
     async fn touch_upload(&self, id: &str, now_ms: i64) -> Result<()>;
+
     async fn delete_upload(&self, id: &str) -> Result<bool>;
+
     /// Upload ids not touched since `before_ms`.
     async fn stale_uploads(&self, before_ms: i64) -> Result<Vec<String>>;
+}
 
+/// Manifests with their references, tags and referrers (the `/v2` view).
+#[async_trait::async_trait]
+pub trait ManifestStore: Send + Sync + 'static {
     // Manifests and tags.
     /// Stores a manifest (idempotent for the same digest), checking in the same transaction
     /// that every referenced blob is linked and every child manifest present, then points
@@ -186,16 +236,21 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         repo: &RepositoryName,
         m: &NewManifest,
     ) -> Result<PutManifestOutcome>;
+
     async fn get_manifest(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>>;
+
     async fn resolve_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
+
     /// Deletes a manifest and every tag pointing at it. Refused while an index in the
     /// repository references it.
     async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
+
     async fn delete_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<bool>;
+
     /// Tags in lexical order after `after`; `None` when the repository does not exist.
     async fn list_tags(
         &self,
@@ -203,13 +258,18 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Option<Vec<String>>>;
+
     /// Manifests in the repository whose subject is `subject`.
     async fn referrers(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
     ) -> Result<Vec<ReferrerRecord>>;
+}
 
+/// Images as the ECR API sees them: push-time facts, tags, keyset pages, deletes.
+#[async_trait::async_trait]
+pub trait ImageStore: Send + Sync + 'static {
     // Images as the ECR API sees them (push-time facts, pull times, mutability).
     /// A page of images in digest order strictly after `after`, at most `limit`, with
     /// their tags; `None` when the repository does not exist. One query, whatever the
@@ -221,12 +281,14 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Option<Vec<ImageRecord>>>;
+
     /// The images with these digests (`None` for each absent one), in the given order.
     async fn describe_images_by_digest(
         &self,
         repo: &RepositoryName,
         digests: &[Digest],
     ) -> Result<Vec<Option<ImageRecord>>>;
+
     /// A page of (digest, tag) pairs, one per tag and one per untagged image, ordered by
     /// digest then tag (an untagged image sorts as the empty tag), strictly after `after`;
     /// `None` when the repository does not exist.
@@ -237,6 +299,7 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         after: Option<&ImageId>,
         limit: usize,
     ) -> Result<Option<Vec<ImageId>>>;
+
     /// Deletes one image as ECR's BatchDeleteImage does, in one transaction: by tag (the
     /// manifest goes too when it was its last tag), by digest (with all its tags), or by
     /// both (the tag must point at the digest; then as by tag).
@@ -246,23 +309,15 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         digest: Option<&Digest>,
         tag: Option<&Tag>,
     ) -> Result<DeleteImageOutcome>;
-    /// Sizes of blobs linked into the repository (`None` for each absent one), in order.
-    async fn linked_blobs(
-        &self,
-        repo: &RepositoryName,
-        digests: &[Digest],
-    ) -> Result<Vec<Option<u64>>>;
-    /// Whether a manifest in the repository references the blob.
-    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
-    /// Sets the repository's tag mutability (mode and exclusion filters); returns the row.
-    async fn set_tag_mutability(
-        &self,
-        repo: &RepositoryName,
-        settings: &RepositorySettings,
-    ) -> Result<RepositoryRecord>;
+}
+
+/// Pull times and the principals whose pulls do not count.
+#[async_trait::async_trait]
+pub trait PullTimeStore: Send + Sync + 'static {
     /// Records pull times in one transaction, keeping the newest per image; pulls of images
     /// deleted meanwhile are dropped. Returns how many images were updated.
     async fn record_pull_times(&self, pulls: &[PullTimeUpdate]) -> Result<usize>;
+
     /// Adds a pull time exclusion for the registry of `account`, unless it exists or the
     /// registry already holds `limit` of them.
     async fn add_pull_time_exclusion(
@@ -272,8 +327,10 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         now_ms: i64,
         limit: usize,
     ) -> Result<RegisterExclusionOutcome>;
+
     /// Removes an exclusion; returns whether it existed.
     async fn remove_pull_time_exclusion(&self, account: &str, principal_arn: &str) -> Result<bool>;
+
     /// Exclusions of `account` (every account's when `None`) in ARN order strictly after
     /// `after`, at most `limit`.
     async fn pull_time_exclusions(
@@ -282,9 +339,42 @@ pub trait MetaStore: GcStore + ArchiveStore + Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<PullTimeExclusion>>;
+}
 
+/// The event outbox: what happened, written in the same transaction as the change.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
     // Events (the outbox).
     async fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<EventRecord>>;
+
     /// The id of the newest event (0 when there is none).
     async fn last_event_id(&self) -> Result<i64>;
+}
+
+/// Every metadata trait of one backend: what a backend implements and the shared suites
+/// test. Consumers take the narrow traits they use; `Arc<dyn MetaStore>` coerces to each.
+pub trait MetaStore:
+    RepositoryStore
+    + BlobLinkStore
+    + UploadStore
+    + ManifestStore
+    + ImageStore
+    + PullTimeStore
+    + EventStore
+    + GcStore
+    + ArchiveStore
+{
+}
+
+impl<T> MetaStore for T where
+    T: RepositoryStore
+        + BlobLinkStore
+        + UploadStore
+        + ManifestStore
+        + ImageStore
+        + PullTimeStore
+        + EventStore
+        + GcStore
+        + ArchiveStore
+{
 }

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use berth_blobstore::BlobStore;
 use berth_meta::gc::GcBlob;
-use berth_meta::MetaStore;
+use berth_meta::GcStore;
 use berth_types::Digest;
 
 use crate::error::Result;
@@ -138,7 +138,7 @@ impl GcReport {
 /// Runs passes over a meta store and a blob store. Cheap to clone.
 #[derive(Clone)]
 pub struct GarbageCollector {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn GcStore>,
     blobs: Arc<dyn BlobStore>,
     /// One pass at a time per collector (a manual run waits for the background one);
     /// holds when this collector last listed the blob files.
@@ -157,7 +157,7 @@ fn sum(blobs: &[GcBlob]) -> (u64, u64) {
 }
 
 impl GarbageCollector {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(meta: Arc<dyn GcStore>, blobs: Arc<dyn BlobStore>) -> Self {
         GarbageCollector {
             meta,
             blobs,

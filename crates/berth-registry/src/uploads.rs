@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
 use berth_blobstore::{BlobStore, BlobStoreError};
-use berth_meta::{MetaStore, UploadRecord};
+use berth_meta::{BlobLinkStore, GcStore, UploadRecord, UploadStore};
 use berth_types::{Algorithm, Digest, Hasher, RepositoryName};
 
 use crate::error::{RegistryError, Result};
@@ -83,7 +83,10 @@ pub struct UploadStatus {
 
 pub(crate) struct Uploads {
     pub(crate) blobs: Arc<dyn BlobStore>,
-    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) uploads: Arc<dyn UploadStore>,
+    pub(crate) links: Arc<dyn BlobLinkStore>,
+    /// Commit pins (garbage collection's side of a commit).
+    pub(crate) pins: Arc<dyn GcStore>,
     pub(crate) active: ActiveUploads,
 }
 
@@ -188,7 +191,7 @@ impl Uploads {
         let mut slot = slot_arc.lock().await;
         self.blobs.create_upload(&id).await?;
         let created = self
-            .meta
+            .uploads
             .create_upload(&UploadRecord {
                 id: id.clone(),
                 repository: repo.clone(),
@@ -215,7 +218,7 @@ impl Uploads {
     async fn check(&self, slot: &mut Slot, id: &str, repo: &RepositoryName) -> Result<u64> {
         if slot.repository.as_ref() != Some(repo) {
             let rec = self
-                .meta
+                .uploads
                 .get_upload(id)
                 .await?
                 .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))?;
@@ -271,7 +274,7 @@ impl Uploads {
 
     /// Checks in the meta store that the upload exists and belongs to `repo`.
     async fn owned(&self, repo: &RepositoryName, id: &str) -> Result<()> {
-        match self.meta.get_upload(id).await? {
+        match self.uploads.get_upload(id).await? {
             Some(rec) if rec.repository == *repo => Ok(()),
             _ => Err(RegistryError::UploadNotFound(id.to_string())),
         }
@@ -336,7 +339,7 @@ impl Uploads {
         slot.state = Some(state);
         let now = now_ms();
         if now - slot.last_touch_ms > TOUCH_EVERY_MS {
-            self.meta.touch_upload(id, now).await?;
+            self.uploads.touch_upload(id, now).await?;
             slot.last_touch_ms = now;
         }
         if let Some(e) = body_error {
@@ -378,7 +381,7 @@ impl Uploads {
             drop(slot);
             self.active.forget(id);
             self.blobs.abort_upload(id).await?;
-            self.meta.delete_upload(id).await?;
+            self.uploads.delete_upload(id).await?;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -415,12 +418,12 @@ impl Uploads {
         let recorded = async {
             self.blobs.commit_upload(id, digest).await?;
             // For a monolithic push there is no upload row; the id still names the pin.
-            self.meta.commit_blob(repo, digest, size, Some(id)).await?;
+            self.links.commit_blob(repo, digest, size, Some(id)).await?;
             Ok::<_, RegistryError>(())
         }
         .await;
         if let Err(e) = recorded {
-            if let Err(unpin) = self.meta.unpin_blob(id).await {
+            if let Err(unpin) = self.pins.unpin_blob(id).await {
                 tracing::warn!(upload = id, error = %unpin, "could not unpin a failed commit (it expires)");
             }
             return Err(e);
@@ -430,7 +433,7 @@ impl Uploads {
             // Collection with a grace shorter than this commit took may already have
             // dropped the fresh link and then the bytes: the blob is simply gone again, as
             // any unreferenced blob goes, and a manifest naming it is refused as unknown.
-            None if self.meta.linked_blob(repo, digest).await?.is_none() => {
+            None if self.links.linked_blob(repo, digest).await?.is_none() => {
                 tracing::debug!(%digest, "a committed blob was collected before any manifest used it");
                 Ok(())
             }
@@ -446,7 +449,7 @@ impl Uploads {
     async fn pin(&self, id: &str, digest: &Digest) -> Result<()> {
         let mut waited = Duration::ZERO;
         loop {
-            match self.meta.pin_blob(id, digest, now_ms()).await {
+            match self.pins.pin_blob(id, digest, now_ms()).await {
                 Err(berth_meta::MetaError::BlobBeingDeleted(_)) if waited < PIN_WAIT => {
                     tokio::time::sleep(PIN_RETRY).await;
                     waited += PIN_RETRY;
@@ -506,7 +509,7 @@ impl Uploads {
         self.owned(repo, id).await?;
         self.blobs.abort_upload(id).await?;
         self.active.forget(id);
-        self.meta.delete_upload(id).await?;
+        self.uploads.delete_upload(id).await?;
         Ok(())
     }
 
@@ -515,17 +518,17 @@ impl Uploads {
     pub(crate) async fn expire(&self, max_idle: Duration) -> Result<usize> {
         let before = now_ms() - max_idle.as_millis() as i64;
         let mut removed = 0;
-        for id in self.meta.stale_uploads(before).await? {
+        for id in self.uploads.stale_uploads(before).await? {
             if self.active.is_busy(&id) {
                 continue;
             }
             self.active.forget(&id);
             self.blobs.abort_upload(&id).await?;
-            self.meta.delete_upload(&id).await?;
+            self.uploads.delete_upload(&id).await?;
             removed += 1;
         }
         for id in self.blobs.list_uploads().await? {
-            if !self.active.is_busy(&id) && self.meta.get_upload(&id).await?.is_none() {
+            if !self.active.is_busy(&id) && self.uploads.get_upload(&id).await?.is_none() {
                 // Re-check after the lookup: a push may have started meanwhile.
                 if !self.active.is_busy(&id) {
                     self.blobs.abort_upload(&id).await?;

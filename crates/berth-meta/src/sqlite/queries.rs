@@ -1,4 +1,5 @@
-//! `MetaStore` for SQLite: each method is one short statement or one transaction.
+//! The core metadata traits for SQLite (repositories, blobs and links, uploads, manifests,
+//! images, pull times, events): each method is one short statement or one transaction.
 
 use super::{client_name, qualified_repository};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -7,10 +8,11 @@ use berth_types::{AccountId, Digest, RepositoryName, Tag};
 
 use super::SqliteMetaStore;
 use crate::{
-    DeleteImageOutcome, EventKind, EventRecord, ImageId, ImageRecord, ManifestRecord, MetaError,
-    MetaStore, NewManifest, PullTimeExclusion, PullTimeUpdate, PutManifestOutcome, ReferrerRecord,
-    RegisterExclusionOutcome, RepositoryRecord, RepositorySettings, Result, TagStatus,
-    UploadRecord,
+    BlobLinkStore, DeleteImageOutcome, EventKind, EventRecord, EventStore, ImageId, ImageRecord,
+    ImageStore, ManifestRecord, ManifestStore, MetaError, NewManifest, PullTimeExclusion,
+    PullTimeStore, PullTimeUpdate, PutManifestOutcome, ReferrerRecord, RegisterExclusionOutcome,
+    RepositoryRecord, RepositorySettings, RepositoryStore, Result, TagStatus, UploadRecord,
+    UploadStore,
 };
 
 const REPO_COLUMNS: &str =
@@ -146,7 +148,7 @@ pub(super) fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'
 }
 
 #[async_trait::async_trait]
-impl MetaStore for SqliteMetaStore {
+impl RepositoryStore for SqliteMetaStore {
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
         let name = repo.qualified().to_string();
         self.read(move |c| Ok(repo_id(c, &name)?.is_some())).await
@@ -268,6 +270,36 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn set_tag_mutability(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+    ) -> Result<RepositoryRecord> {
+        let name = repo.qualified().to_string();
+        let mode = settings.image_tag_mutability.clone();
+        let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE repositories SET image_tag_mutability = ?2, tag_mutability_exclusions = ?3
+                     WHERE name = ?1",
+                )?
+                .execute(params![name, mode, filters])?;
+            if n == 0 {
+                return Err(MetaError::RepositoryNotFound(client_name(&name)));
+            }
+            let row = get_repository_row(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobLinkStore for SqliteMetaStore {
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
         let (name, d) = (repo.qualified().to_string(), digest.to_string());
         let found = {
@@ -422,6 +454,80 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn linked_blobs(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<u64>>> {
+        let name = repo.qualified().to_string();
+        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        let (id, mut out, marked) = self
+            .read(move |c| {
+                let Some(id) = repo_id(c, &name)? else {
+                    return Ok::<_, MetaError>((None, vec![None; digests.len()], Vec::new()));
+                };
+                let mut st = c.prepare_cached(
+                    "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
+                       JOIN blobs b ON b.digest = l.digest
+                     WHERE l.repo_id = ?1 AND l.digest = ?2",
+                )?;
+                let (mut out, mut marked) = (Vec::with_capacity(digests.len()), Vec::new());
+                for (i, d) in digests.iter().enumerate() {
+                    let row: Option<(i64, bool)> = st
+                        .query_row(params![id, d], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    if let Some((_, true)) = row {
+                        marked.push((i, d.clone()));
+                    }
+                    out.push(row.map(|(s, _)| s as u64));
+                }
+                Ok((Some(id), out, marked))
+            })
+            .await?;
+        // As `linked_blob`: a layer reported available (BatchCheckLayerAvailability before
+        // PutImage) gets a whole grace period; one collected meanwhile is reported absent.
+        if let (Some(id), false) = (id, marked.is_empty()) {
+            let kept = self
+                .write(move |c| {
+                    let tx = immediate(c)?;
+                    let mut kept = Vec::with_capacity(marked.len());
+                    {
+                        let mut st = tx.prepare_cached(
+                            "UPDATE blob_links SET orphaned_ms = NULL WHERE repo_id = ?1 AND digest = ?2",
+                        )?;
+                        for (i, d) in marked {
+                            kept.push((i, st.execute(params![id, d])? > 0));
+                        }
+                    }
+                    tx.commit()?;
+                    Ok::<_, MetaError>(kept)
+                })
+                .await?;
+            for (i, still_linked) in kept {
+                if !still_linked {
+                    out[i] = None;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM manifest_refs
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND target = ?2 AND kind = ?3
+                 LIMIT 1",
+            )?
+            .exists(params![name, d, REF_BLOB])?)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl UploadStore for SqliteMetaStore {
     async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
         let u = u.clone();
         self.write(move |c| {
@@ -481,7 +587,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl ManifestStore for SqliteMetaStore {
     async fn put_manifest(
         &self,
         repo: &RepositoryName,
@@ -766,7 +875,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl ImageStore for SqliteMetaStore {
     async fn describe_images(
         &self,
         repo: &RepositoryName,
@@ -946,105 +1058,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
-    async fn linked_blobs(
-        &self,
-        repo: &RepositoryName,
-        digests: &[Digest],
-    ) -> Result<Vec<Option<u64>>> {
-        let name = repo.qualified().to_string();
-        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
-        let (id, mut out, marked) = self
-            .read(move |c| {
-                let Some(id) = repo_id(c, &name)? else {
-                    return Ok::<_, MetaError>((None, vec![None; digests.len()], Vec::new()));
-                };
-                let mut st = c.prepare_cached(
-                    "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
-                       JOIN blobs b ON b.digest = l.digest
-                     WHERE l.repo_id = ?1 AND l.digest = ?2",
-                )?;
-                let (mut out, mut marked) = (Vec::with_capacity(digests.len()), Vec::new());
-                for (i, d) in digests.iter().enumerate() {
-                    let row: Option<(i64, bool)> = st
-                        .query_row(params![id, d], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    if let Some((_, true)) = row {
-                        marked.push((i, d.clone()));
-                    }
-                    out.push(row.map(|(s, _)| s as u64));
-                }
-                Ok((Some(id), out, marked))
-            })
-            .await?;
-        // As `linked_blob`: a layer reported available (BatchCheckLayerAvailability before
-        // PutImage) gets a whole grace period; one collected meanwhile is reported absent.
-        if let (Some(id), false) = (id, marked.is_empty()) {
-            let kept = self
-                .write(move |c| {
-                    let tx = immediate(c)?;
-                    let mut kept = Vec::with_capacity(marked.len());
-                    {
-                        let mut st = tx.prepare_cached(
-                            "UPDATE blob_links SET orphaned_ms = NULL WHERE repo_id = ?1 AND digest = ?2",
-                        )?;
-                        for (i, d) in marked {
-                            kept.push((i, st.execute(params![id, d])? > 0));
-                        }
-                    }
-                    tx.commit()?;
-                    Ok::<_, MetaError>(kept)
-                })
-                .await?;
-            for (i, still_linked) in kept {
-                if !still_linked {
-                    out[i] = None;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (name, d) = (repo.qualified().to_string(), digest.to_string());
-        self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT 1 FROM manifest_refs
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND target = ?2 AND kind = ?3
-                 LIMIT 1",
-            )?
-            .exists(params![name, d, REF_BLOB])?)
-        })
-        .await
-    }
-
-    async fn set_tag_mutability(
-        &self,
-        repo: &RepositoryName,
-        settings: &RepositorySettings,
-    ) -> Result<RepositoryRecord> {
-        let name = repo.qualified().to_string();
-        let mode = settings.image_tag_mutability.clone();
-        let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
-        self.write(move |c| {
-            let tx = immediate(c)?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE repositories SET image_tag_mutability = ?2, tag_mutability_exclusions = ?3
-                     WHERE name = ?1",
-                )?
-                .execute(params![name, mode, filters])?;
-            if n == 0 {
-                return Err(MetaError::RepositoryNotFound(client_name(&name)));
-            }
-            let row = get_repository_row(&tx, &name)?
-                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
-            tx.commit()?;
-            Ok(row)
-        })
-        .await
-    }
-
+#[async_trait::async_trait]
+impl PullTimeStore for SqliteMetaStore {
     async fn record_pull_times(&self, pulls: &[PullTimeUpdate]) -> Result<usize> {
         if pulls.is_empty() {
             return Ok(0);
@@ -1150,7 +1167,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl EventStore for SqliteMetaStore {
     async fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<EventRecord>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
