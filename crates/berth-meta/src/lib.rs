@@ -39,6 +39,7 @@ pub mod archive;
 pub mod gc;
 pub mod iam;
 pub mod lifecycle;
+pub mod rules;
 pub mod secrets;
 pub mod settings;
 pub mod sqlite;

@@ -16,14 +16,15 @@ use crate::archive::{
 use crate::gc::BlobDeleter;
 use crate::Result;
 
-/// Nothing but archived images needs blob `?1`'s standard copy: every manifest referencing
-/// it is `ARCHIVED`, no commit pinned it, and every link to it is in a repository whose
-/// manifests reference it (a link without one is a push in progress).
-const STANDARD_UNNEEDED: &str = "NOT EXISTS (SELECT 1 FROM manifest_refs r
+/// What may still need blob `?1`'s standard copy (see [`crate::rules::StandardCopyHolds`]):
+/// a manifest that is not `ARCHIVED`, a commit's pin, a link in a repository none of whose
+/// manifests references it (a push in progress).
+const STANDARD_HOLDS: &str = "SELECT
+    EXISTS (SELECT 1 FROM manifest_refs r
         LEFT JOIN image_storage s ON s.repo_id = r.repo_id AND s.digest = r.manifest
-        WHERE r.target = ?1 AND r.kind = 0 AND COALESCE(s.status, 'ACTIVE') <> 'ARCHIVED')
-    AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = ?1)
-    AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = ?1
+        WHERE r.target = ?1 AND r.kind = 0 AND COALESCE(s.status, 'ACTIVE') <> 'ARCHIVED'),
+    EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = ?1),
+    EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = ?1
         AND NOT EXISTS (SELECT 1 FROM manifest_refs r
                         WHERE r.repo_id = l.repo_id AND r.target = l.digest AND r.kind = 0))";
 
@@ -115,10 +116,14 @@ fn blob_targets(c: &Connection, repo_id: i64, digest: &str) -> rusqlite::Result<
 /// Drops blob `d`'s standard copy if nothing but archived images needs it: bytes first
 /// (inside the transaction), then the links and the flag. Returns whether it was dropped.
 fn drop_standard(c: &Connection, d: &str, delete: &BlobDeleter) -> Result<bool> {
-    let unneeded: bool = c
-        .prepare_cached(&format!("SELECT {STANDARD_UNNEEDED}"))?
-        .query_row([d], |r| r.get(0))?;
-    if !unneeded {
+    let holds = c.prepare_cached(STANDARD_HOLDS)?.query_row([d], |r| {
+        Ok(crate::rules::StandardCopyHolds {
+            unarchived_reference: r.get(0)?,
+            pinned: r.get(1)?,
+            bare_link: r.get(2)?,
+        })
+    })?;
+    if !crate::rules::standard_copy_unneeded(&holds) {
         return Ok(false);
     }
     let digest = parse_digest(d.to_string())?;
@@ -449,7 +454,7 @@ mod tests {
         drop(SqliteMetaStore::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
         let plan: Vec<String> = c
-            .prepare(&format!("EXPLAIN QUERY PLAN SELECT {STANDARD_UNNEEDED}"))
+            .prepare(&format!("EXPLAIN QUERY PLAN {STANDARD_HOLDS}"))
             .unwrap()
             .query_map(["sha256:00"], |r| r.get::<_, String>(3))
             .unwrap()

@@ -21,11 +21,13 @@ const BLOB_HELD: &str = "(EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.
      OR EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
      OR EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest))";
 
-/// A blob row `b` is deletable now: marked long enough ago, and nothing holds it.
-const BLOB_DELETABLE: &str = "b.orphaned_ms IS NOT NULL AND b.orphaned_ms <= ?2
-   AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
-   AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
-   AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)";
+/// What holds blob `?1` now (see [`crate::rules::BlobHolds`]): its size and mark, and
+/// whether a link, a manifest reference or a pin holds it; `None` when it has no row.
+const BLOB_HOLDS: &str = "SELECT b.size, b.orphaned_ms,
+       EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest),
+       EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0),
+       EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)
+     FROM blobs b WHERE b.digest = ?1";
 
 /// A row the mark walk found with the wrong mark: a link (`repo_id`, `digest`) or a blob.
 struct MarkChange {
@@ -317,21 +319,33 @@ impl GcStore for SqliteMetaStore {
             let tx = immediate(c)?;
             let mut begun = Vec::new();
             {
-                let mut check = tx.prepare_cached(&format!(
-                    "SELECT b.size, b.orphaned_ms FROM blobs b WHERE b.digest = ?1 AND {BLOB_DELETABLE}"
-                ))?;
+                let mut check = tx.prepare_cached(BLOB_HOLDS)?;
                 let mut remove = tx.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?;
                 let mut record = tx.prepare_cached(
                     "INSERT OR IGNORE INTO blob_deletions (digest, started_ms) VALUES (?1, ?2)",
                 )?;
                 for d in digests {
                     let text = d.to_string();
-                    let row: Option<(i64, Option<i64>)> = check
-                        .query_row(params![text, cutoff_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let row: Option<(i64, crate::rules::BlobHolds)> = check
+                        .query_row([&text], |r| {
+                            Ok((
+                                r.get(0)?,
+                                crate::rules::BlobHolds {
+                                    orphaned_ms: r.get(1)?,
+                                    linked: r.get(2)?,
+                                    referenced: r.get(3)?,
+                                    pinned: r.get(4)?,
+                                },
+                            ))
+                        })
                         .optional()?;
-                    let Some((size, orphaned_ms)) = row else {
+                    let Some((size, holds)) = row else {
                         continue;
                     };
+                    if !crate::rules::blob_deletable(&holds, cutoff_ms) {
+                        continue;
+                    }
+                    let orphaned_ms = holds.orphaned_ms;
                     remove.execute([&text])?;
                     record.execute(params![text, now_ms])?;
                     begun.push(GcBlob {
@@ -452,11 +466,11 @@ mod tests {
         let path = dir.path().join("meta.db");
         drop(SqliteMetaStore::open(&path).unwrap());
         let c = rusqlite::Connection::open(&path).unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN SELECT b.size FROM blobs b WHERE b.digest = ?1 AND {BLOB_DELETABLE}");
+        let sql = format!("EXPLAIN QUERY PLAN {BLOB_HOLDS}");
         let plan: Vec<String> = c
             .prepare(&sql)
             .unwrap()
-            .query_map(params!["sha256:00", 0], |r| r.get::<_, String>(3))
+            .query_map(params!["sha256:00"], |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();

@@ -601,7 +601,7 @@ impl ManifestStore for SqliteMetaStore {
         self.write(move |c| {
             let tx = immediate(c)?;
             let id = ensure_repo(&tx, &name, m.now_ms)?;
-            let mut image_size: i64 = 0;
+            let image_size: i64;
             {
                 let mut blob_size = tx.prepare_cached(
                     "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
@@ -623,20 +623,26 @@ impl ManifestStore for SqliteMetaStore {
                     };
                     unmark.execute(params![id, b.to_string()])?;
                 }
-                // Layers are a subset of the blobs (non-distributable ones may be absent).
-                image_size += m.layers.iter().filter_map(|l| sizes.get(l)).sum::<i64>();
                 let mut child_size = tx.prepare_cached(
                     "SELECT image_size FROM manifests WHERE repo_id = ?1 AND digest = ?2",
                 )?;
+                let mut child_sizes = Vec::with_capacity(m.children.len());
                 for child in &m.children {
                     let size: Option<i64> = child_size
                         .query_row(params![id, child.to_string()], |r| r.get(0))
                         .optional()?;
                     match size {
-                        Some(s) => image_size = image_size.max(s),
+                        Some(s) => child_sizes.push(s.max(0) as u64),
                         None => return Err(MetaError::ChildManifestMissing(child.clone())),
                     }
                 }
+                // Layers are a subset of the blobs (non-distributable ones may be absent).
+                let layer_sizes = m.layers.iter().filter_map(|l| sizes.get(l));
+                let size = crate::rules::image_size(
+                    layer_sizes.map(|s| (*s).max(0) as u64),
+                    child_sizes,
+                );
+                image_size = i64::try_from(size).unwrap_or(i64::MAX);
             }
             let digest = m.digest.to_string();
             let mut previous = None;
