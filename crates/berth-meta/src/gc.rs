@@ -11,7 +11,8 @@
 //! serialized on the blob's digest.** Deleting is three steps, so that no store
 //! transaction waits on the blob store (network I/O on S3):
 //!
-//! 1. [`GcStore::gc_begin_delete`] re-checks, under that serialization, that the blob is
+//! 1. [`GcStore::gc_begin_delete`] (or the archive storage class's drop of a standard
+//!    copy, [`crate::ArchiveStore`]) re-checks, under that serialization, that the blob is
 //!    still unreferenced and its mark still old, removes its row and records a *deletion
 //!    in progress* for its digest, in one transaction;
 //! 2. the caller deletes the bytes, outside any transaction;
@@ -41,7 +42,8 @@ use crate::Result;
 
 /// Deletes one blob's bytes; blocking (it runs inside the store's transaction). Returns
 /// the error text when the bytes could not be deleted (the row then stays). Only the
-/// archive storage class still deletes this way ([`crate::ArchiveStore`]).
+/// archive storage class's sweep of archive-tier copies still deletes this way
+/// ([`crate::ArchiveStore::archive_sweep`]).
 pub type BlobDeleter = Arc<dyn Fn(&Digest) -> std::result::Result<(), String> + Send + Sync>;
 
 /// A blob row as garbage collection sees it.
@@ -139,6 +141,8 @@ pub trait GcStore: Send + Sync + 'static {
     /// Step 3: removes the deletion records of `digests` (absent ones are not an error);
     /// pins and commits of those digests are accepted again.
     async fn gc_finish_deletions(&self, digests: &[Digest]) -> Result<()>;
+    /// Which of `digests` have a deletion in progress (a restore waits for them to finish).
+    async fn gc_deletions_in_progress(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
     /// Up to `limit` deletions recorded at or before `before_ms` and never finished (the
     /// process deleting them died), in digest order.
     async fn gc_unfinished_deletions(&self, before_ms: i64, limit: usize) -> Result<Vec<Digest>>;

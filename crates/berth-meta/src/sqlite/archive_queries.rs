@@ -113,9 +113,10 @@ fn blob_targets(c: &Connection, repo_id: i64, digest: &str) -> rusqlite::Result<
     .collect()
 }
 
-/// Drops blob `d`'s standard copy if nothing but archived images needs it: bytes first
-/// (inside the transaction), then the links and the flag. Returns whether it was dropped.
-fn drop_standard(c: &Connection, d: &str, delete: &BlobDeleter) -> Result<bool> {
+/// Drops blob `d`'s standard copy if nothing but archived images needs it: the links and
+/// the flag go and a deletion in progress is recorded (the caller deletes the bytes after
+/// the commit, see `crate::gc`). Returns whether it was dropped.
+fn drop_standard(c: &Connection, d: &str, now_ms: i64) -> Result<bool> {
     let holds = c.prepare_cached(STANDARD_HOLDS)?.query_row([d], |r| {
         Ok(crate::rules::StandardCopyHolds {
             unarchived_reference: r.get(0)?,
@@ -126,15 +127,12 @@ fn drop_standard(c: &Connection, d: &str, delete: &BlobDeleter) -> Result<bool> 
     if !crate::rules::standard_copy_unneeded(&holds) {
         return Ok(false);
     }
-    let digest = parse_digest(d.to_string())?;
-    if let Err(e) = delete(&digest) {
-        tracing::warn!(%digest, error = %e, "could not drop the standard copy of an archived blob");
-        return Ok(false);
-    }
     c.prepare_cached("DELETE FROM blob_links WHERE digest = ?1")?
         .execute([d])?;
     c.prepare_cached("UPDATE archived_blobs SET standard = 0 WHERE digest = ?1")?
         .execute([d])?;
+    c.prepare_cached("INSERT OR IGNORE INTO blob_deletions (digest, started_ms) VALUES (?1, ?2)")?
+        .execute(params![d, now_ms])?;
     Ok(true)
 }
 
@@ -251,7 +249,6 @@ impl ArchiveStore for SqliteMetaStore {
         repo: &RepositoryName,
         digest: &Digest,
         now_ms: i64,
-        delete_standard: BlobDeleter,
     ) -> Result<ArchiveOutcome> {
         let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
@@ -290,7 +287,7 @@ impl ArchiveStore for SqliteMetaStore {
             storage_changed(&tx, &name, &digest, now_ms)?;
             let mut dropped = Vec::new();
             for t in &targets {
-                if drop_standard(&tx, t, &delete_standard)? {
+                if drop_standard(&tx, t, now_ms)? {
                     dropped.push(parse_digest(t.clone())?);
                 }
             }
@@ -391,13 +388,9 @@ impl ArchiveStore for SqliteMetaStore {
         .await
     }
 
-    async fn archive_sweep(
-        &self,
-        limit: usize,
-        delete_standard: BlobDeleter,
-        delete_copy: BlobDeleter,
-    ) -> Result<ArchiveSweep> {
+    async fn archive_sweep(&self, limit: usize, delete_copy: BlobDeleter) -> Result<ArchiveSweep> {
         self.write(move |c| {
+            let now_ms = super::now_ms();
             let tx = immediate(c)?;
             let mut out = ArchiveSweep::default();
             // Standard copies still kept although every image using them is archived now.
@@ -412,7 +405,7 @@ impl ArchiveStore for SqliteMetaStore {
                 .query_map([limit as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for d in kept {
-                if drop_standard(&tx, &d, &delete_standard)? {
+                if drop_standard(&tx, &d, now_ms)? {
                     out.standard_dropped.push(parse_digest(d)?);
                 }
             }

@@ -427,6 +427,22 @@ impl GcStore for SqliteMetaStore {
         .await
     }
 
+    async fn gc_deletions_in_progress(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let digests = digests.to_vec();
+        self.read(move |c| {
+            let mut st =
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = ?1)")?;
+            let mut out = Vec::new();
+            for d in digests {
+                if st.query_row([d.to_string()], |r| r.get::<_, bool>(0))? {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn gc_unfinished_deletions(&self, before_ms: i64, limit: usize) -> Result<Vec<Digest>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
