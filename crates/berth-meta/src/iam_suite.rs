@@ -6,15 +6,46 @@
 /// The behaviour every [`IamStore`](crate::IamStore) backend must show, against a fresh,
 /// empty store. Backends add their own encrypted-at-rest check (it needs their storage).
 pub async fn run(store: &dyn crate::IamStore) {
-    accounts_users_keys_policies_and_groups(store).await;
+    accounts_and_root_keys(store).await;
+    users_keys_policies_groups_and_deletion_order(store).await;
 }
 
-/// Accounts with their root keys, users, access keys (limits, status, ownership), inline
-/// policies, groups and memberships, and the order in which a user may be deleted.
-pub async fn accounts_users_keys_policies_and_groups(store: &dyn crate::IamStore) {
+/// The two accounts the cases use, each created (the first with a root key) unless it
+/// exists; returns the first account's root key id.
+async fn ensure_accounts(store: &dyn crate::IamStore) -> String {
+    use crate::iam::*;
+    if store.get_account(ACC).await.unwrap().is_none() {
+        let account = Account {
+            id: ACC.into(),
+            alias: None,
+            created_ms: 7,
+        };
+        store
+            .create_account(&account, Some(&NewAccessKey::generate()))
+            .await
+            .unwrap();
+    }
+    if store.get_account(OTHER).await.unwrap().is_none() {
+        let other = Account {
+            id: OTHER.into(),
+            alias: Some("other".into()),
+            created_ms: 8,
+        };
+        store.create_account(&other, None).await.unwrap();
+    }
+    let roots = store.list_access_keys(ACC, &KeyOwner::Root).await.unwrap();
+    assert_eq!(roots.len(), 1);
+    roots[0].access_key_id.clone()
+}
+
+const ACC: &str = "111122223333";
+const OTHER: &str = "444455556666";
+
+/// Accounts with a root key created in the same transaction, duplicates and bad ids
+/// refused, and the root key's lookup with its decrypted secret.
+pub async fn accounts_and_root_keys(store: &dyn crate::IamStore) {
     use crate::iam::*;
 
-    const ACC: &str = "111122223333";
     let user = |name: &str, path: &str| NewUser {
         account_id: ACC.into(),
         name: name.into(),
@@ -57,7 +88,7 @@ pub async fn accounts_users_keys_policies_and_groups(store: &dyn crate::IamStore
         Err(IamError::InvalidInput(_))
     ));
     let other = Account {
-        id: "444455556666".into(),
+        id: OTHER.into(),
         alias: Some("other".into()),
         created_ms: 8,
     };
@@ -83,6 +114,21 @@ pub async fn accounts_users_keys_policies_and_groups(store: &dyn crate::IamStore
         .await
         .unwrap()
         .is_none());
+}
+
+/// Users (per account, case-insensitive names, paths), access keys (two per owner, status,
+/// ownership, last use), inline policies, groups and memberships, the order in which a user
+/// may be deleted, and the root key's rotation.
+pub async fn users_keys_policies_groups_and_deletion_order(store: &dyn crate::IamStore) {
+    use crate::iam::*;
+
+    let root_key_id = ensure_accounts(store).await;
+    let user = |name: &str, path: &str| NewUser {
+        account_id: ACC.into(),
+        name: name.into(),
+        path: path.into(),
+        arn: format!("arn:aws:iam::{ACC}:user{path}{name}"),
+    };
 
     // Users: create, duplicates (case-insensitive), get, list with path prefix.
     let alice = store.create_user(&user("alice", "/")).await.unwrap();
@@ -112,7 +158,7 @@ pub async fn accounts_users_keys_policies_and_groups(store: &dyn crate::IamStore
     ));
     // Users are per account.
     assert!(matches!(
-        store.get_user(&other.id, "alice").await,
+        store.get_user(OTHER, "alice").await,
         Err(IamError::UserNotFound(_))
     ));
     let names = |v: Vec<User>| v.into_iter().map(|u| u.name).collect::<Vec<_>>();
@@ -124,7 +170,7 @@ pub async fn accounts_users_keys_policies_and_groups(store: &dyn crate::IamStore
         names(store.list_users(ACC, Some("/bots/")).await.unwrap()),
         vec!["ci"]
     );
-    assert!(store.list_users(&other.id, None).await.unwrap().is_empty());
+    assert!(store.list_users(OTHER, None).await.unwrap().is_empty());
 
     // Access keys: two per user at most, status changes, ownership checks.
     let alice_owner = KeyOwner::User("alice".into());
@@ -387,16 +433,11 @@ pub async fn accounts_users_keys_policies_and_groups(store: &dyn crate::IamStore
         Err(IamError::LimitExceeded(_))
     ));
     store
-        .update_access_key_status(
-            ACC,
-            &KeyOwner::Root,
-            &root_key.access_key_id,
-            KeyStatus::Inactive,
-        )
+        .update_access_key_status(ACC, &KeyOwner::Root, &root_key_id, KeyStatus::Inactive)
         .await
         .unwrap();
     store
-        .delete_access_key(ACC, &KeyOwner::Root, &root_key.access_key_id)
+        .delete_access_key(ACC, &KeyOwner::Root, &root_key_id)
         .await
         .unwrap();
     let roots = store.list_access_keys(ACC, &KeyOwner::Root).await.unwrap();

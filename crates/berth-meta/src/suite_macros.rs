@@ -145,7 +145,10 @@ macro_rules! iam_store_suite {
             $make,
             iam_suite,
             |f| ($crate::suite_macros::IamFixture::iam(&f)),
-            [accounts_users_keys_policies_and_groups,]
+            [
+                accounts_and_root_keys,
+                users_keys_policies_groups_and_deletion_order,
+            ]
         );
     };
 }
