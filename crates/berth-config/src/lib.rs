@@ -14,6 +14,7 @@ mod auth;
 mod gc;
 mod lifecycle;
 mod limits;
+mod meta;
 mod metrics;
 mod secret;
 mod sources;
@@ -30,6 +31,7 @@ pub use auth::{AnonymousAccess, AuthConfig, Challenge};
 pub use gc::GcConfig;
 pub use lifecycle::LifecycleConfig;
 pub use limits::LimitsConfig;
+pub use meta::{MetaBackend, MetaConfig};
 pub use metrics::MetricsConfig;
 pub use secret::Secret;
 pub use storage::{S3Config, StorageBackend, StorageConfig};
@@ -40,6 +42,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub registry: RegistryConfig,
     pub storage: StorageConfig,
+    pub meta: MetaConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,

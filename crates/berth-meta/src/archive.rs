@@ -11,12 +11,16 @@
 //! - no repository links it without also holding a manifest that references it (such a
 //!   link is a push in progress: its manifest comes next).
 //!
-//! Dropping deletes the bytes and the links of the archived images' repositories **in one
-//! transaction serialized with every referencing write** (the same rule as garbage
-//! collection, see [`crate::gc`]): a manifest push or mount that commits first keeps the
-//! copy (its reference or link is seen); one that commits after finds no link and is
-//! refused (`BlobNotLinked`) or becomes an ordinary upload, whose commit writes the bytes
-//! again. So no `ACTIVE` image ever references a blob without its standard copy.
+//! Dropping decides, removes the links of the archived images' repositories and records a
+//! deletion in progress for the digest **in one transaction serialized with every
+//! referencing write** (the same rule and record as garbage collection, see [`crate::gc`]);
+//! the caller deletes the bytes after it and finishes the deletion
+//! ([`crate::GcStore::gc_finish_deletions`]). A manifest push or mount that commits first
+//! keeps the copy (its reference or link is seen); one that commits after finds no link
+//! and is refused (`BlobNotLinked`) or becomes an ordinary upload, whose commit waits for
+//! the deletion to finish and then writes the bytes again. A restore waits for it too
+//! (and an `ACTIVATING` image holds its blobs, so no new drop starts). So no `ACTIVE`
+//! image ever references a blob without its standard copy.
 
 use berth_types::{Digest, RepositoryName};
 
@@ -94,7 +98,8 @@ pub enum ArchiveOutcome {
 /// What one [`ArchiveStore::archive_sweep`] call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchiveSweep {
-    /// Standard copies dropped (every image needing them is archived now).
+    /// Standard copies dropped (every image needing them is archived now): deletions in
+    /// progress whose bytes the caller deletes.
     pub standard_dropped: Vec<Digest>,
     /// Archive copies deleted (no archived or activating image needs them).
     pub copies_deleted: Vec<Digest>,
@@ -128,14 +133,14 @@ pub trait ArchiveStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<()>;
     /// `ACTIVE` → `ARCHIVED` when every blob of the image has an archive copy, then drops
-    /// each of its blobs' standard copies that nothing else needs (module doc): bytes via
-    /// `delete_standard` inside the transaction, then the archived repositories' links.
+    /// each of its blobs' standard copies that nothing else needs (module doc): the
+    /// archived repositories' links go and a deletion in progress is recorded, in the same
+    /// transaction. The caller deletes the `dropped` bytes, then finishes the deletions.
     async fn archive_image(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         now_ms: i64,
-        delete_standard: BlobDeleter,
     ) -> Result<ArchiveOutcome>;
     /// `ARCHIVED` → `ACTIVATING`. Returns the status before (`None`: no such image);
     /// changes nothing unless it was `ARCHIVED`.
@@ -159,13 +164,10 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// the blob (to tell a pull why a blob is unavailable).
     async fn blob_archived_in(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
     /// Up to `limit` of each: drops standard copies of archived blobs nothing needs any
-    /// more (an `ACTIVE` image sharing them was deleted), and deletes archive copies that
-    /// no `ARCHIVED` or `ACTIVATING` image references (their images were restored or
-    /// deleted), each re-checked and deleted inside one write transaction.
-    async fn archive_sweep(
-        &self,
-        limit: usize,
-        delete_standard: BlobDeleter,
-        delete_copy: BlobDeleter,
-    ) -> Result<ArchiveSweep>;
+    /// more (an `ACTIVE` image sharing them was deleted; as [`ArchiveStore::archive_image`]
+    /// drops them: the caller deletes `standard_dropped`'s bytes and finishes), and deletes
+    /// archive copies that no `ARCHIVED` or `ACTIVATING` image references (their images
+    /// were restored or deleted), re-checked and deleted through `delete_copy` inside one
+    /// write transaction (archive-tier bytes are still deleted there).
+    async fn archive_sweep(&self, limit: usize, delete_copy: BlobDeleter) -> Result<ArchiveSweep>;
 }

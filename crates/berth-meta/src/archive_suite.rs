@@ -1,7 +1,7 @@
 //! The archive storage-class behaviour every [`MetaStore`] backend must show: status
 //! transitions, when a standard copy may be dropped (never while an `ACTIVE` image, a pin
 //! or a push in progress needs it), re-linking on activation, and the sweep. Each
-//! backend's tests call [`run`].
+//! backend's tests emit one test per case with [`crate::meta_store_suite`] (or call [`run`]).
 // A suite is test code that backends run from their tests: a failed unwrap is a failed case.
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_types::{Digest, RepositoryName};
 
-use crate::archive::{ArchiveOutcome, ImageStatus};
+use crate::archive::{ArchiveOutcome, ArchiveSweep, ImageStatus};
 use crate::gc::BlobDeleter;
 use crate::{MetaError, MetaStore, NewManifest};
 
@@ -33,6 +33,57 @@ fn manifest(body: &str, blobs: &[&Digest]) -> NewManifest {
         tag: None,
         now_ms: 1,
     }
+}
+
+/// Archives as a caller does: the store records the standard copies it drops as
+/// deletions in progress; the caller deletes their bytes (noted in `deleted`), then
+/// finishes them.
+async fn archive(
+    store: &dyn MetaStore,
+    r: &RepositoryName,
+    m: &Digest,
+    now: i64,
+    deleted: &Mutex<Vec<Digest>>,
+) -> crate::Result<ArchiveOutcome> {
+    let out = store.archive_image(r, m, now).await?;
+    if let ArchiveOutcome::Archived { dropped } = &out {
+        finish_drops(store, dropped, deleted).await;
+    }
+    Ok(out)
+}
+
+/// Sweeps as a caller does (see [`archive`]).
+async fn sweep_once(
+    store: &dyn MetaStore,
+    limit: usize,
+    delete_copy: BlobDeleter,
+    deleted: &Mutex<Vec<Digest>>,
+) -> crate::Result<ArchiveSweep> {
+    let out = store.archive_sweep(limit, delete_copy).await?;
+    finish_drops(store, &out.standard_dropped, deleted).await;
+    Ok(out)
+}
+
+/// Dropped standard copies are deletions in progress until finished: meanwhile a commit
+/// of the same digest is refused (it must not rely on bytes being deleted).
+async fn finish_drops(store: &dyn MetaStore, dropped: &[Digest], deleted: &Mutex<Vec<Digest>>) {
+    assert_eq!(
+        sorted(store.gc_deletions_in_progress(dropped).await.unwrap()),
+        sorted(dropped.to_vec())
+    );
+    for d in dropped {
+        assert!(matches!(
+            store.pin_blob("arch-pin", d, 1).await,
+            Err(MetaError::BlobBeingDeleted(_))
+        ));
+    }
+    deleted.lock().unwrap().extend(dropped.iter().cloned());
+    store.gc_finish_deletions(dropped).await.unwrap();
+    assert!(store
+        .gc_deletions_in_progress(dropped)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A deleter recording what it deleted.
@@ -77,6 +128,12 @@ async fn status(store: &dyn MetaStore, r: &RepositoryName, m: &Digest) -> Option
 }
 
 pub async fn run(store: &dyn MetaStore) {
+    archive_drop_restore_and_sweep(store).await;
+}
+
+/// Status transitions, when a standard copy may be dropped, re-linking on activation and
+/// the sweep of copies nothing needs.
+pub async fn archive_drop_restore_and_sweep(store: &dyn MetaStore) {
     let (a, b) = (repo("arch/a"), repo("arch/b"));
     let (config, shared, own, other) = (d("config"), d("shared"), d("own"), d("other"));
     let m1 = push(store, &a, "m1", &[&config, &shared, &own]).await;
@@ -104,11 +161,8 @@ pub async fn run(store: &dyn MetaStore) {
     );
 
     // Archiving needs every blob's copy first.
-    let (del, deleted) = recorder();
-    let out = store
-        .archive_image(&a, &m1, 100, del.clone())
-        .await
-        .unwrap();
+    let deleted = Mutex::new(Vec::new());
+    let out = archive(store, &a, &m1, 100, &deleted).await.unwrap();
     assert!(
         matches!(out, ArchiveOutcome::CopyMissing(ref v) if v.len() == 3),
         "{out:?}"
@@ -128,10 +182,7 @@ pub async fn run(store: &dyn MetaStore) {
     let c = repo("arch/c");
     store.commit_blob(&c, &own, 10, None).await.unwrap();
     store.pin_blob("upload-1", &config, 1).await.unwrap();
-    let out = store
-        .archive_image(&a, &m1, 100, del.clone())
-        .await
-        .unwrap();
+    let out = archive(store, &a, &m1, 100, &deleted).await.unwrap();
     assert_eq!(out, ArchiveOutcome::Archived { dropped: vec![] });
     assert!(deleted.lock().unwrap().is_empty());
     let st = store
@@ -151,17 +202,11 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(!store.blob_archived_in(&b, &shared).await.unwrap());
     // Archiving again is refused with the current status.
     assert_eq!(
-        store
-            .archive_image(&a, &m1, 101, del.clone())
-            .await
-            .unwrap(),
+        archive(store, &a, &m1, 101, &deleted).await.unwrap(),
         ArchiveOutcome::NotActive(ImageStatus::Archived)
     );
     assert_eq!(
-        store
-            .archive_image(&a, &d("nope"), 101, del.clone())
-            .await
-            .unwrap(),
+        store.archive_image(&a, &d("nope"), 101).await.unwrap(),
         ArchiveOutcome::NotFound
     );
 
@@ -170,8 +215,7 @@ pub async fn run(store: &dyn MetaStore) {
     store.unpin_blob("upload-1").await.unwrap();
     store.unlink_blob(&c, &own).await.unwrap();
     let (copy_del, copies_deleted) = recorder();
-    let sweep = store
-        .archive_sweep(100, del.clone(), copy_del.clone())
+    let sweep = sweep_once(store, 100, copy_del.clone(), &deleted)
         .await
         .unwrap();
     assert_eq!(
@@ -187,8 +231,7 @@ pub async fn run(store: &dyn MetaStore) {
     assert_eq!(store.linked_blob(&a, &shared).await.unwrap(), Some(10));
     assert_eq!(store.linked_blob(&b, &shared).await.unwrap(), Some(10));
     // Idempotent: nothing more to drop.
-    let again = store
-        .archive_sweep(100, del.clone(), copy_del.clone())
+    let again = sweep_once(store, 100, copy_del.clone(), &deleted)
         .await
         .unwrap();
     assert_eq!(again, Default::default());
@@ -206,10 +249,7 @@ pub async fn run(store: &dyn MetaStore) {
     // Archiving m2 drops `shared` (no ACTIVE user left) and its own blob.
     copy_all(store, &[&other, &shared]).await;
     deleted.lock().unwrap().clear();
-    let out = store
-        .archive_image(&b, &m2, 200, del.clone())
-        .await
-        .unwrap();
+    let out = archive(store, &b, &m2, 200, &deleted).await.unwrap();
     assert_eq!(
         out,
         ArchiveOutcome::Archived {
@@ -235,8 +275,7 @@ pub async fn run(store: &dyn MetaStore) {
         vec![(repo("arch/a"), m1.clone())]
     );
     // While ACTIVATING the archive copies are needed: the sweep keeps them.
-    let sweep = store
-        .archive_sweep(100, del.clone(), copy_del.clone())
+    let sweep = sweep_once(store, 100, copy_del.clone(), &deleted)
         .await
         .unwrap();
     assert!(sweep.copies_deleted.is_empty(), "{sweep:?}");
@@ -259,8 +298,7 @@ pub async fn run(store: &dyn MetaStore) {
         );
     }
     // m1's own copies are unneeded now; `shared` and `other` stay for archived m2.
-    let sweep = store
-        .archive_sweep(100, del.clone(), copy_del.clone())
+    let sweep = sweep_once(store, 100, copy_del.clone(), &deleted)
         .await
         .unwrap();
     assert_eq!(
@@ -282,7 +320,7 @@ pub async fn run(store: &dyn MetaStore) {
     // copies nobody needs.
     assert!(store.delete_manifest(&b, &m2).await.unwrap());
     assert!(store.storage_states(&b).await.unwrap().is_empty());
-    let sweep = store.archive_sweep(100, del, copy_del).await.unwrap();
+    let sweep = sweep_once(store, 100, copy_del, &deleted).await.unwrap();
     assert_eq!(sorted(sweep.copies_deleted), sorted(vec![other, shared]));
     assert_eq!(copies_deleted.lock().unwrap().len(), 4);
 }

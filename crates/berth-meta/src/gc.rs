@@ -8,15 +8,31 @@
 //!
 //! The safety argument (docs/ARCHITECTURE.md, "Garbage collection") rests on one rule
 //! every backend keeps: **a blob's deletion and anything that makes it referenced are
-//! serialized on the blob's row.** The deleting transaction re-checks, under that
-//! serialization, that the blob is still unreferenced and its mark still old, then
-//! deletes the bytes (through the caller's [`BlobDeleter`]) *before* the row and before
-//! the transaction ends. Every referencing write (`commit_blob`, `mount_blob`,
-//! `put_manifest`, `pin_blob`) takes the same serialization. SQLite has it for free (one
-//! writer, `BEGIN IMMEDIATE`, also across processes); PostgreSQL takes
-//! `pg_advisory_xact_lock(hashtext(digest))` in the deleting transaction and in each
-//! referencing one (or `SELECT ... FOR UPDATE` on the `blobs` row, inserting a missing
-//! row first), so that the re-check sees every committed reference.
+//! serialized on the blob's digest.** Deleting is three steps, so that no store
+//! transaction waits on the blob store (network I/O on S3):
+//!
+//! 1. [`GcStore::gc_begin_delete`] (or the archive storage class's drop of a standard
+//!    copy, [`crate::ArchiveStore`]) re-checks, under that serialization, that the blob is
+//!    still unreferenced and its mark still old, removes its row and records a *deletion
+//!    in progress* for its digest, in one transaction;
+//! 2. the caller deletes the bytes, outside any transaction;
+//! 3. [`GcStore::gc_finish_deletions`] removes the deletion record.
+//!
+//! While a deletion is recorded, [`GcStore::pin_blob`] and `commit_blob` of that digest
+//! are refused with [`crate::MetaError::BlobBeingDeleted`] (the caller waits and retries),
+//! and nothing else can reference the blob (a mount or a manifest needs a link, and the
+//! blob had none). So bytes being deleted are never the bytes a commit relies on. A crash
+//! between 1 and 3 leaves the record (and perhaps the bytes): a later pass finds it with
+//! [`GcStore::gc_unfinished_deletions`], deletes the bytes again and finishes. A failed
+//! byte deletion is finished too: the bytes are then merely unrecorded, and a later
+//! pass's file scan removes them.
+//!
+//! Every referencing write (`commit_blob`, `mount_blob`, `put_manifest`, `pin_blob`) takes
+//! the same serialization. SQLite has it for free (one writer, `BEGIN IMMEDIATE`, also
+//! across processes); PostgreSQL takes `pg_advisory_xact_lock(hashtext(digest))` in the
+//! deciding transaction and in each referencing one (or `SELECT ... FOR UPDATE` on the
+//! `blobs` row, inserting a missing row first), so that the re-check sees every committed
+//! reference and every referencing write sees the deletion record.
 
 use std::sync::Arc;
 
@@ -25,7 +41,9 @@ use berth_types::Digest;
 use crate::Result;
 
 /// Deletes one blob's bytes; blocking (it runs inside the store's transaction). Returns
-/// the error text when the bytes could not be deleted (the row then stays).
+/// the error text when the bytes could not be deleted (the row then stays). Only the
+/// archive storage class's sweep of archive-tier copies still deletes this way
+/// ([`crate::ArchiveStore::archive_sweep`]).
 pub type BlobDeleter = Arc<dyn Fn(&Digest) -> std::result::Result<(), String> + Send + Sync>;
 
 /// A blob row as garbage collection sees it.
@@ -96,25 +114,36 @@ pub trait GcStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<GcBlob>>;
 
-    /// Deletes each blob of `digests` that is still unreferenced (no link, manifest
-    /// reference or pin) and marked at or before `cutoff_ms`: its bytes through `delete`,
-    /// then its row, serialized with every referencing write (see the module doc).
-    /// Returns the deleted blobs.
-    async fn gc_delete_blobs(
+    /// Step 1 of a deletion (module doc): for each blob of `digests` that is still
+    /// unreferenced (no link, manifest reference or pin) and marked at or before
+    /// `cutoff_ms`, removes its row and records a deletion in progress (at `now_ms`), in one
+    /// transaction serialized with every referencing write. Returns those blobs: the
+    /// caller deletes their bytes, then calls [`GcStore::gc_finish_deletions`].
+    async fn gc_begin_delete(
         &self,
         digests: &[Digest],
         cutoff_ms: i64,
-        delete: BlobDeleter,
+        now_ms: i64,
     ) -> Result<Vec<GcBlob>>;
 
     /// Which of `digests` have neither a `blobs` row nor a pin: bytes no row records
     /// (left by a crash between moving an upload into place and recording it).
     async fn gc_unrecorded(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
-    /// Deletes the bytes of each of `digests` that still has neither row nor pin, under
-    /// the same serialization as [`GcStore::gc_delete_blobs`]. Returns those deleted.
-    async fn gc_delete_unrecorded(
+    /// Step 1 for bytes no row records: for each of `digests` that still has neither row,
+    /// pin nor deletion in progress, records a deletion in progress (at `now_ms`). Returns
+    /// those digests, whose bytes the caller deletes before finishing.
+    async fn gc_begin_delete_unrecorded(
         &self,
         digests: &[Digest],
-        delete: BlobDeleter,
+        now_ms: i64,
     ) -> Result<Vec<Digest>>;
+
+    /// Step 3: removes the deletion records of `digests` (absent ones are not an error);
+    /// pins and commits of those digests are accepted again.
+    async fn gc_finish_deletions(&self, digests: &[Digest]) -> Result<()>;
+    /// Which of `digests` have a deletion in progress (a restore waits for them to finish).
+    async fn gc_deletions_in_progress(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+    /// Up to `limit` deletions recorded at or before `before_ms` and never finished (the
+    /// process deleting them died), in digest order.
+    async fn gc_unfinished_deletions(&self, before_ms: i64, limit: usize) -> Result<Vec<Digest>>;
 }

@@ -1,14 +1,11 @@
 //! The garbage-collection behaviour every [`MetaStore`] backend must show (marks, grace
-//! cut-offs, re-checks at deletion, pins). Each backend's tests call [`run`].
+//! cut-offs, re-checks at deletion, pins). Each backend's tests emit one
+//! test per case with [`crate::meta_store_suite`] (or call [`run`]).
 // A suite is test code that backends run from their tests: a failed unwrap is a failed case.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use berth_types::Digest;
 
-use crate::gc::BlobDeleter;
 use crate::{MetaStore, NewManifest};
 
 use crate::suite::repo;
@@ -30,18 +27,6 @@ fn manifest(body: &str, blobs: Vec<Digest>) -> NewManifest {
         tag: None,
         now_ms: 1,
     }
-}
-
-/// A deleter that records what it was asked to delete and fails for `refuse`.
-fn deleter(calls: Arc<AtomicUsize>, refuse: Option<Digest>) -> BlobDeleter {
-    Arc::new(move |digest: &Digest| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        if refuse.as_ref() == Some(digest) {
-            Err("refused".into())
-        } else {
-            Ok(())
-        }
-    })
 }
 
 async fn mark_all(store: &dyn MetaStore, now: i64) -> (usize, usize) {
@@ -79,8 +64,15 @@ fn sorted(mut v: Vec<Digest>) -> Vec<Digest> {
     v
 }
 
-/// Runs the whole suite against a fresh, empty store.
+/// Runs every case in order against one fresh, empty store.
 pub async fn run(store: &dyn MetaStore) {
+    marks_sweeps_pins_and_rechecked_deletes(store).await;
+    a_deletion_in_progress_refuses_pins_and_commits(store).await;
+}
+
+/// Marks, grace cut-offs, dry-run predictions, pins, what clears a mark, deletion
+/// re-checks, unrecorded bytes and pin expiry.
+pub async fn marks_sweeps_pins_and_rechecked_deletes(store: &dyn MetaStore) {
     let (a, b) = (repo("gc/a"), repo("gc/b"));
     let (x, y, z) = (d("gc x"), d("gc y"), d("gc z"));
     store.commit_blob(&a, &x, 10, None).await.unwrap();
@@ -131,21 +123,11 @@ pub async fn run(store: &dyn MetaStore) {
     store.pin_blob("up1", &z, 250).await.unwrap();
     assert_eq!(store.gc_pending().await.unwrap(), (0, 0), "a pin holds");
     assert!(candidates(store, 300, i64::MAX - 1).await.is_empty());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let deleted = store
-        .gc_delete_blobs(
-            std::slice::from_ref(&z),
-            i64::MAX - 1,
-            deleter(calls.clone(), None),
-        )
+    let begun = store
+        .gc_begin_delete(std::slice::from_ref(&z), i64::MAX - 1, 300)
         .await
         .unwrap();
-    assert!(deleted.is_empty());
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        0,
-        "bytes of a pinned blob are never touched"
-    );
+    assert!(begun.is_empty(), "a pinned blob's deletion is never begun");
     // The commit records the blob, links it and drops its pin.
     store.commit_blob(&a, &z, 30, Some("up1")).await.unwrap();
     assert!(store
@@ -184,26 +166,36 @@ pub async fn run(store: &dyn MetaStore) {
         candidates(store, 600, 500).await,
         sorted(vec![x.clone(), y.clone(), z.clone()])
     );
-    let calls = Arc::new(AtomicUsize::new(0));
     let all = [x.clone(), y.clone(), z.clone()];
-    let deleted = store
-        .gc_delete_blobs(&all, 499, deleter(calls.clone(), None))
-        .await
-        .unwrap();
-    assert!(deleted.is_empty(), "marked after the cut-off");
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    // A blob whose bytes cannot be deleted keeps its row.
-    let deleted = store
-        .gc_delete_blobs(&all, 500, deleter(calls.clone(), Some(y.clone())))
-        .await
-        .unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let begun = store.gc_begin_delete(&all, 499, 600).await.unwrap();
+    assert!(begun.is_empty(), "marked after the cut-off");
+    // A pin taken first keeps `y`; the others' rows go and their deletions are recorded.
+    store.pin_blob("up-y", &y, 600).await.unwrap();
+    let begun = store.gc_begin_delete(&all, 500, 600).await.unwrap();
     assert_eq!(
-        sorted(deleted.iter().map(|b| b.digest.clone()).collect()),
+        sorted(begun.iter().map(|b| b.digest.clone()).collect()),
         sorted(vec![x.clone(), z.clone()])
     );
-    assert_eq!(deleted.iter().map(|b| b.size).sum::<u64>(), 40);
-    assert_eq!(candidates(store, 600, 500).await, vec![y.clone()]);
+    assert_eq!(begun.iter().map(|b| b.size).sum::<u64>(), 40);
+    // Deciding twice deletes nothing more (the rows are gone).
+    assert!(store
+        .gc_begin_delete(&all, 500, 600)
+        .await
+        .unwrap()
+        .is_empty());
+    store.unpin_blob("up-y").await.unwrap();
+    assert_eq!(mark_all(store, 600).await, (0, 1));
+    assert_eq!(candidates(store, 700, 600).await, vec![y.clone()]);
+    // The caller deletes the bytes, then finishes.
+    store
+        .gc_finish_deletions(&[x.clone(), z.clone()])
+        .await
+        .unwrap();
+    assert!(store
+        .gc_unfinished_deletions(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         sorted(store.gc_unrecorded(&all).await.unwrap()),
         sorted(vec![x.clone(), z.clone()])
@@ -223,13 +215,8 @@ pub async fn run(store: &dyn MetaStore) {
     ));
     assert_eq!(mark_all(store, 700).await, (0, 0));
     assert!(!candidates(store, 800, i64::MAX - 1).await.contains(&x));
-    let calls = Arc::new(AtomicUsize::new(0));
     assert!(store
-        .gc_delete_blobs(
-            std::slice::from_ref(&x),
-            i64::MAX - 1,
-            deleter(calls.clone(), None)
-        )
+        .gc_begin_delete(std::slice::from_ref(&x), i64::MAX - 1, 800)
         .await
         .unwrap()
         .is_empty());
@@ -256,24 +243,111 @@ pub async fn run(store: &dyn MetaStore) {
         .await
         .unwrap()
         .is_empty());
-    let calls = Arc::new(AtomicUsize::new(0));
     assert!(store
-        .gc_delete_unrecorded(std::slice::from_ref(&fresh), deleter(calls.clone(), None))
+        .gc_begin_delete_unrecorded(std::slice::from_ref(&fresh), 900)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
     // Pins left by a dead process expire.
     assert_eq!(store.gc_expire_pins(900).await.unwrap(), 0);
     assert_eq!(store.gc_expire_pins(901).await.unwrap(), 1);
     assert_eq!(
         store
-            .gc_delete_unrecorded(std::slice::from_ref(&fresh), deleter(calls.clone(), None))
+            .gc_begin_delete_unrecorded(&[fresh.clone(), w.clone()], 901)
             .await
             .unwrap(),
         vec![fresh.clone()]
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Begun once only.
+    assert!(store
+        .gc_begin_delete_unrecorded(std::slice::from_ref(&fresh), 902)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .gc_finish_deletions(std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
     // Unpinning an absent pin is fine.
     store.unpin_blob("nobody").await.unwrap();
+}
+
+/// The window between deciding a deletion and deleting the bytes (a crash there leaves
+/// the record): no pin or commit of the digest is accepted, so no commit can rely on the
+/// bytes being deleted; a later pass finds the unfinished deletion; finishing it makes the
+/// digest an ordinary new blob again.
+pub async fn a_deletion_in_progress_refuses_pins_and_commits(store: &dyn MetaStore) {
+    let a = repo("gc/window");
+    let (v, u) = (d("gc window v"), d("gc window unrecorded"));
+    store.commit_blob(&a, &v, 7, None).await.unwrap();
+    assert!(store.unlink_blob(&a, &v).await.unwrap());
+    mark_all(store, 100).await;
+    assert!(candidates(store, 200, 100).await.contains(&v));
+    let begun = store
+        .gc_begin_delete(std::slice::from_ref(&v), 100, 200)
+        .await
+        .unwrap();
+    assert_eq!(begun.len(), 1);
+    assert_eq!(
+        store
+            .gc_begin_delete_unrecorded(std::slice::from_ref(&u), 300)
+            .await
+            .unwrap(),
+        vec![u.clone()]
+    );
+
+    // The process "dies" here: the bytes may or may not be gone.
+    for digest in [&v, &u] {
+        assert!(matches!(
+            store.pin_blob("up-window", digest, 400).await,
+            Err(crate::MetaError::BlobBeingDeleted(d)) if &d == digest
+        ));
+        assert!(matches!(
+            store.commit_blob(&a, digest, 7, None).await,
+            Err(crate::MetaError::BlobBeingDeleted(_))
+        ));
+    }
+    assert!(store.linked_blob(&a, &v).await.unwrap().is_none());
+    // Nothing refused left a pin or a row behind.
+    assert_eq!(store.gc_expire_pins(i64::MAX).await.unwrap(), 0);
+    assert_eq!(
+        sorted(store.gc_unrecorded(&[v.clone(), u.clone()]).await.unwrap()),
+        sorted(vec![v.clone(), u.clone()])
+    );
+
+    // A later pass finds what was begun before its threshold, oldest decisions included.
+    assert!(store
+        .gc_unfinished_deletions(199, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.gc_unfinished_deletions(200, 10).await.unwrap(),
+        vec![v.clone()]
+    );
+    assert_eq!(
+        store.gc_unfinished_deletions(300, 10).await.unwrap(),
+        sorted(vec![v.clone(), u.clone()])
+    );
+    assert_eq!(
+        store.gc_unfinished_deletions(300, 1).await.unwrap().len(),
+        1
+    );
+    store
+        .gc_finish_deletions(&[v.clone(), u.clone()])
+        .await
+        .unwrap();
+    assert!(store
+        .gc_unfinished_deletions(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Finished: the digest is an ordinary new blob again.
+    store.pin_blob("up-window", &v, 500).await.unwrap();
+    store
+        .commit_blob(&a, &v, 7, Some("up-window"))
+        .await
+        .unwrap();
+    assert_eq!(store.linked_blob(&a, &v).await.unwrap(), Some(7));
+    store.commit_blob(&a, &u, 3, None).await.unwrap();
 }

@@ -2,7 +2,7 @@
 //!
 //! Kept apart from [`crate::MetaStore`] so that each backend implements it on its own
 //! (the SQLite one is [`crate::sqlite::SqliteIamStore`]; a PostgreSQL one will pass the
-//! same [`crate::suite::iam_suite`]). Policy *documents* are stored as given; parsing and
+//! same `iam_suite` (`crate::iam_store_suite!`)). Policy *documents* are stored as given; parsing and
 //! evaluating them is `berth-iam`'s job, as is building ARNs (callers pass them in).
 //!
 //! Secret access keys are sealed with a [`MasterKey`](crate::secrets::MasterKey) by the

@@ -5,7 +5,7 @@
 //!
 //! [`LifecycleStore`] is a trait of its own (like [`crate::EcrSettingsStore`]) so a backend
 //! implements it beside the [`crate::MetaStore`] on the same database and passes
-//! [`crate::lifecycle_suite::run`]. Nothing here parses or evaluates a policy: that is
+//! `lifecycle_suite` (`crate::lifecycle_store_suite!`). Nothing here parses or evaluates a policy: that is
 //! `berth-lifecycle`'s job, the edge validates, `berth-registry`'s lifecycle module runs
 //! previews and executions. A policy and a preview go with their repository (same
 //! transaction as the repository's deletion); the expiry log is kept by repository name and

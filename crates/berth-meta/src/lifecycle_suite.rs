@@ -95,7 +95,7 @@ pub async fn run(meta: &dyn MetaStore, store: &dyn LifecycleStore) {
     deleting_a_repository_takes_its_policy_and_preview(meta, store).await;
 }
 
-async fn policies(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
+pub async fn policies(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     let r = repo("lc/policies");
     assert!(matches!(
         s.put_lifecycle_policy(ACCOUNT, &r, "p1", 1).await,
@@ -156,7 +156,7 @@ async fn policies(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
         .contains(&repo("lc/policies")));
 }
 
-async fn facts(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
+pub async fn facts(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     let r = repo("lc/facts");
     assert!(s.image_facts(&r).await.unwrap().is_none());
     let a = push(meta, &r, "a", Some("v1"), None, 100, 10).await;
@@ -235,7 +235,7 @@ fn result_row(position: i64, digest: &str, tags: &[&str], action: &str) -> Previ
     }
 }
 
-async fn previews(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
+pub async fn previews(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     let r = repo("lc/previews");
     assert!(matches!(
         s.start_preview(ACCOUNT, &r, "p", 1).await,
@@ -344,7 +344,7 @@ async fn previews(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     assert_eq!(p.policy_text, "z");
 }
 
-async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
+pub async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     let r = repo("lc/expiry");
     let a = push(meta, &r, "ea", Some("old"), None, 100, 10).await;
     let b = push(meta, &r, "eb", None, None, 200, 20).await;
@@ -496,7 +496,7 @@ async fn expiry(meta: &dyn MetaStore, s: &dyn LifecycleStore) {
     assert_eq!(recent[0].tags, vec!["x".to_string()]);
 }
 
-async fn deleting_a_repository_takes_its_policy_and_preview(
+pub async fn deleting_a_repository_takes_its_policy_and_preview(
     meta: &dyn MetaStore,
     s: &dyn LifecycleStore,
 ) {

@@ -18,6 +18,7 @@ pub const SCHEMA_VERSIONS: &[(i64, &str)] = &[
     (8, "archive"),
     (9, "account_namespaces"),
     (10, "jobs"),
+    (11, "blob_deletions"),
 ];
 
 /// The newest schema version this binary knows.

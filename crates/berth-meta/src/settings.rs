@@ -3,7 +3,7 @@
 //!
 //! [`EcrSettingsStore`] is a trait of its own (like [`crate::IamStore`]) so a backend can
 //! implement it beside the [`crate::MetaStore`] on the same database and pass
-//! [`crate::settings_suite::run`]. Policy documents and lifecycle policies are stored as
+//! `settings_suite` (`crate::settings_store_suite!`). Policy documents and lifecycle policies are stored as
 //! the text the client sent: parsing and evaluating them is `berth-iam`'s (and the lead's
 //! authorization) job, validation the edge's.
 //!

@@ -27,15 +27,15 @@ fn tags(pairs: &[(&str, &str)]) -> Vec<ResourceTag> {
 /// Runs the whole suite.
 pub async fn run(meta: &dyn MetaStore, settings: &dyn EcrSettingsStore) {
     repository_policies(meta, settings).await;
-    registry_policies(settings).await;
+    registry_policies(meta, settings).await;
     resource_tags(meta, settings).await;
-    account_settings(settings).await;
-    templates(settings).await;
+    account_settings(meta, settings).await;
+    templates(meta, settings).await;
     provisioning(meta, settings).await;
     deleting_a_repository_takes_its_settings(meta, settings).await;
 }
 
-async fn repository_policies(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
+pub async fn repository_policies(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     let r = repo("pol/a");
     assert!(s
         .repository_policy(ACCOUNT, "pol/a")
@@ -87,7 +87,7 @@ async fn repository_policies(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     ));
 }
 
-async fn registry_policies(s: &dyn EcrSettingsStore) {
+pub async fn registry_policies(_meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     assert!(s.registry_policy(ACCOUNT).await.unwrap().is_none());
     assert!(matches!(
         s.delete_registry_policy(ACCOUNT).await,
@@ -109,7 +109,7 @@ async fn registry_policies(s: &dyn EcrSettingsStore) {
     s.delete_registry_policy(OTHER).await.unwrap();
 }
 
-async fn resource_tags(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
+pub async fn resource_tags(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     assert!(matches!(
         s.repository_tags(ACCOUNT, "tags/a").await,
         Err(SettingsError::RepositoryNotFound(_))
@@ -227,7 +227,7 @@ async fn resource_tags(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
         .is_none());
 }
 
-async fn account_settings(s: &dyn EcrSettingsStore) {
+pub async fn account_settings(_meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     assert!(s
         .account_setting(ACCOUNT, "BASIC_SCAN_TYPE_VERSION")
         .await
@@ -260,7 +260,7 @@ fn template(prefix: &str, applied: &[AppliedFor]) -> CreationTemplate {
     CreationTemplate::new(prefix, applied.to_vec(), 10)
 }
 
-async fn templates(s: &dyn EcrSettingsStore) {
+pub async fn templates(_meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     use AppliedFor::*;
     let mut full = template("tpl/full", &[CreateOnPush, Replication]);
     full.description = Some("everything".into());
@@ -369,7 +369,7 @@ async fn templates(s: &dyn EcrSettingsStore) {
     s.delete_template(OTHER, "tpl/a").await.unwrap();
 }
 
-async fn provisioning(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
+pub async fn provisioning(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     use AppliedFor::*;
     let push = |name: &'static str| async move {
         s.provision_repository(ACCOUNT, &repo(name), CreateOnPush, 30)
@@ -493,7 +493,10 @@ async fn provisioning(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
     s.delete_template(OTHER, "ROOT").await.unwrap();
 }
 
-async fn deleting_a_repository_takes_its_settings(meta: &dyn MetaStore, s: &dyn EcrSettingsStore) {
+pub async fn deleting_a_repository_takes_its_settings(
+    meta: &dyn MetaStore,
+    s: &dyn EcrSettingsStore,
+) {
     let name = "gone/app";
     let new = NewRepository {
         lifecycle_policy: None,

@@ -130,6 +130,8 @@ pub fn from_registry(e: RegistryError, request_id: &str) -> OciError {
             OciError::new(S::RANGE_NOT_SATISFIABLE, "SIZE_INVALID", msg)
                 .with_header("content-range", &format!("bytes */{size}"))
         }
+        E::BlobBeingDeleted(_) => OciError::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg)
+            .with_header("retry-after", "60"),
         E::StorageFull => OciError::new(
             S::INSUFFICIENT_STORAGE,
             "UNKNOWN",

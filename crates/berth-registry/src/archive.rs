@@ -6,7 +6,8 @@
 //! archive copy is copied (compressed, verified) and recorded; then one meta-store
 //! transaction marks the image `ARCHIVED` and drops each of its blobs' standard copies that
 //! no other non-archived image, pin or push in progress needs (the rule and why it is
-//! race-free: `berth_meta::archive`). A sweep that removed a copy in between makes the
+//! race-free: `berth_meta::archive`); their bytes are deleted after that transaction, as
+//! garbage collection deletes (`berth_meta::gc`). A sweep that removed a copy in between makes the
 //! transaction refuse (`CopyMissing`); the copy is made again.
 //!
 //! **Restore** (`ARCHIVED` → `ACTIVATING` → `ACTIVE`): the status changes at once and the
@@ -24,6 +25,7 @@
 //! image still shares keeps its standard copy and stays readable.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_blobstore::ArchiveTier;
 use berth_meta::archive::{ArchiveOutcome, ArchiveSweep, ImageStatus};
@@ -34,8 +36,10 @@ use berth_types::{Digest, RepositoryName};
 use crate::error::{RegistryError, Result};
 use crate::Registry;
 
-/// Rows per sweep transaction (each holds the write lock while deleting files).
+/// Rows per sweep transaction (each holds the write lock while deleting archive copies).
 const SWEEP_BATCH: usize = 64;
+/// How long a restore waits for a standard copy's deletion in progress to finish.
+const RESTORE_WAIT: Duration = Duration::from_secs(10);
 /// Attempts at archiving when a concurrent sweep keeps removing a fresh copy.
 const ATTEMPTS: usize = 3;
 
@@ -51,12 +55,25 @@ impl Registry {
         })
     }
 
-    /// Deletes standard copies from the blob store; called by the meta store inside its
-    /// write transaction, on a blocking thread.
-    fn standard_deleter(&self) -> BlobDeleter {
-        let blobs = self.inner.blobs.clone();
-        let runtime = tokio::runtime::Handle::current();
-        Arc::new(move |d: &Digest| runtime.block_on(blobs.delete(d)).map_err(|e| e.to_string()))
+    /// Deletes the bytes of standard copies the meta store dropped (recorded as deletions
+    /// in progress), outside its transaction, then finishes those deletions. A failed one
+    /// stays recorded: a garbage-collection pass retries it once it is old
+    /// (`crate::gc::DELETION_LIFETIME`); the blob row stays while archived images reference
+    /// it, so the file scan would not take the bytes.
+    async fn delete_dropped(&self, dropped: &[Digest]) -> Result<()> {
+        let mut gone = Vec::with_capacity(dropped.len());
+        for digest in dropped {
+            match self.inner.blobs.delete(digest).await {
+                Ok(()) => gone.push(digest.clone()),
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "could not drop the standard copy of an archived blob")
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.inner.meta.gc_finish_deletions(&gone).await?;
+        }
+        Ok(())
     }
 
     fn copy_deleter(&self) -> Result<BlobDeleter> {
@@ -108,15 +125,11 @@ impl Registry {
             let outcome = self
                 .inner
                 .meta
-                .archive_image(
-                    repo,
-                    digest,
-                    crate::clock::now_ms(),
-                    self.standard_deleter(),
-                )
+                .archive_image(repo, digest, crate::clock::now_ms())
                 .await?;
             match outcome {
                 ArchiveOutcome::Archived { dropped } => {
+                    self.delete_dropped(&dropped).await?;
                     self.inner.cache.invalidate(repo, None, Some(digest));
                     tracing::info!(repository = %repo, %digest, dropped = dropped.len(), "image archived");
                     return Ok(());
@@ -196,6 +209,30 @@ impl Registry {
         let Some(blobs) = self.inner.meta.image_blobs(repo, digest).await? else {
             return Ok(()); // deleted meanwhile
         };
+        // A standard copy dropped just before the restore began may still be being
+        // deleted: wait until it is gone, or its deletion could remove the copy written
+        // back. No new drop can start (an ACTIVATING image holds its blobs).
+        let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+        let mut waited = Duration::ZERO;
+        loop {
+            let pending = self.inner.meta.gc_deletions_in_progress(&digests).await?;
+            if pending.is_empty() {
+                break;
+            }
+            if waited >= RESTORE_WAIT {
+                // Left by a process that died; a garbage-collection pass finishes it, and
+                // the next maintenance round retries this restore.
+                return Err(RegistryError::Internal(
+                    format!(
+                        "blob {} is still being deleted; the restore is retried later",
+                        pending[0]
+                    )
+                    .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
         for blob in blobs {
             if self.inner.blobs.stat(&blob.digest).await?.is_some() {
                 continue;
@@ -250,8 +287,9 @@ impl Registry {
             let page = self
                 .inner
                 .meta
-                .archive_sweep(SWEEP_BATCH, self.standard_deleter(), copies.clone())
+                .archive_sweep(SWEEP_BATCH, copies.clone())
                 .await?;
+            self.delete_dropped(&page.standard_dropped).await?;
             let more = page.standard_dropped.len() == SWEEP_BATCH
                 || page.copies_deleted.len() == SWEEP_BATCH;
             total.standard_dropped.extend(page.standard_dropped);

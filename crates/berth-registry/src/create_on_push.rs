@@ -139,7 +139,7 @@ mod tests {
     use berth_blobstore::DiskBlobStore;
     use berth_meta::settings::{CreationTemplate, ResourceTag};
     use berth_meta::sqlite::SqliteMetaStore;
-    use berth_meta::MetaStore;
+    use berth_meta::RepositoryStore;
     use berth_types::{Digest, Reference, RepositoryName};
 
     use super::*;

@@ -74,6 +74,11 @@ pub enum RegistryError {
     RangeNotSatisfiable { start: u64, end: u64, size: u64 },
     #[error("storage is full")]
     StorageFull,
+    /// A commit of a blob whose earlier copy garbage collection is still deleting, after
+    /// waiting for it: the collector died mid-deletion and a later pass finishes it. The
+    /// client should retry later (OCI `UNAVAILABLE`, 503 with `Retry-After`).
+    #[error("blob {0} is being deleted by garbage collection; retry the upload in a minute")]
+    BlobBeingDeleted(Digest),
     #[error("internal storage failure")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -116,6 +121,9 @@ impl From<MetaError> for RegistryError {
             }
             MetaError::StorageFull => RegistryError::StorageFull,
             // Only the ECR API's repository operations produce these; no /v2 path does.
+            // A commit waits out a deletion in progress; this one outlived the wait (its
+            // collector died): a later pass finishes it, and the client's retry succeeds.
+            MetaError::BlobBeingDeleted(d) => RegistryError::BlobBeingDeleted(d),
             e @ (MetaError::Database(_)
             | MetaError::RepositoryAlreadyExists(_)
             | MetaError::RepositoryNotEmpty(_)) => RegistryError::Internal(Box::new(e)),

@@ -2,14 +2,19 @@
 //! period, while pushes and pulls go on.
 //!
 //! One pass ([`GarbageCollector::run`]):
-//! 1. expires commit pins older than [`PIN_LIFETIME`] (left by a process that died);
+//! 1. expires commit pins older than [`PIN_LIFETIME`] (left by a process that died), and
+//!    finishes deletions begun more than [`DELETION_LIFETIME`] ago and never finished
+//!    (the same): deletes their bytes again and drops their records;
 //! 2. walks every blob row, marking unreferenced links and blobs with now and unmarking
 //!    those referenced again (pages of 1,000 blobs, one short transaction each);
 //! 3. deletes links that no manifest of their repository has used since before the
 //!    cut-off (now − grace), as an image's deletion leaves them, marking the blobs they
 //!    leave unlinked;
-//! 4. deletes blobs marked at or before the cut-off, re-checked and with their bytes
-//!    removed inside the store's write transaction ([`berth_meta::GcStore::gc_delete_blobs`]);
+//! 4. deletes blobs marked at or before the cut-off: one store transaction re-checks them,
+//!    removes their rows and records the deletions ([`berth_meta::GcStore::gc_begin_delete`]);
+//!    then their bytes go, outside any transaction (network I/O on an object store), and a
+//!    second transaction drops the records. While recorded, pins and commits of those
+//!    digests are refused (a commit waits), so no commit relies on bytes being deleted;
 //! 5. deletes blob files no row records (a crash between moving an upload into place and
 //!    recording it) once they are older than the cut-off; uploads in progress live
 //!    elsewhere (`uploads/`) and are never listed. This step lists every blob file, and
@@ -30,8 +35,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use berth_blobstore::BlobStore;
-use berth_meta::gc::{BlobDeleter, GcBlob};
-use berth_meta::MetaStore;
+use berth_meta::gc::GcBlob;
+use berth_meta::GcStore;
 use berth_types::Digest;
 
 use crate::error::Result;
@@ -39,12 +44,17 @@ use crate::{now_ms, Registry};
 
 /// Rows per page of the mark walk, the candidate scan and the file listing.
 const PAGE: usize = 1000;
-/// Blobs deleted per write transaction (each holds the write lock while deleting files).
+/// Blobs whose deletion one transaction begins (their bytes then go, then one transaction
+/// finishes them; a commit of one of these digests waits for the whole batch).
 const DELETE_BATCH: usize = 16;
 /// Links deleted per write transaction of the sweep (a push's commit waits for it).
 const SWEEP_BATCH: usize = 200;
 /// A commit holds its pin for milliseconds; one an hour old belongs to a dead process.
 pub const PIN_LIFETIME: Duration = Duration::from_secs(3600);
+/// A deletion's bytes go within seconds of its record; one recorded this long ago belongs
+/// to a process that died between the two (until a pass finishes it, commits of that digest
+/// are refused).
+pub const DELETION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// How a pass runs.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +118,8 @@ pub struct GcReport {
     pub pending_bytes: u64,
     /// Expired commit pins removed.
     pub pins_expired: u64,
+    /// Deletions a process that died left unfinished, finished by this pass.
+    pub deletions_finished: u64,
     /// Whether this pass listed the blob files (step 5; see [`GcOptions::file_scan_every`]).
     pub files_scanned: bool,
     pub elapsed_ms: u64,
@@ -126,7 +138,7 @@ impl GcReport {
 /// Runs passes over a meta store and a blob store. Cheap to clone.
 #[derive(Clone)]
 pub struct GarbageCollector {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn GcStore>,
     blobs: Arc<dyn BlobStore>,
     /// One pass at a time per collector (a manual run waits for the background one);
     /// holds when this collector last listed the blob files.
@@ -145,7 +157,7 @@ fn sum(blobs: &[GcBlob]) -> (u64, u64) {
 }
 
 impl GarbageCollector {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(meta: Arc<dyn GcStore>, blobs: Arc<dyn BlobStore>) -> Self {
         GarbageCollector {
             meta,
             blobs,
@@ -153,16 +165,35 @@ impl GarbageCollector {
         }
     }
 
-    /// Deletes bytes from the blob store; called by the meta store inside its write
-    /// transaction, on a blocking thread.
-    fn deleter(&self) -> BlobDeleter {
-        let blobs = self.blobs.clone();
-        let runtime = tokio::runtime::Handle::current();
-        Arc::new(move |digest: &Digest| {
-            runtime
-                .block_on(blobs.delete(digest))
-                .map_err(|e| e.to_string())
-        })
+    /// Deletes the bytes of deletions begun by [`berth_meta::GcStore::gc_begin_delete`] (or
+    /// its unrecorded twin), outside any store transaction, then finishes them all. Returns
+    /// those whose bytes are gone; a failed deletion is finished too (its bytes are then
+    /// merely unrecorded, and a later file scan removes them).
+    async fn delete_begun(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let mut gone = Vec::with_capacity(digests.len());
+        for digest in digests {
+            match self.blobs.delete(digest).await {
+                Ok(()) => gone.push(digest.clone()),
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "could not delete an unreferenced blob's bytes")
+                }
+            }
+        }
+        self.meta.gc_finish_deletions(digests).await?;
+        Ok(gone)
+    }
+
+    /// Deletions begun at or before `before_ms` that a process dying left unfinished.
+    async fn finish_abandoned(&self, before_ms: i64) -> Result<u64> {
+        let mut finished = 0;
+        loop {
+            let page = self.meta.gc_unfinished_deletions(before_ms, PAGE).await?;
+            if page.is_empty() {
+                return Ok(finished);
+            }
+            self.delete_begun(&page).await?;
+            finished += page.len() as u64;
+        }
     }
 
     /// One pass; see the module documentation.
@@ -190,6 +221,8 @@ impl GarbageCollector {
         } else {
             let pin_cutoff = now.saturating_sub(PIN_LIFETIME.as_millis() as i64);
             report.pins_expired = meta.gc_expire_pins(pin_cutoff).await? as u64;
+            let deletion_cutoff = now.saturating_sub(DELETION_LIFETIME.as_millis() as i64);
+            report.deletions_finished = self.finish_abandoned(deletion_cutoff).await?;
             // Mark first, so that with no grace a link unused now goes in this pass, and
             // its blob with it (the sweep marks the blobs it leaves unlinked).
             let mut after = None;
@@ -211,7 +244,6 @@ impl GarbageCollector {
                 }
             }
             phase_done("link sweep");
-            let deleter = self.deleter();
             let mut after = None::<Digest>;
             loop {
                 let page = meta
@@ -222,10 +254,14 @@ impl GarbageCollector {
                 after = Some(last.digest.clone());
                 for chunk in page.chunks(DELETE_BATCH) {
                     let digests: Vec<Digest> = chunk.iter().map(|b| b.digest.clone()).collect();
-                    let gone = meta
-                        .gc_delete_blobs(&digests, cutoff, deleter.clone())
-                        .await?;
+                    let begun = meta.gc_begin_delete(&digests, cutoff, now_ms()).await?;
+                    let digests: Vec<Digest> = begun.iter().map(|b| b.digest.clone()).collect();
+                    let deleted = self.delete_begun(&digests).await?;
                     pacer.rest().await;
+                    let gone: Vec<GcBlob> = begun
+                        .into_iter()
+                        .filter(|b| deleted.contains(&b.digest))
+                        .collect();
                     let (n, bytes) = sum(&gone);
                     report.blobs += n;
                     report.bytes += bytes;
@@ -285,7 +321,6 @@ impl GarbageCollector {
         dry_run: bool,
         pacer: &mut Pacer,
     ) -> Result<(u64, u64)> {
-        let deleter = self.deleter();
         let (mut count, mut bytes, mut after) = (0u64, 0u64, None::<Digest>);
         loop {
             let page = self.blobs.list_blobs(after.as_ref(), PAGE).await?;
@@ -304,10 +339,11 @@ impl GarbageCollector {
             }
             let mut found = self.meta.gc_unrecorded(&old).await?;
             if !dry_run && !found.is_empty() {
-                found = self
+                let begun = self
                     .meta
-                    .gc_delete_unrecorded(&found, deleter.clone())
+                    .gc_begin_delete_unrecorded(&found, now_ms())
                     .await?;
+                found = self.delete_begun(&begun).await?;
             }
             for d in found {
                 if let Some(info) = page.iter().find(|b| b.digest == d) {

@@ -116,7 +116,7 @@ mod tests {
             image_tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
             image_tag_mutability_exclusion_filters: vec!["latest".into()],
         };
-        r.meta()
+        r.repository_store()
             .create_repository(&repo, &settings, 1)
             .await
             .unwrap();
@@ -240,7 +240,7 @@ mod tests {
             .await
             .unwrap();
         let robot = "arn:aws:iam::000000000000:user/robot";
-        r.meta()
+        r.pull_time_store()
             .add_pull_time_exclusion("000000000000", robot, 1, 100)
             .await
             .unwrap();
@@ -255,7 +255,7 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let images = loop {
             let images = r
-                .meta()
+                .image_store()
                 .describe_images(&repo, TagStatus::Any, None, 10)
                 .await
                 .unwrap()

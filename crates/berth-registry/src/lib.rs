@@ -37,7 +37,10 @@ use bytes::Bytes;
 use futures::Stream;
 
 use berth_blobstore::{BlobStore, ByteRange, ByteStream};
-use berth_meta::MetaStore;
+use berth_meta::{
+    ArchiveStore, BlobLinkStore, ImageStore, ManifestStore, MetaStore, PullTimeStore,
+    RepositoryStore,
+};
 use berth_types::{Digest, RepositoryName};
 
 pub use cache::ServedManifest;
@@ -118,7 +121,9 @@ impl Registry {
             inner: Arc::new(Inner {
                 uploads: uploads::Uploads {
                     blobs: blobs.clone(),
-                    meta: meta.clone(),
+                    uploads: meta.clone(),
+                    links: meta.clone(),
+                    pins: meta.clone(),
                     active: Default::default(),
                 },
                 cache: cache::ManifestCache::new(options.cache_entries),
@@ -160,8 +165,31 @@ impl Registry {
         self.inner.provisioner.ensure_repository(repo).await
     }
 
-    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+    /// The whole store, for this crate's tests; callers take the narrow views below.
+    #[cfg(test)]
+    pub(crate) fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.inner.meta
+    }
+
+    // The store's narrow views, for what the edges read directly (ECR's image and
+    // repository listings, pull-time settings, layer lookups).
+    pub fn repository_store(&self) -> &dyn RepositoryStore {
+        &*self.inner.meta
+    }
+    pub fn link_store(&self) -> &dyn BlobLinkStore {
+        &*self.inner.meta
+    }
+    pub fn manifest_store(&self) -> &dyn ManifestStore {
+        &*self.inner.meta
+    }
+    pub fn image_store(&self) -> &dyn ImageStore {
+        &*self.inner.meta
+    }
+    pub fn pull_time_store(&self) -> &dyn PullTimeStore {
+        &*self.inner.meta
+    }
+    pub fn archive_store(&self) -> &dyn ArchiveStore {
+        &*self.inner.meta
     }
 
     /// Deletes a repository (with `force`, its images too) and drops its cached

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use berth_meta::{MetaStore, PullTimeUpdate};
+use berth_meta::{PullTimeStore, PullTimeUpdate};
 use berth_types::{Digest, RepositoryName};
 
 use crate::error::Result;
@@ -33,7 +33,7 @@ const MAX_EXCLUSIONS_READ: usize = 10_000;
 type Pending = HashMap<RepositoryName, HashMap<Digest, Vec<(String, i64)>>>;
 
 pub(crate) struct PullTimes {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn PullTimeStore>,
     pending: parking_lot::Mutex<Pending>,
     interval: Duration,
     flusher_started: AtomicBool,
@@ -47,7 +47,7 @@ fn now_secs() -> i64 {
 }
 
 impl PullTimes {
-    pub(crate) fn new(meta: Arc<dyn MetaStore>, interval: Duration) -> Arc<Self> {
+    pub(crate) fn new(meta: Arc<dyn PullTimeStore>, interval: Duration) -> Arc<Self> {
         Arc::new(PullTimes {
             meta,
             pending: Default::default(),

@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::Mutex as AsyncMutex;
 
 use berth_blobstore::{BlobStore, Written};
-use berth_meta::{MetaStore, UploadRecord};
+use berth_meta::{BlobLinkStore, GcStore, UploadRecord, UploadStore};
 use berth_types::{Algorithm, Digest, RepositoryName};
 
 use crate::error::{RegistryError, Result};
@@ -28,6 +28,10 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a write waits for another request writing to the same upload.
 const UPLOAD_BUSY_WAIT: Duration = Duration::from_secs(30);
+/// How long a commit waits for garbage collection to finish deleting the same digest's
+/// bytes, and how often it asks again.
+const PIN_WAIT: Duration = Duration::from_secs(10);
+const PIN_RETRY: Duration = Duration::from_millis(50);
 
 /// What this process remembers of an upload between requests (a cache: the meta store
 /// and the blob store hold the facts).
@@ -74,7 +78,10 @@ pub struct UploadStatus {
 
 pub(crate) struct Uploads {
     pub(crate) blobs: Arc<dyn BlobStore>,
-    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) uploads: Arc<dyn UploadStore>,
+    pub(crate) links: Arc<dyn BlobLinkStore>,
+    /// Commit pins (garbage collection's side of a commit).
+    pub(crate) pins: Arc<dyn GcStore>,
     pub(crate) active: ActiveUploads,
 }
 
@@ -150,7 +157,7 @@ impl Uploads {
         let mut slot = slot_arc.lock().await;
         self.blobs.create_upload(&id).await?;
         let created = self
-            .meta
+            .uploads
             .create_upload(&UploadRecord {
                 id: id.clone(),
                 repository: repo.clone(),
@@ -173,7 +180,7 @@ impl Uploads {
     async fn check(&self, slot: &mut Slot, id: &str, repo: &RepositoryName) -> Result<u64> {
         if slot.repository.as_ref() != Some(repo) {
             let rec = self
-                .meta
+                .uploads
                 .get_upload(id)
                 .await?
                 .ok_or_else(|| RegistryError::UploadNotFound(id.to_string()))?;
@@ -206,7 +213,7 @@ impl Uploads {
 
     /// Checks in the meta store that the upload exists and belongs to `repo`.
     async fn owned(&self, repo: &RepositoryName, id: &str) -> Result<()> {
-        match self.meta.get_upload(id).await? {
+        match self.uploads.get_upload(id).await? {
             Some(rec) if rec.repository == *repo => Ok(()),
             _ => Err(RegistryError::UploadNotFound(id.to_string())),
         }
@@ -269,7 +276,7 @@ impl Uploads {
         let offset = written.size;
         let now = now_ms();
         if now - slot.last_touch_ms > TOUCH_EVERY_MS {
-            self.meta.touch_upload(id, now).await?;
+            self.uploads.touch_upload(id, now).await?;
             slot.last_touch_ms = now;
         }
         if let Some(e) = body_error {
@@ -309,7 +316,7 @@ impl Uploads {
             drop(slot);
             self.active.forget(id);
             self.blobs.abort_upload(id).await?;
-            self.meta.delete_upload(id).await?;
+            self.uploads.delete_upload(id).await?;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -342,16 +349,16 @@ impl Uploads {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        self.meta.pin_blob(id, digest, now_ms()).await?;
+        self.pin(id, digest).await?;
         let recorded = async {
             self.blobs.commit_upload(id, digest).await?;
             // For a monolithic push there is no upload row; the id still names the pin.
-            self.meta.commit_blob(repo, digest, size, Some(id)).await?;
+            self.links.commit_blob(repo, digest, size, Some(id)).await?;
             Ok::<_, RegistryError>(())
         }
         .await;
         if let Err(e) = recorded {
-            if let Err(unpin) = self.meta.unpin_blob(id).await {
+            if let Err(unpin) = self.pins.unpin_blob(id).await {
                 tracing::warn!(upload = id, error = %unpin, "could not unpin a failed commit (it expires)");
             }
             return Err(e);
@@ -361,13 +368,29 @@ impl Uploads {
             // Collection with a grace shorter than this commit took may already have
             // dropped the fresh link and then the bytes: the blob is simply gone again, as
             // any unreferenced blob goes, and a manifest naming it is refused as unknown.
-            None if self.meta.linked_blob(repo, digest).await?.is_none() => {
+            None if self.links.linked_blob(repo, digest).await?.is_none() => {
                 tracing::debug!(%digest, "a committed blob was collected before any manifest used it");
                 Ok(())
             }
             stored => Err(RegistryError::Internal(
                 format!("blob {digest} was recorded but its bytes are missing or differ ({stored:?} bytes, not {size}); upload it again").into(),
             )),
+        }
+    }
+
+    /// Pins `digest` for the commit `id`, waiting while garbage collection deletes the
+    /// same digest's bytes (it takes a moment; only a collector that died meanwhile makes
+    /// it last, until a later pass finishes its deletion).
+    async fn pin(&self, id: &str, digest: &Digest) -> Result<()> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.pins.pin_blob(id, digest, now_ms()).await {
+                Err(berth_meta::MetaError::BlobBeingDeleted(_)) if waited < PIN_WAIT => {
+                    tokio::time::sleep(PIN_RETRY).await;
+                    waited += PIN_RETRY;
+                }
+                other => return Ok(other?),
+            }
         }
     }
 
@@ -418,7 +441,7 @@ impl Uploads {
         self.owned(repo, id).await?;
         self.blobs.abort_upload(id).await?;
         self.active.forget(id);
-        self.meta.delete_upload(id).await?;
+        self.uploads.delete_upload(id).await?;
         Ok(())
     }
 
@@ -427,17 +450,17 @@ impl Uploads {
     pub(crate) async fn expire(&self, max_idle: Duration) -> Result<usize> {
         let before = now_ms() - max_idle.as_millis() as i64;
         let mut removed = 0;
-        for id in self.meta.stale_uploads(before).await? {
+        for id in self.uploads.stale_uploads(before).await? {
             if self.active.is_busy(&id) {
                 continue;
             }
             self.active.forget(&id);
             self.blobs.abort_upload(&id).await?;
-            self.meta.delete_upload(&id).await?;
+            self.uploads.delete_upload(&id).await?;
             removed += 1;
         }
         for id in self.blobs.list_uploads().await? {
-            if !self.active.is_busy(&id) && self.meta.get_upload(&id).await?.is_none() {
+            if !self.active.is_busy(&id) && self.uploads.get_upload(&id).await?.is_none() {
                 // Re-check after the lookup: a push may have started meanwhile.
                 if !self.active.is_busy(&id) {
                     self.blobs.abort_upload(&id).await?;

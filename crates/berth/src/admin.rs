@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -16,7 +17,6 @@ use berth_meta::iam::{
 };
 use berth_meta::secrets::MasterKey;
 use berth_meta::settings::{AppliedFor, CreationTemplate, ROOT_PREFIX};
-use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore, SqliteOptions};
 use berth_meta::{EcrSettingsStore, IamStore, SettingsError};
 
 /// The administrator's AWS shared-credentials file, in the data directory.
@@ -24,25 +24,14 @@ pub const ADMIN_CREDENTIALS: &str = "admin.credentials";
 /// The key sealing stored secrets, in the data directory.
 pub const MASTER_KEY: &str = "master.key";
 
-/// Opens (creating and migrating if needed) the metadata database under the data directory.
-pub fn open_meta(storage: &StorageConfig) -> anyhow::Result<SqliteMetaStore> {
-    let data_dir = &storage.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    SqliteMetaStore::open_with(
-        data_dir.join("meta.db"),
-        SqliteOptions {
-            fsync: storage.fsync,
-        },
-    )
-    .context("opening metadata database")
-}
-
-/// The IAM store on `meta`, with the master key (created on first use).
-pub fn open_iam(storage: &StorageConfig, meta: SqliteMetaStore) -> anyhow::Result<SqliteIamStore> {
+/// The IAM store of `stores`, with the master key (created on first use).
+pub fn open_iam(
+    storage: &StorageConfig,
+    stores: &crate::stores::MetaStores,
+) -> anyhow::Result<Arc<dyn IamStore>> {
     let key = MasterKey::load_or_create(&storage.data_dir.join(MASTER_KEY))
         .context("loading the master key")?;
-    Ok(SqliteIamStore::new(meta, key))
+    Ok(stores.iam(key))
 }
 
 fn now_ms() -> i64 {
@@ -193,7 +182,7 @@ pub async fn bootstrap(
 /// `berth iam create-account`: a new account with a root access key (printed in the
 /// output, the only time) and a `ROOT` creation template, as the default account gets.
 async fn create_account(
-    iam: &SqliteIamStore,
+    iam: &dyn IamStore,
     settings: &dyn EcrSettingsStore,
     cfg: &Config,
     account_id: &str,
@@ -316,28 +305,28 @@ pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyho
     let out = rt.block_on(async move {
         // The registry exists (`crate::data_dir::require_existing`): its master key is
         // loaded, never created, and no account or key is made behind the operator's back.
-        let meta = open_meta(&cfg.storage)?;
+        let stores = crate::stores::open(&cfg)?;
         let key = MasterKey::load(&cfg.storage.data_dir.join(MASTER_KEY))
             .context("loading the master key")?;
-        let iam = SqliteIamStore::new(meta.clone(), key);
+        let iam = stores.iam(key);
         if let IamAction::CreateAccount { alias } = action {
             let Some(account) = account else {
                 bail!("name the new account with --account <12 digits>");
             };
-            return create_account(&iam, &meta, &cfg, &account, alias).await;
+            return create_account(&*iam, &*stores.settings, &cfg, &account, alias).await;
         }
         let account = account.unwrap_or_else(|| cfg.registry.account_id.clone());
         if iam.get_account(&account).await?.is_none() {
             bail!("account {account} does not exist");
         }
-        iam_action(&iam, &cfg, &account, action).await
+        iam_action(&*iam, &cfg, &account, action).await
     })?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
 async fn iam_action(
-    iam: &SqliteIamStore,
+    iam: &dyn IamStore,
     cfg: &Config,
     account: &str,
     action: IamAction,
@@ -395,7 +384,7 @@ async fn iam_action(
 /// A new root key; `admin.credentials` rewritten; every previous root key deactivated,
 /// then deleted.
 async fn rotate_admin_key(
-    iam: &SqliteIamStore,
+    iam: &dyn IamStore,
     cfg: &Config,
     account: &str,
 ) -> anyhow::Result<Value> {
@@ -464,14 +453,15 @@ mod tests {
     async fn racing_bootstraps_leave_one_key_matching_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let meta = open_meta(&cfg.storage).unwrap();
-        let iam = open_iam(&cfg.storage, meta.clone()).unwrap();
+        let stores = crate::stores::open(&cfg).unwrap();
+        let iam = open_iam(&cfg.storage, &stores).unwrap();
+        let meta = stores.settings.clone();
         let (a, b) = (iam.clone(), iam.clone());
         let (ma, mb) = (meta.clone(), meta.clone());
         let (ca, cb) = (cfg.clone(), cfg.clone());
         let (ra, rb) = tokio::join!(
-            tokio::spawn(async move { bootstrap(&a, &ma, &ca).await }),
-            tokio::spawn(async move { bootstrap(&b, &mb, &cb).await }),
+            tokio::spawn(async move { bootstrap(&*a, &*ma, &ca).await }),
+            tokio::spawn(async move { bootstrap(&*b, &*mb, &cb).await }),
         );
         ra.unwrap().unwrap();
         rb.unwrap().unwrap();
@@ -496,7 +486,7 @@ mod tests {
             .collect();
         assert!(hidden.is_empty(), "{hidden:?}");
         // Idempotent afterwards.
-        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        bootstrap(&*iam, &*meta, &cfg).await.unwrap();
         assert_eq!(file_key_id(dir.path()), id);
     }
 
@@ -504,10 +494,11 @@ mod tests {
     async fn first_start_creates_a_root_template_that_stays_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let meta = open_meta(&cfg.storage).unwrap();
-        let iam = open_iam(&cfg.storage, meta.clone()).unwrap();
+        let stores = crate::stores::open(&cfg).unwrap();
+        let iam = open_iam(&cfg.storage, &stores).unwrap();
+        let meta = stores.settings.clone();
         let acc = cfg.registry.account_id.clone();
-        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        bootstrap(&*iam, &*meta, &cfg).await.unwrap();
         let templates = meta.describe_templates(&acc, None, None, 10).await.unwrap();
         assert_eq!(templates.len(), 1);
         assert_eq!(templates[0].prefix, "ROOT");
@@ -515,7 +506,7 @@ mod tests {
         assert_eq!(templates[0].image_tag_mutability, "MUTABLE");
         // Deleted by the operator: a restart does not bring it back.
         meta.delete_template(&acc, "ROOT").await.unwrap();
-        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        bootstrap(&*iam, &*meta, &cfg).await.unwrap();
         assert!(meta
             .describe_templates(&acc, None, None, 10)
             .await
@@ -527,17 +518,18 @@ mod tests {
     async fn rotation_replaces_the_root_key_and_restores_a_lost_file() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let meta = open_meta(&cfg.storage).unwrap();
-        let iam = open_iam(&cfg.storage, meta.clone()).unwrap();
-        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        let stores = crate::stores::open(&cfg).unwrap();
+        let iam = open_iam(&cfg.storage, &stores).unwrap();
+        let meta = stores.settings.clone();
+        bootstrap(&*iam, &*meta, &cfg).await.unwrap();
         let acc = cfg.registry.account_id.clone();
         let first = file_key_id(dir.path());
         std::fs::remove_file(dir.path().join(ADMIN_CREDENTIALS)).unwrap();
         // A restart does not recreate it...
-        bootstrap(&iam, &meta, &cfg).await.unwrap();
+        bootstrap(&*iam, &*meta, &cfg).await.unwrap();
         assert!(!dir.path().join(ADMIN_CREDENTIALS).exists());
         // ...a rotation does, and the old key stops working.
-        let out = rotate_admin_key(&iam, &cfg, &acc).await.unwrap();
+        let out = rotate_admin_key(&*iam, &cfg, &acc).await.unwrap();
         let second = file_key_id(dir.path());
         assert_eq!(out["AccessKey"]["AccessKeyId"], second.as_str());
         assert!(iam.lookup_access_key(&first).await.unwrap().is_none());
@@ -545,7 +537,7 @@ mod tests {
         iam.create_access_key(&acc, &KeyOwner::Root, &NewAccessKey::generate())
             .await
             .unwrap();
-        let err = rotate_admin_key(&iam, &cfg, &acc).await.unwrap_err();
+        let err = rotate_admin_key(&*iam, &cfg, &acc).await.unwrap_err();
         assert!(err.to_string().contains("delete-access-key"), "{err}");
         assert_eq!(file_key_id(dir.path()), second);
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use berth_config::Config;
 use berth_jobs::{Jobs, NodeId, PassFuture, Periodic};
-use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::jobs::JobStore;
 use berth_registry::lifecycle::Lifecycle;
 use berth_registry::Registry;
 
@@ -32,13 +32,13 @@ const CACHE_FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts every background worker; the returned runtime's `shutdown` stops them.
 pub async fn start(
-    meta: &SqliteMetaStore,
+    store: Arc<dyn JobStore>,
     registry: &Registry,
     lifecycle: &Lifecycle,
     cfg: &Config,
     metrics: Option<Arc<Metrics>>,
 ) -> Jobs {
-    let mut jobs = Jobs::new(Arc::new(meta.clone()), NodeId::generate());
+    let mut jobs = Jobs::new(store, NodeId::generate());
     if let Some(m) = &metrics {
         let m = m.clone();
         jobs = jobs.with_observer(Arc::new(move |name, outcome, elapsed| {

@@ -2,7 +2,6 @@
 //! readable report. Safe beside a running `berth serve` (the collector serializes with
 //! pushes on the metadata database's write lock; see docs/ARCHITECTURE.md).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,9 +24,9 @@ pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> a
         file_scan_every: None,
     };
     let report = rt.block_on(async {
-        let meta = crate::admin::open_meta(&cfg.storage)?;
+        let stores = crate::stores::open(&cfg)?;
         let blobs = crate::blob_backend::open_blob_store(&cfg.storage).await?;
-        let gc = GarbageCollector::new(Arc::new(meta), blobs);
+        let gc = GarbageCollector::new(stores.meta, blobs);
         gc.run(options).await.context("garbage collection failed")
     })?;
     if json {

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -78,9 +77,9 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
-        let meta = crate::admin::open_meta(&cfg.storage)?;
-        let (registry, _) = crate::serve::open_registry(&cfg.storage, meta.clone()).await?;
-        let lifecycle = Lifecycle::new(registry, Arc::new(meta));
+        let stores = crate::stores::open(&cfg)?;
+        let (registry, _) = crate::serve::open_registry(&cfg.storage, &stores).await?;
+        let lifecycle = Lifecycle::new(registry, stores.lifecycle.clone());
         let account: AccountId = args
             .account
             .as_deref()

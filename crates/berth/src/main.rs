@@ -19,6 +19,7 @@ mod malloc;
 mod observe;
 mod policy_cli;
 mod serve;
+mod stores;
 mod tls;
 
 use clap::Parser;

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::{EcrSettingsStore, MetaStore, SettingsError};
+use crate::stores::MetaStores;
+use berth_meta::SettingsError;
 use berth_types::{AccountId, RepositoryName};
 
 #[derive(Args, Debug)]
@@ -57,42 +57,47 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
-        let meta = crate::admin::open_meta(&cfg.storage)?;
-        policy_action(&meta, account, args.command).await
+        let stores = crate::stores::open(&cfg)?;
+        policy_action(&stores, account, args.command).await
     })?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
 async fn policy_action(
-    meta: &SqliteMetaStore,
+    stores: &MetaStores,
     account: AccountId,
     command: PolicyCommand,
 ) -> anyhow::Result<Value> {
     let registry = account.to_string();
     Ok(match command {
         PolicyCommand::GetRepositoryPolicy { repository } => {
-            existing_repository(meta, account, &repository).await?;
-            let Some(text) = meta.repository_policy(&registry, &repository).await? else {
+            existing_repository(stores, account, &repository).await?;
+            let Some(text) = stores
+                .settings
+                .repository_policy(&registry, &repository)
+                .await?
+            else {
                 bail!(SettingsError::RepositoryPolicyNotFound(repository));
             };
             json!({"registryId": registry, "repositoryName": repository, "policyText": text})
         }
         PolicyCommand::DeleteRepositoryPolicy { repository } => {
-            existing_repository(meta, account, &repository).await?;
-            let text = meta
+            existing_repository(stores, account, &repository).await?;
+            let text = stores
+                .settings
                 .delete_repository_policy(&registry, &repository)
                 .await?;
             json!({"registryId": registry, "repositoryName": repository, "policyText": text})
         }
         PolicyCommand::GetRegistryPolicy => {
-            let Some(text) = meta.registry_policy(&registry).await? else {
+            let Some(text) = stores.settings.registry_policy(&registry).await? else {
                 bail!(SettingsError::RegistryPolicyNotFound(registry));
             };
             json!({"registryId": registry, "policyText": text})
         }
         PolicyCommand::DeleteRegistryPolicy => {
-            let text = meta.delete_registry_policy(&registry).await?;
+            let text = stores.settings.delete_registry_policy(&registry).await?;
             json!({"registryId": registry, "policyText": text})
         }
     })
@@ -100,13 +105,13 @@ async fn policy_action(
 
 /// Refuses a name that is not a repository of `account`, naming the account.
 async fn existing_repository(
-    meta: &SqliteMetaStore,
+    stores: &MetaStores,
     account: AccountId,
     name: &str,
 ) -> anyhow::Result<()> {
     let repo = RepositoryName::new(account, name)
         .map_err(|e| anyhow::anyhow!("invalid repository name {name:?}: {e}"))?;
-    if meta.get_repository(&repo).await?.is_none() {
+    if stores.meta.get_repository(&repo).await?.is_none() {
         bail!("repository {name} does not exist in account {account}");
     }
     Ok(())

@@ -15,7 +15,6 @@ use tower::ServiceExt;
 
 use berth_blobstore::DiskArchive;
 use berth_config::{Config, StorageConfig};
-use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
@@ -28,19 +27,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-/// Opens the configured blob store and builds the registry on `meta`.
+/// Opens the configured blob store and builds the registry on `stores`.
 /// Pushes to missing repositories follow the account's repository creation templates
 /// (`CREATE_ON_PUSH`), as ECR's do; the provisioner is returned so that caches can
 /// listen for the repositories it creates.
 pub async fn open_registry(
     storage: &StorageConfig,
-    meta: SqliteMetaStore,
+    stores: &crate::stores::MetaStores,
 ) -> anyhow::Result<(Registry, Arc<TemplateProvisioner>)> {
     let data_dir = &storage.data_dir;
     let blobs = crate::blob_backend::open_blob_store(storage).await?;
-    let provisioner = Arc::new(TemplateProvisioner::new(Arc::new(meta.clone())));
+    let provisioner = Arc::new(TemplateProvisioner::new(stores.settings.clone()));
     let registry = Registry::with_provisioner(
-        Arc::new(meta),
+        stores.meta.clone(),
         blobs,
         RegistryOptions {
             blob_redirect: storage
@@ -218,18 +217,17 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     // Held until the process exits: a second server on this directory is refused.
     let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
-    let meta = crate::admin::open_meta(&cfg.storage)?;
-    let iam = crate::admin::open_iam(&cfg.storage, meta.clone())?;
-    crate::admin::bootstrap(&iam, &meta, &cfg).await?;
-    let (registry, provisioner) = open_registry(&cfg.storage, meta.clone()).await?;
-    let iam = Arc::new(iam);
+    let stores = crate::stores::open(&cfg)?;
+    let iam = crate::admin::open_iam(&cfg.storage, &stores)?;
+    crate::admin::bootstrap(&*iam, &*stores.settings, &cfg).await?;
+    let (registry, provisioner) = open_registry(&cfg.storage, &stores).await?;
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),
         berth_iam_api::IamApiConfig::new(cfg.registry.region.clone()),
     );
     // Lifecycle policies: served by the ECR API, executed by a background pass.
     let lifecycle =
-        berth_registry::lifecycle::Lifecycle::new(registry.clone(), Arc::new(meta.clone()));
+        berth_registry::lifecycle::Lifecycle::new(registry.clone(), stores.lifecycle.clone());
     let ecr_config = ecr_config(&cfg)?;
     let gate_config = berth_oci_api::gate::GateConfig {
         hosts: ecr_config.hosts.clone(),
@@ -240,7 +238,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let ecr = berth_ecr_api::EcrState::new(
         registry.clone(),
         iam.clone(),
-        Arc::new(meta.clone()),
+        stores.settings.clone(),
         ecr_config,
     )
     .with_lifecycle(lifecycle.clone());
@@ -254,7 +252,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let observer = crate::observe::Observer::new(metrics.clone());
     // Upload expiry, GC, lifecycle, archive upkeep (once per cluster); the cache follower
     // and the pull-time writer (per node). See `background.rs`.
-    let jobs = crate::background::start(&meta, &registry, &lifecycle, &cfg, metrics.clone()).await;
+    let jobs = crate::background::start(
+        stores.jobs.clone(),
+        &registry,
+        &lifecycle,
+        &cfg,
+        metrics.clone(),
+    )
+    .await;
     // `/metrics` on a listener of its own, or else on the public one.
     let public_metrics = match (&metrics, cfg.metrics.listen) {
         (Some(m), Some(listen)) => {

@@ -55,7 +55,7 @@ pub(super) async fn open_repository(
         .state
         .inner
         .registry
-        .meta()
+        .repository_store()
         .repository_exists(&repo)
         .await
         .map_err(|e| EcrError::from_meta(e, &registry))?;
@@ -153,7 +153,7 @@ async fn storage_of(
         .state
         .inner
         .registry
-        .meta()
+        .archive_store()
         .image_storage(&t.repo, digests)
         .await
         .map_err(|e| EcrError::from_meta(e, &t.registry))?
@@ -338,7 +338,7 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<Val
         Ok(m) => m.media_type.clone(),
         // A new tag on an archived image: the push stands; the image stays archived.
         Err(RegistryError::ImageArchived { .. }) => registry
-            .meta()
+            .manifest_store()
             .get_manifest(&target.repo, &pushed.digest)
             .await
             .map_err(|e| EcrError::from_meta(e, &target.registry))?
@@ -591,7 +591,6 @@ pub(super) async fn describe_images(
     if let Err(e) = registry.flush_pull_times().await {
         tracing::warn!(error = %e, "could not flush pull times before DescribeImages");
     }
-    let meta = registry.meta();
     let from_meta = |e| EcrError::from_meta(e, &target.registry);
     if let Some(ids) = ids {
         // Resolve tags, then read every image in one call.
@@ -600,7 +599,11 @@ pub(super) async fn describe_images(
             let parsed = parse_id(id).map_err(|(_, reason)| EcrError::InvalidParameter(reason))?;
             let digest = match (&parsed.tag, &parsed.digest) {
                 (Some(t), d) => {
-                    let found = meta.resolve_tag(&target.repo, t).await.map_err(from_meta)?;
+                    let found = registry
+                        .manifest_store()
+                        .resolve_tag(&target.repo, t)
+                        .await
+                        .map_err(from_meta)?;
                     match found {
                         Some(f) if d.as_ref().is_none_or(|d| d == &f) => f,
                         _ => return Err(image_not_found(&target, id)),
@@ -611,7 +614,8 @@ pub(super) async fn describe_images(
             };
             digests.push(digest);
         }
-        let found = meta
+        let found = registry
+            .image_store()
             .describe_images_by_digest(&target.repo, &digests)
             .await
             .map_err(from_meta)?;
@@ -626,7 +630,8 @@ pub(super) async fn describe_images(
         }
         return Ok(json!({"imageDetails": details}));
     }
-    let mut rows = meta
+    let mut rows = registry
+        .image_store()
         .describe_images(&target.repo, status, after.as_ref(), limit + 1)
         .await
         .map_err(from_meta)?
@@ -702,7 +707,7 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result
         .state
         .inner
         .registry
-        .meta()
+        .image_store()
         .list_images(&target.repo, status, after.as_ref(), limit + 1)
         .await
         .map_err(|e| EcrError::from_meta(e, &target.registry))?
@@ -809,7 +814,7 @@ pub(super) async fn list_image_referrers(
         .state
         .inner
         .registry
-        .meta()
+        .manifest_store()
         .referrers(&target.repo, &subject)
         .await
         .map_err(|e| EcrError::from_meta(e, &target.registry))?;

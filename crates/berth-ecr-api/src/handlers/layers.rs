@@ -115,7 +115,7 @@ pub(super) async fn batch_check_layer_availability(
         .state
         .inner
         .registry
-        .meta()
+        .link_store()
         .linked_blobs(&target.repo, &wanted)
         .await
         .map_err(|e| EcrError::from_meta(e, &target.registry))?;
@@ -297,7 +297,7 @@ pub(super) async fn complete_layer_upload(
         )));
     }
     let linked = registry
-        .meta()
+        .link_store()
         .linked_blob(&target.repo, &digest)
         .await
         .map_err(|e| EcrError::from_meta(e, &target.registry))?;
@@ -346,9 +346,12 @@ pub(super) async fn get_download_url_for_layer(
     let text = required(&input.layer_digest, "layerDigest")?;
     let digest = layer_digest(text, "layerDigest")?;
     let target = open_repository(ctx, input.registry_id.as_deref(), &input.repository_name).await?;
-    let meta = ctx.state.inner.registry.meta();
     let from_meta = |e| EcrError::from_meta(e, &target.registry);
-    if meta
+    if ctx
+        .state
+        .inner
+        .registry
+        .link_store()
         .linked_blob(&target.repo, &digest)
         .await
         .map_err(from_meta)?
@@ -359,7 +362,11 @@ pub(super) async fn get_download_url_for_layer(
             target.name, target.registry
         )));
     }
-    if !meta
+    if !ctx
+        .state
+        .inner
+        .registry
+        .link_store()
         .blob_referenced(&target.repo, &digest)
         .await
         .map_err(from_meta)?

@@ -340,7 +340,6 @@ async fn describe_repositories(
     input: DescribeRepositoriesInput,
 ) -> Result<Value, EcrError> {
     let registry = ctx.registry(input.registry_id.as_deref())?;
-    let meta = ctx.state.inner.registry.meta();
     let from_meta = |e| EcrError::from_meta(e, &registry);
     if let Some(names) = input.repository_names {
         if names.is_empty() || names.len() > 100 {
@@ -359,7 +358,11 @@ async fn describe_repositories(
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(repos.len());
         for (repo, name) in repos.iter().zip(&names) {
-            let r = meta
+            let r = ctx
+                .state
+                .inner
+                .registry
+                .repository_store()
                 .get_repository(repo)
                 .await
                 .map_err(from_meta)?
@@ -385,7 +388,11 @@ async fn describe_repositories(
         .as_deref()
         .map(decode_next_token)
         .transpose()?;
-    let mut rows = meta
+    let mut rows = ctx
+        .state
+        .inner
+        .registry
+        .repository_store()
         .describe_repositories(account_id(&registry)?, after.as_deref(), limit + 1)
         .await
         .map_err(from_meta)?;

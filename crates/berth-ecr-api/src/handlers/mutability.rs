@@ -123,7 +123,7 @@ pub(super) async fn put_image_tag_mutability(
         .state
         .inner
         .registry
-        .meta()
+        .repository_store()
         .set_tag_mutability(&repo, &settings)
         .await
         .map_err(|e| EcrError::from_meta(e, &registry))?;

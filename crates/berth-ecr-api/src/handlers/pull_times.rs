@@ -80,7 +80,7 @@ pub(super) async fn register(ctx: &Ctx<'_>, input: ExclusionInput) -> Result<Val
         .state
         .inner
         .registry
-        .meta()
+        .pull_time_store()
         .add_pull_time_exclusion(&account, arn, now_ms, MAX_EXCLUSIONS)
         .await
         .map_err(|e| EcrError::from_meta(e, &account))?;
@@ -105,7 +105,7 @@ pub(super) async fn deregister(ctx: &Ctx<'_>, input: ExclusionInput) -> Result<V
         .state
         .inner
         .registry
-        .meta()
+        .pull_time_store()
         .remove_pull_time_exclusion(&account, arn)
         .await
         .map_err(|e| EcrError::from_meta(e, &account))?;
@@ -138,7 +138,7 @@ pub(super) async fn list(ctx: &Ctx<'_>, input: ListInput) -> Result<Value, EcrEr
         .state
         .inner
         .registry
-        .meta()
+        .pull_time_store()
         .pull_time_exclusions(Some(&account), after.as_deref(), limit + 1)
         .await
         .map_err(|e| EcrError::from_meta(e, &account))?;

@@ -36,7 +36,7 @@ impl Ctx<'_> {
         self.state
             .inner
             .registry
-            .meta()
+            .repository_store()
             .get_repository(repo)
             .await
             .map_err(|e| EcrError::from_meta(e, registry))?

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0009_account_namespaces.sql"),
     ),
     (10, "jobs", include_str!("migrations/0010_jobs.sql")),
+    (
+        11,
+        "blob_deletions",
+        include_str!("migrations/0011_blob_deletions.sql"),
+    ),
 ];
 
 /// The advisory lock key serialising migrations ("berthmig" in ASCII).

@@ -16,14 +16,15 @@ use crate::archive::{
 use crate::gc::BlobDeleter;
 use crate::Result;
 
-/// Nothing but archived images needs blob `?1`'s standard copy: every manifest referencing
-/// it is `ARCHIVED`, no commit pinned it, and every link to it is in a repository whose
-/// manifests reference it (a link without one is a push in progress).
-const STANDARD_UNNEEDED: &str = "NOT EXISTS (SELECT 1 FROM manifest_refs r
+/// What may still need blob `?1`'s standard copy (see [`crate::rules::StandardCopyHolds`]):
+/// a manifest that is not `ARCHIVED`, a commit's pin, a link in a repository none of whose
+/// manifests references it (a push in progress).
+const STANDARD_HOLDS: &str = "SELECT
+    EXISTS (SELECT 1 FROM manifest_refs r
         LEFT JOIN image_storage s ON s.repo_id = r.repo_id AND s.digest = r.manifest
-        WHERE r.target = ?1 AND r.kind = 0 AND COALESCE(s.status, 'ACTIVE') <> 'ARCHIVED')
-    AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = ?1)
-    AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = ?1
+        WHERE r.target = ?1 AND r.kind = 0 AND COALESCE(s.status, 'ACTIVE') <> 'ARCHIVED'),
+    EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = ?1),
+    EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = ?1
         AND NOT EXISTS (SELECT 1 FROM manifest_refs r
                         WHERE r.repo_id = l.repo_id AND r.target = l.digest AND r.kind = 0))";
 
@@ -112,24 +113,26 @@ fn blob_targets(c: &Connection, repo_id: i64, digest: &str) -> rusqlite::Result<
     .collect()
 }
 
-/// Drops blob `d`'s standard copy if nothing but archived images needs it: bytes first
-/// (inside the transaction), then the links and the flag. Returns whether it was dropped.
-fn drop_standard(c: &Connection, d: &str, delete: &BlobDeleter) -> Result<bool> {
-    let unneeded: bool = c
-        .prepare_cached(&format!("SELECT {STANDARD_UNNEEDED}"))?
-        .query_row([d], |r| r.get(0))?;
-    if !unneeded {
-        return Ok(false);
-    }
-    let digest = parse_digest(d.to_string())?;
-    if let Err(e) = delete(&digest) {
-        tracing::warn!(%digest, error = %e, "could not drop the standard copy of an archived blob");
+/// Drops blob `d`'s standard copy if nothing but archived images needs it: the links and
+/// the flag go and a deletion in progress is recorded (the caller deletes the bytes after
+/// the commit, see `crate::gc`). Returns whether it was dropped.
+fn drop_standard(c: &Connection, d: &str, now_ms: i64) -> Result<bool> {
+    let holds = c.prepare_cached(STANDARD_HOLDS)?.query_row([d], |r| {
+        Ok(crate::rules::StandardCopyHolds {
+            unarchived_reference: r.get(0)?,
+            pinned: r.get(1)?,
+            bare_link: r.get(2)?,
+        })
+    })?;
+    if !crate::rules::standard_copy_unneeded(&holds) {
         return Ok(false);
     }
     c.prepare_cached("DELETE FROM blob_links WHERE digest = ?1")?
         .execute([d])?;
     c.prepare_cached("UPDATE archived_blobs SET standard = 0 WHERE digest = ?1")?
         .execute([d])?;
+    c.prepare_cached("INSERT OR IGNORE INTO blob_deletions (digest, started_ms) VALUES (?1, ?2)")?
+        .execute(params![d, now_ms])?;
     Ok(true)
 }
 
@@ -246,7 +249,6 @@ impl ArchiveStore for SqliteMetaStore {
         repo: &RepositoryName,
         digest: &Digest,
         now_ms: i64,
-        delete_standard: BlobDeleter,
     ) -> Result<ArchiveOutcome> {
         let (name, digest) = (repo.qualified().to_string(), digest.to_string());
         self.write(move |c| {
@@ -285,7 +287,7 @@ impl ArchiveStore for SqliteMetaStore {
             storage_changed(&tx, &name, &digest, now_ms)?;
             let mut dropped = Vec::new();
             for t in &targets {
-                if drop_standard(&tx, t, &delete_standard)? {
+                if drop_standard(&tx, t, now_ms)? {
                     dropped.push(parse_digest(t.clone())?);
                 }
             }
@@ -386,13 +388,9 @@ impl ArchiveStore for SqliteMetaStore {
         .await
     }
 
-    async fn archive_sweep(
-        &self,
-        limit: usize,
-        delete_standard: BlobDeleter,
-        delete_copy: BlobDeleter,
-    ) -> Result<ArchiveSweep> {
+    async fn archive_sweep(&self, limit: usize, delete_copy: BlobDeleter) -> Result<ArchiveSweep> {
         self.write(move |c| {
+            let now_ms = super::now_ms();
             let tx = immediate(c)?;
             let mut out = ArchiveSweep::default();
             // Standard copies still kept although every image using them is archived now.
@@ -407,7 +405,7 @@ impl ArchiveStore for SqliteMetaStore {
                 .query_map([limit as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for d in kept {
-                if drop_standard(&tx, &d, &delete_standard)? {
+                if drop_standard(&tx, &d, now_ms)? {
                     out.standard_dropped.push(parse_digest(d)?);
                 }
             }
@@ -441,13 +439,6 @@ impl ArchiveStore for SqliteMetaStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_archive_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::archive_suite::run(&store).await;
-    }
-
     /// The drop check stays index searches (no scan of `manifest_refs` or `blob_links`).
     #[test]
     fn the_drop_check_uses_indexes() {
@@ -456,7 +447,7 @@ mod tests {
         drop(SqliteMetaStore::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
         let plan: Vec<String> = c
-            .prepare(&format!("EXPLAIN QUERY PLAN SELECT {STANDARD_UNNEEDED}"))
+            .prepare(&format!("EXPLAIN QUERY PLAN {STANDARD_HOLDS}"))
             .unwrap()
             .query_map(["sha256:00"], |r| r.get::<_, String>(3))
             .unwrap()

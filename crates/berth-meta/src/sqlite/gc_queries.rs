@@ -9,7 +9,7 @@ use berth_types::Digest;
 
 use super::queries::immediate;
 use super::SqliteMetaStore;
-use crate::gc::{BlobDeleter, GcBlob, GcMarkPage, GcStore};
+use crate::gc::{GcBlob, GcMarkPage, GcStore};
 use crate::{MetaError, Result};
 
 /// A manifest of the link's own repository names the link's blob (config or layer).
@@ -21,11 +21,13 @@ const BLOB_HELD: &str = "(EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.
      OR EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
      OR EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest))";
 
-/// A blob row `b` is deletable now: marked long enough ago, and nothing holds it.
-const BLOB_DELETABLE: &str = "b.orphaned_ms IS NOT NULL AND b.orphaned_ms <= ?2
-   AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
-   AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0)
-   AND NOT EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)";
+/// What holds blob `?1` now (see [`crate::rules::BlobHolds`]): its size and mark, and
+/// whether a link, a manifest reference or a pin holds it; `None` when it has no row.
+const BLOB_HOLDS: &str = "SELECT b.size, b.orphaned_ms,
+       EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest),
+       EXISTS (SELECT 1 FROM manifest_refs r WHERE r.target = b.digest AND r.kind = 0),
+       EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = b.digest)
+     FROM blobs b WHERE b.digest = ?1";
 
 /// A row the mark walk found with the wrong mark: a link (`repo_id`, `digest`) or a blob.
 struct MarkChange {
@@ -45,8 +47,10 @@ impl GcStore for SqliteMetaStore {
     async fn pin_blob(&self, holder: &str, digest: &Digest, now_ms: i64) -> Result<()> {
         let (holder, d) = (holder.to_string(), digest.to_string());
         // Not fsynced: a pin only guards a commit in progress in a running process.
+        let digest = digest.clone();
         self.write_volatile(move |c| {
             let tx = immediate(c)?;
+            refuse_if_being_deleted(&tx, &digest)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO blob_pins (holder, digest, created_ms) VALUES (?1, ?2, ?3)",
             )?
@@ -304,39 +308,47 @@ impl GcStore for SqliteMetaStore {
         .await
     }
 
-    async fn gc_delete_blobs(
+    async fn gc_begin_delete(
         &self,
         digests: &[Digest],
         cutoff_ms: i64,
-        delete: BlobDeleter,
+        now_ms: i64,
     ) -> Result<Vec<GcBlob>> {
         let digests = digests.to_vec();
         self.write(move |c| {
             let tx = immediate(c)?;
-            let mut deleted = Vec::new();
+            let mut begun = Vec::new();
             {
-                let mut check = tx.prepare_cached(&format!(
-                    "SELECT b.size, b.orphaned_ms FROM blobs b WHERE b.digest = ?1 AND {BLOB_DELETABLE}"
-                ))?;
+                let mut check = tx.prepare_cached(BLOB_HOLDS)?;
                 let mut remove = tx.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?;
+                let mut record = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blob_deletions (digest, started_ms) VALUES (?1, ?2)",
+                )?;
                 for d in digests {
                     let text = d.to_string();
-                    let row: Option<(i64, Option<i64>)> = check
-                        .query_row(params![text, cutoff_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let row: Option<(i64, crate::rules::BlobHolds)> = check
+                        .query_row([&text], |r| {
+                            Ok((
+                                r.get(0)?,
+                                crate::rules::BlobHolds {
+                                    orphaned_ms: r.get(1)?,
+                                    linked: r.get(2)?,
+                                    referenced: r.get(3)?,
+                                    pinned: r.get(4)?,
+                                },
+                            ))
+                        })
                         .optional()?;
-                    let Some((size, orphaned_ms)) = row else {
+                    let Some((size, holds)) = row else {
                         continue;
                     };
-                    // Bytes first: if the process dies here, an unreferenced row without
-                    // bytes is left, which the next pass deletes (a commit of the same
-                    // digest re-creates the file, since it moves its upload into place
-                    // whenever the blob file is absent).
-                    if let Err(e) = delete(&d) {
-                        tracing::warn!(digest = %d, error = %e, "could not delete an unreferenced blob");
+                    if !crate::rules::blob_deletable(&holds, cutoff_ms) {
                         continue;
                     }
+                    let orphaned_ms = holds.orphaned_ms;
                     remove.execute([&text])?;
-                    deleted.push(GcBlob {
+                    record.execute(params![text, now_ms])?;
+                    begun.push(GcBlob {
                         digest: d,
                         size: size.max(0) as u64,
                         orphaned_ms,
@@ -344,7 +356,7 @@ impl GcStore for SqliteMetaStore {
                 }
             }
             tx.commit()?;
-            Ok(deleted)
+            Ok(begun)
         })
         .await
     }
@@ -367,49 +379,101 @@ impl GcStore for SqliteMetaStore {
         .await
     }
 
-    async fn gc_delete_unrecorded(
+    async fn gc_begin_delete_unrecorded(
         &self,
         digests: &[Digest],
-        delete: BlobDeleter,
+        now_ms: i64,
     ) -> Result<Vec<Digest>> {
         let digests = digests.to_vec();
         self.write(move |c| {
             let tx = immediate(c)?;
-            let mut deleted = Vec::new();
+            let mut begun = Vec::new();
             {
                 let mut st = tx.prepare_cached(
                     "SELECT NOT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1)
-                        AND NOT EXISTS (SELECT 1 FROM blob_pins WHERE digest = ?1)",
+                        AND NOT EXISTS (SELECT 1 FROM blob_pins WHERE digest = ?1)
+                        AND NOT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = ?1)",
+                )?;
+                let mut record = tx.prepare_cached(
+                    "INSERT INTO blob_deletions (digest, started_ms) VALUES (?1, ?2)",
                 )?;
                 for d in digests {
-                    if !st.query_row([d.to_string()], |r| r.get::<_, bool>(0))? {
-                        continue;
-                    }
-                    match delete(&d) {
-                        Ok(()) => deleted.push(d),
-                        Err(e) => {
-                            tracing::warn!(digest = %d, error = %e, "could not delete unrecorded blob bytes")
-                        }
+                    let text = d.to_string();
+                    if st.query_row([&text], |r| r.get::<_, bool>(0))? {
+                        record.execute(params![text, now_ms])?;
+                        begun.push(d);
                     }
                 }
             }
             tx.commit()?;
-            Ok::<_, MetaError>(deleted)
+            Ok::<_, MetaError>(begun)
+        })
+        .await
+    }
+
+    async fn gc_finish_deletions(&self, digests: &[Digest]) -> Result<()> {
+        let digests = digests.to_vec();
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM blob_deletions WHERE digest = ?1")?;
+                for d in digests {
+                    st.execute([d.to_string()])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_deletions_in_progress(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let digests = digests.to_vec();
+        self.read(move |c| {
+            let mut st =
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = ?1)")?;
+            let mut out = Vec::new();
+            for d in digests {
+                if st.query_row([d.to_string()], |r| r.get::<_, bool>(0))? {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn gc_unfinished_deletions(&self, before_ms: i64, limit: usize) -> Result<Vec<Digest>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT digest FROM blob_deletions WHERE started_ms <= ?1 ORDER BY digest LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![before_ms, limit as i64], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(parse_digest(row?)?);
+            }
+            Ok(out)
         })
         .await
     }
 }
 
+/// `BlobBeingDeleted` while garbage collection deletes `digest`'s bytes (see `crate::gc`):
+/// checked by every write that would make the blob referenced without a link.
+pub(super) fn refuse_if_being_deleted(c: &rusqlite::Connection, digest: &Digest) -> Result<()> {
+    let deleting: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = ?1)")?
+        .query_row([digest.to_string()], |r| r.get(0))?;
+    if deleting {
+        return Err(MetaError::BlobBeingDeleted(digest.clone()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_gc_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::gc_suite::run(&store).await;
-    }
 
     /// The queries a pass runs per page stay index searches (no scan of `manifest_refs`).
     #[test]
@@ -418,11 +482,11 @@ mod tests {
         let path = dir.path().join("meta.db");
         drop(SqliteMetaStore::open(&path).unwrap());
         let c = rusqlite::Connection::open(&path).unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN SELECT b.size FROM blobs b WHERE b.digest = ?1 AND {BLOB_DELETABLE}");
+        let sql = format!("EXPLAIN QUERY PLAN {BLOB_HOLDS}");
         let plan: Vec<String> = c
             .prepare(&sql)
             .unwrap()
-            .query_map(params!["sha256:00", 0], |r| r.get::<_, String>(3))
+            .query_map(params!["sha256:00"], |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
@@ -503,15 +567,13 @@ mod scale {
         }
         let scan = start.elapsed();
         let start = Instant::now();
-        let deleter: crate::gc::BlobDeleter = std::sync::Arc::new(|_| Ok(()));
         let mut deleted = 0;
         for chunk in found.chunks(64) {
             let t = Instant::now();
-            deleted += store
-                .gc_delete_blobs(chunk, 5, deleter.clone())
-                .await
-                .unwrap()
-                .len();
+            let begun = store.gc_begin_delete(chunk, 5, 10).await.unwrap();
+            deleted += begun.len();
+            let digests: Vec<_> = begun.into_iter().map(|b| b.digest).collect();
+            store.gc_finish_deletions(&digests).await.unwrap();
             slowest = slowest.max(t.elapsed());
         }
         let delete = start.elapsed();

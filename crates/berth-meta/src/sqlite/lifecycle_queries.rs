@@ -133,28 +133,31 @@ fn expire_one(
     let exists = tx
         .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
         .exists(params![id, digest])?;
-    if !exists {
-        return Ok(ExpireOutcome::Gone);
+    let now = if exists {
+        let tags: Vec<String> = tx
+            .prepare_cached(
+                "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name",
+            )?
+            .query_map(params![id, digest], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let referencing_index: Option<String> = tx
+            .prepare_cached(
+                "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND target = ?2 AND kind = ?3 LIMIT 1",
+            )?
+            .query_row(params![id, digest, REF_MANIFEST], |r| r.get(0))
+            .optional()?;
+        Some(crate::rules::ImageNow {
+            tags,
+            status: image_status(tx, id, &digest)?,
+            referencing_index,
+        })
+    } else {
+        None
+    };
+    if let Some(refusal) = crate::rules::expiry_refusal(now.as_ref(), expiry) {
+        return Ok(refusal);
     }
-    let tags: Vec<String> = tx
-        .prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name")?
-        .query_map(params![id, digest], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut expected = expiry.expected_tags.clone();
-    expected.sort();
-    expected.dedup();
-    if tags != expected || image_status(tx, id, &digest)? != expiry.expected_status {
-        return Ok(ExpireOutcome::Changed);
-    }
-    let index: Option<String> = tx
-        .prepare_cached(
-            "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND target = ?2 AND kind = ?3 LIMIT 1",
-        )?
-        .query_row(params![id, digest, REF_MANIFEST], |r| r.get(0))
-        .optional()?;
-    if let Some(index) = index {
-        return Ok(ExpireOutcome::ReferencedByIndex(index));
-    }
+    let tags = now.map(|n| n.tags).unwrap_or_default();
     let now = expiry.at_ms;
     for t in &tags {
         tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_archive.sql")),
     (9, include_str!("migrations/0009_account_namespaces.sql")),
     (10, include_str!("migrations/0010_jobs.sql")),
+    (11, include_str!("migrations/0011_blob_deletions.sql")),
 ];
 
 pub fn latest_version() -> i64 {

@@ -220,33 +220,62 @@ impl From<rusqlite::Error> for MetaError {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_shared_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::suite::run(&store).await;
+    /// A fresh database in its own temporary directory, seen through every store trait.
+    struct Fixture {
+        store: SqliteMetaStore,
+        iam: SqliteIamStore,
+        _dir: tempfile::TempDir,
     }
 
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_settings_suite() {
+    async fn fresh() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::settings_suite::run(&store, &store).await;
+        let iam = SqliteIamStore::new(store.clone(), crate::secrets::MasterKey::generate());
+        Fixture {
+            store,
+            iam,
+            _dir: dir,
+        }
     }
 
-    #[tokio::test]
-    async fn sqlite_backend_passes_the_lifecycle_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        crate::lifecycle_suite::run(&store, &store).await;
+    impl crate::suite_macros::MetaFixture for Fixture {
+        fn meta(&self) -> &dyn crate::MetaStore {
+            &self.store
+        }
+    }
+    impl crate::suite_macros::SettingsFixture for Fixture {
+        fn settings(&self) -> &dyn crate::EcrSettingsStore {
+            &self.store
+        }
+    }
+    impl crate::suite_macros::LifecycleFixture for Fixture {
+        fn lifecycle(&self) -> &dyn crate::LifecycleStore {
+            &self.store
+        }
+    }
+    impl crate::suite_macros::IamFixture for Fixture {
+        fn iam(&self) -> &dyn crate::IamStore {
+            &self.iam
+        }
     }
 
+    crate::meta_store_suite!(fresh);
+    crate::settings_store_suite!(fresh);
+    crate::lifecycle_store_suite!(fresh);
+    crate::iam_store_suite!(fresh);
+
+    /// Each suite's in-order runner still passes on one fresh store (a backend may call
+    /// them as functions instead of emitting per-case tests).
     #[tokio::test]
-    async fn sqlite_backend_passes_the_iam_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
-        let iam = SqliteIamStore::new(store, crate::secrets::MasterKey::generate());
-        crate::suite::iam_suite(&iam).await;
+    async fn sqlite_backend_passes_each_suite_run_in_order() {
+        crate::suite::run(&fresh().await.store).await;
+        crate::gc_suite::run(&fresh().await.store).await;
+        crate::archive_suite::run(&fresh().await.store).await;
+        let f = fresh().await;
+        crate::suite::settings_suite(&f.store, &f.store).await;
+        let f = fresh().await;
+        crate::lifecycle_suite::run(&f.store, &f.store).await;
+        crate::suite::iam_suite(&fresh().await.iam).await;
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! `MetaStore` for SQLite: each method is one short statement or one transaction.
+//! The core metadata traits for SQLite (repositories, blobs and links, uploads, manifests,
+//! images, pull times, events): each method is one short statement or one transaction.
 
 use super::{client_name, qualified_repository};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -7,10 +8,11 @@ use berth_types::{AccountId, Digest, RepositoryName, Tag};
 
 use super::SqliteMetaStore;
 use crate::{
-    DeleteImageOutcome, EventKind, EventRecord, ImageId, ImageRecord, ManifestRecord, MetaError,
-    MetaStore, NewManifest, PullTimeExclusion, PullTimeUpdate, PutManifestOutcome, ReferrerRecord,
-    RegisterExclusionOutcome, RepositoryRecord, RepositorySettings, Result, TagStatus,
-    UploadRecord,
+    BlobLinkStore, DeleteImageOutcome, EventKind, EventRecord, EventStore, ImageId, ImageRecord,
+    ImageStore, ManifestRecord, ManifestStore, MetaError, NewManifest, PullTimeExclusion,
+    PullTimeStore, PullTimeUpdate, PutManifestOutcome, ReferrerRecord, RegisterExclusionOutcome,
+    RepositoryRecord, RepositorySettings, RepositoryStore, Result, TagStatus, UploadRecord,
+    UploadStore,
 };
 
 const REPO_COLUMNS: &str =
@@ -146,7 +148,7 @@ pub(super) fn immediate(conn: &mut Connection) -> rusqlite::Result<Transaction<'
 }
 
 #[async_trait::async_trait]
-impl MetaStore for SqliteMetaStore {
+impl RepositoryStore for SqliteMetaStore {
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
         let name = repo.qualified().to_string();
         self.read(move |c| Ok(repo_id(c, &name)?.is_some())).await
@@ -268,6 +270,36 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn set_tag_mutability(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+    ) -> Result<RepositoryRecord> {
+        let name = repo.qualified().to_string();
+        let mode = settings.image_tag_mutability.clone();
+        let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
+        self.write(move |c| {
+            let tx = immediate(c)?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE repositories SET image_tag_mutability = ?2, tag_mutability_exclusions = ?3
+                     WHERE name = ?1",
+                )?
+                .execute(params![name, mode, filters])?;
+            if n == 0 {
+                return Err(MetaError::RepositoryNotFound(client_name(&name)));
+            }
+            let row = get_repository_row(&tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobLinkStore for SqliteMetaStore {
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
         let (name, d) = (repo.qualified().to_string(), digest.to_string());
         let found = {
@@ -324,9 +356,12 @@ impl MetaStore for SqliteMetaStore {
             digest.to_string(),
             upload_id.map(str::to_string),
         );
+        let digest = digest.clone();
         self.write(move |c| {
             let now = super::now_ms();
             let tx = immediate(c)?;
+            // Bytes being deleted are not bytes to record (see `crate::gc`).
+            super::gc_queries::refuse_if_being_deleted(&tx, &digest)?;
             let id = ensure_repo(&tx, &name, now)?;
             // Recording a blob references it: any garbage-collection mark goes.
             tx.prepare_cached(
@@ -419,6 +454,80 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn linked_blobs(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<u64>>> {
+        let name = repo.qualified().to_string();
+        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        let (id, mut out, marked) = self
+            .read(move |c| {
+                let Some(id) = repo_id(c, &name)? else {
+                    return Ok::<_, MetaError>((None, vec![None; digests.len()], Vec::new()));
+                };
+                let mut st = c.prepare_cached(
+                    "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
+                       JOIN blobs b ON b.digest = l.digest
+                     WHERE l.repo_id = ?1 AND l.digest = ?2",
+                )?;
+                let (mut out, mut marked) = (Vec::with_capacity(digests.len()), Vec::new());
+                for (i, d) in digests.iter().enumerate() {
+                    let row: Option<(i64, bool)> = st
+                        .query_row(params![id, d], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    if let Some((_, true)) = row {
+                        marked.push((i, d.clone()));
+                    }
+                    out.push(row.map(|(s, _)| s as u64));
+                }
+                Ok((Some(id), out, marked))
+            })
+            .await?;
+        // As `linked_blob`: a layer reported available (BatchCheckLayerAvailability before
+        // PutImage) gets a whole grace period; one collected meanwhile is reported absent.
+        if let (Some(id), false) = (id, marked.is_empty()) {
+            let kept = self
+                .write(move |c| {
+                    let tx = immediate(c)?;
+                    let mut kept = Vec::with_capacity(marked.len());
+                    {
+                        let mut st = tx.prepare_cached(
+                            "UPDATE blob_links SET orphaned_ms = NULL WHERE repo_id = ?1 AND digest = ?2",
+                        )?;
+                        for (i, d) in marked {
+                            kept.push((i, st.execute(params![id, d])? > 0));
+                        }
+                    }
+                    tx.commit()?;
+                    Ok::<_, MetaError>(kept)
+                })
+                .await?;
+            for (i, still_linked) in kept {
+                if !still_linked {
+                    out[i] = None;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let (name, d) = (repo.qualified().to_string(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM manifest_refs
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND target = ?2 AND kind = ?3
+                 LIMIT 1",
+            )?
+            .exists(params![name, d, REF_BLOB])?)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl UploadStore for SqliteMetaStore {
     async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
         let u = u.clone();
         self.write(move |c| {
@@ -478,7 +587,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl ManifestStore for SqliteMetaStore {
     async fn put_manifest(
         &self,
         repo: &RepositoryName,
@@ -489,7 +601,7 @@ impl MetaStore for SqliteMetaStore {
         self.write(move |c| {
             let tx = immediate(c)?;
             let id = ensure_repo(&tx, &name, m.now_ms)?;
-            let mut image_size: i64 = 0;
+            let image_size: i64;
             {
                 let mut blob_size = tx.prepare_cached(
                     "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest
@@ -511,20 +623,26 @@ impl MetaStore for SqliteMetaStore {
                     };
                     unmark.execute(params![id, b.to_string()])?;
                 }
-                // Layers are a subset of the blobs (non-distributable ones may be absent).
-                image_size += m.layers.iter().filter_map(|l| sizes.get(l)).sum::<i64>();
                 let mut child_size = tx.prepare_cached(
                     "SELECT image_size FROM manifests WHERE repo_id = ?1 AND digest = ?2",
                 )?;
+                let mut child_sizes = Vec::with_capacity(m.children.len());
                 for child in &m.children {
                     let size: Option<i64> = child_size
                         .query_row(params![id, child.to_string()], |r| r.get(0))
                         .optional()?;
                     match size {
-                        Some(s) => image_size = image_size.max(s),
+                        Some(s) => child_sizes.push(s.max(0) as u64),
                         None => return Err(MetaError::ChildManifestMissing(child.clone())),
                     }
                 }
+                // Layers are a subset of the blobs (non-distributable ones may be absent).
+                let layer_sizes = m.layers.iter().filter_map(|l| sizes.get(l));
+                let size = crate::rules::image_size(
+                    layer_sizes.map(|s| (*s).max(0) as u64),
+                    child_sizes,
+                );
+                image_size = i64::try_from(size).unwrap_or(i64::MAX);
             }
             let digest = m.digest.to_string();
             let mut previous = None;
@@ -763,7 +881,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl ImageStore for SqliteMetaStore {
     async fn describe_images(
         &self,
         repo: &RepositoryName,
@@ -943,105 +1064,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
-    async fn linked_blobs(
-        &self,
-        repo: &RepositoryName,
-        digests: &[Digest],
-    ) -> Result<Vec<Option<u64>>> {
-        let name = repo.qualified().to_string();
-        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
-        let (id, mut out, marked) = self
-            .read(move |c| {
-                let Some(id) = repo_id(c, &name)? else {
-                    return Ok::<_, MetaError>((None, vec![None; digests.len()], Vec::new()));
-                };
-                let mut st = c.prepare_cached(
-                    "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
-                       JOIN blobs b ON b.digest = l.digest
-                     WHERE l.repo_id = ?1 AND l.digest = ?2",
-                )?;
-                let (mut out, mut marked) = (Vec::with_capacity(digests.len()), Vec::new());
-                for (i, d) in digests.iter().enumerate() {
-                    let row: Option<(i64, bool)> = st
-                        .query_row(params![id, d], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    if let Some((_, true)) = row {
-                        marked.push((i, d.clone()));
-                    }
-                    out.push(row.map(|(s, _)| s as u64));
-                }
-                Ok((Some(id), out, marked))
-            })
-            .await?;
-        // As `linked_blob`: a layer reported available (BatchCheckLayerAvailability before
-        // PutImage) gets a whole grace period; one collected meanwhile is reported absent.
-        if let (Some(id), false) = (id, marked.is_empty()) {
-            let kept = self
-                .write(move |c| {
-                    let tx = immediate(c)?;
-                    let mut kept = Vec::with_capacity(marked.len());
-                    {
-                        let mut st = tx.prepare_cached(
-                            "UPDATE blob_links SET orphaned_ms = NULL WHERE repo_id = ?1 AND digest = ?2",
-                        )?;
-                        for (i, d) in marked {
-                            kept.push((i, st.execute(params![id, d])? > 0));
-                        }
-                    }
-                    tx.commit()?;
-                    Ok::<_, MetaError>(kept)
-                })
-                .await?;
-            for (i, still_linked) in kept {
-                if !still_linked {
-                    out[i] = None;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn blob_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let (name, d) = (repo.qualified().to_string(), digest.to_string());
-        self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT 1 FROM manifest_refs
-                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND target = ?2 AND kind = ?3
-                 LIMIT 1",
-            )?
-            .exists(params![name, d, REF_BLOB])?)
-        })
-        .await
-    }
-
-    async fn set_tag_mutability(
-        &self,
-        repo: &RepositoryName,
-        settings: &RepositorySettings,
-    ) -> Result<RepositoryRecord> {
-        let name = repo.qualified().to_string();
-        let mode = settings.image_tag_mutability.clone();
-        let filters = filters_to_json(&settings.image_tag_mutability_exclusion_filters);
-        self.write(move |c| {
-            let tx = immediate(c)?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE repositories SET image_tag_mutability = ?2, tag_mutability_exclusions = ?3
-                     WHERE name = ?1",
-                )?
-                .execute(params![name, mode, filters])?;
-            if n == 0 {
-                return Err(MetaError::RepositoryNotFound(client_name(&name)));
-            }
-            let row = get_repository_row(&tx, &name)?
-                .ok_or_else(|| MetaError::RepositoryNotFound(client_name(&name)))?;
-            tx.commit()?;
-            Ok(row)
-        })
-        .await
-    }
-
+#[async_trait::async_trait]
+impl PullTimeStore for SqliteMetaStore {
     async fn record_pull_times(&self, pulls: &[PullTimeUpdate]) -> Result<usize> {
         if pulls.is_empty() {
             return Ok(0);
@@ -1147,7 +1173,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl EventStore for SqliteMetaStore {
     async fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<EventRecord>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(

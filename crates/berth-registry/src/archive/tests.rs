@@ -507,3 +507,69 @@ async fn concurrent_pushes_mounts_archiving_and_gc_never_break_an_active_image()
         );
     }
 }
+
+/// A process that dies between dropping a standard copy (links gone, deletion recorded)
+/// and deleting its bytes: a restore started meanwhile waits instead of writing a copy the
+/// pending deletion could remove; a garbage-collection pass finishes the abandoned
+/// deletion; the retried restore then brings the image back byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_waits_for_a_standard_copy_deletion_a_dead_process_left() {
+    let f = fixture();
+    let r = &f.registry;
+    let app = repo("team/crash");
+    let own = layer(50_000, 7);
+    let m = image(r, &app, "v1", b"cfg-crash", &[&own]).await;
+    let od = Digest::sha256_of(&own);
+    let tier = r.archive_tier().unwrap().clone();
+    let meta = r.meta().clone();
+    for blob in meta.image_blobs(&app, &m).await.unwrap().unwrap() {
+        let stored = tier
+            .archive(Arc::new(f.blobs.clone()), &blob.digest, blob.size)
+            .await
+            .unwrap();
+        meta.record_archive_copy(&blob.digest, blob.size, stored, 1)
+            .await
+            .unwrap();
+    }
+    // The dead process decided long ago, then died before deleting any bytes.
+    let long_ago = crate::now_ms() - 2 * crate::gc::DELETION_LIFETIME.as_millis() as i64;
+    let out = meta.archive_image(&app, &m, long_ago).await.unwrap();
+    let berth_meta::archive::ArchiveOutcome::Archived { dropped } = out else {
+        panic!("{out:?}");
+    };
+    assert!(dropped.contains(&od));
+    assert!(f.blobs.stat(&od).await.unwrap().is_some());
+
+    // The restore waits for the deletion and gives up (the image stays ACTIVATING).
+    assert_eq!(
+        r.restore_image(&app, &m).await.unwrap(),
+        ImageStatus::Activating
+    );
+    assert!(r.activate(&app, &m).await.is_err());
+    assert_eq!(status(r, &app, &m).await, ImageStatus::Activating);
+
+    // A garbage-collection pass finishes the abandoned deletion (the bytes go) ...
+    let report = r
+        .garbage_collector()
+        .run(GcOptions {
+            grace: Duration::from_secs(3600),
+            dry_run: false,
+            duty: None,
+            file_scan_every: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.deletions_finished as usize, dropped.len());
+    assert!(f.blobs.stat(&od).await.unwrap().is_none());
+    // ... and the retried restore brings the image back (once the background attempt
+    // restore_image started has given up too).
+    for _ in 0..300 {
+        if r.inner.activations.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.resume_activations().await.unwrap();
+    wait_active(r, &app, &m).await;
+    assert_eq!(read(r, &app, &od).await.unwrap(), own);
+}

@@ -522,3 +522,54 @@ async fn a_running_collector_lists_blob_files_on_its_first_pass_and_then_on_sche
     );
     assert!(f.blobs.stat(&lost_d).await.unwrap().is_none());
 }
+
+/// A collector that dies between deciding a deletion (row gone, deletion recorded) and
+/// deleting the bytes: a push of the same digest meanwhile waits and is refused rather
+/// than relying on bytes about to vanish; the next pass deletes the orphaned bytes and
+/// finishes the deletion; the push then succeeds with its own bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_dying_between_deciding_and_deleting_leaves_only_an_orphan() {
+    let f = fixture();
+    let a = repo("gc/crash");
+    let data: &[u8] = b"bytes whose deletion was decided";
+    let d = push(&f.registry, &a, data).await;
+    f.registry.delete_repository(&a, true).await.unwrap();
+    let meta = f.registry.meta().clone();
+    let mut after = None;
+    while let Some(next) = meta.gc_mark(after.as_ref(), 100, 0).await.unwrap().next {
+        after = Some(next);
+    }
+    // The dead collector decided long ago (so a pass takes its deletion over) ...
+    let long_ago = super::super::now_ms() - 2 * super::DELETION_LIFETIME.as_millis() as i64;
+    let begun = meta
+        .gc_begin_delete(std::slice::from_ref(&d), i64::MAX - 1, long_ago)
+        .await
+        .unwrap();
+    assert_eq!(begun.len(), 1);
+    // ... and died before deleting the bytes: they are still there, and no row records them.
+    assert!(f.blobs.stat(&d).await.unwrap().is_some());
+    assert_eq!(
+        meta.gc_unrecorded(std::slice::from_ref(&d)).await.unwrap(),
+        vec![d.clone()]
+    );
+
+    // A push of the same digest waits out the deletion, then gives up without recording
+    // anything (its client retries).
+    let refused = f.registry.push_blob(&a, &d, one(data)).await;
+    assert!(refused.is_err(), "a commit relied on bytes being deleted");
+    assert!(meta.linked_blob(&a, &d).await.unwrap().is_none());
+
+    // The next pass finishes the abandoned deletion: the orphaned bytes go.
+    let report = f.gc.run(opts(3600, false)).await.unwrap();
+    assert_eq!(report.deletions_finished, 1);
+    assert!(f.blobs.stat(&d).await.unwrap().is_none());
+    assert!(meta
+        .gc_unfinished_deletions(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The client's retry is an ordinary new blob.
+    push(&f.registry, &a, data).await;
+    assert_eq!(read(&f.registry, &a, &d).await, data);
+}
