@@ -8,7 +8,7 @@ use berth_testkit::postgres::{shared, PgDatabase};
 use tokio::sync::Barrier;
 
 use super::{PgDb, PgJobStore, PgOptions};
-use crate::jobs::{JobState, JobStore, LeaseAttempt, NewJob};
+use crate::jobs::{FailOutcome, JobState, JobStore, LeaseAttempt, NewJob};
 use crate::jobs_suite as suite;
 
 fn database() -> PgDatabase<'static> {
@@ -67,6 +67,7 @@ async fn postgres_backend_passes_the_whole_jobs_suite() {
 
 const NODES: usize = 4;
 const ROUNDS: i64 = 40;
+const TTL: i64 = 1_000;
 
 /// Runs `op(node index, node)` on every node at once (released together by a barrier) and
 /// returns the results in node order.
@@ -108,7 +109,6 @@ async fn nodes_racing_for_one_lease_one_job_one_cursor_have_one_winner_each_roun
         nodes.push(Arc::new(node(&db).await));
     }
     let first = nodes[0].clone();
-    const TTL: i64 = 1_000;
     const PERIOD: i64 = 10_000;
     for round in 0..ROUNDS {
         // Every grant of the previous round has expired by now.
@@ -137,12 +137,13 @@ async fn nodes_racing_for_one_lease_one_job_one_cursor_have_one_winner_each_roun
         assert_eq!(lease.holder.as_ref(), grants.first(), "round {round}");
         assert_eq!(lease.fence, round + 1, "round {round}");
 
-        // A job every node sees due at once.
-        let kind = vec!["race".to_string()];
+        // A job every node sees due at once (a kind per round: earlier rounds leave their
+        // job queued or running).
+        let kind = vec![format!("race-{round}")];
         let id = first
             .enqueue(
                 &NewJob {
-                    kind: "race".into(),
+                    kind: kind[0].clone(),
                     dedupe_key: None,
                     payload: String::new(),
                     run_at_ms: now,
@@ -170,8 +171,41 @@ async fn nodes_racing_for_one_lease_one_job_one_cursor_have_one_winner_each_roun
         let stored = first.job(id).await.unwrap().unwrap();
         assert_eq!(stored.holder, takeovers[0].holder);
         assert_eq!((stored.state, stored.attempts), (JobState::Running, 2));
-        let winner = takeovers[0].holder.clone().unwrap();
-        assert!(first.complete(id, &winner, now + TTL).await.unwrap());
+        // At the new lease's expiry its holder finishes (or renews) the job while every
+        // other node tries to take it over: the holder's write and a takeover exclude
+        // each other.
+        let holder = takeovers[0].holder.clone().unwrap();
+        let expiry = now + 2 * TTL;
+        let finish = Finish::ALL[round as usize % Finish::ALL.len()];
+        let won: Vec<String> = on_every_node(&nodes, |i, n| {
+            let (kind, holder) = (kind.clone(), holder.clone());
+            async move {
+                let me = format!("n{i}");
+                if me == holder {
+                    finish.run(&n, id, &me, expiry).await.then_some(me)
+                } else {
+                    let claimed = n.claim(&kind, &me, TTL, expiry).await.unwrap();
+                    claimed.and_then(|j| j.holder)
+                }
+            }
+        })
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(won.len(), 1, "round {round} ({finish:?}): {won:?}");
+        let stored = first.job(id).await.unwrap().unwrap();
+        if won[0] == holder {
+            let want = match finish {
+                Finish::Complete => JobState::Done,
+                Finish::Fail => JobState::Queued,
+                Finish::Heartbeat => JobState::Running,
+            };
+            assert_eq!(stored.state, want, "round {round}");
+        } else {
+            assert_eq!(stored.holder.as_ref(), Some(&won[0]), "round {round}");
+            assert_eq!(stored.attempts, 3, "round {round}");
+        }
 
         // A new consumer's first advance, then an advance from the value every node read
         // (each node processed up to a different event).
@@ -200,6 +234,31 @@ async fn nodes_racing_for_one_lease_one_job_one_cursor_have_one_winner_each_roun
                 ))
                 .unwrap();
             }
+        }
+    }
+}
+
+/// What a job's holder does as its lease runs out, racing with a takeover.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    Complete,
+    Fail,
+    /// Just before the expiry (by its clock), which keeps the job from the others.
+    Heartbeat,
+}
+
+impl Finish {
+    const ALL: [Finish; 3] = [Finish::Complete, Finish::Fail, Finish::Heartbeat];
+
+    /// Whether the holder's write took effect.
+    async fn run(self, n: &PgJobStore, id: i64, holder: &str, expiry: i64) -> bool {
+        match self {
+            Finish::Complete => n.complete(id, holder, expiry).await.unwrap(),
+            Finish::Fail => matches!(
+                n.fail(id, holder, "boom", expiry).await.unwrap(),
+                FailOutcome::Retry { .. }
+            ),
+            Finish::Heartbeat => n.heartbeat(id, holder, TTL, expiry - 1).await.unwrap(),
         }
     }
 }
