@@ -8,7 +8,7 @@ use berth_testkit::postgres::{shared, PgDatabase};
 use tokio::sync::Barrier;
 
 use super::{PgDb, PgJobStore, PgOptions};
-use crate::jobs::{FailOutcome, JobState, JobStore, LeaseAttempt, NewJob};
+use crate::jobs::{Enqueued, FailOutcome, JobState, JobStore, LeaseAttempt, NewJob};
 use crate::jobs_suite as suite;
 
 fn database() -> PgDatabase<'static> {
@@ -97,8 +97,9 @@ where
 }
 
 /// Several nodes race, round after round, for the same lease once it expired, for one
-/// newly due job and for a job whose holder died, and to advance the same cursor from the
-/// value they all read: each time exactly one wins, and the stored row is the winner's.
+/// newly due job, for a job whose holder died (against that holder finishing it), to
+/// enqueue one deduplicated job, and to advance the same cursor from the value they all
+/// read: each time exactly one wins, and the stored row is the winner's.
 /// The existing rows make every race go through the row locks (not only through a
 /// primary key conflict on a first insert).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -206,6 +207,33 @@ async fn nodes_racing_for_one_lease_one_job_one_cursor_have_one_winner_each_roun
             assert_eq!(stored.holder.as_ref(), Some(&won[0]), "round {round}");
             assert_eq!(stored.attempts, 3, "round {round}");
         }
+
+        // Every node enqueues the same deduplicated job: one creates it, the others get
+        // its id.
+        let key = format!("dedupe-{round}");
+        let enqueued = on_every_node(&nodes, |_, n| {
+            let key = key.clone();
+            async move {
+                let job = NewJob {
+                    kind: "race-dedupe".into(),
+                    dedupe_key: Some(key),
+                    payload: String::new(),
+                    run_at_ms: now,
+                    max_attempts: 1,
+                };
+                n.enqueue(&job, now).await.unwrap()
+            }
+        })
+        .await;
+        let created = enqueued
+            .iter()
+            .filter(|e| matches!(e, Enqueued::Created(_)))
+            .count();
+        assert_eq!(created, 1, "round {round}: {enqueued:?}");
+        assert!(
+            enqueued.iter().all(|e| e.id() == enqueued[0].id()),
+            "round {round}: {enqueued:?}"
+        );
 
         // A new consumer's first advance, then an advance from the value every node read
         // (each node processed up to a different event).
