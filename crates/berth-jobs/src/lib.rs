@@ -31,6 +31,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod periodic;
+#[cfg(test)]
+mod postgres_tests;
 mod queue;
 mod supervise;
 #[cfg(test)]

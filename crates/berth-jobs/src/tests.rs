@@ -1,5 +1,7 @@
 //! The runtime against a real SQLite store, on Tokio's paused clock: "nodes" are two
 //! [`Jobs`] on one database, time moves only when every task waits, so counts are exact.
+//! The cases named `..._on` take the nodes' store handles, and also run on PostgreSQL
+//! (`postgres_tests.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,8 +29,16 @@ fn clock() -> Clock {
 }
 
 fn node(store: &SqliteMetaStore, name: &str, clock: &Clock) -> Jobs {
-    Jobs::new(Arc::new(store.clone()), NodeId::new(name)).with_clock(clock.clone())
+    node_on(Arc::new(store.clone()), name, clock)
 }
+
+/// A node on any store handle (the cases below that run on every backend take these).
+fn node_on(store: Handle, name: &str, clock: &Clock) -> Jobs {
+    Jobs::new(store, NodeId::new(name)).with_clock(clock.clone())
+}
+
+/// One node's handle on the shared database.
+pub(crate) type Handle = Arc<dyn JobStore>;
 
 /// Pass starts (node, ms since the test began), and how many run at once at most.
 #[derive(Clone, Default)]
@@ -65,9 +75,17 @@ async fn two_nodes_run_a_periodic_pass_once_per_period() {
     let (dir, store) = store();
     // Each node opens the database itself, as separate processes would.
     let other = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    two_nodes_run_a_periodic_pass_once_per_period_on(Arc::new(store), Arc::new(other)).await;
+}
+
+/// `store` and `other`: each node's own handle on one database.
+pub(crate) async fn two_nodes_run_a_periodic_pass_once_per_period_on(store: Handle, other: Handle) {
     let clock = clock();
     let log = Log::default();
-    let nodes = [node(&store, "a", &clock), node(&other, "b", &clock)];
+    let nodes = [
+        node_on(store.clone(), "a", &clock),
+        node_on(other, "b", &clock),
+    ];
     for n in &nodes {
         let spec = Periodic::new("count", Duration::from_secs(10)).first_after(Duration::ZERO);
         n.spawn_periodic(
@@ -121,9 +139,22 @@ async fn a_live_holder_keeps_its_lease_through_a_pass_longer_than_the_lease() {
 #[tokio::test(start_paused = true)]
 async fn a_node_that_stops_heartbeating_loses_the_lease_and_another_takes_over() {
     let (_dir, store) = store();
+    let store: Handle = Arc::new(store);
+    a_node_that_stops_heartbeating_loses_the_lease_and_another_takes_over_on(store.clone(), store)
+        .await;
+}
+
+/// `store` and `other`: each node's handle on one database (may be the same handle).
+pub(crate) async fn a_node_that_stops_heartbeating_loses_the_lease_and_another_takes_over_on(
+    store: Handle,
+    other: Handle,
+) {
     let clock = clock();
     let log = Log::default();
-    let (a, b) = (node(&store, "a", &clock), node(&store, "b", &clock));
+    let (a, b) = (
+        node_on(store.clone(), "a", &clock),
+        node_on(other, "b", &clock),
+    );
     let spec =
         Periodic::new("takeover", Duration::from_secs(1_000)).lease_ttl(Duration::from_secs(9));
     // a's pass never ends by itself.
@@ -252,14 +283,23 @@ fn queued(kind: &str, max_attempts: u32) -> NewJob {
 
 #[tokio::test(start_paused = true)]
 async fn two_queue_workers_run_each_job_once() {
-    let (_dir, store) = store();
+    let (dir, store) = store();
+    let other = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    two_queue_workers_run_each_job_once_on(Arc::new(store), Arc::new(other)).await;
+}
+
+/// `store` and `other`: each node's own handle on one database.
+pub(crate) async fn two_queue_workers_run_each_job_once_on(store: Handle, other: Handle) {
     let clock = clock();
     let mut ids = Vec::new();
     for _ in 0..8 {
         ids.push(store.enqueue(&queued("count", 1), 0).await.unwrap().id());
     }
     let ran = Arc::new(Mutex::new(Vec::new()));
-    let nodes = [node(&store, "a", &clock), node(&store, "b", &clock)];
+    let nodes = [
+        node_on(store.clone(), "a", &clock),
+        node_on(other, "b", &clock),
+    ];
     for n in &nodes {
         let ran = ran.clone();
         n.spawn_queue_worker(
@@ -327,9 +367,18 @@ async fn a_failing_job_is_retried_with_backoff_until_it_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn a_job_held_by_a_dead_worker_is_taken_over() {
     let (_dir, store) = store();
+    let store: Handle = Arc::new(store);
+    a_job_held_by_a_dead_worker_is_taken_over_on(store.clone(), store).await;
+}
+
+/// `store` and `other`: each node's handle on one database (may be the same handle).
+pub(crate) async fn a_job_held_by_a_dead_worker_is_taken_over_on(store: Handle, other: Handle) {
     let clock = clock();
     let id = store.enqueue(&queued("stuck", 3), 0).await.unwrap().id();
-    let (a, b) = (node(&store, "a", &clock), node(&store, "b", &clock));
+    let (a, b) = (
+        node_on(store.clone(), "a", &clock),
+        node_on(other, "b", &clock),
+    );
     let spec = QueueWorker::new("q", Duration::from_secs(1)).lease_ttl(Duration::from_secs(9));
     a.spawn_queue_worker(
         spec.clone(),

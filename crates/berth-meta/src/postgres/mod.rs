@@ -8,11 +8,13 @@
 //! checked) and unique constraints; a transaction that loses a deadlock or a serialization
 //! check is retried whole ([`PgDb::retry`]).
 //!
-//! So far [`crate::IamStore`] ([`PgIamStore`]) is implemented; the binary cannot select
-//! this backend until every store trait is.
+//! So far [`crate::IamStore`] ([`PgIamStore`]) and [`crate::jobs::JobStore`]
+//! ([`PgJobStore`]) are implemented; the binary cannot select this backend until every
+//! store trait is.
 
 mod connect;
 mod iam;
+mod jobs;
 mod migrate;
 
 use std::future::Future;
@@ -24,6 +26,7 @@ use crate::MetaError;
 
 pub use connect::{PgOpenError, PgOptions};
 pub use iam::PgIamStore;
+pub use jobs::PgJobStore;
 pub use migrate::MIGRATIONS;
 
 /// Attempts of a transaction that keeps losing deadlocks or serialization checks.
@@ -161,5 +164,7 @@ impl From<tokio_postgres::Error> for MetaError {
     }
 }
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod tests;
