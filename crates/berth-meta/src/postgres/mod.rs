@@ -15,6 +15,7 @@
 mod connect;
 mod iam;
 mod jobs;
+mod meta;
 mod migrate;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::MetaError;
 pub use connect::{PgOpenError, PgOptions};
 pub use iam::PgIamStore;
 pub use jobs::PgJobStore;
+pub use meta::PgMetaStore;
 pub use migrate::MIGRATIONS;
 
 /// Attempts of a transaction that keeps losing deadlocks or serialization checks.
