@@ -15,8 +15,10 @@
 mod connect;
 mod iam;
 mod jobs;
+mod lifecycle;
 mod meta;
 mod migrate;
+mod settings;
 
 use std::future::Future;
 
@@ -168,5 +170,7 @@ impl From<tokio_postgres::Error> for MetaError {
 
 #[cfg(test)]
 mod jobs_tests;
+#[cfg(test)]
+mod settings_tests;
 #[cfg(test)]
 mod tests;
