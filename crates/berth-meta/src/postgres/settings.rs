@@ -79,10 +79,10 @@ pub(super) async fn repo_id<C: GenericClient>(
         RepoLock::KeyShare => "SELECT id FROM repositories WHERE name = $1 FOR KEY SHARE",
         RepoLock::NoKeyUpdate => "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
     };
-    Ok(c.query_opt(sql, &[&name])
+    c.query_opt(sql, &[&name])
         .await?
         .map(|r| r.try_get(0))
-        .transpose()?)
+        .transpose()
 }
 
 async fn existing_repo<C: GenericClient>(c: &C, name: &str, lock: RepoLock) -> SettingsResult<i64> {

@@ -930,3 +930,46 @@ async fn an_expiry_sees_a_tag_moved_or_added_by_another_node_and_leaves_the_imag
         1
     );
 }
+
+/// Another node in the middle of tagging (its repository row locked, 40 tags written, not
+/// committed): a tag write waits for it and counts its tags, so the limit holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_write_counts_the_tags_another_node_is_committing() {
+    let db = database();
+    let (a, b) = (Arc::new(node(&db).await), node(&db).await);
+    let id = create_repo(&a, "lim/a").await;
+    let mut other = b.db.client().await.unwrap();
+    let tx = other.transaction().await.unwrap();
+    // What tag_repository on node B has done before its commit.
+    tx.query_one(
+        "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
+        &[&format!("{ACC}/lim/a")],
+    )
+    .await
+    .unwrap();
+    for k in 0..40 {
+        tx.execute(
+            "INSERT INTO repository_tags (repo_id, account_id, key, value) VALUES ($1, $2, $3, 'v')",
+            &[&id, &ACC, &format!("b{k:02}")],
+        )
+        .await
+        .unwrap();
+    }
+    let tagging = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let tags: Vec<ResourceTag> = (0..20)
+                .map(|k| ResourceTag::new(format!("a{k:02}"), "v"))
+                .collect();
+            a.tag_repository(ACC, "lim/a", &tags).await
+        })
+    };
+    // Gives node A time to reach the lock; the outcome does not depend on it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.commit().await.unwrap();
+    assert!(matches!(
+        tagging.await.unwrap(),
+        Err(SettingsError::TooManyTags { count: 60, .. })
+    ));
+    assert_eq!(a.repository_tags(ACC, "lim/a").await.unwrap().len(), 40);
+}
