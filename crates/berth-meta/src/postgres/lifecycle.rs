@@ -35,7 +35,7 @@ use crate::lifecycle_rules::{
 use crate::{EventKind, MetaError, Result};
 
 /// Child manifests of an index (`manifest_refs.kind`), as migration 0001 defines them.
-const REF_MANIFEST: i32 = 1;
+pub(super) const REF_MANIFEST: i32 = 1;
 
 fn db_error(what: String) -> MetaError {
     MetaError::Database(what.into())
@@ -80,7 +80,8 @@ fn policy_row(r: &Row) -> Result<StoredLifecyclePolicy> {
 /// repository (one row, no digest) is told from a missing one (no row). Tags and parents
 /// are correlated searches of their indexes (`tags_digest`, `manifest_refs_target`), pull
 /// time and storage status primary-key joins.
-const FACTS_SELECT: &str = "SELECT m.digest, m.pushed_ms, m.image_size, m.subject, p.last_pull_ms,
+pub(super) const FACTS_SELECT: &str =
+    "SELECT m.digest, m.pushed_ms, m.image_size, m.subject, p.last_pull_ms,
        ARRAY(SELECT t.name FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
        ARRAY(SELECT x.manifest FROM manifest_refs x
               WHERE x.repo_id = m.repo_id AND x.target = m.digest AND x.kind = $2),

@@ -8,9 +8,10 @@
 //! checked) and unique constraints; a transaction that loses a deadlock or a serialization
 //! check is retried whole ([`PgDb::retry`]).
 //!
-//! So far [`crate::IamStore`] ([`PgIamStore`]) and [`crate::jobs::JobStore`]
-//! ([`PgJobStore`]) are implemented; the binary cannot select this backend until every
-//! store trait is.
+//! So far [`crate::IamStore`] ([`PgIamStore`]), [`crate::jobs::JobStore`]
+//! ([`PgJobStore`]), and on [`PgMetaStore`] [`crate::EcrSettingsStore`] and
+//! [`crate::LifecycleStore`] are implemented; the binary cannot select this backend until
+//! every store trait is.
 
 mod connect;
 mod iam;

@@ -973,3 +973,94 @@ async fn a_tag_write_counts_the_tags_another_node_is_committing() {
     ));
     assert_eq!(a.repository_tags(ACC, "lim/a").await.unwrap().len(), 40);
 }
+
+/// The facts of a repository of 50,000 images (half tagged, every tenth in an index,
+/// every hundredth pulled) are one statement whose plan reaches tags and parents by their
+/// indexes (no sequential scan of either table) beside other repositories' rows. The time
+/// is printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_of_fifty_thousand_images_are_one_indexed_statement() {
+    const N: i64 = 50_000;
+    let db = database();
+    let s = node(&db).await;
+    let id = create_repo(&s, "big/app").await;
+    let other = create_repo(&s, "big/other").await;
+    let idx = image(&s, id, "the index", 0, &[]).await.to_string();
+    // A test shortcut: the rows are what put_manifest and the pull-time recorder write.
+    for (repo, n) in [(id, N), (other, N)] {
+        sql(
+            &s,
+            "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms, image_size)
+             SELECT $1, 'sha256:' || lpad(to_hex(i), 64, '0'),
+                    'application/vnd.oci.image.manifest.v1+json', 2, '\\x7b7d', i, 1000
+             FROM generate_series(1, $2::bigint) AS i",
+            &[&repo, &n],
+        )
+        .await;
+        sql(
+            &s,
+            "INSERT INTO tags (repo_id, name, digest, updated_ms)
+             SELECT $1, 't' || i, 'sha256:' || lpad(to_hex(i), 64, '0'), 1
+             FROM generate_series(2, $2::bigint, 2) AS i",
+            &[&repo, &n],
+        )
+        .await;
+    }
+    sql(
+        &s,
+        "INSERT INTO manifest_refs (repo_id, manifest, kind, target)
+         SELECT $1, $2, 1, 'sha256:' || lpad(to_hex(i), 64, '0') FROM generate_series(10, $3::bigint, 10) AS i",
+        &[&id, &idx, &N],
+    )
+    .await;
+    sql(
+        &s,
+        "INSERT INTO image_pulls (repo_id, digest, last_pull_ms)
+         SELECT $1, 'sha256:' || lpad(to_hex(i), 64, '0'), 5 FROM generate_series(100, $2::bigint, 100) AS i",
+        &[&id, &N],
+    )
+    .await;
+    sql(&s, "ANALYZE", &[]).await;
+
+    let c = s.db.client().await.unwrap();
+    let name = format!("{ACC}/big/app");
+    let plan: Vec<String> = c
+        .query(
+            &format!("EXPLAIN {}", super::lifecycle::FACTS_SELECT),
+            &[&name, &super::lifecycle::REF_MANIFEST],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan on tags"), "{plan}");
+    assert!(!plan.contains("Seq Scan on manifest_refs"), "{plan}");
+    assert!(plan.contains("tags_digest"), "{plan}");
+    assert!(plan.contains("manifest_refs_target"), "{plan}");
+
+    let start = std::time::Instant::now();
+    let facts = s.image_facts(&repo("big/app")).await.unwrap().unwrap();
+    eprintln!(
+        "image_facts: {} images in {:?}",
+        facts.len(),
+        start.elapsed()
+    );
+    assert_eq!(facts.len() as i64, N + 1);
+    assert_eq!(
+        facts.iter().filter(|f| !f.tags.is_empty()).count() as i64,
+        N / 2
+    );
+    assert_eq!(
+        facts
+            .iter()
+            .filter(|f| f.parents == vec![idx.clone()])
+            .count() as i64,
+        N / 10
+    );
+    assert_eq!(
+        facts.iter().filter(|f| f.last_pull_ms == Some(5)).count() as i64,
+        N / 100
+    );
+}
