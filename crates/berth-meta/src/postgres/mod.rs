@@ -17,9 +17,11 @@ mod connect;
 mod iam;
 mod jobs;
 mod lifecycle;
+mod lifecycle_expire;
 mod meta;
 mod migrate;
 mod settings;
+mod settings_rows;
 
 use std::future::Future;
 
@@ -171,6 +173,8 @@ impl From<tokio_postgres::Error> for MetaError {
 
 #[cfg(test)]
 mod jobs_tests;
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod settings_tests;
 #[cfg(test)]
