@@ -46,6 +46,7 @@ pub mod gc;
 pub mod iam;
 pub mod jobs;
 pub mod lifecycle;
+pub mod lifecycle_rules;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod rules;

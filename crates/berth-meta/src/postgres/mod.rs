@@ -8,15 +8,20 @@
 //! checked) and unique constraints; a transaction that loses a deadlock or a serialization
 //! check is retried whole ([`PgDb::retry`]).
 //!
-//! So far [`crate::IamStore`] ([`PgIamStore`]) and [`crate::jobs::JobStore`]
-//! ([`PgJobStore`]) are implemented; the binary cannot select this backend until every
-//! store trait is.
+//! So far [`crate::IamStore`] ([`PgIamStore`]), [`crate::jobs::JobStore`]
+//! ([`PgJobStore`]), and on [`PgMetaStore`] [`crate::EcrSettingsStore`] and
+//! [`crate::LifecycleStore`] are implemented; the binary cannot select this backend until
+//! every store trait is.
 
 mod connect;
 mod iam;
 mod jobs;
+mod lifecycle;
+mod lifecycle_expire;
 mod meta;
 mod migrate;
+mod settings;
+mod settings_rows;
 
 use std::future::Future;
 
@@ -168,5 +173,9 @@ impl From<tokio_postgres::Error> for MetaError {
 
 #[cfg(test)]
 mod jobs_tests;
+#[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
+mod settings_tests;
 #[cfg(test)]
 mod tests;
