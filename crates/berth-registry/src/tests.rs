@@ -381,3 +381,68 @@ async fn descriptor_sizes_are_checked_against_stored_blobs() {
     ));
     r.put_manifest(&repo, &tag, None, m(1000)).await.unwrap();
 }
+
+/// Two `Registry` values on one data directory stand in for two nodes sharing their
+/// stores: node B knows nothing of node A's requests, yet its sweep (periodic, or at its
+/// start) must spare A's single-request push, which has no upload row, and still remove
+/// an upload abandoned for longer than the idle limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_sweep_spares_a_push_in_flight_and_removes_abandoned_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = crate::test_repo("cluster/sweep");
+    let node_a = Arc::new(registry(dir.path()));
+    let node_b = registry(dir.path());
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+
+    // Node A's push sends its first half, then stalls (a slow client).
+    let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Bytes>>();
+    tx.unbounded_send(Ok(Bytes::copy_from_slice(&data[..300_000])))
+        .unwrap();
+    let push = tokio::spawn({
+        let (node_a, repo, digest) = (node_a.clone(), repo.clone(), digest.clone());
+        async move { node_a.push_blob(&repo, &digest, rx).await }
+    });
+    let uploads = dir.path().join("uploads");
+    let written = |n: u64| {
+        std::fs::read_dir(&uploads)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.metadata().unwrap().len() == n)
+    };
+    for _ in 0..500 {
+        if written(300_000) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(written(300_000), "node A's push never reached the store");
+
+    // An upload abandoned two hours ago, without a row (a node died mid-push).
+    let abandoned = uploads.join("0ld-orphan");
+    std::fs::write(&abandoned, b"partial").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&abandoned)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+
+    // Node B sweeps with a one-hour limit: only the abandoned upload goes.
+    assert_eq!(
+        node_b
+            .expire_uploads(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!abandoned.exists());
+
+    // Node A's push finishes and its blob is whole.
+    tx.unbounded_send(Ok(Bytes::copy_from_slice(&data[300_000..])))
+        .unwrap();
+    drop(tx);
+    assert_eq!(push.await.unwrap().unwrap(), data.len() as u64);
+    assert_eq!(read_all(&node_b, &repo, &digest).await, data);
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+}
