@@ -325,10 +325,7 @@ pub async fn listing_pages_in_digest_order_without_uploads(b: &dyn SuiteBackend)
     assert_eq!(all.len(), expected.len() - 1);
     assert!(all.iter().all(|i| i.digest != expected[3].0));
     assert_eq!(store.upload_size("in-progress").await.unwrap(), Some(7));
-    assert_eq!(
-        upload_ids(store).await,
-        vec!["in-progress".to_string()]
-    );
+    assert_eq!(upload_ids(store).await, vec!["in-progress".to_string()]);
 }
 
 /// A chunked upload whose chunks go to different instances (nodes) completes with the
@@ -447,5 +444,8 @@ pub async fn listed_uploads_carry_the_time_of_their_last_write(b: &dyn SuiteBack
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     write(store, "timed", 0, b"more bytes").await;
     let written = second.list_uploads().await.unwrap()[0].modified_ms;
-    assert!(written > created, "written at {written}, created at {created}");
+    assert!(
+        written > created,
+        "written at {written}, created at {created}"
+    );
 }
