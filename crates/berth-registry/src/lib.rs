@@ -44,6 +44,7 @@ use berth_meta::{
 use berth_types::{Digest, RepositoryName};
 
 pub use cache::ServedManifest;
+pub use cache_follower::CACHE_FOLLOW_EVERY;
 pub use create_on_push::{ImplicitRepositories, RepositoryProvisioner, TemplateProvisioner};
 pub use error::{RegistryError, Result};
 pub use manifests::{ListPage, PushedManifest};

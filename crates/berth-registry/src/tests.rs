@@ -170,7 +170,9 @@ async fn the_cache_follower_applies_other_processes_changes() {
     };
     let tag: Reference = "v1".parse().unwrap();
     let first = server.put_manifest(&repo, &tag, None, m(1)).await.unwrap();
-    let start = server.inner.meta.last_event_id().await.unwrap();
+    let mut cursor =
+        crate::cache_follower::OutboxCursor::new(server.inner.meta.last_event_id().await.unwrap());
+    let start = cursor.last();
     // The server caches the tag and the manifest.
     assert_eq!(
         server.get_manifest(&repo, &tag).await.unwrap().digest,
@@ -187,7 +189,8 @@ async fn the_cache_follower_applies_other_processes_changes() {
         first.digest,
         "without following, the cache is stale"
     );
-    let last = server.follow_events(start).await;
+    server.follow_events(&mut cursor).await;
+    let last = cursor.last();
     assert!(last > start);
     assert_eq!(
         server.get_manifest(&repo, &tag).await.unwrap().digest,
@@ -198,7 +201,8 @@ async fn the_cache_follower_applies_other_processes_changes() {
         Err(RegistryError::ManifestNotFound(_))
     ));
     // Nothing new: the follower stays where it was.
-    assert_eq!(server.follow_events(last).await, last);
+    server.follow_events(&mut cursor).await;
+    assert_eq!(cursor.last(), last);
 }
 
 /// The catalog snapshot never hides a change: pages after pushes and deletes, in and out
@@ -445,4 +449,75 @@ async fn another_nodes_sweep_spares_a_push_in_flight_and_removes_abandoned_uploa
     assert_eq!(push.await.unwrap().unwrap(), data.len() as u64);
     assert_eq!(read_all(&node_b, &repo, &digest).await, data);
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+}
+
+/// The staleness bound across nodes: two `Registry` values on one metadata database stand
+/// in for two nodes. Node B runs its follower as `berth serve` does; a tag moved through
+/// node A is served by B within one follow interval (with slack for a loaded machine),
+/// while a node without a follower keeps serving its cached, stale answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_on_one_node_is_served_by_another_within_the_follow_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node_a, node_c) = (registry(dir.path()), registry(dir.path()));
+    let node_b = Arc::new(registry(dir.path()));
+    let repo = crate::test_repo("cluster/app");
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    node_a.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+    let m = |n: u32| {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg_d}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
+        ))
+    };
+    let tag: Reference = "prod".parse().unwrap();
+    let first = node_a.put_manifest(&repo, &tag, None, m(1)).await.unwrap();
+    // B and C cache the tag.
+    for node in [&*node_b, &node_c] {
+        assert_eq!(
+            node.get_manifest(&repo, &tag).await.unwrap().digest,
+            first.digest
+        );
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn({
+        let node_b = node_b.clone();
+        async move {
+            node_b
+                .follow_cache(crate::CACHE_FOLLOW_EVERY, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // Let the follower find the outbox's end before the move.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let moved = std::time::Instant::now();
+    let second = node_a.put_manifest(&repo, &tag, None, m(2)).await.unwrap();
+    let bound = crate::CACHE_FOLLOW_EVERY * 2 + std::time::Duration::from_secs(2);
+    loop {
+        let served = node_b
+            .get_manifest(&repo, &tag)
+            .await
+            .unwrap()
+            .digest
+            .clone();
+        if served == second.digest {
+            break;
+        }
+        assert_eq!(served, first.digest);
+        assert!(
+            moved.elapsed() < bound,
+            "node B still served the old tag {:?} after the move",
+            moved.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Without a follower the cache stays stale: the follower is what keeps nodes coherent.
+    assert_eq!(
+        node_c.get_manifest(&repo, &tag).await.unwrap().digest,
+        first.digest
+    );
+    stop.send(()).unwrap();
+    follower.await.unwrap();
 }

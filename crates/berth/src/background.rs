@@ -26,9 +26,6 @@ use crate::observe::Metrics;
 
 /// How often unfinished restores are retried and the archive swept.
 const ARCHIVE_EVERY: Duration = Duration::from_secs(600);
-/// How often this node's cache reads the event outbox (the staleness bound for changes
-/// made by other processes).
-const CACHE_FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts every background worker; the returned runtime's `shutdown` stops them.
 pub async fn start(
@@ -95,7 +92,7 @@ pub async fn start(
     // node's manifest cache through the event outbox.
     let r = registry.clone();
     jobs.spawn_local("cache-follower", move |cancel| async move {
-        r.follow_cache(CACHE_FOLLOW_EVERY, cancel.cancelled_owned())
+        r.follow_cache(berth_registry::CACHE_FOLLOW_EVERY, cancel.cancelled_owned())
             .await
     });
     jobs.spawn_local("pull-times", |cancel| {
