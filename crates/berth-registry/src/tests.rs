@@ -521,3 +521,23 @@ async fn a_tag_moved_on_one_node_is_served_by_another_within_the_follow_interval
     stop.send(()).unwrap();
     follower.await.unwrap();
 }
+
+/// At the start of a process that alone writes its store, an upload without a row is what
+/// its own crash cut off and goes at once; an upload with a row waits for the idle limit.
+#[tokio::test]
+async fn the_start_of_a_sole_writer_removes_its_crashs_uploads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = crate::test_repo("solo");
+    let r = registry(dir.path());
+    let open = r.start_upload(&repo).await.unwrap();
+    let cut_off = dir.path().join("uploads").join("cut-0ff");
+    std::fs::write(&cut_off, b"partial").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    // A sweep that other nodes may share spares the young upload...
+    assert_eq!(r.expire_uploads(hour).await.unwrap(), 0);
+    assert!(cut_off.exists());
+    // ...the sole writer's start-up sweep does not.
+    assert_eq!(r.expire_uploads_of_own_crash(hour).await.unwrap(), 1);
+    assert!(!cut_off.exists());
+    assert_eq!(r.upload_status(&repo, &open.id).await.unwrap().offset, 0);
+}

@@ -450,7 +450,8 @@ impl Uploads {
 
     /// Deletes uploads idle for longer than `max_idle`: rows whose upload was neither
     /// touched nor written within it, and store uploads that no row owns and that nobody
-    /// wrote within it. Returns how many went.
+    /// wrote within `rowless_idle` (`max_idle`, or zero at the start of a process that
+    /// alone writes its store). Returns how many went.
     ///
     /// Every node sweeps the same shared stores, and a node knows only its own requests,
     /// so "in progress" is decided from what every node sees: the row's `updated` time and
@@ -458,8 +459,9 @@ impl Uploads {
     /// created, or a single-request push, which never has one) is young while any node
     /// writes it. The bound: a single request that writes for longer than `max_idle`
     /// without finishing may lose its upload to another node's sweep.
-    pub(crate) async fn expire(&self, max_idle: Duration) -> Result<usize> {
+    pub(crate) async fn expire(&self, max_idle: Duration, rowless_idle: Duration) -> Result<usize> {
         let before = now_ms() - max_idle.as_millis() as i64;
+        let rowless_before = now_ms() - rowless_idle.as_millis() as i64;
         let mut in_store: HashMap<String, i64> = self
             .blobs
             .list_uploads()
@@ -482,7 +484,7 @@ impl Uploads {
             removed += 1;
         }
         for (id, modified_ms) in in_store {
-            if modified_ms >= before || self.active.is_busy(&id) {
+            if modified_ms >= rowless_before || self.active.is_busy(&id) {
                 continue;
             }
             if self.uploads.get_upload(&id).await?.is_none() && !self.active.is_busy(&id) {

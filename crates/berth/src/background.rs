@@ -44,13 +44,22 @@ pub async fn start(
     }
     tracing::debug!(node = %jobs.node(), "background workers start");
 
-    // What a crash of this process left in uploads/ (files without a row) goes before it
-    // serves, whoever runs the periodic pass; then the pass, once per cluster.
+    // Before serving, whoever runs the periodic pass: what a crash of this process left.
+    // On the disk backend this process alone writes the store (its data directory is
+    // locked), so uploads without a row go at once; a shared store (S3) is swept by the
+    // idle limit only, since a row-less upload there may be another node's push in flight.
+    // Then the pass, once per cluster.
     let max_idle = Duration::from_secs(cfg.uploads.max_idle_secs);
-    let expire = upload_expiry(registry.clone(), max_idle);
-    if let Err(e) = expire().await {
-        tracing::warn!(error = %e, "upload expiry at start failed");
+    let at_start = match cfg.storage.backend {
+        berth_config::StorageBackend::Disk => registry.expire_uploads_of_own_crash(max_idle).await,
+        berth_config::StorageBackend::S3 => registry.expire_uploads(max_idle).await,
+    };
+    match at_start {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "expired abandoned uploads at start"),
+        Err(e) => tracing::warn!(error = %e, "upload expiry at start failed"),
     }
+    let expire = upload_expiry(registry.clone(), max_idle);
     let sweep = Duration::from_secs(cfg.uploads.sweep_interval_secs);
     jobs.spawn_periodic(Periodic::new("upload-expiry", sweep), expire);
     if cfg.gc.enabled {
