@@ -23,7 +23,9 @@ use berth_types::Digest;
 
 use berth_types::Algorithm;
 
-use crate::{BlobInfo, BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadSink};
+use crate::{
+    BlobInfo, BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadInfo, UploadSink,
+};
 
 mod sink;
 
@@ -372,19 +374,30 @@ impl BlobStore for DiskBlobStore {
         }
     }
 
-    async fn list_uploads(&self) -> Result<Vec<String>> {
+    async fn list_uploads(&self) -> Result<Vec<UploadInfo>> {
         let dir = self.inner.uploads.clone();
         blocking(move || {
-            let mut ids = Vec::new();
+            let mut uploads = Vec::new();
             for entry in fs::read_dir(dir)? {
-                let name = entry?.file_name();
-                if let Some(s) = name.to_str() {
-                    if valid_upload_id(s) {
-                        ids.push(s.to_string());
-                    }
+                let entry = entry?;
+                let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if !valid_upload_id(&id) {
+                    continue;
+                }
+                // Every write appends to the upload file, so its mtime is the last write.
+                match entry.metadata() {
+                    Ok(meta) => uploads.push(UploadInfo {
+                        id,
+                        modified_ms: modified_ms(&meta),
+                    }),
+                    // Committed or aborted since the directory was read.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
-            Ok(ids)
+            Ok(uploads)
         })
         .await
     }

@@ -136,6 +136,17 @@ pub struct BlobInfo {
     pub modified_ms: i64,
 }
 
+/// An upload present in the store, as listed for the sweeper of abandoned uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub id: String,
+    /// When the upload was created or last had a write finished (Unix ms, the store's own
+    /// clock: file mtime on disk, `LastModified` of its newest object on S3). Every node
+    /// sees the same time, so an upload without a metadata row (one being created, or a
+    /// single-request push) is only swept once this is older than the idle limit.
+    pub modified_ms: i64,
+}
+
 /// What an upload holds after a sink finished: its size and the hash of all its bytes.
 #[derive(Clone)]
 pub struct Written {
@@ -211,8 +222,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Deletes an upload. Deleting an absent upload is not an error.
     async fn abort_upload(&self, id: &str) -> Result<()>;
 
-    /// Every upload id present, for expiry of abandoned uploads.
-    async fn list_uploads(&self) -> Result<Vec<String>>;
+    /// Every upload present, with its last write time, for expiry of abandoned uploads.
+    async fn list_uploads(&self) -> Result<Vec<UploadInfo>>;
 
     /// A URL that lets its holder `GET` the committed blob directly from the storage for
     /// `expires`, or `None` when the backend serves bytes only through Berth (disk).

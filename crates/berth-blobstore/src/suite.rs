@@ -40,6 +40,7 @@ macro_rules! blob_store_suite {
             another_instance_continues_an_upload,
             another_algorithm_rehashes_the_upload,
             a_large_upload_in_odd_chunks,
+            listed_uploads_carry_the_time_of_their_last_write,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -93,6 +94,18 @@ async fn put(store: &dyn BlobStore, id: &str, data: &[u8]) -> Digest {
     d
 }
 
+async fn upload_ids(store: &dyn BlobStore) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .list_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn pattern(n: usize) -> Vec<u8> {
     (0..n as u32).map(|i| (i % 251) as u8).collect()
 }
@@ -115,7 +128,7 @@ pub async fn absent_blobs_and_uploads(b: &dyn SuiteBackend) {
         store.commit_upload("nope", &digest).await,
         Err(BlobStoreError::UploadNotFound(_))
     ));
-    assert!(store.list_uploads().await.unwrap().is_empty());
+    assert!(upload_ids(store).await.is_empty());
     assert!(store.list_blobs(None, 10).await.unwrap().is_empty());
 }
 
@@ -139,7 +152,7 @@ pub async fn an_upload_in_chunks_checks_offsets_and_hashes(b: &dyn SuiteBackend)
         store.upload_size("u1").await.unwrap(),
         Some(data.len() as u64)
     );
-    assert_eq!(store.list_uploads().await.unwrap(), vec!["u1".to_string()]);
+    assert_eq!(upload_ids(store).await, vec!["u1".to_string()]);
     // Blobs are not uploads.
     assert!(store.list_blobs(None, 10).await.unwrap().is_empty());
 }
@@ -179,7 +192,7 @@ pub async fn committed_blobs_read_back_whole_and_by_range(b: &dyn SuiteBackend) 
     let digest = put(store, "u1", &data).await;
     assert_eq!(digest, Digest::sha256_of(&data));
     assert!(store.upload_size("u1").await.unwrap().is_none());
-    assert!(store.list_uploads().await.unwrap().is_empty());
+    assert!(upload_ids(store).await.is_empty());
     assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
     assert_eq!(read_blob(store, &digest).await, data);
     for (start, end) in [
@@ -249,7 +262,7 @@ pub async fn abort_and_delete_are_idempotent(b: &dyn SuiteBackend) {
     store.delete(&digest).await.unwrap();
     assert!(store.stat(&digest).await.unwrap().is_none());
     assert!(store.blob_info(&digest).await.unwrap().is_none());
-    assert!(store.list_uploads().await.unwrap().is_empty());
+    assert!(upload_ids(store).await.is_empty());
 }
 
 /// `list_blobs` pages through committed blobs in digest order and never shows uploads;
@@ -312,10 +325,7 @@ pub async fn listing_pages_in_digest_order_without_uploads(b: &dyn SuiteBackend)
     assert_eq!(all.len(), expected.len() - 1);
     assert!(all.iter().all(|i| i.digest != expected[3].0));
     assert_eq!(store.upload_size("in-progress").await.unwrap(), Some(7));
-    assert_eq!(
-        store.list_uploads().await.unwrap(),
-        vec!["in-progress".to_string()]
-    );
+    assert_eq!(upload_ids(store).await, vec!["in-progress".to_string()]);
 }
 
 /// A chunked upload whose chunks go to different instances (nodes) completes with the
@@ -403,5 +413,39 @@ pub async fn a_large_upload_in_odd_chunks(b: &dyn SuiteBackend) {
         collect(store.open(&digest, Some(r)).await.unwrap()).await
             == data[r.start as usize..=r.end as usize],
         "a range across parts differs"
+    );
+}
+
+/// Uploads are listed with the store's time of their last write, the same on every
+/// instance: the sweeper of uploads without a metadata row goes by it, so another node's
+/// sweep spares an upload that is being written.
+pub async fn listed_uploads_carry_the_time_of_their_last_write(b: &dyn SuiteBackend) {
+    let store = b.store();
+    let second = b.another().await;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // Store clocks (an S3 server's) may be a little off this process's and round to seconds.
+    let slack = 5_000;
+    let before = now();
+    store.create_upload("timed").await.unwrap();
+    let listed = store.list_uploads().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let created = listed[0].modified_ms;
+    assert!(
+        (before - slack..=now() + slack).contains(&created),
+        "created at {created}, listed around {before}"
+    );
+    assert_eq!(second.list_uploads().await.unwrap(), listed);
+    // A later write moves the time on (past a whole second, the coarsest store clock).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    write(store, "timed", 0, b"more bytes").await;
+    let written = second.list_uploads().await.unwrap()[0].modified_ms;
+    assert!(
+        written > created,
+        "written at {written}, created at {created}"
     );
 }

@@ -26,6 +26,14 @@ pub struct StorageConfig {
     pub redirect_secs: u64,
     /// The object store, for `backend = "s3"`.
     pub s3: S3Config,
+    /// A file holding the master key (32 bytes, mode 0600) that seals stored secrets and
+    /// signs login tokens and download grants. Every node sharing a metadata database
+    /// must load the same key. Unset: `<data_dir>/master.key`, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself, base64 of 32 bytes (`BERTH_STORAGE__MASTER_KEY`), for
+    /// deployments that hand secrets over in the environment. Exclusive with
+    /// `master_key_file`.
+    pub master_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,6 +81,8 @@ impl Default for StorageConfig {
             redirect: false,
             redirect_secs: 300,
             s3: S3Config::default(),
+            master_key_file: None,
+            master_key: None,
         }
     }
 }
@@ -110,7 +120,18 @@ impl StorageConfig {
         if self.backend == StorageBackend::S3 {
             self.s3.validate()?;
         }
+        if self.master_key_file.is_some() && self.master_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "set storage.master_key_file or storage.master_key (BERTH_STORAGE__MASTER_KEY), not both"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// True when the master key comes from the configuration rather than the data directory.
+    pub fn master_key_configured(&self) -> bool {
+        self.master_key_file.is_some() || self.master_key.is_some()
     }
 }
 
@@ -247,5 +268,24 @@ mod tests {
         c.s3.secret_access_key = Some(Secret::new("very-secret-value".into()));
         assert!(!format!("{c:?}").contains("very-secret-value"));
         assert!(!toml::to_string(&c).unwrap().contains("very-secret-value"));
+    }
+
+    #[test]
+    fn the_master_key_comes_from_one_place_and_never_prints() {
+        let mut c = StorageConfig::default();
+        assert!(!c.master_key_configured());
+        c.master_key = Some(Secret::new(
+            "c2VjcmV0LW1hc3Rlci1rZXktYnl0ZXMtMzItbG9uZyE=".into(),
+        ));
+        assert!(c.master_key_configured());
+        assert!(c.validate().is_ok());
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+        assert!(!toml::to_string(&c).unwrap().contains("c2VjcmV0"));
+        c.master_key_file = Some("/etc/berth/master.key".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("storage.master_key_file") && e.contains("not both"),
+            "{e}"
+        );
     }
 }

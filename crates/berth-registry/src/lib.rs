@@ -44,6 +44,7 @@ use berth_meta::{
 use berth_types::{Digest, RepositoryName};
 
 pub use cache::ServedManifest;
+pub use cache_follower::CACHE_FOLLOW_EVERY;
 pub use create_on_push::{ImplicitRepositories, RepositoryProvisioner, TemplateProvisioner};
 pub use error::{RegistryError, Result};
 pub use manifests::{ListPage, PushedManifest};
@@ -341,9 +342,19 @@ impl Registry {
         self.inner.uploads.cancel(repo, id).await
     }
 
-    /// Removes abandoned uploads; returns how many.
+    /// Removes uploads that no node wrote for `max_idle`; returns how many. Safe while
+    /// other nodes write the same stores: an upload without a row may be another node's
+    /// single-request push, so it too goes only once idle.
     pub async fn expire_uploads(&self, max_idle: Duration) -> Result<usize> {
-        self.inner.uploads.expire(max_idle).await
+        self.inner.uploads.expire(max_idle, max_idle).await
+    }
+
+    /// At the start of a process that alone writes its blob store (the disk backend, under
+    /// its locked data directory) and before it serves: every upload without a row is one
+    /// that a crash of this process cut off, and goes at once; rows go by `max_idle`.
+    /// Never with a store that other nodes share.
+    pub async fn expire_uploads_of_own_crash(&self, max_idle: Duration) -> Result<usize> {
+        self.inner.uploads.expire(max_idle, Duration::ZERO).await
     }
 }
 

@@ -170,7 +170,9 @@ async fn the_cache_follower_applies_other_processes_changes() {
     };
     let tag: Reference = "v1".parse().unwrap();
     let first = server.put_manifest(&repo, &tag, None, m(1)).await.unwrap();
-    let start = server.inner.meta.last_event_id().await.unwrap();
+    let mut cursor =
+        crate::cache_follower::OutboxCursor::new(server.inner.meta.last_event_id().await.unwrap());
+    let start = cursor.last();
     // The server caches the tag and the manifest.
     assert_eq!(
         server.get_manifest(&repo, &tag).await.unwrap().digest,
@@ -187,7 +189,8 @@ async fn the_cache_follower_applies_other_processes_changes() {
         first.digest,
         "without following, the cache is stale"
     );
-    let last = server.follow_events(start).await;
+    server.follow_events(&mut cursor).await;
+    let last = cursor.last();
     assert!(last > start);
     assert_eq!(
         server.get_manifest(&repo, &tag).await.unwrap().digest,
@@ -198,7 +201,8 @@ async fn the_cache_follower_applies_other_processes_changes() {
         Err(RegistryError::ManifestNotFound(_))
     ));
     // Nothing new: the follower stays where it was.
-    assert_eq!(server.follow_events(last).await, last);
+    server.follow_events(&mut cursor).await;
+    assert_eq!(cursor.last(), last);
 }
 
 /// The catalog snapshot never hides a change: pages after pushes and deletes, in and out
@@ -380,4 +384,160 @@ async fn descriptor_sizes_are_checked_against_stored_blobs() {
         Err(RegistryError::ManifestNotFound(_))
     ));
     r.put_manifest(&repo, &tag, None, m(1000)).await.unwrap();
+}
+
+/// Two `Registry` values on one data directory stand in for two nodes sharing their
+/// stores: node B knows nothing of node A's requests, yet its sweep (periodic, or at its
+/// start) must spare A's single-request push, which has no upload row, and still remove
+/// an upload abandoned for longer than the idle limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_sweep_spares_a_push_in_flight_and_removes_abandoned_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = crate::test_repo("cluster/sweep");
+    let node_a = Arc::new(registry(dir.path()));
+    let node_b = registry(dir.path());
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+
+    // Node A's push sends its first half, then stalls (a slow client).
+    let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Bytes>>();
+    tx.unbounded_send(Ok(Bytes::copy_from_slice(&data[..300_000])))
+        .unwrap();
+    let push = tokio::spawn({
+        let (node_a, repo, digest) = (node_a.clone(), repo.clone(), digest.clone());
+        async move { node_a.push_blob(&repo, &digest, rx).await }
+    });
+    let uploads = dir.path().join("uploads");
+    let written = |n: u64| {
+        std::fs::read_dir(&uploads)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.metadata().unwrap().len() == n)
+    };
+    for _ in 0..500 {
+        if written(300_000) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(written(300_000), "node A's push never reached the store");
+
+    // An upload abandoned two hours ago, without a row (a node died mid-push).
+    let abandoned = uploads.join("0ld-orphan");
+    std::fs::write(&abandoned, b"partial").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&abandoned)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+
+    // Node B sweeps with a one-hour limit: only the abandoned upload goes.
+    assert_eq!(
+        node_b
+            .expire_uploads(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!abandoned.exists());
+
+    // Node A's push finishes and its blob is whole.
+    tx.unbounded_send(Ok(Bytes::copy_from_slice(&data[300_000..])))
+        .unwrap();
+    drop(tx);
+    assert_eq!(push.await.unwrap().unwrap(), data.len() as u64);
+    assert_eq!(read_all(&node_b, &repo, &digest).await, data);
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+}
+
+/// The staleness bound across nodes: two `Registry` values on one metadata database stand
+/// in for two nodes. Node B runs its follower as `berth serve` does; a tag moved through
+/// node A is served by B within one follow interval (with slack for a loaded machine),
+/// while a node without a follower keeps serving its cached, stale answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_on_one_node_is_served_by_another_within_the_follow_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node_a, node_c) = (registry(dir.path()), registry(dir.path()));
+    let node_b = Arc::new(registry(dir.path()));
+    let repo = crate::test_repo("cluster/app");
+    let cfg = b"{}";
+    let cfg_d = Digest::sha256_of(cfg);
+    node_a.push_blob(&repo, &cfg_d, body(&[cfg])).await.unwrap();
+    let m = |n: u32| {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cfg_d}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
+        ))
+    };
+    let tag: Reference = "prod".parse().unwrap();
+    let first = node_a.put_manifest(&repo, &tag, None, m(1)).await.unwrap();
+    // B and C cache the tag.
+    for node in [&*node_b, &node_c] {
+        assert_eq!(
+            node.get_manifest(&repo, &tag).await.unwrap().digest,
+            first.digest
+        );
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn({
+        let node_b = node_b.clone();
+        async move {
+            node_b
+                .follow_cache(crate::CACHE_FOLLOW_EVERY, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // Let the follower find the outbox's end before the move.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let moved = std::time::Instant::now();
+    let second = node_a.put_manifest(&repo, &tag, None, m(2)).await.unwrap();
+    let bound = crate::CACHE_FOLLOW_EVERY * 2 + std::time::Duration::from_secs(2);
+    loop {
+        let served = node_b
+            .get_manifest(&repo, &tag)
+            .await
+            .unwrap()
+            .digest
+            .clone();
+        if served == second.digest {
+            break;
+        }
+        assert_eq!(served, first.digest);
+        assert!(
+            moved.elapsed() < bound,
+            "node B still served the old tag {:?} after the move",
+            moved.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Without a follower the cache stays stale: the follower is what keeps nodes coherent.
+    assert_eq!(
+        node_c.get_manifest(&repo, &tag).await.unwrap().digest,
+        first.digest
+    );
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+}
+
+/// At the start of a process that alone writes its store, an upload without a row is what
+/// its own crash cut off and goes at once; an upload with a row waits for the idle limit.
+#[tokio::test]
+async fn the_start_of_a_sole_writer_removes_its_crashs_uploads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = crate::test_repo("solo");
+    let r = registry(dir.path());
+    let open = r.start_upload(&repo).await.unwrap();
+    let cut_off = dir.path().join("uploads").join("cut-0ff");
+    std::fs::write(&cut_off, b"partial").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    // A sweep that other nodes may share spares the young upload...
+    assert_eq!(r.expire_uploads(hour).await.unwrap(), 0);
+    assert!(cut_off.exists());
+    // ...the sole writer's start-up sweep does not.
+    assert_eq!(r.expire_uploads_of_own_crash(hour).await.unwrap(), 1);
+    assert!(!cut_off.exists());
+    assert_eq!(r.upload_status(&repo, &open.id).await.unwrap().offset, 0);
 }

@@ -152,7 +152,8 @@ impl Uploads {
     pub(crate) async fn start(&self, repo: &RepositoryName) -> Result<UploadStatus> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
-        // Hold the upload's slot while its file exists without a row, so expiry leaves it be.
+        // The upload exists without a row for a moment: its fresh store time keeps every
+        // node's sweep off it, and the slot this process's.
         let slot_arc = self.active.slot(&id);
         let mut slot = slot_arc.lock().await;
         self.blobs.create_upload(&id).await?;
@@ -394,8 +395,10 @@ impl Uploads {
         }
     }
 
-    /// A whole blob in one request, never registered as an upload row: if the process
-    /// dies midway the orphaned upload file is swept by [`Uploads::expire`].
+    /// A whole blob in one request, never registered as an upload row (no write on the
+    /// hot path): while it is written the store's modification time keeps every node's
+    /// sweep off it, and if the process dies midway the orphaned upload is swept by
+    /// [`Uploads::expire`] once idle.
     pub(crate) async fn monolithic<S>(
         &self,
         repo: &RepositoryName,
@@ -445,27 +448,48 @@ impl Uploads {
         Ok(())
     }
 
-    /// Deletes uploads idle for longer than `max_idle`, and upload files that no upload
-    /// row owns and no request in this process is writing. Returns how many went.
-    pub(crate) async fn expire(&self, max_idle: Duration) -> Result<usize> {
+    /// Deletes uploads idle for longer than `max_idle`: rows whose upload was neither
+    /// touched nor written within it, and store uploads that no row owns and that nobody
+    /// wrote within `rowless_idle` (`max_idle`, or zero at the start of a process that
+    /// alone writes its store). Returns how many went.
+    ///
+    /// Every node sweeps the same shared stores, and a node knows only its own requests,
+    /// so "in progress" is decided from what every node sees: the row's `updated` time and
+    /// the store's own time of the upload's last write. An upload without a row (being
+    /// created, or a single-request push, which never has one) is young while any node
+    /// writes it. The bound: a single request that writes for longer than `max_idle`
+    /// without finishing may lose its upload to another node's sweep.
+    pub(crate) async fn expire(&self, max_idle: Duration, rowless_idle: Duration) -> Result<usize> {
         let before = now_ms() - max_idle.as_millis() as i64;
+        let rowless_before = now_ms() - rowless_idle.as_millis() as i64;
+        let mut in_store: HashMap<String, i64> = self
+            .blobs
+            .list_uploads()
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.modified_ms))
+            .collect();
         let mut removed = 0;
         for id in self.uploads.stale_uploads(before).await? {
-            if self.active.is_busy(&id) {
+            // A chunk finished lately (on any node) counts as activity: rows are touched
+            // only every `TOUCH_EVERY_MS`.
+            let written_lately = in_store.get(&id).is_some_and(|&at| at >= before);
+            if written_lately || self.active.is_busy(&id) {
                 continue;
             }
             self.active.forget(&id);
             self.blobs.abort_upload(&id).await?;
             self.uploads.delete_upload(&id).await?;
+            in_store.remove(&id);
             removed += 1;
         }
-        for id in self.blobs.list_uploads().await? {
-            if !self.active.is_busy(&id) && self.uploads.get_upload(&id).await?.is_none() {
-                // Re-check after the lookup: a push may have started meanwhile.
-                if !self.active.is_busy(&id) {
-                    self.blobs.abort_upload(&id).await?;
-                    removed += 1;
-                }
+        for (id, modified_ms) in in_store {
+            if modified_ms >= rowless_before || self.active.is_busy(&id) {
+                continue;
+            }
+            if self.uploads.get_upload(&id).await?.is_none() && !self.active.is_busy(&id) {
+                self.blobs.abort_upload(&id).await?;
+                removed += 1;
             }
         }
         Ok(removed)

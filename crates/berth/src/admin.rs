@@ -6,34 +6,19 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use berth_config::{Config, StorageConfig};
+use berth_config::Config;
 use berth_meta::iam::{
     AccessKeyRecord, Account, IamError, KeyOwner, KeyStatus, NewAccessKey, NewUser, User,
 };
-use berth_meta::secrets::MasterKey;
 use berth_meta::settings::{AppliedFor, CreationTemplate, ROOT_PREFIX};
 use berth_meta::{EcrSettingsStore, IamStore, SettingsError};
 
 /// The administrator's AWS shared-credentials file, in the data directory.
 pub const ADMIN_CREDENTIALS: &str = "admin.credentials";
-/// The key sealing stored secrets, in the data directory.
-pub const MASTER_KEY: &str = "master.key";
-
-/// The IAM store of `stores`, with the master key (created on first use).
-pub fn open_iam(
-    storage: &StorageConfig,
-    stores: &crate::stores::MetaStores,
-) -> anyhow::Result<Arc<dyn IamStore>> {
-    let key = MasterKey::load_or_create(&storage.data_dir.join(MASTER_KEY))
-        .context("loading the master key")?;
-    Ok(stores.iam(key))
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -306,8 +291,7 @@ pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyho
         // The registry exists (`crate::data_dir::require_existing`): its master key is
         // loaded, never created, and no account or key is made behind the operator's back.
         let stores = crate::stores::open(&cfg)?;
-        let key = MasterKey::load(&cfg.storage.data_dir.join(MASTER_KEY))
-            .context("loading the master key")?;
+        let key = crate::master_key::load(&cfg.storage, crate::master_key::Missing::Refuse)?;
         let iam = stores.iam(key);
         if let IamAction::CreateAccount { alias } = action {
             let Some(account) = account else {
@@ -433,6 +417,16 @@ async fn rotate_admin_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The IAM store of `stores`, with the configured master key (the data directory's is
+    /// created on first use), as `berth serve` opens it.
+    fn open_iam(
+        storage: &berth_config::StorageConfig,
+        stores: &crate::stores::MetaStores,
+    ) -> anyhow::Result<std::sync::Arc<dyn IamStore>> {
+        let key = crate::master_key::load(storage, crate::master_key::Missing::Create)?;
+        Ok(stores.iam(key))
+    }
 
     fn config(dir: &Path) -> Config {
         let mut cfg = Config::default();

@@ -26,9 +26,6 @@ use crate::observe::Metrics;
 
 /// How often unfinished restores are retried and the archive swept.
 const ARCHIVE_EVERY: Duration = Duration::from_secs(600);
-/// How often this node's cache reads the event outbox (the staleness bound for changes
-/// made by other processes).
-const CACHE_FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts every background worker; the returned runtime's `shutdown` stops them.
 pub async fn start(
@@ -47,13 +44,22 @@ pub async fn start(
     }
     tracing::debug!(node = %jobs.node(), "background workers start");
 
-    // What a crash of this process left in uploads/ (files without a row) goes before it
-    // serves, whoever runs the periodic pass; then the pass, once per cluster.
+    // Before serving, whoever runs the periodic pass: what a crash of this process left.
+    // On the disk backend this process alone writes the store (its data directory is
+    // locked), so uploads without a row go at once; a shared store (S3) is swept by the
+    // idle limit only, since a row-less upload there may be another node's push in flight.
+    // Then the pass, once per cluster.
     let max_idle = Duration::from_secs(cfg.uploads.max_idle_secs);
-    let expire = upload_expiry(registry.clone(), max_idle);
-    if let Err(e) = expire().await {
-        tracing::warn!(error = %e, "upload expiry at start failed");
+    let at_start = match cfg.storage.backend {
+        berth_config::StorageBackend::Disk => registry.expire_uploads_of_own_crash(max_idle).await,
+        berth_config::StorageBackend::S3 => registry.expire_uploads(max_idle).await,
+    };
+    match at_start {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "expired abandoned uploads at start"),
+        Err(e) => tracing::warn!(error = %e, "upload expiry at start failed"),
     }
+    let expire = upload_expiry(registry.clone(), max_idle);
     let sweep = Duration::from_secs(cfg.uploads.sweep_interval_secs);
     jobs.spawn_periodic(Periodic::new("upload-expiry", sweep), expire);
     if cfg.gc.enabled {
@@ -95,7 +101,7 @@ pub async fn start(
     // node's manifest cache through the event outbox.
     let r = registry.clone();
     jobs.spawn_local("cache-follower", move |cancel| async move {
-        r.follow_cache(CACHE_FOLLOW_EVERY, cancel.cancelled_owned())
+        r.follow_cache(berth_registry::CACHE_FOLLOW_EVERY, cancel.cancelled_owned())
             .await
     });
     jobs.spawn_local("pull-times", |cancel| {

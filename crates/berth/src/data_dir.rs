@@ -47,8 +47,10 @@ pub fn require_existing(storage: &StorageConfig) -> anyhow::Result<()> {
     if !dir.exists() {
         bail!("data directory {} does not exist; {hint}", dir.display());
     }
-    for file in [META_DB, crate::admin::MASTER_KEY] {
-        if !dir.join(file).is_file() {
+    for file in [META_DB, crate::master_key::MASTER_KEY] {
+        // A key named by the configuration lives elsewhere.
+        let elsewhere = file == crate::master_key::MASTER_KEY && storage.master_key_configured();
+        if !elsewhere && !dir.join(file).is_file() {
             bail!(
                 "{} holds no Berth registry (no {file}); {hint}",
                 dir.display()

@@ -16,6 +16,7 @@ mod lifecycle_cli;
 mod listener;
 mod logging;
 mod malloc;
+mod master_key;
 mod observe;
 mod policy_cli;
 mod serve;

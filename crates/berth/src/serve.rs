@@ -166,10 +166,7 @@ fn root_service(
 
 /// The ECR edge's settings from the configuration; the login token key is derived from
 /// the master key.
-fn ecr_config(cfg: &Config) -> anyhow::Result<berth_ecr_api::EcrConfig> {
-    let key =
-        berth_meta::secrets::MasterKey::load(&cfg.storage.data_dir.join(crate::admin::MASTER_KEY))
-            .context("loading the master key")?;
+fn ecr_config(cfg: &Config, login_token_key: [u8; 32]) -> anyhow::Result<berth_ecr_api::EcrConfig> {
     let default_account = cfg
         .registry
         .account_id
@@ -183,7 +180,7 @@ fn ecr_config(cfg: &Config) -> anyhow::Result<berth_ecr_api::EcrConfig> {
         ),
         region: cfg.registry.region.clone(),
         public_host: cfg.registry.public_host.clone(),
-        login_token_key: key.login_token_key(),
+        login_token_key,
         max_skew: berth_ecr_api::EcrConfig::ECR_MAX_SKEW,
     })
 }
@@ -218,8 +215,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Held until the process exits: a second server on this directory is refused.
     let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
     let stores = crate::stores::open(&cfg)?;
-    let iam = crate::admin::open_iam(&cfg.storage, &stores)?;
+    // One key for the whole cluster: it seals secrets and signs tokens and grants.
+    let key = crate::master_key::load(&cfg.storage, crate::master_key::Missing::Create)?;
+    let key_source = crate::master_key::source(&cfg.storage);
+    let login_token_key = key.login_token_key();
+    let key_id = key.id_hex();
+    let iam = stores.iam(key);
     crate::admin::bootstrap(&*iam, &*stores.settings, &cfg).await?;
+    crate::master_key::check_matches_database(&*iam, &key_id, &key_source).await?;
     let (registry, provisioner) = open_registry(&cfg.storage, &stores).await?;
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),
@@ -228,7 +231,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Lifecycle policies: served by the ECR API, executed by a background pass.
     let lifecycle =
         berth_registry::lifecycle::Lifecycle::new(registry.clone(), stores.lifecycle.clone());
-    let ecr_config = ecr_config(&cfg)?;
+    let ecr_config = ecr_config(&cfg, login_token_key)?;
     let gate_config = berth_oci_api::gate::GateConfig {
         hosts: ecr_config.hosts.clone(),
         region: ecr_config.region.clone(),

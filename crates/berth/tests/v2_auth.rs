@@ -475,3 +475,110 @@ fn bearer_challenge_mode_drives_skopeo_through_the_token_flow() {
         &env.docker_ref(&repo, "v1"),
     ]));
 }
+
+/// A master key file as an operator makes one for a cluster (32 random bytes, mode 0600).
+fn master_key_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut key)
+        .unwrap();
+    let path = dir.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &key).unwrap();
+    path
+}
+
+/// Nodes sharing a database must share the key that signs login tokens: a token one node
+/// issued is accepted by another that loads the same key (from a file, or as base64 in the
+/// environment), and refused by one with another key. Each node here has its own data
+/// directory and the same bootstrap administrator key, standing in for one database.
+#[test]
+fn nodes_with_one_master_key_accept_each_others_tokens() {
+    let keys = tempfile::tempdir().unwrap();
+    let shared = master_key_file(keys.path(), "cluster.key");
+    let other = master_key_file(keys.path(), "other.key");
+    let shared_b64 =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&shared).unwrap());
+    let file_env = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let node_a =
+        TestRegistry::start_with_env(&[("BERTH_STORAGE__MASTER_KEY_FILE", &file_env(&shared))]);
+    let node_b = TestRegistry::start_with_env(&[("BERTH_STORAGE__MASTER_KEY", &shared_b64)]);
+    let node_c =
+        TestRegistry::start_with_env(&[("BERTH_STORAGE__MASTER_KEY_FILE", &file_env(&other))]);
+    // The configured key is used, not a data-directory key made up by each node.
+    for node in [&node_a, &node_b, &node_c] {
+        assert!(!node.data_dir().unwrap().join("master.key").exists());
+    }
+    // Neither the key nor its base64 reaches the log.
+    assert!(!node_b.server_log().contains(&shared_b64));
+
+    let http = anonymous_http();
+    let token_url = format!(
+        "{}/v2/token?service={}&scope=repository:cluster/any:pull",
+        node_a.base_url(),
+        node_a.addr()
+    );
+    let resp = http
+        .get(&token_url)
+        .header("authorization", admin_basic_auth())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with_token = |node: &TestRegistry| {
+        http.get(node.v2(""))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with_token(&node_a), 200);
+    assert_eq!(with_token(&node_b), 200);
+    assert_eq!(with_token(&node_c), 401);
+}
+
+/// A node whose master key is not the one the database's secrets are sealed under refuses
+/// to start, naming both key ids, instead of failing every login later.
+#[test]
+fn a_node_with_another_master_key_than_the_database_refuses_to_start() {
+    let mut reg = TestRegistry::start_with_env(&[]);
+    let data = reg.data_dir().unwrap();
+    // (The data directory is removed when `reg` drops, after this test.)
+    let sealed_under = berth_meta::secrets::MasterKey::load(&data.join("master.key"))
+        .unwrap()
+        .id_hex();
+    let (status, by_itself) = reg.stop().unwrap();
+    assert!(by_itself && status.success());
+    let keys = tempfile::tempdir().unwrap();
+    let wrong = master_key_file(keys.path(), "wrong.key");
+    let wrong_id = berth_meta::secrets::MasterKey::load(&wrong)
+        .unwrap()
+        .id_hex();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("BERTH_CONFIG")
+        .env("BERTH_STORAGE__MASTER_KEY_FILE", &wrong)
+        .stdin(Stdio::null());
+    let out = run(cmd, CMD_TIMEOUT);
+    assert!(!out.success(), "{}", out.report());
+    let err = out.stderr_str();
+    assert!(
+        err.contains(&sealed_under) && err.contains(&wrong_id) && err.contains("master key"),
+        "{err}"
+    );
+}

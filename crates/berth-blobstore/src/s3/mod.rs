@@ -38,7 +38,9 @@ use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStore
 
 use berth_types::{Algorithm, Digest};
 
-use crate::{BlobInfo, BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadSink};
+use crate::{
+    BlobInfo, BlobStore, BlobStoreError, ByteRange, ByteStream, Result, UploadInfo, UploadSink,
+};
 
 use upload::UploadState;
 
@@ -443,18 +445,34 @@ impl BlobStore for S3BlobStore {
         inner.delete_quietly(&state_key).await
     }
 
-    async fn list_uploads(&self) -> Result<Vec<String>> {
-        let listing = self
+    /// One recursive listing of `uploads/`: an upload's time is that of its newest object
+    /// (the state is rewritten by every finished write, with a fresh tail beside it).
+    async fn list_uploads(&self) -> Result<Vec<UploadInfo>> {
+        let root = self.inner.key("uploads/");
+        let objects: Vec<object_store::ObjectMeta> = self
             .inner
             .s3
-            .list_with_delimiter(Some(&self.inner.key("uploads/")))
+            .list(Some(&root))
+            .try_collect()
             .await
             .map_err(remote)?;
-        Ok(listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|id| crate::valid_upload_id(id))
+        let mut newest: std::collections::BTreeMap<String, i64> = Default::default();
+        for meta in objects {
+            let Some(mut rest) = meta.location.prefix_match(&root) else {
+                continue;
+            };
+            let Some(id) = rest.next() else { continue };
+            let id = id.as_ref();
+            if !crate::valid_upload_id(id) {
+                continue;
+            }
+            let at = meta.last_modified.timestamp_millis();
+            let time = newest.entry(id.to_string()).or_insert(at);
+            *time = (*time).max(at);
+        }
+        Ok(newest
+            .into_iter()
+            .map(|(id, modified_ms)| UploadInfo { id, modified_ms })
             .collect())
     }
 

@@ -292,7 +292,13 @@ async fn a_prefix_keeps_berth_to_its_part_of_the_bucket() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].digest, digest);
     assert_eq!(
-        store.list_uploads().await.unwrap(),
+        store
+            .list_uploads()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect::<Vec<_>>(),
         vec!["open".to_string()]
     );
     let all = keys(store, "").await;

@@ -396,7 +396,7 @@ impl BlobStore for PausingStore {
     async fn abort_upload(&self, id: &str) -> berth_blobstore::Result<()> {
         self.inner.abort_upload(id).await
     }
-    async fn list_uploads(&self) -> berth_blobstore::Result<Vec<String>> {
+    async fn list_uploads(&self) -> berth_blobstore::Result<Vec<berth_blobstore::UploadInfo>> {
         self.inner.list_uploads().await
     }
     async fn presign(
