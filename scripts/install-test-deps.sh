@@ -66,8 +66,10 @@ fi
 if command -v garage >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/garage" ]; then
   step "garage present: $("${HOME}/.cargo/bin/garage" --version 2>/dev/null || garage --version)"
 else
-  step "cargo install garage --locked"
-  retry cargo install garage --locked
+  # Only what a single-node test server needs: the SQLite metadata engine (the harness's
+  # db_engine), bundled C libraries; no metrics, K2V or LMDB build.
+  step "cargo install garage --version 2.5.0 --locked (features bundled-libs, sqlite)"
+  retry cargo install garage --version 2.5.0 --locked --no-default-features --features bundled-libs,sqlite
 fi
 
 step "toolchain"
