@@ -16,6 +16,11 @@ mod connect;
 mod iam;
 mod jobs;
 mod meta;
+mod meta_blobs;
+mod meta_events;
+mod meta_images;
+mod meta_manifests;
+mod meta_repos;
 mod migrate;
 
 use std::future::Future;
