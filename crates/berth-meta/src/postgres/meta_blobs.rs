@@ -36,14 +36,17 @@ impl BlobLinkStore for PgMetaStore {
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
         let (name, d) = (repo.qualified(), digest.to_string());
         let client = self.db.client().await?;
-        let found = client
-            .query_opt(
+        // A pull's hot path (every blob GET and HEAD): prepared once per connection.
+        let st = client
+            .prepare_cached(
                 "SELECT b.size, l.orphaned_ms IS NOT NULL FROM blob_links l
                    JOIN repositories r ON r.id = l.repo_id
                    JOIN blobs b ON b.digest = l.digest
                  WHERE r.name = $1 AND l.digest = $2",
-                &[&name, &d],
             )
+            .await?;
+        let found = client
+            .query_opt(&st, &[&name, &d])
             .await?
             .map(|r| Ok::<_, MetaError>((r.try_get::<_, i64>(0)?, r.try_get::<_, bool>(1)?)))
             .transpose()?;

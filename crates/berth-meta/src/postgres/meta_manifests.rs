@@ -311,13 +311,16 @@ impl ManifestStore for PgMetaStore {
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>> {
         let client = self.db.client().await?;
-        client
-            .query_opt(
+        // A pull's hot path: the statement is prepared once per connection.
+        let st = client
+            .prepare_cached(
                 "SELECT m.media_type, m.body, m.pushed_ms FROM manifests m
                    JOIN repositories r ON r.id = m.repo_id
                  WHERE r.name = $1 AND m.digest = $2",
-                &[&repo.qualified(), &digest.to_string()],
             )
+            .await?;
+        client
+            .query_opt(&st, &[&repo.qualified(), &digest.to_string()])
             .await?
             .map(|r| {
                 Ok(ManifestRecord {
@@ -332,12 +335,14 @@ impl ManifestStore for PgMetaStore {
 
     async fn resolve_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
         let client = self.db.client().await?;
-        client
-            .query_opt(
+        let st = client
+            .prepare_cached(
                 "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id
                  WHERE r.name = $1 AND t.name = $2",
-                &[&repo.qualified(), &tag.as_str()],
             )
+            .await?;
+        client
+            .query_opt(&st, &[&repo.qualified(), &tag.as_str()])
             .await?
             .map(|r| parse_digest(r.try_get(0)?))
             .transpose()

@@ -496,3 +496,90 @@ async fn a_reader_following_the_outbox_never_skips_an_event() {
     );
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
 }
+
+/// A repository of 10,000 images (every other one tagged, some twice) paged through by
+/// `describe_images` for each tag status and by `list_images`: every image once, in
+/// byte order of digests (and tags), each page one query, with its tags and sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pages_walk_ten_thousand_images_in_byte_order() {
+    use crate::{ImageId, ImageStore, TagStatus};
+    let db = database();
+    let store = node(&db).await;
+    let app = repo("big/app");
+    store
+        .create_repository(&app, &RepositorySettings::default(), 1)
+        .await
+        .unwrap();
+    // The rows `put_manifest` writes, in one statement each (a test shortcut).
+    db.psql(
+        "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms, image_size)
+         SELECT r.id, 'sha256:' || encode(sha256(i::text::bytea), 'hex'), 'm', 1, '\\x00', i, 1234
+         FROM repositories r, generate_series(0, 9999) i;
+         INSERT INTO tags (repo_id, name, digest, updated_ms)
+         SELECT r.id, t || i, 'sha256:' || encode(sha256(i::text::bytea), 'hex'), 1
+         FROM repositories r, generate_series(0, 9999, 2) i, unnest(ARRAY['A', 'b']) t
+         WHERE t = 'A' OR i % 10 = 0;",
+    )
+    .unwrap();
+    for (status, expected) in [
+        (TagStatus::Any, 10_000),
+        (TagStatus::Tagged, 5_000),
+        (TagStatus::Untagged, 5_000),
+    ] {
+        let (mut seen, mut after) = (Vec::<Digest>::new(), None::<Digest>);
+        loop {
+            let page = store
+                .describe_images(&app, status, after.as_ref(), 300)
+                .await
+                .unwrap()
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            for image in &page {
+                assert_eq!(image.size, 1234);
+                let tagged = !image.tags.is_empty();
+                assert!(status != TagStatus::Tagged || tagged);
+                assert!(status != TagStatus::Untagged || !tagged);
+                let mut sorted = image.tags.clone();
+                sorted.sort();
+                assert_eq!(image.tags, sorted);
+            }
+            after = Some(last.digest.clone());
+            seen.extend(page.into_iter().map(|i| i.digest));
+        }
+        assert_eq!(seen.len(), expected, "{status:?}");
+        let texts: Vec<String> = seen.iter().map(|d| d.to_string()).collect();
+        assert!(texts.windows(2).all(|w| w[0] < w[1]), "{status:?}");
+    }
+    let (mut listed, mut after) = (Vec::<ImageId>::new(), None::<ImageId>);
+    loop {
+        let page = store
+            .list_images(&app, TagStatus::Any, after.as_ref(), 700)
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        listed.extend(page);
+        after = Some(last);
+    }
+    // One entry per tag (5,000 + 1,000) and per untagged image (5,000).
+    assert_eq!(listed.len(), 11_000);
+    let keys: Vec<(String, String)> = listed
+        .iter()
+        .map(|i| (i.digest.to_string(), i.tag.clone().unwrap_or_default()))
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    // Upper case sorts before lower case in byte order ('A' < 'b'), as on SQLite.
+    let tags_of_first_tagged: Vec<&str> = listed
+        .iter()
+        .filter(|i| i.digest == Digest::sha256_of(b"0"))
+        .filter_map(|i| i.tag.as_deref())
+        .collect();
+    assert_eq!(tags_of_first_tagged, ["A0", "b0"]);
+    assert!(store
+        .describe_images(&repo("big/absent"), TagStatus::Any, None, 10)
+        .await
+        .unwrap()
+        .is_none());
+}
