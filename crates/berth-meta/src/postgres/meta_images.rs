@@ -323,7 +323,9 @@ impl PullTimeStore for PgMetaStore {
         if pulls.is_empty() {
             return Ok(0);
         }
-        // One lock order for every node flushing at once (fewer deadlocks to retry).
+        // Each pull's manifest is locked `FOR KEY SHARE` as it is read: a manifest deleted
+        // meanwhile is skipped (its pull dropped, as on SQLite) instead of failing the
+        // foreign key. One lock order for every node flushing at once (fewer deadlocks).
         let mut pulls: Vec<(&str, String, i64)> = pulls
             .iter()
             .map(|p| (p.repository.qualified(), p.digest.to_string(), p.at_ms))
@@ -340,6 +342,7 @@ impl PullTimeStore for PgMetaStore {
                          SELECT m.repo_id, m.digest, $3 FROM manifests m
                            JOIN repositories r ON r.id = m.repo_id
                          WHERE r.name = $1 AND m.digest = $2
+                         FOR KEY SHARE OF m
                          ON CONFLICT (repo_id, digest) DO UPDATE
                            SET last_pull_ms = GREATEST(image_pulls.last_pull_ms, excluded.last_pull_ms)",
                     )

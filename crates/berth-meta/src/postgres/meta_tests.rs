@@ -583,3 +583,60 @@ async fn image_pages_walk_ten_thousand_images_in_byte_order() {
         .unwrap()
         .is_none());
 }
+
+/// Pushes, pull-time flushes, image deletes and forced repository deletes on one
+/// repository from several nodes at once: every push and flush succeeds (a write that
+/// finds its repository or manifest deleted meanwhile creates it again or drops its pull,
+/// as one writer would order them), every delete succeeds or finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_flushes_and_deletes_on_one_repository_all_complete() {
+    use crate::{DeleteImageOutcome, ImageStore, PullTimeUpdate};
+    let db = database();
+    let nodes = nodes(&db).await;
+    let app = repo("churn/app");
+    let m = manifest("churn", vec![], vec![], Some("v1"));
+    for round in 0..ROUNDS * 3 {
+        let (app2, m2) = (app.clone(), m.clone());
+        let results = on_every_node(&nodes, move |i, n| {
+            let (app, m) = (app2.clone(), m2.clone());
+            async move {
+                match i {
+                    0 => n.put_manifest(&app, &m).await.map(|_| "pushed"),
+                    1 => n
+                        .record_pull_times(&[PullTimeUpdate {
+                            repository: app.clone(),
+                            digest: m.digest.clone(),
+                            at_ms: round as i64,
+                        }])
+                        .await
+                        .map(|_| "flushed"),
+                    2 => match n.delete_image(&app, Some(&m.digest), None).await {
+                        Ok(DeleteImageOutcome::Deleted { .. } | DeleteImageOutcome::NotFound) => {
+                            Ok("deleted image")
+                        }
+                        other => panic!("round {round}: {other:?}"),
+                    },
+                    _ => match n.delete_repository(&app, true).await {
+                        Ok(_) | Err(MetaError::RepositoryNotFound(_)) => Ok("deleted repository"),
+                        Err(e) => Err(e),
+                    },
+                }
+            }
+        })
+        .await;
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "round {round}: {results:?}"
+        );
+    }
+    // What is left is consistent: a tag only on a stored manifest, in an existing repository.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM tags t LEFT JOIN manifests m
+               ON m.repo_id = t.repo_id AND m.digest = t.digest WHERE m.digest IS NULL"
+        )
+        .await,
+        0
+    );
+}
