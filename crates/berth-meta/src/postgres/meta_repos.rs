@@ -3,11 +3,11 @@
 //!
 //! Rows locked (READ COMMITTED, every lock held to the end of its transaction):
 //! - a write that needs its repository to exist (a push's blob commit, mount, manifest)
-//!   creates it if absent with `INSERT ... ON CONFLICT DO NOTHING` (of nodes creating it at
-//!   once, one inserts and the others wait for it, then insert nothing: one row, created
-//!   once) and then locks it — `FOR KEY SHARE` for blobs and links, `FOR SHARE` for a
-//!   manifest (whose tag decision reads the repository's mutability settings, which
-//!   `set_tag_mutability`'s `UPDATE` cannot change meanwhile);
+//!   locks its row, creating it first if absent with `INSERT ... ON CONFLICT DO NOTHING`
+//!   (of nodes creating it at once, one inserts and the others wait for it, then insert
+//!   nothing: one row, created once). The lock is `FOR KEY SHARE` for blobs and links,
+//!   `FOR SHARE` for a manifest (whose tag decision reads the repository's mutability
+//!   settings, which `set_tag_mutability`'s `UPDATE` cannot change meanwhile);
 //! - `delete_repository` locks the row `FOR UPDATE` before deciding, so it waits for every
 //!   write into the repository in progress and no write starts in it until it commits (a
 //!   write that then finds the row gone creates the repository again, as after a delete on
@@ -24,8 +24,8 @@ use crate::{EventKind, MetaError, RepositoryRecord, RepositorySettings, Reposito
 const REPO_COLUMNS: &str =
     "name, created_ms, image_tag_mutability, created_by_api, tag_mutability_exclusions";
 
-/// Times a write re-creates its repository when a concurrent deletion removed it between
-/// the insert and the lock (each round waits for that deletion to commit, so more than a
+/// Rounds of "lock the repository, else create it" (a round fails only when a concurrent
+/// deletion removed the row, and each waits for that deletion to commit, so more than a
 /// couple means something else is wrong).
 const ENSURE_ROUNDS: usize = 8;
 
@@ -107,12 +107,8 @@ pub(super) async fn ensure_repo<C: GenericClient>(
         lock.clause()
     );
     for _ in 0..ENSURE_ROUNDS {
-        tx.execute(
-            "INSERT INTO repositories (name, created_ms) VALUES ($1, $2)
-             ON CONFLICT (name) DO NOTHING",
-            &[&name, &now_ms],
-        )
-        .await?;
+        // Usually it exists: one statement. (Inserting first would also draw an id from
+        // the sequence on every write, for nothing.)
         if let Some(r) = tx.query_opt(&select, &[&name]).await? {
             return Ok(LockedRepo {
                 id: r.try_get(0)?,
@@ -120,8 +116,15 @@ pub(super) async fn ensure_repo<C: GenericClient>(
                 filters: filters_from_json(r.try_get(2)?)?,
             });
         }
-        // Deleted between the insert and the lock by a transaction that has now
-        // committed: create it again.
+        // Absent (or deleted by a transaction that committed while this one waited for
+        // its lock): create it; of nodes doing so at once, one inserts and the others
+        // wait for it, then insert nothing. The next round locks the row either way.
+        tx.execute(
+            "INSERT INTO repositories (name, created_ms) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING",
+            &[&name, &now_ms],
+        )
+        .await?;
     }
     Err(db_error(format!(
         "repository {name} kept being deleted while a write created it"
