@@ -3,10 +3,13 @@
 //! Garbage collection and these writes agree through the `blobs` row (see [`crate::gc`]:
 //! a blob's deletion and anything that makes it referenced are serialized on its digest).
 //! Rows locked:
-//! - `commit_blob` upserts the `blobs` row (`INSERT ... ON CONFLICT DO UPDATE`, an
-//!   exclusive row lock that waits for a deletion holding the row `FOR UPDATE`), and only
-//!   then, in a later statement that sees what committed meanwhile, checks for a deletion
-//!   in progress (`blob_deletions`); its link is upserted (exclusive lock on the link row);
+//! - `commit_blob` takes the digest's transaction-level advisory lock
+//!   (`pg_advisory_xact_lock(hashtext(digest))`, for deletions of bytes that have no row to
+//!   lock), then upserts the `blobs` row (`INSERT ... ON CONFLICT DO UPDATE`, an exclusive
+//!   row lock that waits for a deletion holding the row `FOR UPDATE`), and only then, in a
+//!   later statement that sees what committed meanwhile, checks for a deletion in progress
+//!   (`blob_deletions`); its link is upserted (exclusive lock on the link row). A deciding
+//!   GC transaction that takes both should take them in the same order;
 //! - `mount_blob` reads the source link and its blob `FOR SHARE OF l, b`: neither can be
 //!   deleted before the new link commits, and a deletion already holding them is waited
 //!   for (then the blob is reported absent);
@@ -86,6 +89,10 @@ impl BlobLinkStore for PgMetaStore {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
                 let repo = ensure_repo(&*tx, name, now, RepoLock::KeyShare).await?;
+                // The digest's advisory lock (the one `crate::gc` names), for a deletion of
+                // bytes no `blobs` row records, which has no row to lock; then the row.
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[d])
+                    .await?;
                 // Recording a blob references it: any garbage-collection mark goes. The
                 // upsert locks the row (waiting for a deletion that holds it).
                 tx.execute(

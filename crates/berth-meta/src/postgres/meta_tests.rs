@@ -640,3 +640,35 @@ async fn pushes_flushes_and_deletes_on_one_repository_all_complete() {
         0
     );
 }
+
+/// Bytes no row records being deleted (garbage collection holds the digest's advisory
+/// lock and records the deletion): a commit of that digest waits for it and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blob_commit_waits_for_a_deletion_of_unrecorded_bytes_and_is_refused() {
+    let db = database();
+    let store = node(&db).await;
+    let app = repo("gc/unrecorded");
+    let blob = Digest::sha256_of(b"stray bytes");
+    let d = blob.to_string();
+    let mut gc = store.db().client().await.unwrap();
+    let tx = gc.transaction().await.unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&d])
+        .await
+        .unwrap();
+    let (s, a, b2) = (store.clone(), app.clone(), blob.clone());
+    let commit = tokio::spawn(async move { s.commit_blob(&a, &b2, 5, None).await });
+    wait_for_a_lock_wait(&store).await;
+    tx.execute(
+        "INSERT INTO blob_deletions (digest, started_ms) VALUES ($1, 1)",
+        &[&d],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let err = commit.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, MetaError::BlobBeingDeleted(x) if *x == blob),
+        "{err:?}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM blobs").await, 0);
+}
