@@ -672,3 +672,56 @@ async fn a_blob_commit_waits_for_a_deletion_of_unrecorded_bytes_and_is_refused()
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM blobs").await, 0);
 }
+
+/// A link garbage collection marked is reported present and its mark cleared (the client
+/// seeing it gets a whole grace period), one by one and in a batch; a link collected
+/// meanwhile is reported absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeing_a_marked_link_clears_its_mark() {
+    let db = database();
+    let store = node(&db).await;
+    let app = repo("gc/marks");
+    let (one, two, gone) = (
+        Digest::sha256_of(b"one"),
+        Digest::sha256_of(b"two"),
+        Digest::sha256_of(b"gone"),
+    );
+    for (d, size) in [(&one, 1), (&two, 2), (&gone, 3)] {
+        store.commit_blob(&app, d, size, None).await.unwrap();
+    }
+    db.psql("UPDATE blob_links SET orphaned_ms = 5").unwrap();
+    assert_eq!(store.linked_blob(&app, &one).await.unwrap(), Some(1));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM blob_links WHERE orphaned_ms IS NULL"
+        )
+        .await,
+        1
+    );
+    db.psql(&format!("DELETE FROM blob_links WHERE digest = '{gone}'"))
+        .unwrap();
+    let absent = Digest::sha256_of(b"never");
+    assert_eq!(
+        store
+            .linked_blobs(&app, &[two.clone(), absent, gone, one, two])
+            .await
+            .unwrap(),
+        vec![Some(2), None, None, Some(1), Some(2)]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM blob_links WHERE orphaned_ms IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        store
+            .linked_blobs(&repo("gc/none"), &[Digest::sha256_of(b"one")])
+            .await
+            .unwrap(),
+        vec![None]
+    );
+}
