@@ -174,6 +174,8 @@ impl From<tokio_postgres::Error> for MetaError {
 #[cfg(test)]
 mod jobs_tests;
 #[cfg(test)]
+mod meta_page_tests;
+#[cfg(test)]
 mod meta_tests;
 #[cfg(test)]
 mod tests;
