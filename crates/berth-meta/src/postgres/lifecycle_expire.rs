@@ -5,25 +5,10 @@
 use tokio_postgres::GenericClient;
 
 use super::lifecycle::{tags_to_json, REF_MANIFEST};
+// The outbox write with the lock that keeps event ids in commit order (see meta_events).
+use super::meta_events::record_event;
 use crate::lifecycle::{ExpireOutcome, Expiry};
 use crate::{EventKind, Result};
-
-/// Appends to the event outbox (in the caller's transaction).
-async fn record_event<C: GenericClient>(
-    c: &C,
-    kind: EventKind,
-    repo: &str,
-    digest: Option<&str>,
-    tag: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    c.execute(
-        "INSERT INTO events (at_ms, kind, repository, digest, tag) VALUES ($1, $2, $3, $4, $5)",
-        &[&now, &kind.as_str(), &repo, &digest, &tag],
-    )
-    .await?;
-    Ok(())
-}
 
 pub(super) async fn insert_lifecycle_event<C: GenericClient>(
     c: &C,

@@ -19,6 +19,11 @@ mod jobs;
 mod lifecycle;
 mod lifecycle_expire;
 mod meta;
+mod meta_blobs;
+mod meta_events;
+mod meta_images;
+mod meta_manifests;
+mod meta_repos;
 mod migrate;
 mod settings;
 mod settings_rows;
@@ -177,5 +182,9 @@ mod jobs_tests;
 mod lifecycle_tests;
 #[cfg(test)]
 mod settings_tests;
+#[cfg(test)]
+mod meta_page_tests;
+#[cfg(test)]
+mod meta_tests;
 #[cfg(test)]
 mod tests;
