@@ -12,7 +12,9 @@
 //! ([`PgJobStore`]) are implemented; the binary cannot select this backend until every
 //! store trait is.
 
+mod archive;
 mod connect;
+mod gc;
 mod iam;
 mod jobs;
 mod meta;
@@ -166,6 +168,8 @@ impl From<tokio_postgres::Error> for MetaError {
     }
 }
 
+#[cfg(test)]
+mod gc_tests;
 #[cfg(test)]
 mod jobs_tests;
 #[cfg(test)]

@@ -1,0 +1,698 @@
+//! [`GcStore`] and [`ArchiveStore`] of [`PgMetaStore`] against a real server (the throwaway
+//! cluster of `berth-testkit`, a fresh database per test), before the other metadata traits
+//! exist on this backend: rows the other traits would write (repositories, blobs, links,
+//! manifests and their references) are inserted with SQL, and the shared suites
+//! (`gc_suite`, `archive_suite`) run once every trait is implemented. Several pools on one
+//! database stand for several nodes racing a deletion against a pin or a link.
+
+use std::sync::{Arc, Mutex};
+
+use berth_testkit::postgres::{shared, PgDatabase};
+use berth_types::{Digest, RepositoryName};
+use tokio::sync::Barrier;
+
+use super::{PgDb, PgMetaStore, PgOptions};
+use crate::archive::{ArchiveOutcome, ArchiveStore, ImageStatus};
+use crate::gc::{BlobDeleter, GcStore};
+use crate::MetaError;
+
+const ACC: &str = "111122223333";
+
+fn database() -> PgDatabase<'static> {
+    shared().create_database().unwrap()
+}
+
+/// One node: its own pool on `db`.
+async fn node(db: &PgDatabase<'_>) -> PgMetaStore {
+    PgMetaStore::new(PgDb::connect(&PgOptions::new(db.url())).await.unwrap())
+}
+
+fn d(s: &str) -> Digest {
+    Digest::sha256_of(s.as_bytes())
+}
+
+fn repo(name: &str) -> RepositoryName {
+    RepositoryName::from_qualified(&format!("{ACC}/{name}")).unwrap()
+}
+
+fn sorted(mut v: Vec<Digest>) -> Vec<Digest> {
+    v.sort_by_key(|d| d.to_string());
+    v
+}
+
+/// Rows the other metadata traits write, written here with SQL.
+struct Rows<'a>(&'a PgMetaStore);
+
+impl Rows<'_> {
+    async fn exec(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> u64 {
+        self.0
+            .db
+            .client()
+            .await
+            .unwrap()
+            .execute(sql, params)
+            .await
+            .unwrap()
+    }
+
+    async fn repo(&self, name: &str) -> i64 {
+        let c = self.0.db.client().await.unwrap();
+        c.query_one(
+            "INSERT INTO repositories (name, created_ms) VALUES ($1, 0)
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+            &[&repo(name).qualified()],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    }
+
+    /// `commit_blob` without its checks: the blob row and a link.
+    async fn blob(&self, repo_id: i64, digest: &Digest, size: i64) {
+        self.exec(
+            "INSERT INTO blobs (digest, size, created_ms) VALUES ($1, $2, 0)
+             ON CONFLICT (digest) DO UPDATE SET orphaned_ms = NULL",
+            &[&digest.to_string(), &size],
+        )
+        .await;
+        self.link(repo_id, digest).await;
+    }
+
+    async fn link(&self, repo_id: i64, digest: &Digest) {
+        self.exec(
+            "INSERT INTO blob_links (repo_id, digest, created_ms) VALUES ($1, $2, 0)
+             ON CONFLICT (repo_id, digest) DO UPDATE SET orphaned_ms = NULL",
+            &[&repo_id, &digest.to_string()],
+        )
+        .await;
+    }
+
+    async fn unlink(&self, repo_id: i64, digest: &Digest) {
+        self.exec(
+            "DELETE FROM blob_links WHERE repo_id = $1 AND digest = $2",
+            &[&repo_id, &digest.to_string()],
+        )
+        .await;
+    }
+
+    /// `put_manifest` without its checks: the manifest and its blob references.
+    async fn manifest(&self, repo_id: i64, body: &str, blobs: &[&Digest]) -> Digest {
+        let m = d(body);
+        self.exec(
+            "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms)
+             VALUES ($1, $2, 'application/vnd.oci.image.manifest.v1+json', 1, $3, 1)",
+            &[&repo_id, &m.to_string(), &body.as_bytes()],
+        )
+        .await;
+        for b in blobs {
+            self.exec(
+                "INSERT INTO manifest_refs (repo_id, manifest, kind, target) VALUES ($1, $2, 0, $3)",
+                &[&repo_id, &m.to_string(), &b.to_string()],
+            )
+            .await;
+        }
+        m
+    }
+
+    async fn delete_repository(&self, repo_id: i64) {
+        self.exec("DELETE FROM manifest_refs WHERE repo_id = $1", &[&repo_id])
+            .await;
+        self.exec("DELETE FROM manifests WHERE repo_id = $1", &[&repo_id])
+            .await;
+        self.exec("DELETE FROM repositories WHERE id = $1", &[&repo_id])
+            .await;
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let c = self.0.db.client().await.unwrap();
+        c.query_one(sql, &[]).await.unwrap().get(0)
+    }
+}
+
+async fn mark_all(store: &PgMetaStore, now: i64) -> (usize, usize) {
+    let (mut links, mut blobs, mut after) = (0, 0, None::<Digest>);
+    loop {
+        let page = store.gc_mark(after.as_ref(), 2, now).await.unwrap();
+        links += page.links_marked;
+        blobs += page.blobs_marked;
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return (links, blobs),
+        }
+    }
+}
+
+async fn candidates(store: &PgMetaStore, now: i64, cutoff: i64) -> Vec<Digest> {
+    let (mut out, mut after) = (Vec::new(), None::<Digest>);
+    loop {
+        let page = store
+            .gc_candidates(now, cutoff, after.as_ref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            return sorted(out);
+        };
+        after = Some(last.digest.clone());
+        out.extend(page.into_iter().map(|b| b.digest));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_sweeps_pins_and_rechecked_deletes() {
+    let db = database();
+    let store = node(&db).await;
+    let rows = Rows(&store);
+    let a = rows.repo("gc/a").await;
+    let (x, y, z) = (d("gc x"), d("gc y"), d("gc z"));
+    rows.blob(a, &x, 10).await;
+    rows.blob(a, &y, 20).await;
+    rows.blob(a, &z, 30).await;
+    rows.manifest(a, "gc image", &[&x, &y]).await;
+
+    assert_eq!(store.gc_pending().await.unwrap(), (0, 0));
+    assert_eq!(mark_all(&store, 100).await, (1, 0));
+    assert_eq!(store.gc_pending().await.unwrap(), (1, 30));
+    assert_eq!(mark_all(&store, 150).await, (0, 0), "marks are not renewed");
+    assert_eq!(store.gc_count_sweepable_links(150, 100).await.unwrap(), 1);
+    assert_eq!(store.gc_count_sweepable_links(150, 99).await.unwrap(), 0);
+    assert!(candidates(&store, 150, 149).await.is_empty());
+    assert_eq!(candidates(&store, 150, 150).await, vec![z.clone()]);
+
+    // The sweep respects the cut-off and marks the blob that lost its last link.
+    assert_eq!(store.gc_sweep_links(99, 200, 10).await.unwrap(), 0);
+    assert_eq!(store.gc_sweep_links(100, 200, 10).await.unwrap(), 1);
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM blob_links").await,
+        2,
+        "only z's link went"
+    );
+    assert_eq!(store.gc_pending().await.unwrap(), (1, 30));
+    assert!(candidates(&store, 300, 199).await.is_empty());
+    let page = store.gc_candidates(300, 200, None, 10).await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|b| (b.digest.clone(), b.size, b.orphaned_ms))
+            .collect::<Vec<_>>(),
+        vec![(z.clone(), 30, Some(200))]
+    );
+
+    // A pin protects it and clears its mark.
+    store.pin_blob("up1", &z, 250).await.unwrap();
+    assert_eq!(store.gc_pending().await.unwrap(), (0, 0), "a pin holds");
+    assert!(store
+        .gc_begin_delete(std::slice::from_ref(&z), i64::MAX - 1, 300)
+        .await
+        .unwrap()
+        .is_empty());
+    store.unpin_blob("up1").await.unwrap();
+    assert_eq!(mark_all(&store, 300).await, (0, 1));
+
+    // A manifest reference in another repository holds x and y once a's links are gone.
+    rows.delete_repository(a).await;
+    assert_eq!(
+        mark_all(&store, 500).await,
+        (0, 2),
+        "x and y, z kept its mark"
+    );
+    assert_eq!(
+        candidates(&store, 600, 500).await,
+        sorted(vec![x.clone(), y.clone(), z.clone()])
+    );
+    let all = [x.clone(), y.clone(), z.clone()];
+    assert!(
+        store
+            .gc_begin_delete(&all, 299, 600)
+            .await
+            .unwrap()
+            .is_empty(),
+        "every mark is after the cut-off"
+    );
+    store.pin_blob("up-y", &y, 600).await.unwrap();
+    let begun = store.gc_begin_delete(&all, 500, 600).await.unwrap();
+    assert_eq!(
+        sorted(begun.iter().map(|b| b.digest.clone()).collect()),
+        sorted(vec![x.clone(), z.clone()])
+    );
+    assert_eq!(begun.iter().map(|b| b.size).sum::<u64>(), 40);
+    assert!(store
+        .gc_begin_delete(&all, 500, 600)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sorted(store.gc_deletions_in_progress(&all).await.unwrap()),
+        sorted(vec![x.clone(), z.clone()])
+    );
+    store.unpin_blob("up-y").await.unwrap();
+    store
+        .gc_finish_deletions(&[x.clone(), z.clone()])
+        .await
+        .unwrap();
+    assert!(store
+        .gc_unfinished_deletions(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sorted(store.gc_unrecorded(&all).await.unwrap()),
+        sorted(vec![x.clone(), z.clone()])
+    );
+
+    // A reference in any repository holds a blob.
+    let b = rows.repo("gc/b").await;
+    rows.blob(b, &x, 10).await;
+    rows.manifest(b, "gc image b", &[&x]).await;
+    assert_eq!(
+        mark_all(&store, 700).await,
+        (0, 1),
+        "y, unpinned, is marked; x is held"
+    );
+    assert!(!candidates(&store, 800, i64::MAX - 1).await.contains(&x));
+
+    // Unrecorded bytes: deletable unless pinned; pins of a dead process expire.
+    let fresh = d("gc unrecorded");
+    assert_eq!(
+        store
+            .gc_unrecorded(&[fresh.clone(), x.clone()])
+            .await
+            .unwrap(),
+        vec![fresh.clone()]
+    );
+    store.pin_blob("up2", &fresh, 900).await.unwrap();
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM blobs WHERE created_ms < 0")
+            .await,
+        0,
+        "a pin's claim leaves no row"
+    );
+    assert!(store
+        .gc_begin_delete_unrecorded(std::slice::from_ref(&fresh), 900)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.gc_expire_pins(900).await.unwrap(), 0);
+    assert_eq!(store.gc_expire_pins(901).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .gc_begin_delete_unrecorded(&[fresh.clone(), x.clone(), fresh.clone()], 901)
+            .await
+            .unwrap(),
+        vec![fresh.clone()]
+    );
+    assert!(store
+        .gc_begin_delete_unrecorded(std::slice::from_ref(&fresh), 902)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM blobs WHERE created_ms < 0")
+            .await,
+        0,
+        "a decider's claim leaves no row"
+    );
+
+    // While a deletion is in progress a pin is refused and leaves nothing behind.
+    assert!(matches!(
+        store.pin_blob("up3", &fresh, 950).await,
+        Err(MetaError::BlobBeingDeleted(g)) if g == fresh
+    ));
+    assert_eq!(store.gc_expire_pins(i64::MAX).await.unwrap(), 0);
+    assert_eq!(
+        store.gc_unfinished_deletions(900, 10).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store.gc_unfinished_deletions(901, 10).await.unwrap(),
+        vec![fresh.clone()]
+    );
+    store
+        .gc_finish_deletions(std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
+    store.pin_blob("up3", &fresh, 950).await.unwrap();
+    store.unpin_blob("nobody").await.unwrap();
+}
+
+/// A deleter recording what it deleted.
+fn recorder() -> (BlobDeleter, Arc<Mutex<Vec<Digest>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    (
+        Arc::new(move |digest: &Digest| {
+            s.lock().unwrap().push(digest.clone());
+            Ok(())
+        }),
+        seen,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_drop_restore_and_sweep() {
+    let db = database();
+    let store = node(&db).await;
+    let rows = Rows(&store);
+    let (a, b, c) = (
+        rows.repo("arch/a").await,
+        rows.repo("arch/b").await,
+        rows.repo("arch/c").await,
+    );
+    let (config, shared_blob, own, other) = (d("config"), d("shared"), d("own"), d("other"));
+    for blob in [&config, &shared_blob, &own] {
+        rows.blob(a, blob, 10).await;
+    }
+    for blob in [&other, &shared_blob] {
+        rows.blob(b, blob, 10).await;
+    }
+    let m1 = rows.manifest(a, "m1", &[&config, &shared_blob, &own]).await;
+    let m2 = rows.manifest(b, "m2", &[&other, &shared_blob]).await;
+    let (ra, rb) = (repo("arch/a"), repo("arch/b"));
+
+    let states = store
+        .image_storage(&ra, &[m1.clone(), d("nope")])
+        .await
+        .unwrap();
+    assert_eq!(states[0].unwrap().status, ImageStatus::Active);
+    assert_eq!(states[1], None);
+    assert!(store.storage_states(&ra).await.unwrap().is_empty());
+    let blobs = store.image_blobs(&ra, &m1).await.unwrap().unwrap();
+    assert_eq!(blobs.len(), 3);
+    assert!(blobs.iter().all(|b| b.size == 10));
+    assert_eq!(
+        store.image_blobs(&repo("arch/none"), &m1).await.unwrap(),
+        None
+    );
+
+    let out = store.archive_image(&ra, &m1, 100).await.unwrap();
+    assert!(
+        matches!(out, ArchiveOutcome::CopyMissing(ref v) if v.len() == 3),
+        "{out:?}"
+    );
+    for blob in [&config, &shared_blob, &own] {
+        store.record_archive_copy(blob, 10, 4, 5).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .archived_copies(&[config.clone(), other.clone()])
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
+
+    // A bare link (push in progress) keeps `own`, a pin keeps `config`, ACTIVE m2 `shared`.
+    rows.link(c, &own).await;
+    store.pin_blob("upload-1", &config, 1).await.unwrap();
+    assert_eq!(
+        store.archive_image(&ra, &m1, 100).await.unwrap(),
+        ArchiveOutcome::Archived { dropped: vec![] }
+    );
+    assert_eq!(
+        store.archive_image(&ra, &m1, 101).await.unwrap(),
+        ArchiveOutcome::NotActive(ImageStatus::Archived)
+    );
+    assert_eq!(
+        store.archive_image(&ra, &d("nope"), 101).await.unwrap(),
+        ArchiveOutcome::NotFound
+    );
+    assert!(store.blob_archived_in(&ra, &own).await.unwrap());
+    assert!(!store.blob_archived_in(&rb, &shared_blob).await.unwrap());
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM events WHERE kind = 'image.storage_changed'")
+            .await,
+        1
+    );
+
+    // Once the pin and the bare link go, the sweep drops those two standard copies.
+    store.unpin_blob("upload-1").await.unwrap();
+    rows.unlink(c, &own).await;
+    let (copy_del, copies_deleted) = recorder();
+    let sweep = store.archive_sweep(100, copy_del.clone()).await.unwrap();
+    assert_eq!(
+        sorted(sweep.standard_dropped.clone()),
+        sorted(vec![config.clone(), own.clone()])
+    );
+    assert!(sweep.copies_deleted.is_empty());
+    assert_eq!(
+        sorted(
+            store
+                .gc_deletions_in_progress(&sweep.standard_dropped)
+                .await
+                .unwrap()
+        ),
+        sorted(sweep.standard_dropped.clone())
+    );
+    assert!(matches!(
+        store.pin_blob("arch-pin", &own, 1).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    store
+        .gc_finish_deletions(&sweep.standard_dropped)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM blob_links WHERE repo_id = 1")
+            .await,
+        1,
+        "only a's link of shared stays"
+    );
+    assert_eq!(
+        store.archive_sweep(100, copy_del.clone()).await.unwrap(),
+        Default::default()
+    );
+
+    // Archiving m2 drops `shared` and `other`.
+    for blob in [&other, &shared_blob] {
+        store.record_archive_copy(blob, 10, 4, 5).await.unwrap();
+    }
+    let out = store.archive_image(&rb, &m2, 200).await.unwrap();
+    assert_eq!(
+        out,
+        ArchiveOutcome::Archived {
+            dropped: sorted(vec![other.clone(), shared_blob.clone()])
+        }
+    );
+    store
+        .gc_finish_deletions(&[other.clone(), shared_blob.clone()])
+        .await
+        .unwrap();
+
+    // Restore m1.
+    assert!(!store.finish_activation(&ra, &m1, 300).await.unwrap());
+    assert_eq!(
+        store.begin_activation(&ra, &m1).await.unwrap(),
+        Some(ImageStatus::Archived)
+    );
+    assert_eq!(
+        store.begin_activation(&ra, &m1).await.unwrap(),
+        Some(ImageStatus::Activating)
+    );
+    assert_eq!(store.begin_activation(&ra, &d("nope")).await.unwrap(), None);
+    assert_eq!(
+        store.activating_images().await.unwrap(),
+        vec![(ra.clone(), m1.clone())]
+    );
+    assert!(store
+        .archive_sweep(100, copy_del.clone())
+        .await
+        .unwrap()
+        .copies_deleted
+        .is_empty());
+    assert!(store.finish_activation(&ra, &m1, 300).await.unwrap());
+    let st = store
+        .image_storage(&ra, std::slice::from_ref(&m1))
+        .await
+        .unwrap()[0]
+        .unwrap();
+    assert_eq!(
+        (st.status, st.archived_ms, st.activated_ms),
+        (ImageStatus::Active, Some(100), Some(300))
+    );
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM blob_links WHERE repo_id = 1")
+            .await,
+        3,
+        "m1's blobs are linked again"
+    );
+    let sweep = store.archive_sweep(100, copy_del.clone()).await.unwrap();
+    assert_eq!(
+        sorted(sweep.copies_deleted),
+        sorted(vec![config.clone(), own.clone()])
+    );
+    assert_eq!(
+        store
+            .archived_copies(&[
+                config.clone(),
+                own.clone(),
+                shared_blob.clone(),
+                other.clone()
+            ])
+            .await
+            .unwrap(),
+        vec![false, false, true, true]
+    );
+    // Deleting the archived image lets the sweep delete the copies nobody needs.
+    rows.delete_repository(b).await;
+    let sweep = store.archive_sweep(100, copy_del).await.unwrap();
+    assert_eq!(
+        sorted(sweep.copies_deleted),
+        sorted(vec![other, shared_blob])
+    );
+    assert_eq!(copies_deleted.lock().unwrap().len(), 4);
+}
+
+/// `commit_blob` as the locking protocol has it (module doc of `super::gc`): the upsert of
+/// the blob row is its lock; the deletion record is read after it; then the link.
+async fn commit_per_protocol(
+    store: &PgMetaStore,
+    repo_id: i64,
+    digest: &Digest,
+) -> crate::Result<()> {
+    let text = digest.to_string();
+    let mut client = store.db.client().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO blobs (digest, size, created_ms) VALUES ($1, 7, 0)
+         ON CONFLICT (digest) DO UPDATE SET orphaned_ms = NULL",
+        &[&text],
+    )
+    .await?;
+    super::gc::refuse_if_being_deleted(&*tx, digest).await?;
+    tx.execute(
+        "INSERT INTO blob_links (repo_id, digest, created_ms) VALUES ($1, $2, 0)
+         ON CONFLICT (repo_id, digest) DO NOTHING",
+        &[&repo_id, &text],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+const NODES: usize = 4;
+const ROUNDS: usize = 40;
+
+/// What one round's race left: (deletion begun, the referencing write accepted).
+type Outcome = (bool, bool);
+
+/// Several nodes, round after round: a garbage-collection node decides the deletion of a
+/// blob (recorded and unreferenced, or bytes no row records) while other nodes pin it or
+/// commit a link to it, all released at once. Never both: either the deletion is begun and
+/// every pin and commit is refused with `BlobBeingDeleted` (leaving no pin, link or row),
+/// or the deletion is not begun and every pin and link is there, on a kept row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deletion_racing_pins_and_links_never_loses_a_reference() {
+    let db = database();
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(node(&db).await));
+    }
+    let rows = Rows(&nodes[0]);
+    let repo_id = rows.repo("race/r").await;
+    let mut seen = std::collections::HashMap::<(bool, &str), usize>::new();
+    for round in 0..ROUNDS {
+        for recorded in [true, false] {
+            let blob = d(&format!("race {round} {recorded}"));
+            if recorded {
+                rows.exec(
+                    "INSERT INTO blobs (digest, size, created_ms, orphaned_ms) VALUES ($1, 7, 0, 1)",
+                    &[&blob.to_string()],
+                )
+                .await;
+            }
+            let start = Arc::new(Barrier::new(NODES));
+            let mut tasks = Vec::new();
+            for (i, n) in nodes.iter().enumerate() {
+                let (start, n, blob) = (start.clone(), n.clone(), blob.clone());
+                tasks.push(tokio::spawn(async move {
+                    start.wait().await;
+                    let one = std::slice::from_ref(&blob);
+                    match i {
+                        // The collector.
+                        0 if recorded => (
+                            !n.gc_begin_delete(one, 10, 20).await.unwrap().is_empty(),
+                            false,
+                        ),
+                        0 => (
+                            !n.gc_begin_delete_unrecorded(one, 20)
+                                .await
+                                .unwrap()
+                                .is_empty(),
+                            false,
+                        ),
+                        // Pins and commits.
+                        _ => {
+                            let r = if i % 2 == 1 {
+                                n.pin_blob(&format!("holder-{i}"), &blob, 30).await
+                            } else {
+                                commit_per_protocol(&n, repo_id, &blob).await
+                            };
+                            match r {
+                                Ok(()) => (false, true),
+                                Err(MetaError::BlobBeingDeleted(g)) if g == blob => (false, false),
+                                Err(e) => panic!("unexpected {e:?}"),
+                            }
+                        }
+                    }
+                }));
+            }
+            let mut outcomes: Vec<Outcome> = Vec::new();
+            for t in tasks {
+                outcomes.push(t.await.unwrap());
+            }
+            let deleted = outcomes[0].0;
+            let accepted: Vec<bool> = outcomes[1..].iter().map(|o| o.1).collect();
+            let text = blob.to_string();
+            let count = |table: &'static str| {
+                let rows = &rows;
+                let text = text.clone();
+                async move {
+                    let c = rows.0.db.client().await.unwrap();
+                    let n: i64 = c
+                        .query_one(
+                            &format!("SELECT COUNT(*) FROM {table} WHERE digest = $1"),
+                            &[&text],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    n
+                }
+            };
+            let (row, pins, links, deletions) = (
+                count("blobs").await,
+                count("blob_pins").await,
+                count("blob_links").await,
+                count("blob_deletions").await,
+            );
+            if deleted {
+                assert!(
+                    accepted.iter().all(|a| !a),
+                    "round {round} (recorded {recorded}): deleted, yet a pin or link was accepted: {accepted:?}"
+                );
+                assert_eq!((row, pins, links, deletions), (0, 0, 0, 1), "round {round}");
+            } else {
+                assert!(
+                    accepted.iter().all(|a| *a),
+                    "round {round} (recorded {recorded}): kept, yet a pin or link was refused: {accepted:?}"
+                );
+                assert_eq!(
+                    (row, pins, links, deletions),
+                    (1, (NODES / 2) as i64, ((NODES - 1) / 2) as i64, 0),
+                    "round {round}"
+                );
+            }
+            *seen
+                .entry((recorded, if deleted { "deleted" } else { "kept" }))
+                .or_default() += 1;
+            // Clean up the round's pins, so a later round's blob is judged on its own.
+            for i in 1..NODES {
+                nodes[0].unpin_blob(&format!("holder-{i}")).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        rows.count("SELECT COUNT(*) FROM blobs WHERE created_ms < 0")
+            .await,
+        0,
+        "no claim's placeholder row was ever committed"
+    );
+    eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
+}
