@@ -696,3 +696,109 @@ async fn a_deletion_racing_pins_and_links_never_loses_a_reference() {
     );
     eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
 }
+
+/// `put_manifest` of one blob as the locking protocol has it, and no more: the blob row
+/// `FOR SHARE` first, then a plain read of the link it relies on (no lock on the link, so
+/// the digest lock alone keeps the sweep away), then the manifest and its reference.
+async fn put_manifest_per_protocol(
+    store: &PgMetaStore,
+    repo_id: i64,
+    body: &str,
+    blob: &Digest,
+) -> crate::Result<()> {
+    let text = blob.to_string();
+    let mut client = store.db.client().await?;
+    let tx = client.transaction().await?;
+    tx.query("SELECT 1 FROM blobs WHERE digest = $1 FOR SHARE", &[&text])
+        .await?;
+    let linked = tx
+        .query_opt(
+            "SELECT 1 FROM blob_links WHERE repo_id = $1 AND digest = $2",
+            &[&repo_id, &text],
+        )
+        .await?
+        .is_some();
+    if !linked {
+        return Err(MetaError::BlobNotLinked(blob.clone()));
+    }
+    let m = d(body).to_string();
+    tx.execute(
+        "INSERT INTO manifests (repo_id, digest, media_type, size, body, pushed_ms)
+         VALUES ($1, $2, 'application/vnd.oci.image.manifest.v1+json', 1, $3, 1)",
+        &[&repo_id, &m, &body.as_bytes()],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO manifest_refs (repo_id, manifest, kind, target) VALUES ($1, $2, 0, $3)",
+        &[&repo_id, &m, &text],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Several nodes, round after round: a link sweep of a marked, unreferenced link races
+/// manifest pushes that use it. No manifest is ever accepted whose link the sweep removed:
+/// either the sweep removes the link and every push is refused (`BlobNotLinked`), or it
+/// keeps the link and every push is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_sweep_racing_manifest_pushes_never_loses_a_used_link() {
+    let db = database();
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(node(&db).await));
+    }
+    let rows = Rows(&nodes[0]);
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for round in 0..ROUNDS {
+        let repo_id = rows.repo(&format!("sweep/r{round}")).await;
+        let blob = d(&format!("sweep {round}"));
+        rows.blob(repo_id, &blob, 7).await;
+        rows.exec(
+            "UPDATE blob_links SET orphaned_ms = 1 WHERE repo_id = $1",
+            &[&repo_id],
+        )
+        .await;
+        let start = Arc::new(Barrier::new(NODES));
+        let mut tasks = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let (start, n, blob) = (start.clone(), n.clone(), blob.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                if i == 0 {
+                    return n.gc_sweep_links(10, 20, 100).await.unwrap() == 1;
+                }
+                let body = format!("sweep {round} manifest {i}");
+                let pushed =
+                    n.db.retry(|| put_manifest_per_protocol(&n, repo_id, &body, &blob))
+                        .await;
+                match pushed {
+                    Ok(()) => true,
+                    Err(MetaError::BlobNotLinked(_)) => false,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        let (swept, accepted) = (results[0], &results[1..]);
+        let links = rows
+            .count(&format!(
+                "SELECT COUNT(*) FROM blob_links WHERE repo_id = {repo_id}"
+            ))
+            .await;
+        if swept {
+            assert!(accepted.iter().all(|a| !a), "round {round}: {accepted:?}");
+            assert_eq!(links, 0);
+        } else {
+            assert!(accepted.iter().all(|a| *a), "round {round}: {accepted:?}");
+            assert_eq!(links, 1);
+        }
+        *seen
+            .entry(if swept { "swept" } else { "kept" })
+            .or_default() += 1;
+    }
+    eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
+}
