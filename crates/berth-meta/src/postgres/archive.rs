@@ -542,7 +542,7 @@ impl PgMetaStore {
     /// needs, locked, re-checked, their bytes deleted through `delete_copy` (blocking, so
     /// on a blocking thread) and their rows removed. Only the locking statement waits on
     /// other transactions, so a deadlock retry never follows a deletion of bytes.
-    async fn delete_unneeded_copies(
+    pub(super) async fn delete_unneeded_copies(
         &self,
         limit_n: usize,
         delete_copy: &BlobDeleter,

@@ -802,3 +802,63 @@ async fn a_link_sweep_racing_manifest_pushes_never_loses_a_used_link() {
     }
     eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
 }
+
+/// Round after round, one node archives an image while another sweeps archive copies that
+/// no archived image needs yet (the image's own, until it is archived): a copy is never
+/// deleted under an image that ends up `ARCHIVED`. Either the archive wins (the copy stays)
+/// or the sweep deletes the copy first and archiving answers `CopyMissing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn archiving_racing_the_copy_sweep_never_archives_without_a_copy() {
+    let db = database();
+    let (a, b) = (Arc::new(node(&db).await), Arc::new(node(&db).await));
+    let rows = Rows(&a);
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for round in 0..ROUNDS {
+        let name = format!("archrace/r{round}");
+        let repo_id = rows.repo(&name).await;
+        let blob = d(&format!("archrace {round}"));
+        rows.blob(repo_id, &blob, 10).await;
+        let m = rows
+            .manifest(repo_id, &format!("archrace m {round}"), &[&blob])
+            .await;
+        a.record_archive_copy(&blob, 10, 4, 1).await.unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let archiving = {
+            let (start, a, m, r) = (start.clone(), a.clone(), m.clone(), repo(&name));
+            tokio::spawn(async move {
+                start.wait().await;
+                a.archive_image(&r, &m, 100).await.unwrap()
+            })
+        };
+        let sweeping = {
+            let (start, b) = (start.clone(), b.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                // The sweep's copy transaction alone (its standard-copy one comes first and
+                // would give the archive a head start).
+                let (deleter, _) = recorder();
+                b.delete_unneeded_copies(100, &deleter).await.unwrap()
+            })
+        };
+        let (archived, swept) = (archiving.await.unwrap(), sweeping.await.unwrap());
+        let copy = a
+            .archived_copies(std::slice::from_ref(&blob))
+            .await
+            .unwrap()[0];
+        match &archived {
+            ArchiveOutcome::Archived { dropped } => {
+                assert!(copy, "round {round}: archived without its copy");
+                assert!(!swept.contains(&blob), "round {round}");
+                a.gc_finish_deletions(dropped).await.unwrap();
+                *seen.entry("archived").or_default() += 1;
+            }
+            ArchiveOutcome::CopyMissing(missing) => {
+                assert_eq!(missing, &vec![blob.clone()], "round {round}");
+                assert!(!copy && swept.contains(&blob), "round {round}");
+                *seen.entry("copy swept first").or_default() += 1;
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
+}
