@@ -862,3 +862,80 @@ async fn archiving_racing_the_copy_sweep_never_archives_without_a_copy() {
     }
     eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
 }
+
+/// A pass's store work over 20,000 blobs (half unreferenced): the mark walk in pages (one
+/// statement each), the candidate scan and the deletions. Counts are checked; the times
+/// are printed for the record, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_over_twenty_thousand_blobs() {
+    const N: i64 = 20_000;
+    let db = database();
+    let store = node(&db).await;
+    let rows = Rows(&store);
+    let repo_id = rows.repo("big/r").await;
+    let m = rows.manifest(repo_id, "big m", &[]).await.to_string();
+    let digest = "'sha256:' || lpad(to_hex(i), 64, '0')";
+    rows.exec(
+        &format!("INSERT INTO blobs (digest, size, created_ms) SELECT {digest}, 10, 0 FROM generate_series(1, $1::bigint) AS i"),
+        &[&N],
+    )
+    .await;
+    rows.exec(
+        &format!("INSERT INTO blob_links (repo_id, digest, created_ms) SELECT $1, {digest}, 0 FROM generate_series(2, $2::bigint, 2) AS i"),
+        &[&repo_id, &N],
+    )
+    .await;
+    rows.exec(
+        &format!("INSERT INTO manifest_refs (repo_id, manifest, kind, target) SELECT $1, $2, 0, {digest} FROM generate_series(2, $3::bigint, 2) AS i"),
+        &[&repo_id, &m, &N],
+    )
+    .await;
+    store
+        .db
+        .client()
+        .await
+        .unwrap()
+        .batch_execute("ANALYZE")
+        .await
+        .unwrap();
+
+    let start = std::time::Instant::now();
+    let (mut after, mut marked, mut pages) = (None, 0, 0);
+    loop {
+        let page = store.gc_mark(after.as_ref(), 1000, 5).await.unwrap();
+        marked += page.blobs_marked;
+        pages += 1;
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mark = start.elapsed();
+    let start = std::time::Instant::now();
+    let (mut after, mut found) = (None, Vec::new());
+    loop {
+        let page = store
+            .gc_candidates(10, 5, after.as_ref(), 1000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        found.extend(page.into_iter().map(|b| b.digest));
+    }
+    let scan = start.elapsed();
+    let start = std::time::Instant::now();
+    let mut deleted = 0;
+    for chunk in found.chunks(64) {
+        let begun = store.gc_begin_delete(chunk, 5, 10).await.unwrap();
+        deleted += begun.len();
+        let digests: Vec<_> = begun.into_iter().map(|b| b.digest).collect();
+        store.gc_finish_deletions(&digests).await.unwrap();
+    }
+    let delete = start.elapsed();
+    eprintln!(
+        "{N} blobs: mark {mark:?} ({pages} pages), candidates {scan:?}, delete {deleted} in {delete:?}"
+    );
+    let half = (N / 2) as usize;
+    assert_eq!((marked, found.len(), deleted), (half, half, half));
+    assert_eq!(rows.count("SELECT COUNT(*) FROM blobs").await, N / 2);
+}
