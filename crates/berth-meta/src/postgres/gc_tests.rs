@@ -939,3 +939,65 @@ async fn a_pass_over_twenty_thousand_blobs() {
     assert_eq!((marked, found.len(), deleted), (half, half, half));
     assert_eq!(rows.count("SELECT COUNT(*) FROM blobs").await, N / 2);
 }
+
+/// Round after round, one node archives an image whose blob nothing else needs while
+/// another pins that blob (an upload of the same bytes committing): never both. Either the
+/// standard copy is dropped (a deletion in progress) and the pin is refused, or the pin is
+/// taken and the copy kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn archiving_racing_a_pin_never_drops_a_pinned_standard_copy() {
+    let db = database();
+    let (a, b) = (Arc::new(node(&db).await), Arc::new(node(&db).await));
+    let rows = Rows(&a);
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    // More rounds than the others: the window between the check and the commit is short.
+    const ROUNDS: usize = 100;
+    for round in 0..ROUNDS {
+        let name = format!("archpin/r{round}");
+        let repo_id = rows.repo(&name).await;
+        let blob = d(&format!("archpin {round}"));
+        rows.blob(repo_id, &blob, 10).await;
+        let m = rows
+            .manifest(repo_id, &format!("archpin m {round}"), &[&blob])
+            .await;
+        a.record_archive_copy(&blob, 10, 4, 1).await.unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let archiving = {
+            let (start, a, m, r) = (start.clone(), a.clone(), m.clone(), repo(&name));
+            tokio::spawn(async move {
+                start.wait().await;
+                a.archive_image(&r, &m, 100).await.unwrap()
+            })
+        };
+        let pinning = {
+            let (start, b, blob) = (start.clone(), b.clone(), blob.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                match b.pin_blob("archpin-upload", &blob, 100).await {
+                    Ok(()) => true,
+                    Err(MetaError::BlobBeingDeleted(_)) => false,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        };
+        let (archived, pinned) = (archiving.await.unwrap(), pinning.await.unwrap());
+        let ArchiveOutcome::Archived { dropped } = archived else {
+            panic!("round {round}: {archived:?}");
+        };
+        let deleting = a
+            .gc_deletions_in_progress(std::slice::from_ref(&blob))
+            .await
+            .unwrap();
+        if pinned {
+            assert!(dropped.is_empty() && deleting.is_empty(), "round {round}");
+            *seen.entry("pinned, kept").or_default() += 1;
+        } else {
+            assert_eq!(dropped, vec![blob.clone()], "round {round}");
+            assert_eq!(deleting, vec![blob.clone()], "round {round}");
+            a.gc_finish_deletions(&dropped).await.unwrap();
+            *seen.entry("dropped, pin refused").or_default() += 1;
+        }
+        a.unpin_blob("archpin-upload").await.unwrap();
+    }
+    eprintln!("outcomes over {ROUNDS} rounds: {seen:?}");
+}
