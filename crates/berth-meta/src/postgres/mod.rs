@@ -169,6 +169,8 @@ impl From<tokio_postgres::Error> for MetaError {
 }
 
 #[cfg(test)]
+mod gc_race_tests;
+#[cfg(test)]
 mod gc_tests;
 #[cfg(test)]
 mod jobs_tests;
