@@ -13,7 +13,9 @@
 //! [`crate::LifecycleStore`] are implemented; the binary cannot select this backend until
 //! every store trait is.
 
+mod archive;
 mod connect;
+mod gc;
 mod iam;
 mod jobs;
 mod lifecycle;
@@ -176,6 +178,10 @@ impl From<tokio_postgres::Error> for MetaError {
     }
 }
 
+#[cfg(test)]
+mod gc_race_tests;
+#[cfg(test)]
+mod gc_tests;
 #[cfg(test)]
 mod jobs_tests;
 #[cfg(test)]
