@@ -78,7 +78,10 @@ macro_rules! meta_store_suite {
             $make,
             gc_suite,
             |f| ($crate::suite_macros::MetaFixture::meta(&f)),
-            [marks_sweeps_pins_and_rechecked_deletes,]
+            [
+                marks_sweeps_pins_and_rechecked_deletes,
+                a_deletion_in_progress_refuses_pins_and_commits,
+            ]
         );
         $crate::__suite_tests!(
             $make,

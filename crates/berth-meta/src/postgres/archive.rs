@@ -128,19 +128,23 @@ async fn blob_targets<C: GenericClient>(c: &C, repo_id: i64, digest: &str) -> Re
     .collect()
 }
 
-/// The outbox event of a storage status change (caches of other nodes drop the image).
+/// The outbox event of a storage status change (caches of other nodes drop the image),
+/// written with the lock that keeps event ids in commit order (see `meta_events`).
 async fn storage_changed(
     tx: &Transaction<'_>,
     repo: &str,
     digest: &str,
     now_ms: i64,
 ) -> Result<()> {
-    tx.execute(
-        "INSERT INTO events (at_ms, kind, repository, digest, tag) VALUES ($1, $2, $3, $4, NULL)",
-        &[&now_ms, &EventKind::StorageChanged.as_str(), &repo, &digest],
+    super::meta_events::record_event(
+        tx,
+        EventKind::StorageChanged,
+        repo,
+        Some(digest),
+        None,
+        now_ms,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Drops blob `d`'s standard copy if nothing but archived images needs it: its links and

@@ -8,10 +8,12 @@
 //! checked) and unique constraints; a transaction that loses a deadlock or a serialization
 //! check is retried whole ([`PgDb::retry`]).
 //!
-//! So far [`crate::IamStore`] ([`PgIamStore`]), [`crate::jobs::JobStore`]
-//! ([`PgJobStore`]), and on [`PgMetaStore`] [`crate::EcrSettingsStore`] and
-//! [`crate::LifecycleStore`] are implemented; the binary cannot select this backend until
-//! every store trait is.
+//! Every store trait is implemented: [`crate::IamStore`] ([`PgIamStore`]),
+//! [`crate::jobs::JobStore`] ([`PgJobStore`]), and on [`PgMetaStore`] the metadata traits
+//! that [`crate::MetaStore`] sums up, [`crate::EcrSettingsStore`] and
+//! [`crate::LifecycleStore`]; every shared suite runs on it (`suite_tests.rs`). The lock
+//! protocol between writers that reference a blob and garbage collection is in `gc.rs`;
+//! outbox events keep commit order through the lock in `meta_events.rs`.
 
 mod archive;
 mod connect;
@@ -187,10 +189,12 @@ mod jobs_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
-mod settings_tests;
-#[cfg(test)]
 mod meta_page_tests;
 #[cfg(test)]
 mod meta_tests;
+#[cfg(test)]
+mod settings_tests;
+#[cfg(test)]
+mod suite_tests;
 #[cfg(test)]
 mod tests;
