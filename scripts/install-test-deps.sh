@@ -30,6 +30,7 @@ APT_PACKAGES=(
   docker-registry # CNCF distribution, for scripts/e2e-against-distribution.sh (not used by the test suite)
   ca-certificates
   postgresql      # PostgreSQL 15: the metadata store suites run against a throwaway cluster (crates/berth-testkit)
+  haproxy         # the load balancer in front of the three-node cluster tests (crates/berth/tests/cluster.rs)
 )
 
 step "apt-get update"
