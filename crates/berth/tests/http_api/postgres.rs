@@ -14,6 +14,13 @@ use super::*;
 const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 fn node(g: &Garage, bucket: &str, url: &str) -> TestRegistry {
+    let env = node_env(g, bucket, url);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    TestRegistry::start_with_env(&env)
+}
+
+/// One node's configuration: blobs in `bucket`, metadata at `url`, the shared key.
+fn node_env(g: &Garage, bucket: &str, url: &str) -> Vec<(String, String)> {
     let mut env = s3_env(g, bucket, false);
     env.extend(
         [
@@ -25,8 +32,7 @@ fn node(g: &Garage, bucket: &str, url: &str) -> TestRegistry {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    TestRegistry::start_with_env(&env)
+    env
 }
 
 /// `GET /v2/<path>` with only `Basic AWS:<token>` (not the harness's administrator key).
@@ -56,6 +62,10 @@ fn two_nodes_on_one_database_serve_the_same_images_and_tokens() {
     let a = node(&g, &bucket, &db.url());
     let b = node(&g, &bucket, &db.url());
     // The default account exists once, created by the first node; the second tolerated it.
+    assert_eq!(
+        db.psql("SELECT count(*) FROM accounts").unwrap().trim(),
+        "1"
+    );
     assert_eq!(
         db.psql("SELECT count(*) FROM accounts").unwrap().trim(),
         "1"
@@ -103,7 +113,10 @@ fn two_nodes_on_one_database_serve_the_same_images_and_tokens() {
     }
 
     // Node B lists the repository and the image through the ECR API.
+    // The administrator's key (the harness's, configured on both) was written by the node
+    // that created the account.
     let creds = a.data_dir().unwrap().join("admin.credentials");
+    assert!(!b.data_dir().unwrap().join("admin.credentials").exists());
     let images = run_ok(aws_cli(
         &b,
         &creds,
@@ -128,6 +141,92 @@ fn two_nodes_on_one_database_serve_the_same_images_and_tokens() {
     let mut forged = token.clone();
     forged.push('x');
     assert_eq!(get_with_token(&url, &forged).status().as_u16(), 401);
+
+    // The operator commands open the same database (no meta.db in the data directory).
+    let mut gc = Command::new(env!("CARGO_BIN_EXE_berth"));
+    gc.args(["gc", "--dry-run", "--json", "--data-dir"])
+        .arg(b.data_dir().unwrap())
+        .envs(node_env(&g, &bucket, &db.url()));
+    let out = run(&mut gc, Duration::from_secs(120));
+    assert!(out.success(), "{}", out.report());
+    assert!(!b.data_dir().unwrap().join("meta.db").exists());
+}
+
+/// Kills the spawned servers when the test ends, however it ends.
+struct Servers(Vec<std::process::Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Three first starts at once on one empty database: they migrate it together, one creates
+/// the default account and its key, the others tolerate that, and all three serve.
+#[test]
+fn first_starts_racing_on_one_database_all_come_up_with_one_account() {
+    let pg = berth_testkit::postgres::shared();
+    let db = pg.create_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers(Vec::new());
+    for i in 0..3 {
+        let log = std::fs::File::create(dir.path().join(format!("log{i}"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join(format!("data{i}")))
+            .arg("--addr-file")
+            .arg(dir.path().join(format!("addr{i}")))
+            .env("BERTH_META__BACKEND", "postgres")
+            .env("BERTH_META__URL", db.url())
+            .env("BERTH_STORAGE__MASTER_KEY", MASTER_KEY)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        servers.0.push(child);
+    }
+    let logs = || {
+        (0..3)
+            .map(|i| {
+                std::fs::read_to_string(dir.path().join(format!("log{i}"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0..3 {
+        while !dir.path().join(format!("addr{i}")).is_file() {
+            if let Some(status) = servers.0[i].try_wait().unwrap() {
+                panic!("node {i} exited with {status}\n{}", logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not start\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        db.psql("SELECT count(*) FROM accounts").unwrap().trim(),
+        "1"
+    );
+    let written = (0..3)
+        .filter(|i| {
+            dir.path()
+                .join(format!("data{i}/admin.credentials"))
+                .is_file()
+        })
+        .count();
+    assert_eq!(
+        written,
+        1,
+        "one node created the administrator key\n{}",
+        logs()
+    );
 }
 
 #[test]
