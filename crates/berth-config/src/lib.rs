@@ -331,6 +331,7 @@ impl Config {
         self.server.validate()?;
         self.registry.validate()?;
         self.storage.validate()?;
+        self.meta.validate()?;
         self.tls.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;

@@ -290,7 +290,7 @@ pub fn run_iam(cfg: Config, account: Option<String>, action: IamAction) -> anyho
     let out = rt.block_on(async move {
         // The registry exists (`crate::data_dir::require_existing`): its master key is
         // loaded, never created, and no account or key is made behind the operator's back.
-        let stores = crate::stores::open(&cfg)?;
+        let stores = crate::stores::open(&cfg).await?;
         let key = crate::master_key::load(&cfg.storage, crate::master_key::Missing::Refuse)?;
         let iam = stores.iam(key);
         if let IamAction::CreateAccount { alias } = action {
@@ -447,7 +447,7 @@ mod tests {
     async fn racing_bootstraps_leave_one_key_matching_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let stores = crate::stores::open(&cfg).unwrap();
+        let stores = crate::stores::open(&cfg).await.unwrap();
         let iam = open_iam(&cfg.storage, &stores).unwrap();
         let meta = stores.settings.clone();
         let (a, b) = (iam.clone(), iam.clone());
@@ -488,7 +488,7 @@ mod tests {
     async fn first_start_creates_a_root_template_that_stays_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let stores = crate::stores::open(&cfg).unwrap();
+        let stores = crate::stores::open(&cfg).await.unwrap();
         let iam = open_iam(&cfg.storage, &stores).unwrap();
         let meta = stores.settings.clone();
         let acc = cfg.registry.account_id.clone();
@@ -512,7 +512,7 @@ mod tests {
     async fn rotation_replaces_the_root_key_and_restores_a_lost_file() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let stores = crate::stores::open(&cfg).unwrap();
+        let stores = crate::stores::open(&cfg).await.unwrap();
         let iam = open_iam(&cfg.storage, &stores).unwrap();
         let meta = stores.settings.clone();
         bootstrap(&*iam, &*meta, &cfg).await.unwrap();

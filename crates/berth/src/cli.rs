@@ -199,7 +199,8 @@ pub fn operator_config(config: Option<&Path>, data_dir: Option<&Path>) -> anyhow
     let mut log = cfg.log.clone();
     log.level = "warn".into();
     crate::logging::init(&log)?;
-    crate::data_dir::require_existing(&cfg.storage)?;
+    let meta_in_data_dir = cfg.meta.backend == berth_config::MetaBackend::Sqlite;
+    crate::data_dir::require_existing(&cfg.storage, meta_in_data_dir)?;
     Ok(cfg)
 }
 

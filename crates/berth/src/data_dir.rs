@@ -38,8 +38,9 @@ fn refuse_non_directory(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// For the operator commands: `storage.data_dir` must hold a registry that
-/// `berth serve` created (`meta.db` and `master.key`).
-pub fn require_existing(storage: &StorageConfig) -> anyhow::Result<()> {
+/// `berth serve` created (`meta.db` and `master.key`; with `meta_in_data_dir` false, the
+/// metadata is in PostgreSQL and only the key is looked for).
+pub fn require_existing(storage: &StorageConfig, meta_in_data_dir: bool) -> anyhow::Result<()> {
     let dir = &storage.data_dir;
     refuse_non_directory(dir)?;
     let hint = "name the server's data directory with --data-dir DIR (or BERTH_DATA_DIR, \
@@ -49,7 +50,11 @@ pub fn require_existing(storage: &StorageConfig) -> anyhow::Result<()> {
     }
     for file in [META_DB, crate::master_key::MASTER_KEY] {
         // A key named by the configuration lives elsewhere.
-        let elsewhere = file == crate::master_key::MASTER_KEY && storage.master_key_configured();
+        let elsewhere = if file == META_DB {
+            !meta_in_data_dir
+        } else {
+            storage.master_key_configured()
+        };
         if !elsewhere && !dir.join(file).is_file() {
             bail!(
                 "{} holds no Berth registry (no {file}); {hint}",
@@ -141,16 +146,16 @@ mod tests {
         let s = storage(&file);
         let err = create_and_lock(&s).unwrap_err().to_string();
         assert!(err.contains("is not a directory"), "{err}");
-        let err = require_existing(&s).unwrap_err().to_string();
+        let err = require_existing(&s, true).unwrap_err().to_string();
         assert!(err.contains("is not a directory"), "{err}");
-        let err = require_existing(&storage(tmp.path()))
+        let err = require_existing(&storage(tmp.path()), true)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("holds no Berth registry (no meta.db)"),
             "{err}"
         );
-        let err = require_existing(&storage(&tmp.path().join("missing")))
+        let err = require_existing(&storage(&tmp.path().join("missing")), true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not exist"), "{err}");

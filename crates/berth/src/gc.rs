@@ -24,7 +24,7 @@ pub fn run(cfg: Config, grace_secs: Option<u64>, dry_run: bool, json: bool) -> a
         file_scan_every: None,
     };
     let report = rt.block_on(async {
-        let stores = crate::stores::open(&cfg)?;
+        let stores = crate::stores::open(&cfg).await?;
         let blobs = crate::blob_backend::open_blob_store(&cfg.storage).await?;
         let gc = GarbageCollector::new(stores.meta, blobs);
         gc.run(options).await.context("garbage collection failed")

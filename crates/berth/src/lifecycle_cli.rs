@@ -77,7 +77,7 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
-        let stores = crate::stores::open(&cfg)?;
+        let stores = crate::stores::open(&cfg).await?;
         let (registry, _) = crate::serve::open_registry(&cfg.storage, &stores).await?;
         let lifecycle = Lifecycle::new(registry, stores.lifecycle.clone());
         let account: AccountId = args

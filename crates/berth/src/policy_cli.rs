@@ -57,7 +57,7 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
-        let stores = crate::stores::open(&cfg)?;
+        let stores = crate::stores::open(&cfg).await?;
         policy_action(&stores, account, args.command).await
     })?;
     println!("{}", serde_json::to_string_pretty(&out)?);

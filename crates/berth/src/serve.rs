@@ -214,7 +214,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     // Held until the process exits: a second server on this directory is refused.
     let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
-    let stores = crate::stores::open(&cfg)?;
+    let stores = crate::stores::open(&cfg).await?;
     // One key for the whole cluster: it seals secrets and signs tokens and grants.
     let key = crate::master_key::load(&cfg.storage, crate::master_key::Missing::Create)?;
     let key_source = crate::master_key::source(&cfg.storage);

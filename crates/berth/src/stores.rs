@@ -3,11 +3,13 @@
 //! backend is one arm here (and one in [`MetaStores::iam`], which needs the master key).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 
 use berth_config::{Config, MetaBackend};
 use berth_meta::jobs::JobStore;
+use berth_meta::postgres::{PgDb, PgIamStore, PgJobStore, PgMetaStore, PgOptions};
 use berth_meta::secrets::MasterKey;
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore, SqliteOptions};
 use berth_meta::{EcrSettingsStore, IamStore, LifecycleStore, MetaStore};
@@ -26,10 +28,13 @@ pub struct MetaStores {
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqliteMetaStore),
+    Postgres(PgDb),
 }
 
-/// Opens (creating and migrating if needed) the configured metadata backend.
-pub fn open(cfg: &Config) -> anyhow::Result<MetaStores> {
+/// Opens (creating and migrating if needed) the configured metadata backend. A database
+/// that cannot be reached, or whose schema is newer than this binary, fails here, before
+/// anything is served.
+pub async fn open(cfg: &Config) -> anyhow::Result<MetaStores> {
     match cfg.meta.backend {
         MetaBackend::Sqlite => {
             let data_dir = &cfg.storage.data_dir;
@@ -50,6 +55,31 @@ pub fn open(cfg: &Config) -> anyhow::Result<MetaStores> {
                 backend: Backend::Sqlite(db),
             })
         }
+        MetaBackend::Postgres => {
+            let url = cfg
+                .meta
+                .url
+                .as_ref()
+                .ok_or_else(|| anyhow!("meta.backend = \"postgres\" needs meta.url"))?;
+            let options = PgOptions {
+                url: url.expose().to_string(),
+                ca_file: cfg.meta.ca_file.clone(),
+                max_connections: cfg.meta.max_connections,
+                acquire_timeout: Duration::from_secs(cfg.meta.acquire_timeout_secs),
+            };
+            // PgOpenError's messages never include the URL (it may hold a password).
+            let db = PgDb::connect(&options)
+                .await
+                .context("opening the PostgreSQL metadata database (meta.url)")?;
+            let meta = PgMetaStore::new(db.clone());
+            Ok(MetaStores {
+                meta: Arc::new(meta.clone()),
+                settings: Arc::new(meta.clone()),
+                lifecycle: Arc::new(meta),
+                jobs: Arc::new(PgJobStore::new(db.clone())),
+                backend: Backend::Postgres(db),
+            })
+        }
     }
 }
 
@@ -58,6 +88,7 @@ impl MetaStores {
     pub fn iam(&self, key: MasterKey) -> Arc<dyn IamStore> {
         match &self.backend {
             Backend::Sqlite(db) => Arc::new(SqliteIamStore::new(db.clone(), key)),
+            Backend::Postgres(db) => Arc::new(PgIamStore::new(db.clone(), key)),
         }
     }
 }

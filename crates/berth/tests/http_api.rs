@@ -2,7 +2,8 @@
 //! a resumed upload and a podman-style streamed PATCH), out-of-order chunks, cross-repository mounts, the referrers
 //! API, tag list pagination, content negotiation with several `Accept:` lines, a TLS ClientHello on the plain port,
 //! error codes, and a graceful stop on SIGTERM. One fresh registry per test. `operations`: `/metrics` and
-//! `X-Request-Id`. `s3`: blobs on a real S3 server (Garage) with presigned redirects.
+//! `X-Request-Id`. `s3`: blobs on a real S3 server (Garage) with presigned redirects. `postgres`: two nodes
+//! sharing one PostgreSQL metadata database and one bucket.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
@@ -11,6 +12,8 @@
 mod common;
 #[path = "http_api/operations.rs"]
 mod operations;
+#[path = "http_api/postgres.rs"]
+mod postgres;
 #[path = "http_api/s3.rs"]
 mod s3;
 

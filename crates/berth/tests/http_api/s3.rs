@@ -18,7 +18,7 @@ fn garage() -> Garage {
     g
 }
 
-fn s3_env(g: &Garage, bucket: &str, redirect: bool) -> Vec<(String, String)> {
+pub(super) fn s3_env(g: &Garage, bucket: &str, redirect: bool) -> Vec<(String, String)> {
     [
         ("BERTH_STORAGE__BACKEND", "s3"),
         (
