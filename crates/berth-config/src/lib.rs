@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Seconds to let in-flight requests finish after SIGTERM before closing them.
     pub shutdown_grace_secs: u64,
+    /// Seconds between SIGTERM and closing the listener, during which `/readyz` answers
+    /// 503 while every request is still served, so a load balancer's health checks take
+    /// the node out of rotation before it stops accepting connections. 0: close at once.
+    pub drain_delay_secs: u64,
     /// Seconds a new connection may take to send its first byte and, with TLS, to finish
     /// the handshake.
     pub handshake_timeout_secs: u64,
@@ -240,6 +244,7 @@ impl Default for ServerConfig {
             addr_file: None,
             header_read_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            drain_delay_secs: 0,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 60,
             http2_keepalive_secs: 30,

@@ -137,6 +137,10 @@ impl JobStore for HoldClock {
     async fn lease(&self, name: &str) -> berth_meta::Result<Option<LeaseRecord>> {
         held(self.0.lease(name)).await
     }
+
+    async fn ping(&self) -> berth_meta::Result<()> {
+        held(self.0.ping()).await
+    }
 }
 
 /// Two nodes' handles: each its own pool on a fresh database. The database must outlive

@@ -362,4 +362,8 @@ pub trait JobStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<bool>;
     async fn lease(&self, name: &str) -> Result<Option<LeaseRecord>>;
+
+    // Health.
+    /// One round trip to the database (`/readyz`): `Ok` when it answers a query.
+    async fn ping(&self) -> Result<()>;
 }

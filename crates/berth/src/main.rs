@@ -12,6 +12,7 @@ mod blob_backend;
 mod cli;
 mod data_dir;
 mod gc;
+mod health;
 mod lifecycle_cli;
 mod listener;
 mod logging;

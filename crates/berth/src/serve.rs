@@ -58,8 +58,9 @@ pub async fn open_registry(
 }
 
 /// The whole HTTP application: `/v2`, the ECR and IAM/STS APIs on `/` (see
-/// [`root_service`]), and operational endpoints (`/metrics` when `public_metrics`), all
-/// behind the request layer ([`crate::observe`]).
+/// [`root_service`]), and operational endpoints (`/metrics` when `public_metrics`,
+/// `/healthz` and `/readyz`: [`crate::health`]), all behind the request layer
+/// ([`crate::observe`]).
 pub fn app(
     registry: Registry,
     ecr: berth_ecr_api::EcrState,
@@ -67,6 +68,7 @@ pub fn app(
     iam: berth_iam_api::IamApiState,
     observer: crate::observe::Observer,
     public_metrics: Option<Arc<crate::observe::Metrics>>,
+    readiness: crate::health::Readiness,
 ) -> Router {
     let default_account = ecr.default_account();
     let app = berth_oci_api::router(registry, default_account)
@@ -75,15 +77,7 @@ pub fn app(
             berth_oci_api::gate::middleware,
         ))
         .route("/", root_service(ecr, iam, gate))
-        .route(
-            "/healthz",
-            axum::routing::get(|| async {
-                (
-                    axum::Extension(crate::observe::server_operation("Healthz")),
-                    "ok\n",
-                )
-            }),
-        )
+        .merge(crate::health::routes(readiness))
         .fallback(|| async { berth_oci_api::OciError::not_found().into_response() });
     let app = match public_metrics {
         Some(metrics) => app.merge(crate::observe::endpoint::routes(metrics)),
@@ -215,6 +209,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Held until the process exits: a second server on this directory is refused.
     let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
     let stores = crate::stores::open(&cfg).await?;
+    let readiness = crate::health::Readiness::new(stores.jobs.clone());
+    let shutdown = crate::health::drain_then(
+        shutdown,
+        readiness.clone(),
+        Duration::from_secs(cfg.server.drain_delay_secs),
+    );
     // One key for the whole cluster: it seals secrets and signs tokens and grants.
     let key = crate::master_key::load(&cfg.storage, crate::master_key::Missing::Create)?;
     let key_source = crate::master_key::source(&cfg.storage);
@@ -316,6 +316,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         iam_api,
         observer,
         public_metrics,
+        readiness.clone(),
     );
     // Connection facts for IAM conditions (aws:SourceIp, aws:SecureTransport).
     let conn_info = |peer: std::net::SocketAddr, secure| berth_access::ConnInfo {

@@ -869,6 +869,45 @@ fn server_stops_gracefully_on_sigterm() {
 }
 
 #[test]
+fn readyz_answers_draining_after_sigterm_while_requests_are_still_served() {
+    let mut reg = TestRegistry::start_with_env(&[("BERTH_SERVER__DRAIN_DELAY_SECS", "3")]);
+    let http = reqwest::blocking::Client::new();
+    let readyz = |http: &reqwest::blocking::Client| {
+        let resp = http
+            .get(format!("{}/readyz", reg.base_url()))
+            .send()
+            .expect("GET /readyz");
+        (resp.status().as_u16(), resp.text().expect("body"))
+    };
+    assert_eq!(readyz(&http), (200, "ready\n".to_string()));
+
+    reg.send_sigterm();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, body) = readyz(&http);
+        if status == 503 {
+            assert_eq!(body, "draining\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {status} after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The listener still accepts and serves during the drain delay: a whole push works.
+    let repo = reg.repo("draining");
+    push_small_image(&reg, &repo, "during-drain");
+
+    let (status, by_itself) = reg.stop().expect("spawned server");
+    assert!(
+        by_itself && status.success(),
+        "exit after the drain: {status}\n{}",
+        reg.server_log()
+    );
+}
+
+#[test]
 fn upload_resumes_across_restart() {
     if !require_clients(&["curl"]) {
         return;

@@ -506,4 +506,10 @@ impl JobStore for PgJobStore {
         let client = self.db.client().await?;
         read_lease(&**client, name, false).await
     }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.db.client().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
 }

@@ -388,6 +388,11 @@ impl JobStore for SqliteMetaStore {
         let name = name.to_string();
         self.read(move |c| Ok(read_lease(c, &name)?)).await
     }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +435,7 @@ mod tests {
         singleton_lease_is_granted_only_when_the_pass_is_due,
         a_lost_lease_cannot_be_renewed_or_released,
         concurrent_acquirers_get_one_grant,
+        ping_answers,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

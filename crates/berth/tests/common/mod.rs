@@ -285,6 +285,15 @@ impl TestRegistry {
         self.workdir.as_ref().map(|w| w.path().join("data"))
     }
 
+    /// Sends SIGTERM to the spawned server and returns at once (see [`TestRegistry::stop`]
+    /// to wait for the exit).
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("a spawned server");
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
     /// Sends SIGTERM and waits for the server to exit; SIGKILL after a timeout. Returns the exit status of a
     /// spawned server, and whether it stopped by itself (true) or had to be killed (false).
     pub fn stop(&mut self) -> Option<(ExitStatus, bool)> {
