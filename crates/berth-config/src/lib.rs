@@ -87,6 +87,13 @@ pub struct ServerConfig {
     /// clients that send the whole body first still read the answer; larger unread bodies
     /// get the answer with `Connection: close`.
     pub drain_body_limit_bytes: u64,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) naming the client's
+    /// address, as a balancer sends with HAProxy's `send-proxy-v2`; connections without
+    /// one are closed. Needs `proxy_protocol_from`.
+    pub proxy_protocol: bool,
+    /// The networks (CIDR) the balancers connect from; with `proxy_protocol`, connections
+    /// from anywhere else are closed (they could claim any client address).
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 /// The registry's identity as the ECR API shows it.
@@ -250,6 +257,8 @@ impl Default for ServerConfig {
             http2_keepalive_secs: 30,
             max_connections: None,
             drain_body_limit_bytes: 256 * 1024,
+            proxy_protocol: false,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -379,6 +388,19 @@ impl ServerConfig {
                 self.drain_body_limit_bytes
             )));
         }
+        if self.proxy_protocol && self.proxy_protocol_from.is_empty() {
+            return Err(ConfigError::Invalid(
+                "server.proxy_protocol needs server.proxy_protocol_from: the networks the load \
+                 balancers connect from, e.g. [\"10.0.0.0/24\"]"
+                    .into(),
+            ));
+        }
+        if self.drain_delay_secs > 3600 {
+            return Err(ConfigError::Invalid(format!(
+                "server.drain_delay_secs must be at most 3600, got {}",
+                self.drain_delay_secs
+            )));
+        }
         Ok(())
     }
 }
@@ -439,6 +461,31 @@ mod tests {
             let cfg = Config::load(Some(Path::new("example.toml"))).expect("the example loads");
             assert_eq!(cfg, Config::default());
             cfg.validate().expect("valid");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn proxy_protocol_needs_the_balancers_networks() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BERTH_SERVER__PROXY_PROTOCOL", "true");
+            let cfg = Config::load(None).expect("loads");
+            let err = cfg.validate().expect_err("no networks named");
+            assert!(
+                err.to_string().contains("server.proxy_protocol_from"),
+                "{err}"
+            );
+            jail.set_env(
+                "BERTH_SERVER__PROXY_PROTOCOL_FROM",
+                "[\"10.0.0.0/24\", \"fd00::/8\"]",
+            );
+            let cfg = Config::load(None).expect("loads");
+            cfg.validate().expect("valid");
+            assert_eq!(cfg.server.proxy_protocol_from.len(), 2);
+            assert!(cfg.server.proxy_protocol_from[0]
+                .contains(&"10.0.0.9".parse::<std::net::IpAddr>().unwrap()));
+            jail.set_env("BERTH_SERVER__PROXY_PROTOCOL_FROM", "[\"not-a-network\"]");
+            assert!(Config::load(None).is_err());
             Ok(())
         });
     }

@@ -10,6 +10,9 @@
 //!   1 KiB, 64 KiB, 200 KiB and 1 MiB, 50 times each: every one reads its 401 (no EOF, no reset). Bodies within
 //!   the drain bound leave the connection usable; a longer one gets the 401 with `Connection: close`. The same
 //!   uploads with credentials succeed.
+//! * `[server] proxy_protocol`: connections without a PROXY header (or from outside `proxy_protocol_from`)
+//!   are closed unanswered; with a v1 or v2 header the request is served and the client's address in the
+//!   header is the one the server sees (the failed-login log names it).
 //! * Clients that read while they write (as Go's does) with bodies of 16 and 64 MiB, past every bound the server
 //!   reads: the server stops reading but does not reset the connection before they have taken in their 401.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
@@ -49,6 +52,7 @@ fn start(name: &str, tls: bool) -> (tempfile::TempDir, Server) {
         tls_self_signed: tls,
         env,
         nofile: Some(NOFILE),
+        ..Default::default()
     };
     let server = Server::start(&data, work.path(), opts);
     (work, server)
@@ -587,4 +591,127 @@ fn a_client_writing_past_every_bound_still_has_time_to_take_its_401() {
         failures.join("\n"),
         server.log_tail(30)
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PROXY protocol
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Sends `prefix` then a `GET path` with `extra` headers on a new connection; the answer's status, or why none.
+fn proxied_get(addr: &str, prefix: &[u8], path: &str, extra: &str) -> Result<u16, String> {
+    let mut sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = prefix.to_vec();
+    req.extend_from_slice(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    sock.write_all(&req).map_err(|e| e.to_string())?;
+    read_head(&mut sock).map(|(status, _)| status)
+}
+
+fn proxy_v2_ipv4(src: [u8; 4], src_port: u16, dst_port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&src_port.to_be_bytes());
+    h.extend_from_slice(&dst_port.to_be_bytes());
+    h
+}
+
+#[test]
+fn proxy_protocol_names_the_client_and_connections_without_a_header_are_closed() {
+    let work = workdir("proxy-protocol");
+    let data = work.path().join("data");
+    let opts = |from: &str| ServerOpts {
+        env: vec![
+            ("BERTH_SERVER__PROXY_PROTOCOL".into(), "true".into()),
+            (
+                "BERTH_SERVER__PROXY_PROTOCOL_FROM".into(),
+                format!("[\"{from}\"]"),
+            ),
+            ("BERTH_SERVER__HANDSHAKE_TIMEOUT_SECS".into(), "2".into()),
+        ],
+        skip_ready_check: true,
+        ..Default::default()
+    };
+    let mut server = Server::start(&data, work.path(), opts("127.0.0.0/8"));
+    let addr = server.addr.clone();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+
+    // The balancer's connections: v1 and v2 headers, v2 LOCAL (health checks) included.
+    let v1 = format!("PROXY TCP4 203.0.113.7 127.0.0.1 40001 {port}\r\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match proxied_get(&addr, v1.as_bytes(), "/healthz", "") {
+            Ok(200) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "GET /healthz behind a v1 header: {other:?}\n{}",
+                server.log_tail(40)
+            ),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        proxied_get(
+            &addr,
+            &proxy_v2_ipv4([203, 0, 113, 8], 40002, port),
+            "/readyz",
+            ""
+        ),
+        Ok(200)
+    );
+    let local = [b"\r\n\r\n\0\r\nQUIT\n".as_slice(), &[0x20, 0x00, 0, 0]].concat();
+    assert_eq!(proxied_get(&addr, &local, "/healthz", ""), Ok(200));
+
+    // Whoever connects without a header, or with a malformed one, gets no answer at all.
+    for prefix in [b"".as_slice(), b"PROXY TCP4 nonsense\r\n"] {
+        let r = proxied_get(&addr, prefix, "/healthz", "");
+        assert!(r.is_err(), "answered without a valid PROXY header: {r:?}");
+    }
+    // A silent connection is closed at the handshake deadline like any other.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(2 + MARGIN.as_secs())))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(matches!(silent.read(&mut byte), Ok(0) | Err(_)));
+
+    // The client's address from the header is the request's source: a failed login from "198.51.100.23" is
+    // logged as coming from there, not from 127.0.0.1.
+    let v2 = proxy_v2_ipv4([198, 51, 100, 23], 40003, port);
+    let bad = "Authorization: Basic QUtJQUlPU0ZPRE5ON0VYQU1QTEU6d3Jvbmc=\r\n";
+    assert_eq!(proxied_get(&addr, &v2, "/v2/", bad), Ok(401));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .log()
+        .lines()
+        .any(|l| l.contains("failed login") && l.contains("198.51.100.23"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no failed login from 198.51.100.23 in the log:\n{}",
+            server.log_tail(40)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    // Peers outside proxy_protocol_from are refused even with a well-formed header.
+    server.terminate(Duration::from_secs(15));
+    let mut server = Server::start(&data, work.path(), opts("10.9.8.0/24"));
+    let addr = server.addr.clone();
+    let r = proxied_get(&addr, v1.as_bytes(), "/healthz", "");
+    assert!(
+        r.is_err(),
+        "a peer outside proxy_protocol_from was answered: {r:?}"
+    );
+    assert!(
+        server.log().contains("not in server.proxy_protocol_from"),
+        "no warning about the refused peer:\n{}",
+        server.log_tail(40)
+    );
+    server.terminate(Duration::from_secs(15));
 }

@@ -16,6 +16,7 @@
 
 mod drain;
 mod linger;
+mod proxy_protocol;
 mod slots;
 
 use std::net::SocketAddr;
@@ -43,6 +44,9 @@ pub struct Options {
     pub http2_keepalive: Duration,
     pub max_connections: usize,
     pub drain_body_limit: u64,
+    /// With `[server] proxy_protocol`: the networks allowed to connect (each connection
+    /// then starts with a PROXY header naming the client).
+    pub proxy_from: Option<Vec<ipnet::IpNet>>,
 }
 
 impl Options {
@@ -74,6 +78,7 @@ impl Options {
             http2_keepalive: Duration::from_secs(cfg.http2_keepalive_secs),
             max_connections,
             drain_body_limit: cfg.drain_body_limit_bytes,
+            proxy_from: cfg.proxy_protocol.then(|| cfg.proxy_protocol_from.clone()),
         }
     }
 }
@@ -111,9 +116,10 @@ pub async fn serve<F, E>(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) where
-    F: Fn(SocketAddr, bool) -> E,
+    F: Fn(SocketAddr, bool) -> E + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
+    let facts = Arc::new(facts);
     tracing::info!(
         max_connections = opts.max_connections,
         "accepting at most {} connections",
@@ -155,8 +161,7 @@ pub async fn serve<F, E>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let ext = facts(peer, conn.tls.is_some());
-        tokio::spawn(conn.clone().run(stream, peer, slot, ext));
+        tokio::spawn(conn.clone().run(stream, peer, slot, facts.clone()));
     }
 
     tracing::info!(
@@ -271,16 +276,23 @@ enum Early {
     Silent,
     Evicted,
     ShuttingDown,
+    /// `[server] proxy_protocol`: a peer not in `proxy_protocol_from`.
+    UntrustedProxy,
+    /// `[server] proxy_protocol`: no valid PROXY header.
+    ProxyHeader(proxy_protocol::ProxyHeaderError),
 }
 
 impl ConnContext {
-    async fn run<E: Clone + Send + Sync + 'static>(
+    async fn run<F, E>(
         self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
+        mut stream: TcpStream,
+        mut peer: SocketAddr,
         slot: Arc<Slot>,
-        ext: E,
-    ) {
+        facts: Arc<F>,
+    ) where
+        F: Fn(SocketAddr, bool) -> E,
+        E: Clone + Send + Sync + 'static,
+    {
         let deadline = Instant::now() + self.opts.handshake_timeout;
         let mut closing = self.closing.clone();
         // The first byte (or the TLS handshake) before anything is allocated for HTTP.
@@ -299,6 +311,26 @@ impl ConnContext {
         if let Err(why) = early {
             return log_early(peer, why);
         }
+        if let Some(from) = &self.opts.proxy_from {
+            if !from.iter().any(|net| net.contains(&peer.ip())) {
+                return log_early(peer, Early::UntrustedProxy);
+            }
+            let header =
+                tokio::time::timeout_at(deadline, proxy_protocol::read_header(&mut stream));
+            let header = tokio::select! {
+                r = header => r,
+                _ = slot.evicted() => return log_early(peer, Early::Evicted),
+                _ = closing.wait_for(|c| *c) => return log_early(peer, Early::ShuttingDown),
+            };
+            match header {
+                Ok(Ok(Some(client))) => peer = client,
+                // The balancer speaking for itself (its health checks): its own address.
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return log_early(peer, Early::ProxyHeader(e)),
+                Err(_) => return log_early(peer, Early::Silent),
+            }
+        }
+        let ext = facts(peer, self.tls.is_some());
         let io = Lingering::new(stream, slot.clone());
         match &self.tls {
             None => self.serve_http(io, peer, slot, ext).await,
@@ -400,8 +432,37 @@ fn log_early(peer: SocketAddr, why: Early) {
         Early::Silent => "nothing received in time",
         Early::Evicted => "evicted to make room",
         Early::ShuttingDown => "shutting down",
+        // Likely a misconfiguration (a balancer without send-proxy, or missing from
+        // proxy_protocol_from): worth a warning, at a bounded rate.
+        Early::UntrustedProxy => {
+            if proxy_warning_due() {
+                tracing::warn!(%peer, "connection refused: server.proxy_protocol is on and this peer is not in server.proxy_protocol_from (further refusals are logged at debug level for 10 s)");
+            }
+            "peer not in proxy_protocol_from"
+        }
+        Early::ProxyHeader(e) => {
+            if proxy_warning_due() {
+                tracing::warn!(%peer, error = %e, "connection refused: server.proxy_protocol is on (further refusals are logged at debug level for 10 s)");
+            }
+            "no valid PROXY header"
+        }
     };
     tracing::debug!(%peer, why, "connection closed before its first request");
+}
+
+/// At most one PROXY protocol warning per 10 s, whoever connects.
+fn proxy_warning_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let last = LAST.load(Ordering::Relaxed);
+    (last == 0 || now >= last + 10)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// The application as one connection serves it: each request carries the connection's

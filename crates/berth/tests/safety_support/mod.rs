@@ -49,6 +49,9 @@ pub struct ServerOpts {
     pub env: Vec<(String, String)>,
     /// An open-file limit (soft and hard) for the server process.
     pub nofile: Option<u64>,
+    /// Return once the address is written, without checking `GET /v2/` (for servers a
+    /// plain client cannot talk to, such as one that wants a PROXY protocol header).
+    pub skip_ready_check: bool,
 }
 
 /// A `berth serve` process on a data directory owned by the test.
@@ -173,6 +176,9 @@ impl Server {
                 self.log_tail(80)
             );
             thread::sleep(Duration::from_millis(20));
+        }
+        if self.opts.skip_ready_check {
+            return;
         }
         let client = self.client_with_timeout(Duration::from_secs(5));
         let url = self.v2("");
