@@ -118,7 +118,17 @@ pub enum EcrError {
     Throttled {
         retry_after_secs: u64,
     },
-    /// Anything internal; the cause goes to the log only.
+    /// The server cannot do this now, through no fault of the request, and a retry after
+    /// `retry_after_secs` should succeed (a layer garbage collection is still deleting).
+    /// `message` is for the client: it says what to wait for, never an internal cause.
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The registry's storage (metadata database or blob store) is full; nothing was written.
+    StorageFull,
+    /// Anything internal; the cause (for the log only) is in the string, which never
+    /// reaches the wire.
     Internal(String),
 }
 
@@ -128,11 +138,15 @@ pub struct WireError {
     pub status: StatusCode,
     pub aws_type: &'static str,
     pub message: String,
+    /// The `Retry-After` header's seconds, when the client should wait before retrying.
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The one mapping from [`EcrError`] to the wire.
 pub fn to_wire(e: &EcrError) -> WireError {
     let bad = StatusCode::BAD_REQUEST;
+    // Set by the arms of errors a client should retry after a wait.
+    let mut retry_after_secs = None;
     let (status, aws_type, message) = match e {
         EcrError::UnknownOperation => (
             bad,
@@ -239,7 +253,32 @@ pub fn to_wire(e: &EcrError) -> WireError {
             "UnsupportedOperationException",
             format!("{} is not implemented by this Berth version", op.iam_action()),
         ),
-        EcrError::Throttled { .. } => (bad, "ThrottlingException", "Rate exceeded".to_string()),
+        EcrError::Throttled {
+            retry_after_secs: secs,
+        } => {
+            retry_after_secs = Some(*secs);
+            (bad, "ThrottlingException", "Rate exceeded".to_string())
+        }
+        // ServerException is the model's only server-side shape; 503 is what SDKs treat as
+        // "unavailable, retry" (every AWS SDK retries 500 and 503), and Retry-After says when.
+        EcrError::Unavailable {
+            message,
+            retry_after_secs: secs,
+        } => {
+            retry_after_secs = Some(*secs);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServerException",
+                message.clone(),
+            )
+        }
+        // Not the client's fault and not fixed by a retry soon: 500, with a message an
+        // operator can act on (it names no path or device).
+        EcrError::StorageFull => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerException",
+            "The registry's storage is full; nothing was written.".to_string(),
+        ),
         EcrError::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServerException",
@@ -250,6 +289,7 @@ pub fn to_wire(e: &EcrError) -> WireError {
         status,
         aws_type,
         message,
+        retry_after_secs,
     }
 }
 

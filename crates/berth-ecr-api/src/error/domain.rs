@@ -1,9 +1,14 @@
 //! Domain errors of the layers below (access, metadata, settings, the core registry)
 //! in the edge's words: the one place each becomes an [`EcrError`].
 
+use berth_aws_service::cause_chain;
 use berth_meta::MetaError;
 
 use super::EcrError;
+
+/// How long a client waits before retrying a layer garbage collection is still deleting:
+/// a later pass finishes the deletion (the `/v2` edge answers the same `Retry-After`).
+const BLOB_DELETION_RETRY_SECS: u64 = 60;
 
 impl From<berth_access::AccessError> for EcrError {
     fn from(e: berth_access::AccessError) -> Self {
@@ -11,10 +16,9 @@ impl From<berth_access::AccessError> for EcrError {
         match e {
             A::Authentication(e) => EcrError::Authentication(e),
             A::AccessDenied(m) => EcrError::AccessDenied(m),
-            internal => EcrError::Internal(format!(
-                "{internal}: {:?}",
-                std::error::Error::source(&internal)
-            )),
+            // An unreadable store or a stored policy that no longer parses: ours, not the
+            // caller's. The chain names the store's failure, never a secret.
+            e @ (A::Store { .. } | A::StoredPolicy { .. }) => EcrError::Internal(cause_chain(&e)),
         }
     }
 }
@@ -29,9 +33,29 @@ impl EcrError {
                 EcrError::RepositoryAlreadyExists { registry, name }
             }
             MetaError::RepositoryNotEmpty(name) => EcrError::RepositoryNotEmpty { registry, name },
-            other => {
-                EcrError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
+            // The image and layer facts, worded as `from_registry` words them (the store
+            // does not know the repository's short name, so the messages leave it out).
+            MetaError::BlobNotLinked(d) => EcrError::LayersNotFound(format!(
+                "The layer with digest '{d}' does not exist in the repository in the registry with id '{registry}'"
+            )),
+            MetaError::ChildManifestMissing(d) => EcrError::ReferencedImagesNotFound(format!(
+                "The manifest list references image '{d}', which does not exist in the repository in the registry with id '{registry}'"
+            )),
+            e @ (MetaError::BlobReferenced { .. } | MetaError::ManifestReferenced { .. }) => {
+                EcrError::InvalidParameter(e.to_string())
             }
+            MetaError::UploadNotFound(id) => EcrError::UploadNotFound(format!(
+                "Upload with id '{id}' was not found in the registry with id '{registry}'"
+            )),
+            MetaError::TagImmutable { repository, tag } => EcrError::ImageTagAlreadyExists(
+                berth_registry::RegistryError::TagImmutable { repository, tag }.to_string(),
+            ),
+            e @ MetaError::BlobBeingDeleted(_) => EcrError::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: BLOB_DELETION_RETRY_SECS,
+            },
+            MetaError::StorageFull => EcrError::StorageFull,
+            e @ MetaError::Database(_) => EcrError::Internal(cause_chain(&e)),
         }
     }
 }
@@ -113,10 +137,14 @@ impl EcrError {
             | R::BlobReferenced { .. }
             | R::Unsupported(_)
             | R::RangeNotSatisfiable { .. }) => EcrError::InvalidParameter(e.to_string()),
-            other => EcrError::Internal(format!(
-                "{other}: {:?}",
-                std::error::Error::source(&other)
-            )),
+            // A commit of a layer whose earlier copy garbage collection is still deleting
+            // (its collector died): a later pass finishes it and the retry succeeds.
+            e @ R::BlobBeingDeleted(_) => EcrError::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: BLOB_DELETION_RETRY_SECS,
+            },
+            R::StorageFull => EcrError::StorageFull,
+            e @ R::Internal(_) => EcrError::Internal(cause_chain(&e)),
         }
     }
 }
