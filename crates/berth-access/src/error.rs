@@ -42,9 +42,10 @@ impl AccessError {
 
     /// True when the server, not the caller, is at fault.
     pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            AccessError::Store { .. } | AccessError::StoredPolicy { .. }
-        )
+        // Every variant named, so a new one is classified where it is added.
+        match self {
+            AccessError::Store { .. } | AccessError::StoredPolicy { .. } => true,
+            AccessError::Authentication(_) | AccessError::AccessDenied(_) => false,
+        }
     }
 }

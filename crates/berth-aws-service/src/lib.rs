@@ -10,7 +10,8 @@
 //!   `requiring_signed_headers(&["x-amz-target"])` on JSON 1.1 services);
 //! * JSON 1.1 answers and errors ([`json11_response`], [`json11_error`]) and Query (XML)
 //!   answers and errors ([`query_response`], [`query_error_document`], [`xml`]);
-//! * `Retry-After` on throttling ([`set_retry_after`]);
+//! * `Retry-After` on throttling and retryable failures ([`set_retry_after`]);
+//! * the cause chain of an internal error, for the log only ([`cause_chain`]);
 //! * the connection facts policies see ([`conn_info`]).
 //!
 //! May depend on: `berth-access`, `berth-sigv4`. Knows no service's operations.
@@ -137,6 +138,19 @@ pub fn set_retry_after(resp: &mut Response, secs: u64) {
         .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
 }
 
+/// `e` and its sources, each by its `Display`, joined by `": "`: the text an internal
+/// error leaves in the server log (never on the wire).
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +182,16 @@ mod tests {
         let r = json11_response(StatusCode::OK, &body, "rid");
         let bytes = r.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], body.to_string().as_bytes());
+    }
+
+    #[test]
+    fn cause_chains_name_every_source() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(cause_chain(&e), "outer: inner");
+        assert_eq!(cause_chain(&std::io::Error::other("alone")), "alone");
     }
 
     #[test]

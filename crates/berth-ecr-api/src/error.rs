@@ -9,7 +9,6 @@
 //! `__type` as a generic client error carrying that code and message, which is what a
 //! script needs to see.
 
-use berth_meta::MetaError;
 use berth_sigv4::SigV4Error;
 use http::StatusCode;
 
@@ -119,7 +118,17 @@ pub enum EcrError {
     Throttled {
         retry_after_secs: u64,
     },
-    /// Anything internal; the cause goes to the log only.
+    /// The server cannot do this now, through no fault of the request, and a retry after
+    /// `retry_after_secs` should succeed (a layer garbage collection is still deleting).
+    /// `message` is for the client: it says what to wait for, never an internal cause.
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The registry's storage (metadata database or blob store) is full; nothing was written.
+    StorageFull,
+    /// Anything internal; the cause (for the log only) is in the string, which never
+    /// reaches the wire.
     Internal(String),
 }
 
@@ -129,11 +138,15 @@ pub struct WireError {
     pub status: StatusCode,
     pub aws_type: &'static str,
     pub message: String,
+    /// The `Retry-After` header's seconds, when the client should wait before retrying.
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The one mapping from [`EcrError`] to the wire.
 pub fn to_wire(e: &EcrError) -> WireError {
     let bad = StatusCode::BAD_REQUEST;
+    // Set by the arms of errors a client should retry after a wait.
+    let mut retry_after_secs = None;
     let (status, aws_type, message) = match e {
         EcrError::UnknownOperation => (
             bad,
@@ -240,7 +253,32 @@ pub fn to_wire(e: &EcrError) -> WireError {
             "UnsupportedOperationException",
             format!("{} is not implemented by this Berth version", op.iam_action()),
         ),
-        EcrError::Throttled { .. } => (bad, "ThrottlingException", "Rate exceeded".to_string()),
+        EcrError::Throttled {
+            retry_after_secs: secs,
+        } => {
+            retry_after_secs = Some(*secs);
+            (bad, "ThrottlingException", "Rate exceeded".to_string())
+        }
+        // ServerException is the model's only server-side shape; 503 is what SDKs treat as
+        // "unavailable, retry" (every AWS SDK retries 500 and 503), and Retry-After says when.
+        EcrError::Unavailable {
+            message,
+            retry_after_secs: secs,
+        } => {
+            retry_after_secs = Some(*secs);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServerException",
+                message.clone(),
+            )
+        }
+        // Not the client's fault and not fixed by a retry soon: 500, with a message an
+        // operator can act on (it names no path or device).
+        EcrError::StorageFull => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerException",
+            "The registry's storage is full; nothing was written.".to_string(),
+        ),
         EcrError::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServerException",
@@ -251,236 +289,9 @@ pub fn to_wire(e: &EcrError) -> WireError {
         status,
         aws_type,
         message,
+        retry_after_secs,
     }
 }
-
-impl From<berth_access::AccessError> for EcrError {
-    fn from(e: berth_access::AccessError) -> Self {
-        use berth_access::AccessError as A;
-        match e {
-            A::Authentication(e) => EcrError::Authentication(e),
-            A::AccessDenied(m) => EcrError::AccessDenied(m),
-            internal => EcrError::Internal(format!(
-                "{internal}: {:?}",
-                std::error::Error::source(&internal)
-            )),
-        }
-    }
-}
-
-impl EcrError {
-    /// A meta store error about repository `name` of `registry`.
-    pub fn from_meta(e: MetaError, registry: &str) -> Self {
-        let registry = registry.to_string();
-        match e {
-            MetaError::RepositoryNotFound(name) => EcrError::RepositoryNotFound { registry, name },
-            MetaError::RepositoryAlreadyExists(name) => {
-                EcrError::RepositoryAlreadyExists { registry, name }
-            }
-            MetaError::RepositoryNotEmpty(name) => EcrError::RepositoryNotEmpty { registry, name },
-            other => {
-                EcrError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
-            }
-        }
-    }
-}
-
-impl EcrError {
-    /// A settings store error in the registry `registry`.
-    pub fn from_settings(e: berth_meta::SettingsError, registry: &str) -> Self {
-        use berth_meta::SettingsError as S;
-        let registry = registry.to_string();
-        match e {
-            S::RepositoryNotFound(name) => EcrError::RepositoryNotFound { registry, name },
-            S::RepositoryAlreadyExists(name) => {
-                EcrError::RepositoryAlreadyExists { registry, name }
-            }
-            S::RepositoryPolicyNotFound(name) => {
-                EcrError::RepositoryPolicyNotFound { registry, name }
-            }
-            S::RegistryPolicyNotFound(_) => EcrError::RegistryPolicyNotFound { registry },
-            S::TooManyTags { repository, count } => EcrError::TooManyTags(format!(
-                "The repository '{repository}' would have {count} tags; a repository can have at most {} tags",
-                berth_meta::settings::MAX_TAGS_PER_RESOURCE
-            )),
-            S::TemplateAlreadyExists(prefix) => EcrError::TemplateAlreadyExists { registry, prefix },
-            S::TemplateNotFound(prefix) => EcrError::TemplateNotFound { registry, prefix },
-            S::Meta(m) => EcrError::from_meta(m, &registry),
-        }
-    }
-}
-
-#[cfg(test)]
-mod settings_error_tests {
-    use super::*;
-    use berth_meta::SettingsError;
-
-    #[test]
-    fn settings_errors_map_to_the_model_exceptions() {
-        let cases: Vec<(SettingsError, &str)> = vec![
-            (
-                SettingsError::RepositoryNotFound("a".into()),
-                "RepositoryNotFoundException",
-            ),
-            (
-                SettingsError::RepositoryPolicyNotFound("a".into()),
-                "RepositoryPolicyNotFoundException",
-            ),
-            (
-                SettingsError::RegistryPolicyNotFound("1".into()),
-                "RegistryPolicyNotFoundException",
-            ),
-            (
-                SettingsError::TooManyTags {
-                    repository: "a".into(),
-                    count: 51,
-                },
-                "TooManyTagsException",
-            ),
-            (
-                SettingsError::TemplateAlreadyExists("p".into()),
-                "TemplateAlreadyExistsException",
-            ),
-            (
-                SettingsError::TemplateNotFound("p".into()),
-                "TemplateNotFoundException",
-            ),
-            (
-                SettingsError::Meta(berth_meta::MetaError::StorageFull),
-                "ServerException",
-            ),
-        ];
-        for (e, ty) in cases {
-            let w = to_wire(&EcrError::from_settings(e, "123456789012"));
-            assert_eq!(w.aws_type, ty);
-            assert_eq!(
-                w.status.as_u16(),
-                if ty == "ServerException" { 500 } else { 400 }
-            );
-        }
-        let w = to_wire(&EcrError::from_settings(
-            SettingsError::RepositoryPolicyNotFound("team/app".into()),
-            "123456789012",
-        ));
-        assert_eq!(w.message, "Repository policy does not exist for the repository with name 'team/app' in the registry with id '123456789012'");
-        assert_eq!(
-            to_wire(&EcrError::InvalidTagParameter("k".into())).aws_type,
-            "InvalidTagParameterException"
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_errors_are_400_with_model_names_and_server_errors_500() {
-        let cases: Vec<(EcrError, u16, &str)> = vec![
-            (EcrError::UnknownOperation, 400, "UnknownOperationException"),
-            (
-                EcrError::Serialization("x".into()),
-                400,
-                "SerializationException",
-            ),
-            (
-                EcrError::InvalidParameter("x".into()),
-                400,
-                "InvalidParameterException",
-            ),
-            (
-                EcrError::RepositoryAlreadyExists {
-                    registry: "1".into(),
-                    name: "a".into(),
-                },
-                400,
-                "RepositoryAlreadyExistsException",
-            ),
-            (
-                EcrError::RepositoryNotFound {
-                    registry: "1".into(),
-                    name: "a".into(),
-                },
-                400,
-                "RepositoryNotFoundException",
-            ),
-            (
-                EcrError::RepositoryNotEmpty {
-                    registry: "1".into(),
-                    name: "a".into(),
-                },
-                400,
-                "RepositoryNotEmptyException",
-            ),
-            (
-                EcrError::Authentication(SigV4Error::UnrecognizedClient {
-                    access_key_id: "AKIA".into(),
-                }),
-                400,
-                "UnrecognizedClientException",
-            ),
-            (
-                EcrError::Authentication(SigV4Error::MissingAuthentication),
-                400,
-                "MissingAuthenticationTokenException",
-            ),
-            (
-                EcrError::AccessDenied("no".into()),
-                400,
-                "AccessDeniedException",
-            ),
-            (
-                EcrError::Unsupported(EcrOperation::PutImage),
-                400,
-                "UnsupportedOperationException",
-            ),
-            (
-                EcrError::Throttled {
-                    retry_after_secs: 1,
-                },
-                400,
-                "ThrottlingException",
-            ),
-            (EcrError::Internal("boom".into()), 500, "ServerException"),
-        ];
-        for (e, status, ty) in cases {
-            let w = to_wire(&e);
-            assert_eq!(w.status.as_u16(), status, "{e:?}");
-            assert_eq!(w.aws_type, ty, "{e:?}");
-        }
-        let w = to_wire(&EcrError::Unsupported(EcrOperation::PutImage));
-        assert_eq!(
-            w.message,
-            "ecr:PutImage is not implemented by this Berth version"
-        );
-        // The internal cause never reaches the wire.
-        assert!(!to_wire(&EcrError::Internal("secret path".into()))
-            .message
-            .contains("secret"));
-        let w = to_wire(&EcrError::RepositoryNotFound {
-            registry: "123".into(),
-            name: "a/b".into(),
-        });
-        assert_eq!(
-            w.message,
-            "The repository with name 'a/b' does not exist in the registry with id '123'"
-        );
-    }
-
-    #[test]
-    fn meta_errors_map_to_repository_exceptions() {
-        assert!(matches!(
-            EcrError::from_meta(MetaError::RepositoryNotEmpty("a".into()), "1"),
-            EcrError::RepositoryNotEmpty { .. }
-        ));
-        assert!(matches!(
-            EcrError::from_meta(MetaError::StorageFull, "1"),
-            EcrError::Internal(_)
-        ));
-    }
-}
-
-// -- Images, layers, tag mutability and pull times. --
 
 /// The JSON body of an error: `__type` and `message`, plus the members the model gives
 /// some exceptions (InvalidLayerPartException's `lastValidByteReceived`, ...).
@@ -504,143 +315,7 @@ pub fn error_body(e: &EcrError, wire: &WireError) -> serde_json::Value {
     body
 }
 
-impl EcrError {
-    /// A core registry error met while working on `repository` of `registry`, in the
-    /// words of the image and layer actions. Handlers map the few errors whose meaning
-    /// depends on the action (a digest mismatch on CompleteLayerUpload, an out-of-order
-    /// part) before falling back to this.
-    pub fn from_registry(
-        e: berth_registry::RegistryError,
-        registry: &str,
-        repository: &str,
-    ) -> Self {
-        use berth_registry::RegistryError as R;
-        match e {
-            R::RepositoryNotFound(name) => EcrError::RepositoryNotFound {
-                registry: registry.to_string(),
-                name,
-            },
-            R::TagImmutable { .. } => EcrError::ImageTagAlreadyExists(e.to_string()),
-            R::ManifestBlobUnknown(d) | R::BlobNotFound(d) => EcrError::LayersNotFound(format!(
-                "Layers with digests '[{d}]' required for pushing image into repository with name '{repository}' in registry with id '{registry}' do not exist"
-            )),
-            R::ManifestChildUnknown(d) => EcrError::ReferencedImagesNotFound(format!(
-                "The manifest list references image '{d}', which does not exist in repository with name '{repository}' in registry with id '{registry}'"
-            )),
-            R::DigestMismatch { expected, actual } => EcrError::ImageDigestDoesNotMatch(format!(
-                "Provided digest '{expected}' does not match the calculated digest '{actual}' of the image manifest"
-            )),
-            R::ManifestNotFound(r) => EcrError::ImageNotFound(format!(
-                "The image with imageId '{r}' does not exist within the repository with name '{repository}' in the registry with id '{registry}'"
-            )),
-            // The archive storage class.
-            R::ImageArchived { .. } => EcrError::ImageNotFound(e.to_string()),
-            R::BlobArchived(_) => EcrError::LayersNotFound(e.to_string()),
-            R::StorageClassUnchanged(m) => EcrError::ImageStorageClassUpdateNotSupported(m),
-            R::UploadNotFound(id) => EcrError::UploadNotFound(format!(
-                "Upload with id '{id}' was not found in the repository with name '{repository}' in the registry with id '{registry}'"
-            )),
-            R::ManifestInvalid(m) => EcrError::InvalidParameter(format!(
-                "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{m}'"
-            )),
-            R::DescriptorSizeMismatch { .. } => EcrError::InvalidParameter(format!(
-                "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{e}'"
-            )),
-            e @ (R::InvalidName(_)
-            | R::InvalidTag(_)
-            | R::InvalidDigest(_)
-            | R::UploadInvalid(_)
-            | R::UploadOutOfOrder { .. }
-            | R::SizeInvalid(_)
-            | R::ManifestReferenced { .. }
-            | R::BlobReferenced { .. }
-            | R::Unsupported(_)
-            | R::RangeNotSatisfiable { .. }) => EcrError::InvalidParameter(e.to_string()),
-            other => EcrError::Internal(format!(
-                "{other}: {:?}",
-                std::error::Error::source(&other)
-            )),
-        }
-    }
-}
-
+// The conversions from the layers below, one `match` per domain error type.
+mod domain;
 #[cfg(test)]
-mod image_error_tests {
-    use super::*;
-    use berth_registry::RegistryError;
-
-    #[test]
-    fn image_and_layer_errors_map_to_the_model_exceptions() {
-        let d = berth_types::Digest::sha256_of(b"x");
-        let reg = |e| EcrError::from_registry(e, "1", "a");
-        let cases: Vec<(EcrError, &str)> = vec![
-            (
-                reg(RegistryError::TagImmutable {
-                    repository: "a".into(),
-                    tag: "v1".into(),
-                }),
-                "ImageTagAlreadyExistsException",
-            ),
-            (
-                reg(RegistryError::ManifestBlobUnknown(d.clone())),
-                "LayersNotFoundException",
-            ),
-            (
-                reg(RegistryError::ManifestChildUnknown(d.clone())),
-                "ReferencedImagesNotFoundException",
-            ),
-            (
-                reg(RegistryError::DigestMismatch {
-                    expected: d.clone(),
-                    actual: d.clone(),
-                }),
-                "ImageDigestDoesNotMatchException",
-            ),
-            (
-                reg(RegistryError::UploadNotFound("u".into())),
-                "UploadNotFoundException",
-            ),
-            (
-                reg(RegistryError::RepositoryNotFound("a".into())),
-                "RepositoryNotFoundException",
-            ),
-            (reg(RegistryError::StorageFull), "ServerException"),
-            (EcrError::EmptyUpload("x".into()), "EmptyUploadException"),
-            (
-                EcrError::LayerAlreadyExists("x".into()),
-                "LayerAlreadyExistsException",
-            ),
-            (EcrError::InvalidLayer("x".into()), "InvalidLayerException"),
-            (
-                EcrError::ExclusionNotFound("x".into()),
-                "ExclusionNotFoundException",
-            ),
-            (
-                EcrError::LimitExceeded("x".into()),
-                "LimitExceededException",
-            ),
-        ];
-        for (e, ty) in cases {
-            let w = to_wire(&e);
-            assert_eq!(w.aws_type, ty, "{e:?}");
-            let status = if ty == "ServerException" { 500 } else { 400 };
-            assert_eq!(w.status.as_u16(), status);
-        }
-        let part = EcrError::InvalidLayerPart {
-            registry: "123456789012".into(),
-            repository: "a/b".into(),
-            upload_id: "u".into(),
-            last_valid_byte_received: Some(99),
-            message: "m".into(),
-        };
-        let body = error_body(&part, &to_wire(&part));
-        assert_eq!(body["__type"], "InvalidLayerPartException");
-        assert_eq!(body["lastValidByteReceived"], 99);
-        assert_eq!(body["uploadId"], "u");
-        let plain = EcrError::ImageNotFound("gone".into());
-        assert_eq!(
-            error_body(&plain, &to_wire(&plain)),
-            serde_json::json!({"__type": "ImageNotFoundException", "message": "gone"})
-        );
-    }
-}
+mod tests;

@@ -248,8 +248,8 @@ async fn dispatch(State(state): State<EcrState>, mut req: Request) -> Response {
                 let body = error::error_body(&e, &wire);
                 let mut resp = json11_response(wire.status, &body, &request_id);
                 resp.extensions_mut().insert(ErrorCode(wire.aws_type));
-                if let EcrError::Throttled { retry_after_secs } = e {
-                    set_retry_after(&mut resp, retry_after_secs);
+                if let Some(secs) = wire.retry_after_secs {
+                    set_retry_after(&mut resp, secs);
                 }
                 resp
             }

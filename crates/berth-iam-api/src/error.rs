@@ -15,7 +15,9 @@
 //! per [`SigV4Error::query_code`]; `AccessDenied` 403).
 
 use berth_access::AccessError;
+use berth_aws_service::cause_chain;
 use berth_meta::iam::IamError;
+use berth_meta::MetaError;
 use berth_sigv4::SigV4Error;
 use http::StatusCode;
 
@@ -46,7 +48,10 @@ pub enum IamApiError {
     Authentication(SigV4Error),
     /// IAM denied the request; berth-iam's AWS-shaped message.
     AccessDenied(String),
-    /// Anything internal; the cause goes to the log only.
+    /// The metadata database is full; nothing was written.
+    StorageFull,
+    /// Anything internal; the cause (for the log only) is in the string, which never
+    /// reaches the wire.
     Internal(String),
 }
 
@@ -106,6 +111,12 @@ pub fn to_wire(e: &IamApiError) -> WireError {
             e.detailed_message(),
         ),
         IamApiError::AccessDenied(m) => (StatusCode::FORBIDDEN, "AccessDenied", m.clone()),
+        // Not the caller's fault and not fixed by a retry soon; the message names no path.
+        IamApiError::StorageFull => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceFailure",
+            "The registry's storage is full; nothing was written.".to_string(),
+        ),
         IamApiError::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceFailure",
@@ -137,12 +148,35 @@ impl From<IamError> for IamApiError {
             IamError::LimitExceeded(m) => IamApiError::LimitExceeded(m),
             IamError::DeleteConflict(m) => IamApiError::DeleteConflict(m),
             IamError::InvalidInput(m) => IamApiError::InvalidInput(m),
-            // The caller's own account exists (its key was found); a random key id that
-            // collides, an undecryptable secret or a database failure are ours.
-            other => {
-                IamApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
-            }
+            // The caller's own account exists (its key was found) and this edge creates
+            // none; a random key id that collides (SDKs retry a 500, drawing a new one) and
+            // an undecryptable secret (the chain names the key id, never the secret) are ours.
+            e @ (IamError::AccountNotFound(_)
+            | IamError::AccountAlreadyExists(_)
+            | IamError::AccessKeyAlreadyExists(_)
+            | IamError::Secret { .. }) => IamApiError::Internal(cause_chain(&e)),
+            IamError::Meta(m) => from_meta(m),
         }
+    }
+}
+
+/// A metadata error under the IAM store.
+fn from_meta(e: MetaError) -> IamApiError {
+    match e {
+        MetaError::StorageFull => IamApiError::StorageFull,
+        e @ MetaError::Database(_) => IamApiError::Internal(cause_chain(&e)),
+        // Facts of repositories and images: the IAM store never reports them, so one here
+        // is a bug of ours, not the caller's.
+        e @ (MetaError::RepositoryNotFound(_)
+        | MetaError::RepositoryAlreadyExists(_)
+        | MetaError::RepositoryNotEmpty(_)
+        | MetaError::BlobNotLinked(_)
+        | MetaError::BlobReferenced { .. }
+        | MetaError::ChildManifestMissing(_)
+        | MetaError::ManifestReferenced { .. }
+        | MetaError::UploadNotFound(_)
+        | MetaError::TagImmutable { .. }
+        | MetaError::BlobBeingDeleted(_)) => IamApiError::Internal(cause_chain(&e)),
     }
 }
 
@@ -152,10 +186,10 @@ impl From<AccessError> for IamApiError {
         match e {
             AccessError::Authentication(e) => IamApiError::Authentication(e),
             AccessError::AccessDenied(m) => IamApiError::AccessDenied(m),
-            internal => IamApiError::Internal(format!(
-                "{internal}: {:?}",
-                std::error::Error::source(&internal)
-            )),
+            // An unreadable store or a stored policy that no longer parses: ours.
+            e @ (AccessError::Store { .. } | AccessError::StoredPolicy { .. }) => {
+                IamApiError::Internal(cause_chain(&e))
+            }
         }
     }
 }
@@ -221,6 +255,7 @@ mod tests {
                 "MissingAuthenticationToken",
             ),
             (IamApiError::AccessDenied("no".into()), 403, "AccessDenied"),
+            (IamApiError::StorageFull, 500, "ServiceFailure"),
             (IamApiError::Internal("boom".into()), 500, "ServiceFailure"),
         ];
         for (e, status, code) in cases {
@@ -265,6 +300,116 @@ mod tests {
         assert!(matches!(e, IamApiError::Internal(_)));
         let e: IamApiError = AccessError::AccessDenied("no".into()).into();
         assert!(matches!(e, IamApiError::AccessDenied(_)));
+    }
+
+    /// An internal failure whose text must stay in the log.
+    fn leaky_source() -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(std::io::Error::other(
+            "open /var/lib/berth/meta.db: password=hunter2",
+        ))
+    }
+
+    fn code_of(e: &IamApiError) -> (u16, &'static str) {
+        let w = to_wire(e);
+        (w.status.as_u16(), w.code)
+    }
+
+    #[test]
+    fn server_side_store_errors_are_service_failures_that_say_nothing_internal() {
+        let d = berth_types::Digest::sha256_of(b"x");
+        let internal: Vec<IamError> = vec![
+            IamError::AccountNotFound("123456789012".into()),
+            IamError::AccountAlreadyExists("123456789012".into()),
+            IamError::AccessKeyAlreadyExists("AKIA".into()),
+            IamError::Secret {
+                access_key_id: "AKIAEXAMPLE".into(),
+                source: berth_meta::secrets::SecretError::Corrupt,
+            },
+            IamError::Meta(MetaError::Database(leaky_source())),
+            IamError::Meta(MetaError::RepositoryNotFound("a".into())),
+            IamError::Meta(MetaError::RepositoryAlreadyExists("a".into())),
+            IamError::Meta(MetaError::RepositoryNotEmpty("a".into())),
+            IamError::Meta(MetaError::BlobNotLinked(d.clone())),
+            IamError::Meta(MetaError::BlobReferenced {
+                digest: d.clone(),
+                manifest: d.clone(),
+            }),
+            IamError::Meta(MetaError::ChildManifestMissing(d.clone())),
+            IamError::Meta(MetaError::ManifestReferenced {
+                digest: d.clone(),
+                index: d.clone(),
+            }),
+            IamError::Meta(MetaError::UploadNotFound("u".into())),
+            IamError::Meta(MetaError::TagImmutable {
+                repository: "a".into(),
+                tag: "t".into(),
+            }),
+            IamError::Meta(MetaError::BlobBeingDeleted(d.clone())),
+        ];
+        for e in internal {
+            let shown = format!("{e:?}");
+            let mapped = IamApiError::from(e);
+            assert!(matches!(mapped, IamApiError::Internal(_)), "{shown}");
+            let w = to_wire(&mapped);
+            assert_eq!(
+                (w.status.as_u16(), w.code, w.fault),
+                (500, "ServiceFailure", "Receiver")
+            );
+            assert_eq!(
+                w.message,
+                "An internal error occurred; see the server log for the request id."
+            );
+        }
+        // The cause chain is kept for the log.
+        let e = IamApiError::from(IamError::Meta(MetaError::Database(leaky_source())));
+        assert!(matches!(&e, IamApiError::Internal(m) if m.contains("hunter2")));
+        let e = IamApiError::from(IamError::Secret {
+            access_key_id: "AKIAEXAMPLE".into(),
+            source: berth_meta::secrets::SecretError::Corrupt,
+        });
+        assert!(
+            matches!(&e, IamApiError::Internal(m) if m.contains("AKIAEXAMPLE") && m.contains("corrupted"))
+        );
+        // A full database says so (it names no path).
+        let full = IamApiError::from(IamError::Meta(MetaError::StorageFull));
+        assert!(matches!(full, IamApiError::StorageFull));
+        let w = to_wire(&full);
+        assert_eq!((w.status.as_u16(), w.code), (500, "ServiceFailure"));
+        assert_eq!(
+            w.message,
+            "The registry's storage is full; nothing was written."
+        );
+    }
+
+    #[test]
+    fn access_errors_keep_store_failures_off_the_wire() {
+        let e: IamApiError = AccessError::Authentication(SigV4Error::MissingAuthentication).into();
+        assert_eq!(code_of(&e), (403, "MissingAuthenticationToken"));
+        let e: IamApiError = AccessError::AccessDenied("no".into()).into();
+        assert_eq!(code_of(&e), (403, "AccessDenied"));
+        let e: IamApiError = AccessError::Store {
+            context: "reading the access key",
+            source: leaky_source(),
+        }
+        .into();
+        assert!(
+            matches!(&e, IamApiError::Internal(m) if m.contains("reading the access key") && m.contains("hunter2"))
+        );
+        let w = to_wire(&e);
+        assert_eq!((w.status.as_u16(), w.code), (500, "ServiceFailure"));
+        assert!(!w.to_xml("urn:x", "r").contains("hunter2"));
+        let source = berth_iam::Policy::parse(
+            "not json",
+            berth_iam::PolicyKind::Identity,
+            berth_iam::SizeLimit::Unlimited,
+        )
+        .unwrap_err();
+        let e: IamApiError = AccessError::StoredPolicy {
+            name: "policy p of user bob".into(),
+            source,
+        }
+        .into();
+        assert_eq!(code_of(&e), (500, "ServiceFailure"));
     }
 
     #[test]

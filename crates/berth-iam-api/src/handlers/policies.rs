@@ -86,9 +86,34 @@ pub(super) async fn put_policy(ctx: &Ctx<'_>, owner: Owner) -> Result<Xml, IamAp
     let document = ctx.params.required(POLICY_DOCUMENT)?;
     let owner_name = owner.name(ctx)?;
     if let Err(e) = Policy::parse(document, PolicyKind::Identity, owner.size_limit()) {
+        use PolicyErrorKind as K;
         return Err(match e.kind {
-            PolicyErrorKind::TooLarge { .. } => too_large(owner, &owner_name),
-            _ => IamApiError::MalformedPolicyDocument(e.to_string()),
+            K::TooLarge { .. } => too_large(owner, &owner_name),
+            // Every other refusal is about the document's text or grammar.
+            K::Json(_)
+            | K::JsonLimits(_)
+            | K::WrongType { .. }
+            | K::UnknownField(_)
+            | K::MissingField(_)
+            | K::Conflict(..)
+            | K::InvalidVersion(_)
+            | K::InvalidEffect(_)
+            | K::NoStatements
+            | K::InvalidSid(_)
+            | K::DuplicateSid(_)
+            | K::PrincipalInIdentityPolicy
+            | K::MissingPrincipal
+            | K::NotPrincipalWithAllow
+            | K::InvalidPrincipal(_)
+            | K::UnsupportedPrincipalType(_)
+            | K::InvalidAction(_)
+            | K::InvalidResource(_)
+            | K::InvalidArn(_)
+            | K::UnknownOperator(_)
+            | K::InvalidConditionKey(_)
+            | K::InvalidConditionValue { .. }
+            | K::InvalidVariable(_)
+            | K::EmptyList => IamApiError::MalformedPolicyDocument(e.to_string()),
         });
     }
     let mut total = non_whitespace_chars(document);

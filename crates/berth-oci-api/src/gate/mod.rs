@@ -125,13 +125,14 @@ struct Refusal(String);
 
 impl From<AccessError> for Refusal {
     fn from(e: AccessError) -> Self {
-        if e.is_internal() {
-            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "authenticating a /v2 request failed");
-            return Refusal("the credentials could not be checked; try again".into());
-        }
         match e {
             AccessError::Authentication(e) => Refusal(e.detailed_message()),
-            other => Refusal(other.to_string()),
+            AccessError::AccessDenied(m) => Refusal(m),
+            // Ours, not the caller's: the cause goes to the log, the client is told to retry.
+            e @ (AccessError::Store { .. } | AccessError::StoredPolicy { .. }) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "authenticating a /v2 request failed");
+                Refusal("the credentials could not be checked; try again".into())
+            }
         }
     }
 }
@@ -395,7 +396,12 @@ fn denied(e: AccessError) -> Response {
         AccessError::AccessDenied(m) => {
             OciError::new(StatusCode::FORBIDDEN, "DENIED", m).into_response()
         }
-        other => {
+        // A store that could not be read or a stored policy that no longer parses is ours;
+        // authorization does not authenticate, so an authentication error here is a bug
+        // of ours too. The cause goes to the log only.
+        other @ (AccessError::Store { .. }
+        | AccessError::StoredPolicy { .. }
+        | AccessError::Authentication(_)) => {
             tracing::error!(error = %other, source = ?std::error::Error::source(&other), "authorizing a /v2 request failed");
             OciError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -604,6 +610,39 @@ mod tests {
         assert_eq!(
             scope_of(OciOperation::Catalog, "").as_deref(),
             Some("registry:catalog:*")
+        );
+    }
+
+    #[test]
+    fn access_errors_refuse_or_fail_without_their_cause() {
+        use berth_sigv4::SigV4Error;
+        let store = || AccessError::Store {
+            context: "reading the access key",
+            source: Box::new(std::io::Error::other("password=hunter2")),
+        };
+        let Refusal(m) = AccessError::AccessDenied("denied: x".into()).into();
+        assert_eq!(m, "denied: x");
+        let Refusal(m) = AccessError::Authentication(SigV4Error::MissingAuthentication).into();
+        assert!(!m.is_empty());
+        let Refusal(m) = store().into();
+        assert_eq!(m, "the credentials could not be checked; try again");
+        let code = |r: Response| {
+            let c = r
+                .extensions()
+                .get::<berth_types::telemetry::ErrorCode>()
+                .map(|c| c.0);
+            (r.status().as_u16(), c)
+        };
+        assert_eq!(
+            code(denied(AccessError::AccessDenied("no".into()))),
+            (403, Some("DENIED"))
+        );
+        assert_eq!(code(denied(store())), (500, Some("UNKNOWN")));
+        assert_eq!(
+            code(denied(AccessError::Authentication(
+                SigV4Error::MissingAuthentication
+            ))),
+            (500, Some("UNKNOWN"))
         );
     }
 
