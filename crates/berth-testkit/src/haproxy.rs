@@ -260,6 +260,24 @@ impl Haproxy {
         fs::read_to_string(self.dir.join("haproxy.log")).unwrap_or_default()
     }
 
+    /// How many requests HAProxy answered with each status so far, per server (`node0`,
+    /// ...; `<NOSRV>` when none was chosen), from its request log; -1 when no answer came
+    /// (the server died, or the client left).
+    pub fn statuses(&self) -> std::collections::BTreeMap<(String, i32), usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in self.log().lines() {
+            // `... registry nodes/node1 0/0/0/2/2 202 ...`: the server, timers, status.
+            let mut words = line.split_whitespace();
+            let Some(server) = words.find_map(|w| w.strip_prefix("nodes/")) else {
+                continue;
+            };
+            if let Some(status) = words.nth(1).and_then(|w| w.parse::<i32>().ok()) {
+                *out.entry((server.to_string(), status)).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// Each server's name and whether HAProxy considers it up now (`show stat` on the
     /// stats socket), in config order.
     pub fn servers(&self) -> Vec<(String, bool)> {
@@ -372,6 +390,14 @@ mod tests {
         assert_ne!(answers[0], answers[1], "{answers:?}");
         assert_eq!(answers[0], answers[2], "{answers:?}");
         assert_eq!(answers[1], answers[3], "{answers:?}");
+        let statuses = h.statuses();
+        assert_eq!(
+            statuses.values().sum::<usize>(),
+            4,
+            "{statuses:?}\n{}",
+            h.log()
+        );
+        assert_eq!(statuses.get(&("node0".to_string(), 200)), Some(&2));
         let (addr, dir) = (h.addr(), h.dir.clone());
         drop(h);
         assert!(TcpStream::connect(addr).is_err(), "still listening");

@@ -392,7 +392,9 @@ fn cluster_node_killed_mid_push_loses_nothing_acknowledged() {
     }
     eprintln!(
         "killed mid-push: {acknowledged} of 3 skopeo pushes acknowledged, {continued} of 4 \
-         chunked uploads continued on a survivor"
+         chunked uploads continued on a survivor; the balancer's answers by node and status: \
+         {:?}",
+        c.haproxy.statuses()
     );
 
     // The passes went on without node 0, and no lease stays with it.
