@@ -262,7 +262,8 @@ impl Haproxy {
 
     /// How many requests HAProxy answered with each status so far, per server (`node0`,
     /// ...; `<NOSRV>` when none was chosen), from its request log; -1 when no answer came
-    /// (the server died, or the client left).
+    /// (the server died, or the client left). A request's line is written once it ends, a
+    /// moment after its answer.
     pub fn statuses(&self) -> std::collections::BTreeMap<(String, i32), usize> {
         let mut out = std::collections::BTreeMap::new();
         for line in self.log().lines() {
@@ -364,6 +365,77 @@ mod tests {
         addr
     }
 
+    /// HAProxy's own process id (`show info`).
+    fn haproxy_pid(h: &Haproxy) -> u32 {
+        h.command("show info")
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_killed_test_process_leaves_no_haproxy_behind() {
+        // A child process (this test binary, re-run on a helper test) starts HAProxy,
+        // prints its pid and directory, and is killed with SIGKILL.
+        if std::env::var_os("BERTH_TESTKIT_CHILD").is_some() {
+            return;
+        }
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "haproxy::tests::child_starts_haproxy_and_waits",
+                "--nocapture",
+                "--include-ignored",
+            ])
+            .env("BERTH_TESTKIT_CHILD", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !seen.contains("READY ") || !seen.contains(" END") {
+            let n = out.read(&mut buf).unwrap();
+            assert!(n > 0 && Instant::now() < deadline, "child said: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let line = seen
+            .lines()
+            .find_map(|l| l.strip_prefix("READY "))
+            .unwrap()
+            .strip_suffix(" END")
+            .unwrap()
+            .to_string();
+        let (pid, dir) = line.split_once(' ').unwrap();
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists() || Path::new(dir).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "HAProxy {pid} or {dir} outlived its test process"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    #[ignore = "run by a_killed_test_process_leaves_no_haproxy_behind as its child"]
+    fn child_starts_haproxy_and_waits() {
+        if std::env::var_os("BERTH_TESTKIT_CHILD").is_none() {
+            return;
+        }
+        let h = Haproxy::start(&[tiny_server("a")]);
+        println!("READY {} {} END", haproxy_pid(&h), h.dir.display());
+        std::thread::sleep(Duration::from_secs(600));
+    }
+
     fn get(addr: SocketAddr) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
@@ -390,13 +462,14 @@ mod tests {
         assert_ne!(answers[0], answers[1], "{answers:?}");
         assert_eq!(answers[0], answers[2], "{answers:?}");
         assert_eq!(answers[1], answers[3], "{answers:?}");
-        let statuses = h.statuses();
-        assert_eq!(
-            statuses.values().sum::<usize>(),
-            4,
-            "{statuses:?}\n{}",
-            h.log()
-        );
+        // A request's log line comes a moment after its answer.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut statuses = h.statuses();
+        while statuses.values().sum::<usize>() < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            statuses = h.statuses();
+        }
+        assert_eq!(statuses.values().sum::<usize>(), 4, "{statuses:?}");
         assert_eq!(statuses.get(&("node0".to_string(), 200)), Some(&2));
         let (addr, dir) = (h.addr(), h.dir.clone());
         drop(h);
