@@ -349,8 +349,9 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         let stopped = self.stop();
-        if thread::panicking() && self.workdir.is_some() {
-            let log = self.server_log();
+        // (A registry `in_front` of others has no log of its own.)
+        let log = self.server_log();
+        if thread::panicking() && self.workdir.is_some() && !log.is_empty() {
             let tail: Vec<&str> = log.lines().rev().take(200).collect();
             eprintln!(
                 "--- berth server log (last {} lines; stopped: {:?}) ---",
