@@ -3,12 +3,20 @@
 //! API, tag list pagination, content negotiation with several `Accept:` lines, a TLS ClientHello on the plain port,
 //! error codes, and a graceful stop on SIGTERM. One fresh registry per test. `operations`: `/metrics` and
 //! `X-Request-Id`. `s3`: blobs on a real S3 server (Garage) with presigned redirects. `postgres`: two nodes
-//! sharing one PostgreSQL metadata database and one bucket.
+//! sharing one PostgreSQL metadata database and one bucket. `cluster*`: three such nodes
+//! behind HAProxy (real clients through the balancer, state across nodes, singleton passes,
+//! a node killed mid-push).
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
+#[path = "http_api/cluster.rs"]
+mod cluster;
+#[path = "http_api/cluster_clients.rs"]
+mod cluster_clients;
+#[path = "http_api/cluster_failover.rs"]
+mod cluster_failover;
 mod common;
 #[path = "http_api/operations.rs"]
 mod operations;

@@ -113,6 +113,45 @@ impl TestRegistry {
         reg
     }
 
+    /// A registry served by something other than a spawned `berth` (a load balancer in front
+    /// of spawned nodes) at `addr`: requests go there, and its "data directory" holds only a
+    /// copy of `admin_credentials` (for the AWS CLI and boto3). Nothing to stop on drop.
+    pub fn in_front(addr: &str, admin_credentials: &Path) -> Self {
+        let workdir = tempfile::Builder::new()
+            .prefix("berth-e2e-front-")
+            .tempdir()
+            .expect("create temp dir for the front");
+        std::fs::create_dir_all(workdir.path().join("data")).expect("create data dir");
+        std::fs::copy(
+            admin_credentials,
+            workdir.path().join("data/admin.credentials"),
+        )
+        .expect("copy admin.credentials");
+        let reg = TestRegistry {
+            addr: addr.to_string(),
+            child: None,
+            workdir: Some(workdir),
+            env: Vec::new(),
+        };
+        reg.wait_ready(Instant::now() + START_TIMEOUT);
+        reg
+    }
+
+    /// The process id of the spawned server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the spawned server with SIGKILL (a crash: nothing is flushed or released); it
+    /// is reaped on drop. Takes `&self` so that threads may still hold the registry.
+    pub fn kill(&self) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+
     /// Stops the spawned server (SIGTERM; it must exit cleanly) and starts it again on the same data directory.
     /// The new process listens on a new port: [`TestRegistry::addr`] changes.
     pub fn restart(&mut self) {
@@ -319,8 +358,9 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         let stopped = self.stop();
-        if thread::panicking() && self.workdir.is_some() {
-            let log = self.server_log();
+        // (A registry `in_front` of others has no log of its own.)
+        let log = self.server_log();
+        if thread::panicking() && self.workdir.is_some() && !log.is_empty() {
             let tail: Vec<&str> = log.lines().rev().take(200).collect();
             eprintln!(
                 "--- berth server log (last {} lines; stopped: {:?}) ---",

@@ -148,7 +148,7 @@ fn a_missing_bucket_stops_the_start_with_a_clear_error() {
 }
 
 /// The value of one series in `/metrics` (0 when absent).
-fn metric(reg: &TestRegistry, series: &str) -> f64 {
+pub(super) fn metric(reg: &TestRegistry, series: &str) -> f64 {
     let text = http()
         .get(format!("{}/metrics", reg.base_url()))
         .send()
