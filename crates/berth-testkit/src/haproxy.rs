@@ -44,7 +44,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            health_path: "/healthz".to_string(),
+            health_path: "/readyz".to_string(),
             check_interval: Duration::from_millis(300),
         }
     }
