@@ -121,16 +121,18 @@ start_postgres() {
   PG_PORT=$(free_port)
   PG_DIR=$WORK/pg
   mkdir -p "$PG_DIR"
-  as_pg() { "$@"; }
+  # A command prefix, not a function: `PREFIX postgres &` then has postgres's pid in $!
+  # (setpriv execs it), so the trap's signal reaches the server itself.
+  local as_pg=()
   if [ "$(id -u)" = 0 ]; then
     chown postgres:postgres "$PG_DIR"
-    as_pg() { setpriv --reuid="$(id -u postgres)" --regid="$(id -g postgres)" --clear-groups -- "$@"; }
+    as_pg=(setpriv --reuid="$(id -u postgres)" --regid="$(id -g postgres)" --clear-groups --)
   fi
   log "PostgreSQL: initdb, port $PG_PORT"
-  as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >"$OUT/pg-initdb.log" 2>&1
+  "${as_pg[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >"$OUT/pg-initdb.log" 2>&1
   # Default durability (fsync, synchronous_commit on): a production-like database, as SQLite runs
   # with synchronous=FULL.
-  as_pg "$PG_BIN/postgres" -D "$PG_DIR/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+  "${as_pg[@]}" "$PG_BIN/postgres" -D "$PG_DIR/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
     -c "unix_socket_directories=$PG_DIR" -c max_connections=300 >"$OUT/postgres.log" 2>&1 &
   PG_PID=$!
   for _ in $(seq 300); do
@@ -294,6 +296,17 @@ stop_config() {
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# A process and its children (PostgreSQL's backends): their CPU plus what exited children left
+# in the parent's cutime/cstime.
+tree_ticks() {
+  [ -n "$1" ] || { echo 0; return; }
+  local total child
+  total=$(awk '{sub(/^.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0)
+  for child in $(pgrep -P "$1" 2>/dev/null); do
+    total=$((total + $(cpu_ticks "$child")))
+  done
+  echo "$total"
+}
 
 # emit_nodes SCENARIO CONFIG METRIC VALUE...: one value per node, as node1..nodeN plus max/sum.
 emit_nodes() {
@@ -328,8 +341,10 @@ run_scenario() {
   local before=() after=() ticks
   ticks=$(getconf CLK_TCK)
   for pid in "${NODE_PIDS[@]}"; do before+=("$(cpu_ticks "$pid")"); done
-  local hap_before
+  local hap_before pg_before garage_before
   hap_before=$(cpu_ticks "$HAPROXY_PID")
+  pg_before=$(tree_ticks "$PG_PID")
+  garage_before=$(tree_ticks "$GARAGE_PID")
   local samples=$WORK/rss-$name-$scen
   : >"$samples"
   sample_rss "$samples" "${NODE_PIDS[@]}" &
@@ -350,11 +365,13 @@ run_scenario() {
     cpu+=("$(awk -v a="${after[$i]}" -v b="${before[$i]}" -v t="$ticks" 'BEGIN {printf "%.2f", (a - b) / t}')")
     peaks+=("$(awk -v c=$((i + 1)) '$c > m {m = $c} END {printf "%.1f", m + 0}' "$samples")")
   done
-  local hap_cpu
-  hap_cpu=$(awk -v a="$(cpu_ticks "$HAPROXY_PID")" -v b="$hap_before" -v t="$ticks" 'BEGIN {printf "%.2f", (a - b) / t}')
+  seconds() { awk -v a="$1" -v b="$2" -v t="$ticks" 'BEGIN {printf "%.2f", (a - b) / t}'; }
   emit_nodes "$label" "$name" cpu_s "${cpu[@]}"
   emit_nodes "$label" "$name" peak_rss_mib "${peaks[@]}"
-  emit_nodes "$label" "$name" haproxy_cpu_s "$hap_cpu"
+  emit_nodes "$label" "$name" haproxy_cpu_s "$(seconds "$(cpu_ticks "$HAPROXY_PID")" "$hap_before")"
+  # Shared by every configuration: their CPU during this scenario is this configuration's.
+  emit_nodes "$label" "$name" postgres_cpu_s "$(seconds "$(tree_ticks "$PG_PID")" "$pg_before")"
+  emit_nodes "$label" "$name" garage_cpu_s "$(seconds "$(tree_ticks "$GARAGE_PID")" "$garage_before")"
   echo "{\"scenario\":\"$label\",\"server\":\"$name\",\"metrics\":[{\"name\":\"loadavg_1m_after\",\"value\":$(cut -d' ' -f1 /proc/loadavg),\"unit\":\"\",\"better\":\"none\"}]}" >>"$RESULTS"
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The table of bench/cluster.sh: one column per configuration, the main metric(s) of each
-scenario, server CPU summed over the nodes, and peak RSS per node. The last column is
-pg-s3-3 (3 nodes) against pg-s3-1 (1 node), oriented so that > 1 means 3 nodes did better;
-the issue's target for throughput is >= 0.90.
+scenario, server CPU summed over the nodes, and peak RSS per node. The ratio columns compare
+two configurations that differ in one thing, oriented so that > 1 means the second did
+better: S3 vs disk (sqlite-s3 / sqlite-disk), PostgreSQL vs SQLite (pg-s3-1 / sqlite-s3),
+redirect vs proxied pulls (pg-s3-1-redir / pg-s3-1) and 3 nodes vs 1 (pg-s3-3 / pg-s3-1;
+the issue's target for throughput is >= 0.90).
 
 Usage: cluster_report.py RESULTS.jsonl [ENVIRONMENT.txt]
 """
@@ -15,17 +17,24 @@ CONFIGS = ["reference", "sqlite-disk", "sqlite-s3", "pg-s3-1", "pg-s3-3", "pg-s3
 # (scenario, metric) shown, in order; everything else stays in results.jsonl.
 MAIN = OrderedDict(
     [
+        ("catalog-walk", ["pages_per_s@500", "page_p50_ms@500"]),
         ("blob-push/monolithic", ["throughput_mb_s", "blob_p99_ms"]),
         ("blob-push/chunked", ["throughput_mb_s", "blob_p99_ms"]),
         ("blob-pull", ["throughput_mb_s", "blob_p99_ms"]),
         ("pull-storm", ["throughput_mb_s", "client_p99_ms"]),
         ("manifest-head", ["req_per_s", "p99_ms"]),
-        ("catalog-walk", ["pages_per_s@500", "page_p50_ms@500"]),
         ("mixed", ["ops_per_s", "push_p99_ms", "manifest_get_p99_ms"]),
         ("describe-images", ["pages_per_s", "lookups_per_s", "lookup_p99_ms"]),
     ]
 )
 UNITS = {}
+# (column title, baseline, candidate)
+RATIOS = [
+    ("S3 vs disk", "sqlite-disk", "sqlite-s3"),
+    ("PG vs SQLite", "sqlite-s3", "pg-s3-1"),
+    ("redirect vs not", "pg-s3-1", "pg-s3-1-redir"),
+    ("3 nodes vs 1", "pg-s3-1", "pg-s3-3"),
+]
 
 
 def fmt(v):
@@ -85,9 +94,11 @@ def main():
         with open(sys.argv[2]) as f:
             out.extend("    " + l.rstrip() for l in f)
         out.append("")
-    head = "| scenario | metric | " + " | ".join(present) + " | 3 nodes vs 1 |"
+    ratios = [r for r in RATIOS if r[1] in present and r[2] in present]
+    head = "| scenario | metric | " + " | ".join(present + [r[0] for r in ratios]) + " |"
     out.append(head)
-    out.append("|" + "---|" * (len(present) + 3))
+    out.append("|" + "---|" * (len(present) + len(ratios) + 2))
+    dashes = " | ".join("—" for _ in ratios)
     for scen, metrics in MAIN.items():
         if not any((scen, c) in values for c in present):
             continue
@@ -104,7 +115,7 @@ def main():
                     cells.append(fmt(v))
             rows.append(
                 (f"{m} ({unit}){arrow}" if unit else f"{m}{arrow}", cells,
-                 ratio(m, get(scen, "pg-s3-1", m), get(scen, "pg-s3-3", m)))
+                 " | ".join(ratio(m, get(scen, b, m), get(scen, c, m)) for _, b, c in ratios))
             )
         cpu = []
         rss = []
@@ -113,15 +124,20 @@ def main():
             cpu.append(fmt(sum(v)) if v else "—")
             r = node_values(scen, c, "peak_rss_mib")
             rss.append(" / ".join(f"{x:.0f}" for x in r) if r else "—")
-        rows.append(("server CPU, all nodes (s)", cpu, "—"))
-        rows.append(("peak RSS per node (MiB)", rss, "—"))
-        hap = [fmt(sum(node_values(scen, c, "haproxy_cpu_s"))) if node_values(scen, c, "haproxy_cpu_s") else "—" for c in present]
-        rows.append(("HAProxy CPU (s)", hap, "—"))
+        rows.append(("server CPU, all nodes (s)", cpu, dashes))
+        rows.append(("peak RSS per node (MiB)", rss, dashes))
+        for prefix, label in [
+            ("haproxy_cpu_s", "HAProxy CPU (s)"),
+            ("postgres_cpu_s", "PostgreSQL CPU (s)"),
+            ("garage_cpu_s", "Garage CPU (s)"),
+        ]:
+            cells = [fmt(sum(node_values(scen, c, prefix))) if node_values(scen, c, prefix) else "—" for c in present]
+            rows.append((label, cells, dashes))
         load = [fmt(get(scen, c, "loadavg_1m_after")) for c in present]
-        rows.append(("load average (1 min) after", load, "—"))
+        rows.append(("load average (1 min) after", load, dashes))
         for i, (label, cells, r) in enumerate(rows):
             name = scen if i == 0 else ""
-            out.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {r} |")
+            out.append(f"| {name} | {label} | " + " | ".join(cells) + (f" | {r} |" if ratios else " |"))
     # Memory at rest and over the whole configuration.
     for scen, metric, label in [
         ("idle", "idle_rss_mib", "idle RSS per node (MiB)"),
@@ -131,7 +147,7 @@ def main():
         for c in present:
             v = node_values(scen, c, metric)
             cells.append(" / ".join(f"{x:.0f}" for x in v) if v else "—")
-        out.append(f"| {scen} | {label} | " + " | ".join(cells) + " | — |")
+        out.append(f"| {scen} | {label} | " + " | ".join(cells) + (f" | {dashes} |" if ratios else " |"))
     print("\n".join(out))
 
 
