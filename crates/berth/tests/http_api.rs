@@ -3,7 +3,8 @@
 //! API, tag list pagination, content negotiation with several `Accept:` lines, a TLS ClientHello on the plain port,
 //! error codes, and a graceful stop on SIGTERM. One fresh registry per test. `operations`: `/metrics` and
 //! `X-Request-Id`. `s3`: blobs on a real S3 server (Garage) with presigned redirects. `postgres`: two nodes
-//! sharing one PostgreSQL metadata database and one bucket.
+//! sharing one PostgreSQL metadata database and one bucket. `start_checks`: bad configuration (S3
+//! credentials, bucket, endpoint; database; newer schemas) refused at start, never listening.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
@@ -16,6 +17,8 @@ mod operations;
 mod postgres;
 #[path = "http_api/s3.rs"]
 mod s3;
+#[path = "http_api/start_checks.rs"]
+mod start_checks;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

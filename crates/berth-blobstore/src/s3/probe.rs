@@ -179,9 +179,16 @@ fn classify(step: &'static str, e: &object_store::Error, options: &S3Options) ->
         }
         _ => {}
     }
+    // A listing's failure arrives as `Generic` whatever the status, so the status is also
+    // read from the text (`... status code: 403 Forbidden: ...`).
+    let refused = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || code.as_deref() == Some("AccessDenied")
+        || chain.contains("status code: 403")
+        || chain.contains("status code: 401");
     match e {
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => S3StartupProblem::AccessDenied {
+        _ if refused => S3StartupProblem::AccessDenied {
             bucket,
             prefix: options.prefix.clone(),
             code: code.unwrap_or_else(|| "AccessDenied".into()),
