@@ -9,8 +9,10 @@
 #   reference     CNCF distribution (Debian's docker-registry), filesystem, for scale
 # It starts its own PostgreSQL cluster (initdb in a temp dir, random port; as the postgres user
 # through setpriv when root), a single-node Garage and HAProxy, gives every configuration a fresh
-# database, bucket and data dirs, and stops everything on exit. Per node it records idle RSS, peak
-# RSS (sampled every 0.2 s) and CPU seconds per scenario. The table is printed and written to
+# database, bucket and data dirs, and stops everything on exit. All configurations are up at once
+# and the scenarios run interleaved (each on every configuration in turn, the order reversing from
+# one scenario to the next). Per node it records idle RSS, peak RSS (sampled every 0.2 s) and CPU
+# seconds per scenario. The table is printed and written to
 # OUT/report.md (bench/cluster_report.py). See bench/README.md, "Cluster mode".
 # Usage: bench/cluster.sh [--no-build] [--duration 10s] [--configs "sqlite-disk pg-s3-3 ..."] [--out DIR]
 set -euo pipefail
@@ -78,8 +80,8 @@ chmod 755 "$WORK"
 log() { echo "== $(date +%H:%M:%S) $*" >&2; }
 
 # ---------- process bookkeeping: everything started here is stopped on exit ----------
-declare -a ALL_PIDS=()
 NODE_PIDS=() HAPROXY_PID="" PG_PID="" GARAGE_PID=""
+declare -A CFG_NODES=() CFG_HAPID=() CFG_HAPORT=()
 stop_pid() {
   local pid=$1 sig=${2:-TERM}
   [ -n "$pid" ] || return 0
@@ -90,6 +92,11 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
+  local name pid
+  for name in "${!CFG_NODES[@]}"; do
+    for pid in ${CFG_NODES[$name]}; do stop_pid "$pid"; done
+    stop_pid "${CFG_HAPID[$name]}"
+  done
   for pid in "${NODE_PIDS[@]}"; do stop_pid "$pid"; done
   stop_pid "$HAPROXY_PID"
   stop_pid "$GARAGE_PID"
@@ -191,7 +198,7 @@ RSS_IDLE=()
 start_config() {
   local name=$1 n=1 db="" bucket="" i port dir env=()
   case "$name" in pg-s3-3) n=$NODES ;; esac
-  NODE_PIDS=() RSS_IDLE=()
+  NODE_PIDS=() RSS_IDLE=() HAPROXY_PID=""
   local ports=()
   if [ "$name" = reference ]; then
     port=$(free_port) dir=$WORK/$name
@@ -284,6 +291,16 @@ EOF
   for pid in "${NODE_PIDS[@]}"; do rss+=("$(rss_mib "$pid")"); done
   log "$name up: ${#NODE_PIDS[@]} node(s) (pids ${NODE_PIDS[*]}), HAProxy on $HA_PORT, idle RSS ${rss[*]} MiB"
   emit_nodes idle "$name" idle_rss_mib "${rss[@]}"
+}
+
+# The running configurations: node pids, HAProxy pid and port, by name. The functions above
+# and below work on the current one (NODE_PIDS, HAPROXY_PID, HA_PORT): use_config selects it.
+save_config() {
+  CFG_NODES[$1]="${NODE_PIDS[*]}" CFG_HAPID[$1]=$HAPROXY_PID CFG_HAPORT[$1]=$HA_PORT
+}
+use_config() {
+  read -r -a NODE_PIDS <<<"${CFG_NODES[$1]}"
+  HAPROXY_PID=${CFG_HAPID[$1]} HA_PORT=${CFG_HAPORT[$1]}
 }
 
 stop_config() {
@@ -384,25 +401,55 @@ run_scenario() {
 } >"$OUT/environment.txt"
 cat "$OUT/environment.txt" >&2
 
-for name in $CONFIGS; do
-  case "$name" in
-    reference) scen=$REF_SCENARIOS ;;
-    *-redir) scen=$REDIR_SCENARIOS ;;
-    *) scen=$BERTH_SCENARIOS ;;
+scenarios_of() {
+  case "$1" in
+    reference) echo "$REF_SCENARIOS" ;;
+    *-redir) echo "$REDIR_SCENARIOS" ;;
+    *) echo "$BERTH_SCENARIOS" ;;
   esac
+}
+
+# Every configuration is up at once (idle nodes cost a few MiB each) and the scenarios run
+# INTERLEAVED: scenario A on every configuration, then B, ...; the order of the
+# configurations reverses from one scenario to the next. The background load of a shared
+# machine drifts over minutes; so each comparison is between runs a minute apart, not a
+# whole configuration's block apart (a first version ran the configurations one after
+# another, and a load change between two blocks swung the 3-node/1-node ratio by 2x).
+STARTED=()
+for name in $CONFIGS; do
   if [ "$name" = reference ] && [ ! -x "$REF_BIN" ]; then
     log "reference registry not installed ($REF_BIN): skipped"
     continue
   fi
-  if ! start_config "$name"; then
+  if start_config "$name"; then
+    save_config "$name"
+    STARTED+=("$name")
+  else
     stop_config
-    continue
   fi
-  for s in $scen; do run_scenario "$s" "$name"; done
+done
+[ ${#STARTED[@]} -gt 0 ] || { echo "cluster.sh: no configuration came up" >&2; exit 1; }
+k=0
+for scen in $BERTH_SCENARIOS; do
+  order=("${STARTED[@]}")
+  if [ $((k % 2)) = 1 ]; then
+    order=()
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do order+=("${STARTED[$i]}"); done
+  fi
+  k=$((k + 1))
+  for name in "${order[@]}"; do
+    case " $(scenarios_of "$name") " in
+      *" $scen "*) use_config "$name"; run_scenario "$scen" "$name" ;;
+    esac
+  done
+done
+for name in "${STARTED[@]}"; do
+  use_config "$name"
   hwm=()
   for pid in "${NODE_PIDS[@]}"; do hwm+=("$(hwm_mib "$pid")"); done
   emit_nodes lifetime "$name" vmhwm_mib "${hwm[@]}"
   stop_config
+  unset "CFG_NODES[$name]" "CFG_HAPID[$name]"
 done
 
 echo "load average at end: $(cat /proc/loadavg)" >>"$OUT/environment.txt"
