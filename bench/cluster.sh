@@ -192,13 +192,12 @@ EOF
 
 # ---------- one configuration: fresh database, bucket, data dirs; nodes behind HAProxy ----------
 HA_PORT=""
-RSS_IDLE=()
 
 # start_config NAME: starts its servers and HAProxy in front of them; returns 1 if one fails.
 start_config() {
   local name=$1 n=1 db="" bucket="" i port dir env=()
   case "$name" in pg-s3-3) n=$NODES ;; esac
-  NODE_PIDS=() RSS_IDLE=() HAPROXY_PID=""
+  NODE_PIDS=() HAPROXY_PID=""
   local ports=()
   if [ "$name" = reference ]; then
     port=$(free_port) dir=$WORK/$name
