@@ -198,8 +198,19 @@ impl Registry {
         }
     }
 
-    async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
-        if let Some(a) = &self.auth {
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
+        self.send_to(req, true).await
+    }
+
+    /// Sends `req` to the registry (`own_origin`: with its credentials) or, following a
+    /// redirect, elsewhere (an object store's presigned URL): then without them, as Docker
+    /// and containerd do (S3 refuses a request with two authentications).
+    async fn send_to(
+        &self,
+        mut req: Request<Full<Bytes>>,
+        own_origin: bool,
+    ) -> Result<Response<Incoming>> {
+        if let (true, Some(a)) = (own_origin, &self.auth) {
             req.headers_mut()
                 .entry(header::AUTHORIZATION)
                 .or_insert_with(|| a.clone());
@@ -208,7 +219,10 @@ impl Registry {
         let fut = async {
             match &self.transport {
                 Transport::Pool(c) => Ok(c.request(req).await?),
-                Transport::Dedicated(slot) => self.send_dedicated(slot, req).await,
+                Transport::Dedicated(slot) if own_origin => self.send_dedicated(slot, req).await,
+                Transport::Dedicated(_) => Err(anyhow!(
+                    "{what}: a redirect to another host on a dedicated connection"
+                )),
             }
         };
         match tokio::time::timeout(self.timeout, fut).await {
@@ -461,12 +475,14 @@ impl Registry {
         Ok(())
     }
 
-    /// GET a blob, hashing while streaming; returns the byte count. Follows one redirect.
+    /// GET a blob, hashing while streaming; returns the byte count. Follows redirects (a
+    /// presigned object store URL: without the registry's credentials).
     pub async fn get_blob_verified(&self, repo: &str, digest: &str) -> Result<u64> {
         let mut url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         for _ in 0..3 {
             let req = Request::get(&url).body(Full::new(Bytes::new()))?;
-            let resp = self.send(req).await?;
+            let own_origin = url.starts_with(&format!("{}/", self.base));
+            let resp = self.send_to(req, own_origin).await?;
             let status = resp.status();
             if status.is_redirection() {
                 let loc = resp

@@ -38,7 +38,7 @@ use berth_types::{Algorithm, Digest, Hasher};
 
 pub use archive::{ArchiveTier, DiskArchive};
 pub use disk::{DiskBlobStore, DiskOptions};
-pub use s3::{S3BlobStore, S3Options};
+pub use s3::{S3BlobStore, S3Options, S3StartupProblem};
 
 /// A stream of byte chunks read from the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

@@ -8,8 +8,10 @@ use anyhow::Context;
 use berth_blobstore::{BlobStore, DiskBlobStore, DiskOptions, S3BlobStore, S3Options};
 use berth_config::{StorageBackend, StorageConfig};
 
-/// Opens the configured blob store. An object store is contacted once here, so a wrong
-/// endpoint, wrong credentials or a missing bucket stop the start with a clear error.
+/// Opens the configured blob store. An object store is checked here (listed, and a probe
+/// object put and deleted under the prefix: `berth_blobstore::S3StartupProblem`), so a
+/// wrong endpoint, refused credentials or a missing bucket stop the start with a clear
+/// error, before anything is served.
 pub async fn open_blob_store(storage: &StorageConfig) -> anyhow::Result<Arc<dyn BlobStore>> {
     match storage.backend {
         StorageBackend::Disk => {
@@ -28,7 +30,7 @@ pub async fn open_blob_store(storage: &StorageConfig) -> anyhow::Result<Arc<dyn 
             let options = s3_options(storage);
             let store = S3BlobStore::connect(options).await.with_context(|| {
                 format!(
-                    "opening the S3 bucket {:?} (region {}, endpoint {}): check storage.s3 and the credentials",
+                    "checking the S3 bucket {:?} (region {}, endpoint {})",
                     s3.bucket,
                     s3.region,
                     s3.endpoint.as_deref().unwrap_or("AWS")

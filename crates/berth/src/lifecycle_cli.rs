@@ -77,8 +77,9 @@ pub fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async {
+        let blobs = crate::blob_backend::open_blob_store(&cfg.storage).await?;
         let stores = crate::stores::open(&cfg).await?;
-        let (registry, _) = crate::serve::open_registry(&cfg.storage, &stores).await?;
+        let (registry, _) = crate::serve::open_registry(&cfg.storage, &stores, blobs)?;
         let lifecycle = Lifecycle::new(registry, stores.lifecycle.clone());
         let account: AccountId = args
             .account

@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::response::IntoResponse;
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tower::ServiceExt;
 
-use berth_blobstore::DiskArchive;
+use berth_blobstore::{BlobStore, DiskArchive};
 use berth_config::{Config, StorageConfig};
 use berth_registry::{Registry, RegistryOptions, TemplateProvisioner};
 
@@ -27,16 +27,16 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-/// Opens the configured blob store and builds the registry on `stores`.
-/// Pushes to missing repositories follow the account's repository creation templates
-/// (`CREATE_ON_PUSH`), as ECR's do; the provisioner is returned so that caches can
-/// listen for the repositories it creates.
-pub async fn open_registry(
+/// Builds the registry on `stores` and `blobs` (opened by
+/// [`crate::blob_backend::open_blob_store`]). Pushes to missing repositories follow the
+/// account's repository creation templates (`CREATE_ON_PUSH`), as ECR's do; the
+/// provisioner is returned so that caches can listen for the repositories it creates.
+pub fn open_registry(
     storage: &StorageConfig,
     stores: &crate::stores::MetaStores,
+    blobs: Arc<dyn BlobStore>,
 ) -> anyhow::Result<(Registry, Arc<TemplateProvisioner>)> {
     let data_dir = &storage.data_dir;
-    let blobs = crate::blob_backend::open_blob_store(storage).await?;
     let provisioner = Arc::new(TemplateProvisioner::new(stores.settings.clone()));
     let registry = Registry::with_provisioner(
         stores.meta.clone(),
@@ -200,14 +200,37 @@ fn write_addr_file(path: &Path, addr: &std::net::SocketAddr) -> anyhow::Result<(
     Ok(())
 }
 
+/// Binds the address without listening on it yet: a port in use is reported before
+/// anything else happens, and no connection is accepted (not even into the kernel's
+/// queue) until every check of the start has passed ([`TcpSocket::listen`] in `serve`).
+fn bind_without_listening(addr: std::net::SocketAddr) -> anyhow::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .context("creating the listening socket")?;
+    // As `TcpListener::bind` does: a restart need not wait for old connections' TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
+    Ok(socket)
+}
+
+/// The listen backlog (what tokio's `TcpListener::bind` uses).
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Bind first: a port in use is reported before anything is created on disk.
-    let listener = TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    let socket = bind_without_listening(cfg.server.listen)?;
     // Held until the process exits: a second server on this directory is refused.
     let _lock = crate::data_dir::create_and_lock(&cfg.storage)?;
+    // The blob store before the metadata: a node that cannot use its bucket (missing,
+    // refused credentials, unreachable endpoint) stops before it migrates or writes to a
+    // database it may share with other nodes.
+    let blobs = crate::blob_backend::open_blob_store(&cfg.storage).await?;
     let stores = crate::stores::open(&cfg).await?;
     let readiness = crate::health::Readiness::new(stores.jobs.clone());
     let shutdown = crate::health::drain_then(
@@ -223,7 +246,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let iam = stores.iam(key);
     crate::admin::bootstrap(&*iam, &*stores.settings, &cfg).await?;
     crate::master_key::check_matches_database(&*iam, &key_id, &key_source).await?;
-    let (registry, provisioner) = open_registry(&cfg.storage, &stores).await?;
+    let (registry, provisioner) = open_registry(&cfg.storage, &stores, blobs)?;
     let iam_api = berth_iam_api::IamApiState::new(
         iam.clone(),
         berth_iam_api::IamApiConfig::new(cfg.registry.region.clone()),
@@ -247,7 +270,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     .with_lifecycle(lifecycle.clone());
     let tls = crate::tls::acceptor(&cfg)?;
     let listener_options = crate::listener::Options::from_config(&cfg.server);
-    let addr = listener.local_addr()?;
+    let addr = socket.local_addr()?;
     let metrics = cfg
         .metrics
         .enabled
@@ -278,6 +301,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         (m, _) => m.clone(),
     };
 
+    // Every check has passed: only now does the port accept connections.
+    let listener = socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("listening on {addr}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         %addr,

@@ -5,7 +5,8 @@
 //! `X-Request-Id`. `s3`: blobs on a real S3 server (Garage) with presigned redirects. `postgres`: two nodes
 //! sharing one PostgreSQL metadata database and one bucket. `cluster*`: three such nodes
 //! behind HAProxy (real clients through the balancer, state across nodes, singleton passes,
-//! a node killed mid-push).
+//! a node killed mid-push). `start_checks`: bad configuration (S3 credentials, bucket,
+//! endpoint; database; newer schemas) refused at start, never listening.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
@@ -24,6 +25,8 @@ mod operations;
 mod postgres;
 #[path = "http_api/s3.rs"]
 mod s3;
+#[path = "http_api/start_checks.rs"]
+mod start_checks;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

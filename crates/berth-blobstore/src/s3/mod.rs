@@ -23,7 +23,10 @@
 //! A blob appears under its digest key only by a copy (or the completion of a multipart
 //! upload at that key) made after the upload's saved hash was checked against the digest.
 
+mod probe;
 mod upload;
+
+pub use probe::S3StartupProblem;
 
 use std::fmt;
 use std::ops::Range;
@@ -125,14 +128,17 @@ fn is_not_found(e: &object_store::Error) -> bool {
 }
 
 impl S3BlobStore {
-    /// Builds the client and checks that the bucket answers with these credentials, so a
-    /// wrong key or a missing bucket stops the start with a clear error.
+    /// Builds the client and checks the bucket ([`probe`]): it must exist, and these
+    /// credentials must list it and put and delete an object under the prefix, so a wrong
+    /// endpoint, key or bucket stops the start with a clear error (an
+    /// [`S3StartupProblem`] under [`BlobStoreError::Unreachable`]) within seconds.
     pub async fn connect(options: S3Options) -> Result<Self> {
-        let store = Self::new(options)?;
-        store
-            .inner
-            .s3
-            .list_with_delimiter(Some(&store.inner.key("uploads/")))
+        let store = Self::new(options.clone())?;
+        let probe = builder(&options, Duration::from_secs(5), Duration::from_secs(30))
+            .with_retry(probe::probe_retry())
+            .build()
+            .map_err(|e| BlobStoreError::Unreachable(Box::new(e)))?;
+        probe::check(&probe, &store.inner, &options)
             .await
             .map_err(|e| BlobStoreError::Unreachable(Box::new(e)))?;
         Ok(store)
@@ -140,36 +146,14 @@ impl S3BlobStore {
 
     /// Builds the client without contacting the store.
     pub fn new(options: S3Options) -> Result<Self> {
-        // reqwest takes rustls's process-wide provider; Berth uses ring everywhere.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = AmazonS3Builder::from_env()
-            .with_bucket_name(&options.bucket)
-            .with_region(&options.region)
-            .with_virtual_hosted_style_request(!options.path_style)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(
-                        options
-                            .endpoint
-                            .as_deref()
-                            .is_some_and(|e| e.starts_with("http://")),
-                    )
-                    .with_connect_timeout(Duration::from_secs(10))
-                    // A server-side copy of a multi-GiB blob is one request.
-                    .with_timeout(Duration::from_secs(15 * 60)),
-            );
-        if let Some(e) = &options.endpoint {
-            b = b.with_endpoint(e);
-        }
-        if let Some((id, secret, token)) = &options.credentials {
-            b = b.with_access_key_id(id).with_secret_access_key(secret);
-            if let Some(t) = token {
-                b = b.with_token(t);
-            }
-        }
-        let s3 = b
-            .build()
-            .map_err(|e| BlobStoreError::Unreachable(Box::new(e)))?;
+        // A server-side copy of a multi-GiB blob is one request.
+        let s3 = builder(
+            &options,
+            Duration::from_secs(10),
+            Duration::from_secs(15 * 60),
+        )
+        .build()
+        .map_err(|e| BlobStoreError::Unreachable(Box::new(e)))?;
         Ok(S3BlobStore {
             inner: Arc::new(Inner {
                 s3,
@@ -179,6 +163,37 @@ impl S3BlobStore {
             }),
         })
     }
+}
+
+/// The client's settings from `options`, with these timeouts.
+fn builder(options: &S3Options, connect_timeout: Duration, timeout: Duration) -> AmazonS3Builder {
+    // reqwest takes rustls's process-wide provider; Berth uses ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(&options.bucket)
+        .with_region(&options.region)
+        .with_virtual_hosted_style_request(!options.path_style)
+        .with_client_options(
+            ClientOptions::new()
+                .with_allow_http(
+                    options
+                        .endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://")),
+                )
+                .with_connect_timeout(connect_timeout)
+                .with_timeout(timeout),
+        );
+    if let Some(e) = &options.endpoint {
+        b = b.with_endpoint(e);
+    }
+    if let Some((id, secret, token)) = &options.credentials {
+        b = b.with_access_key_id(id).with_secret_access_key(secret);
+        if let Some(t) = token {
+            b = b.with_token(t);
+        }
+    }
+    b
 }
 
 impl Inner {

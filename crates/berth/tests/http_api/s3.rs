@@ -1,10 +1,8 @@
 //! `berth serve` with `[storage] backend = "s3"` on a real S3 server (Garage, started by
 //! `berth-testkit`): chunked uploads whose bytes and state live in the bucket (and survive a
 //! restart), blob downloads redirected to presigned URLs (`redirect = true`) that curl
-//! follows, and a missing bucket refused at start. Fails, naming what to install, without
+//! follows. (Refused starts: `start_checks.rs`.) Fails, naming what to install, without
 //! the `garage` binary.
-
-use std::process::Command;
 
 use berth_testkit::garage::Garage;
 
@@ -125,26 +123,6 @@ fn without_redirect_berth_serves_s3_blobs_itself() {
     let r = curl(&[&reg.v2(&format!("{repo}/blobs/{digest}"))]);
     assert_eq!(r.status, 200);
     assert!(r.body == data);
-}
-
-/// A bucket that does not exist stops `berth serve` at start, naming it.
-#[test]
-fn a_missing_bucket_stops_the_start_with_a_clear_error() {
-    let g = garage();
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .envs(s3_env(&g, "no-such-bucket", false))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "berth started: {stderr}");
-    assert!(stderr.contains("no-such-bucket"), "{stderr}");
-    assert!(!stderr.contains(&g.secret_access_key), "{stderr}");
 }
 
 /// The value of one series in `/metrics` (0 when absent).
