@@ -3,13 +3,16 @@
 //! API, tag list pagination, content negotiation with several `Accept:` lines, a TLS ClientHello on the plain port,
 //! error codes, and a graceful stop on SIGTERM. One fresh registry per test. `operations`: `/metrics` and
 //! `X-Request-Id`. `s3`: blobs on a real S3 server (Garage) with presigned redirects. `postgres`: two nodes
-//! sharing one PostgreSQL metadata database and one bucket.
+//! sharing one PostgreSQL metadata database and one bucket. `migrate`: `berth migrate` from a single node into
+//! PostgreSQL + S3 and back.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::string_slice))]
 
 mod common;
+#[path = "http_api/migrate.rs"]
+mod migrate;
 #[path = "http_api/operations.rs"]
 mod operations;
 #[path = "http_api/postgres.rs"]

@@ -11,7 +11,7 @@ use super::s3::s3_env;
 use super::*;
 
 /// `base64("0123456789abcdef0123456789abcdef")`: the cluster's shared master key.
-const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub(super) const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 fn node(g: &Garage, bucket: &str, url: &str) -> TestRegistry {
     let env = node_env(g, bucket, url);
@@ -20,7 +20,7 @@ fn node(g: &Garage, bucket: &str, url: &str) -> TestRegistry {
 }
 
 /// One node's configuration: blobs in `bucket`, metadata at `url`, the shared key.
-fn node_env(g: &Garage, bucket: &str, url: &str) -> Vec<(String, String)> {
+pub(super) fn node_env(g: &Garage, bucket: &str, url: &str) -> Vec<(String, String)> {
     let mut env = s3_env(g, bucket, false);
     env.extend(
         [
