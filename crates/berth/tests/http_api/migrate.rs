@@ -492,10 +492,31 @@ fn a_single_node_moves_to_postgres_and_s3_and_back_with_its_images_policies_and_
     let report = migrate_json(&source_b, &back);
     assert_eq!(report["repositories"], 3, "{report}");
     assert_eq!(report["secretsResealed"], true, "{report}");
-    let c = TestRegistry::start_in(back_dir, &[]);
+    let mut c = TestRegistry::start_in(back_dir, &[]);
     assert_pulls_identically(&c, app, "v2", &src);
     assert_pulls_identically(&c, "team/new", "v1", &src);
     assert_eq!(referrers_of(&c), referrers);
     run_ok(aws_cli(&c, &ci_creds, &["ecr", "describe-repositories"]));
     assert_eq!(get_with_login_token(&c, &ci_creds, app, "v1"), 200);
+
+    // A target holding other metadata (C has team/new, the first node does not) is
+    // refused unless --force, which replaces it.
+    c.stop();
+    let err = migrate_fails(&source, &back);
+    assert!(
+        err.contains("not this source's") && err.contains("--force"),
+        "{err}"
+    );
+    let out = run(
+        migrate_cmd(&source, &back, &["--json", "--force"]),
+        Duration::from_secs(300),
+    );
+    assert!(out.success(), "{}", out.report());
+    assert_eq!(
+        out.json()["metadata"],
+        "replaced (--force)",
+        "{}",
+        out.report()
+    );
+    assert_eq!(out.json()["repositories"], 2, "{}", out.report());
 }
