@@ -246,8 +246,17 @@ async fn keys(src: &Side, dst: &Side) -> anyhow::Result<(MasterKey, MasterKey)> 
     )
     .await
     .with_context(|| format!("checking the {}'s master key", src.label))?;
-    let dst_key = master_key::load(&dst.cfg.storage, Missing::Create)
-        .with_context(|| format!("loading the {}'s master key", dst.label))?;
+    let dst_key = if dst.cfg.storage.master_key_configured() {
+        master_key::load(&dst.cfg.storage, Missing::Refuse)
+    } else {
+        // A single node without a key yet takes the source's: nothing to re-seal, and
+        // login tokens issued by the source stay valid.
+        let path = dst.cfg.storage.data_dir.join(master_key::MASTER_KEY);
+        let bytes = master_key::bytes(&src.cfg.storage)?;
+        MasterKey::load_or_install(&path, bytes)
+            .with_context(|| format!("installing the master key {}", path.display()))
+    }
+    .with_context(|| format!("loading the {}'s master key", dst.label))?;
     Ok((src_key, dst_key))
 }
 
