@@ -55,6 +55,7 @@ pub mod secrets;
 pub mod settings;
 pub mod sqlite;
 pub mod tag_mutability;
+pub mod transfer;
 
 // The shared suites: test code, compiled for this crate's tests and, through the `suite`
 // feature, for other crates' tests (a dev-dependency feature), never into the binary.

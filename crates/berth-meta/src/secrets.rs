@@ -113,6 +113,12 @@ impl MasterKey {
     /// Reads the key at `path`, creating it first (32 random bytes, mode 0600, fsynced,
     /// published with a no-clobber link so that two processes racing agree on one key).
     pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        Self::load_or_install(path, random_key())
+    }
+
+    /// Reads the key at `path`, creating it first with `key` (as [`MasterKey::load_or_create`]
+    /// does with a random one): `berth migrate` gives a new single node the source's key.
+    pub fn load_or_install(path: &Path, key: [u8; 32]) -> Result<Self, SecretError> {
         match Self::load(path) {
             Err(SecretError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -122,7 +128,6 @@ impl MasterKey {
             path: path.to_path_buf(),
             source,
         };
-        let key = random_key();
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = dir.join(format!(
             ".master.key.{}.{}",

@@ -1,5 +1,5 @@
 //! The command line: `berth serve`, `berth config check`, `berth iam ...`, `berth gc`,
-//! `berth lifecycle ...`.
+//! `berth lifecycle ...`, `berth policy ...`, `berth migrate`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,12 @@ pub enum Command {
     /// policy denies everyone, the account root included. Output is JSON shaped like the
     /// AWS CLI's.
     Policy(crate::policy_cli::PolicyArgs),
+    /// Copy a whole installation into other backends (SQLite + disk into PostgreSQL +
+    /// S3, back, or any pair): blobs streamed with every digest verified, then the
+    /// metadata (repositories, images, tags, policies, IAM users and access keys, ...) in
+    /// one transaction. Stop the source first. An interrupted run is resumed by running
+    /// it again: blobs already copied are verified, not copied again.
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Lifecycle(args) => crate::lifecycle_cli::run(args),
         Command::Policy(args) => crate::policy_cli::run(args),
+        Command::Migrate(args) => crate::migrate::run(args),
         Command::Iam(args) => {
             let cfg = args.registry.load()?;
             let action = match args.command {

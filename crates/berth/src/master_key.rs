@@ -61,6 +61,26 @@ pub fn load(storage: &StorageConfig, missing: Missing) -> anyhow::Result<MasterK
     Ok(key)
 }
 
+/// The key's 32 bytes, from where [`load`] takes it (an existing key only): `berth
+/// migrate` installs the source's key in a new single node's data directory.
+pub fn bytes(storage: &StorageConfig) -> anyhow::Result<[u8; 32]> {
+    let bytes = if let Some(secret) = &storage.master_key {
+        base64::engine::general_purpose::STANDARD
+            .decode(secret.expose().trim())
+            .map_err(|e| anyhow::anyhow!("storage.master_key is not base64: {e}"))?
+    } else {
+        let path = storage
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| storage.data_dir.join(MASTER_KEY));
+        std::fs::read(&path)
+            .with_context(|| format!("reading the master key {}", path.display()))?
+    };
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow::anyhow!("a master key has 32 bytes, found {}", b.len()))
+}
+
 /// Where [`load`] takes the key from, for messages (never the key itself).
 pub fn source(storage: &StorageConfig) -> String {
     match (&storage.master_key, &storage.master_key_file) {

@@ -12,6 +12,7 @@ use berth_meta::jobs::JobStore;
 use berth_meta::postgres::{PgDb, PgIamStore, PgJobStore, PgMetaStore, PgOptions};
 use berth_meta::secrets::MasterKey;
 use berth_meta::sqlite::{SqliteIamStore, SqliteMetaStore, SqliteOptions};
+use berth_meta::transfer::MetaTransfer;
 use berth_meta::{EcrSettingsStore, IamStore, LifecycleStore, MetaStore};
 
 /// One metadata database seen through each trait the binary needs.
@@ -21,6 +22,8 @@ pub struct MetaStores {
     pub settings: Arc<dyn EcrSettingsStore>,
     pub lifecycle: Arc<dyn LifecycleStore>,
     pub jobs: Arc<dyn JobStore>,
+    /// Whole-database export and import (`berth migrate`).
+    pub transfer: Arc<dyn MetaTransfer>,
     backend: Backend,
 }
 
@@ -52,6 +55,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<MetaStores> {
                 settings: Arc::new(db.clone()),
                 lifecycle: Arc::new(db.clone()),
                 jobs: Arc::new(db.clone()),
+                transfer: Arc::new(db.clone()),
                 backend: Backend::Sqlite(db),
             })
         }
@@ -77,6 +81,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<MetaStores> {
                 settings: Arc::new(meta.clone()),
                 lifecycle: Arc::new(meta),
                 jobs: Arc::new(PgJobStore::new(db.clone())),
+                transfer: Arc::new(db.clone()),
                 backend: Backend::Postgres(db),
             })
         }

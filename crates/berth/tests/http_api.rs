@@ -6,7 +6,8 @@
 //! sharing one PostgreSQL metadata database and one bucket. `cluster*`: three such nodes
 //! behind HAProxy (real clients through the balancer, state across nodes, singleton passes,
 //! a node killed mid-push). `start_checks`: bad configuration (S3 credentials, bucket,
-//! endpoint; database; newer schemas) refused at start, never listening.
+//! endpoint; database; newer schemas) refused at start, never listening. `migrate`:
+//! `berth migrate` from a single node into PostgreSQL + S3 and back.
 //!
 //! Set `BERTH_E2E_REGISTRY=127.0.0.1:PORT` to run against an already-running registry instead.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.
@@ -19,6 +20,8 @@ mod cluster_clients;
 #[path = "http_api/cluster_failover.rs"]
 mod cluster_failover;
 mod common;
+#[path = "http_api/migrate.rs"]
+mod migrate;
 #[path = "http_api/operations.rs"]
 mod operations;
 #[path = "http_api/postgres.rs"]

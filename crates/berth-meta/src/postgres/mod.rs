@@ -31,6 +31,7 @@ mod meta_repos;
 mod migrate;
 mod settings;
 mod settings_rows;
+mod transfer;
 
 use std::future::Future;
 
@@ -198,3 +199,5 @@ mod settings_tests;
 mod suite_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;

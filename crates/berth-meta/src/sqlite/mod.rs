@@ -10,6 +10,7 @@ mod lifecycle_queries;
 mod migrate;
 mod queries;
 mod settings_queries;
+mod transfer_queries;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -94,11 +94,21 @@ impl TestRegistry {
         Self::spawn(env)
     }
 
+    /// Spawns `berth serve` on `workdir/data` as prepared by the test (e.g. by `berth
+    /// migrate`), with extra environment variables; `workdir` is removed on drop.
+    pub fn start_in(workdir: TempDir, env: &[(&str, &str)]) -> Self {
+        Self::spawn_in(workdir, env)
+    }
+
     fn spawn(env: &[(&str, &str)]) -> Self {
         let workdir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
             .expect("create temp dir for the registry");
+        Self::spawn_in(workdir, env)
+    }
+
+    fn spawn_in(workdir: TempDir, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(workdir.path().join("data")).expect("create data dir");
         let mut reg = TestRegistry {
             addr: String::new(),
