@@ -15,6 +15,8 @@
 //!   that no image needs it and deletes it. So a copy is never deleted under an image
 //!   being archived: one waits for the other and sees what it committed.
 
+use std::collections::HashMap;
+
 use std::collections::HashSet;
 
 use tokio_postgres::{GenericClient, Transaction};
@@ -188,11 +190,32 @@ impl ArchiveStore for PgMetaStore {
         let Some(id) = repo_id(&**client, repo.qualified()).await? else {
             return Ok(vec![None; digests.len()]);
         };
-        let mut out = Vec::with_capacity(digests.len());
-        for d in digests {
-            out.push(storage_of(&**client, id, &d.to_string()).await?);
+        // One round trip for the whole list (a DescribeImages page asks for up to 1,000).
+        let texts: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        let rows = client
+            .query(
+                "SELECT m.digest, s.status, s.archived_ms, s.activated_ms FROM manifests m
+                 LEFT JOIN image_storage s ON s.repo_id = m.repo_id AND s.digest = m.digest
+                 WHERE m.repo_id = $1 AND m.digest = ANY($2)",
+                &[&id, &texts],
+            )
+            .await?;
+        let mut found: HashMap<String, ImageStorage> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let status: Option<&str> = r.try_get(1)?;
+            found.insert(
+                r.try_get::<_, String>(0)?,
+                ImageStorage {
+                    status: match status {
+                        Some(s) => parse_status(s)?,
+                        None => ImageStatus::Active,
+                    },
+                    archived_ms: r.try_get(2)?,
+                    activated_ms: r.try_get(3)?,
+                },
+            );
         }
-        Ok(out)
+        Ok(texts.iter().map(|d| found.get(d).cloned()).collect())
     }
 
     async fn storage_states(&self, repo: &RepositoryName) -> Result<Vec<(Digest, ImageStorage)>> {
