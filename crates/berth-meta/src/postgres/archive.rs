@@ -187,17 +187,16 @@ impl ArchiveStore for PgMetaStore {
         digests: &[Digest],
     ) -> Result<Vec<Option<ImageStorage>>> {
         let client = self.db.client().await?;
-        let Some(id) = repo_id(&**client, repo.qualified()).await? else {
-            return Ok(vec![None; digests.len()]);
-        };
-        // One round trip for the whole list (a DescribeImages page asks for up to 1,000).
+        // One round trip for the whole list (a DescribeImages page asks for up to 1,000);
+        // a missing repository has no manifests, so every answer is `None`.
         let texts: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
         let rows = client
             .query(
                 "SELECT m.digest, s.status, s.archived_ms, s.activated_ms FROM manifests m
                  LEFT JOIN image_storage s ON s.repo_id = m.repo_id AND s.digest = m.digest
-                 WHERE m.repo_id = $1 AND m.digest = ANY($2)",
-                &[&id, &texts],
+                 WHERE m.repo_id = (SELECT id FROM repositories WHERE name = $1)
+                   AND m.digest = ANY($2)",
+                &[&repo.qualified(), &texts],
             )
             .await?;
         let mut found: HashMap<String, ImageStorage> = HashMap::with_capacity(rows.len());
