@@ -35,7 +35,8 @@
 //! leases for periodic passes) are [`jobs::JobStore`], with its own [`jobs_suite`].
 //!
 //! The schema's versions are one list for every backend ([`schema`]). The PostgreSQL
-//! backend (module `postgres`, cargo feature `postgres`) implements [`IamStore`] so far.
+//! backend (module `postgres`, cargo feature `postgres`) implements every trait here and
+//! passes every shared suite.
 //!
 //! May depend on: `berth-types`.
 // Tests may unwrap and slice strings they built: a panic there is a failed test.

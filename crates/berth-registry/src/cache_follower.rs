@@ -9,11 +9,11 @@
 //!
 //! **Staleness bound**: a change committed on any node is out of every other node's cache
 //! at most one interval (plus the outbox read) after its commit. On PostgreSQL event ids
-//! come from a sequence, taken when a transaction inserts its event, so concurrent
-//! transactions can commit out of id order: the follower may see id 7 before 6 commits.
-//! It therefore remembers skipped ids ([`OutboxCursor`]) and reads again from the oldest
-//! for [`GAP_WAIT`], applying each late event once; an id still missing by then belonged
-//! to a rolled-back transaction.
+//! come from a sequence; every transaction that writes an event takes one advisory lock
+//! first, so ids follow commit order, but a rolled-back transaction leaves a gap. The
+//! follower does not rely on either: it remembers skipped ids ([`OutboxCursor`]) and reads
+//! again from the oldest for [`GAP_WAIT`], applying each late event once; an id still
+//! missing by then belonged to a rolled-back transaction.
 
 use std::collections::BTreeMap;
 use std::future::Future;
