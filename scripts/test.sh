@@ -19,6 +19,7 @@ for tool in skopeo podman buildah umoci curl; do
 done
 cargo nextest --version >/dev/null 2>&1 || missing+=(cargo-nextest)
 [ -x "${BERTH_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql)
+{ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; } || missing+=(haproxy)
 { command -v garage >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/garage" ]; } || missing+=(garage)
 python3 -c 'import botocore' >/dev/null 2>&1 || missing+=(botocore)
 python3 -c 'import boto3' >/dev/null 2>&1 || missing+=(boto3)
