@@ -19,12 +19,13 @@
 //! (Debian's `haproxy` package). Without it the harness panics naming what to install.
 //! Everything here panics on failure, with HAProxy's log: it is test code.
 
+use crate::watchdog::{Stop, Watchdog};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long HAProxy may take to listen.
@@ -52,7 +53,7 @@ impl Default for Options {
 
 /// A running HAProxy. Stopped, and its directory removed, on drop.
 pub struct Haproxy {
-    watchdog: Option<Child>,
+    watchdog: Watchdog,
     dir: PathBuf,
     addr: SocketAddr,
     servers: Vec<SocketAddr>,
@@ -89,33 +90,6 @@ pub fn binary() -> PathBuf {
          /usr/sbin/haproxy): install it with `apt-get install haproxy`"
     );
 }
-
-/// Stops HAProxy and removes the directory once standard input closes (whatever ends the
-/// test process), or once HAProxy exits by itself (then the end of its log goes to
-/// standard error). `$1` is the directory, the rest HAProxy's command line.
-const WATCHDOG: &str = r#"
-dir=$1; shift
-"$@" </dev/null >>"$dir/haproxy.log" 2>&1 &
-hp=$!
-exec 3<&0
-cat <&3 >/dev/null &
-reader=$!
-while kill -0 "$hp" 2>/dev/null && kill -0 "$reader" 2>/dev/null; do
-  sleep 0.2
-done
-if kill -0 "$reader" 2>/dev/null; then
-  tail -n 20 "$dir/haproxy.log" >&2
-fi
-kill -TERM "$hp" 2>/dev/null
-kill "$reader" 2>/dev/null
-for _ in $(seq 25); do
-  kill -0 "$hp" 2>/dev/null || break
-  sleep 0.2
-done
-kill -KILL "$hp" 2>/dev/null
-wait "$hp"
-rm -rf "$dir"
-"#;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -190,22 +164,17 @@ impl Haproxy {
             let cfg = dir.join("haproxy.cfg");
             fs::write(&cfg, config(&dir, port, servers, opts))
                 .unwrap_or_else(|e| panic!("writing {}: {e}", cfg.display()));
-            let child = Command::new("bash")
-                .arg("-c")
-                .arg(WATCHDOG)
-                .arg("berth-haproxy-watchdog")
-                .arg(&dir)
-                .arg(&bin)
-                .arg("-db")
-                .arg("-f")
-                .arg(&cfg)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting the HAProxy watchdog: {e}"));
+            let mut server = Command::new(&bin);
+            server.arg("-db").arg("-f").arg(&cfg);
+            let stop = Stop {
+                signal: "TERM",
+                polls: 25,
+            };
+            let watchdog =
+                Watchdog::spawn("berth-haproxy-watchdog", &dir, "haproxy.log", stop, &server)
+                    .unwrap_or_else(|e| panic!("starting the HAProxy watchdog: {e}"));
             let mut h = Haproxy {
-                watchdog: Some(child),
+                watchdog,
                 dir,
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 servers: servers.to_vec(),
@@ -222,14 +191,8 @@ impl Haproxy {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.watchdog.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    let mut log = String::new();
-                    if let Some(mut err) = child.stderr.take() {
-                        let _ = err.read_to_string(&mut log);
-                    }
-                    return Err(format!("HAProxy exited: {log}"));
-                }
+            if let Some(log) = self.watchdog.exited() {
+                return Err(format!("HAProxy exited: {log}"));
             }
             if TcpStream::connect(self.addr).is_ok() && self.dir.join("stats.sock").exists() {
                 return Ok(());
@@ -331,16 +294,6 @@ impl Haproxy {
     }
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.watchdog.take() {
-            // Closing its standard input tells the watchdog to stop HAProxy.
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,46 +336,11 @@ mod tests {
         if std::env::var_os("BERTH_TESTKIT_CHILD").is_some() {
             return;
         }
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "haproxy::tests::child_starts_haproxy_and_waits",
-                "--nocapture",
-                "--include-ignored",
-            ])
-            .env("BERTH_TESTKIT_CHILD", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut seen = String::new();
-        let mut buf = [0u8; 256];
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !seen.contains("READY ") || !seen.contains(" END") {
-            let n = out.read(&mut buf).unwrap();
-            assert!(n > 0 && Instant::now() < deadline, "child said: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        let line = seen
-            .lines()
-            .find_map(|l| l.strip_prefix("READY "))
-            .unwrap()
-            .strip_suffix(" END")
-            .unwrap()
-            .to_string();
-        let (pid, dir) = line.split_once(' ').unwrap();
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Path::new(&format!("/proc/{pid}")).exists() || Path::new(dir).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "HAProxy {pid} or {dir} outlived its test process"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::watchdog::assert_a_killed_test_process_leaves_nothing(
+            "haproxy::tests::child_starts_haproxy_and_waits",
+            "HAProxy",
+            READY_TIMEOUT,
+        );
     }
 
     #[test]

@@ -15,3 +15,4 @@
 pub mod garage;
 pub mod haproxy;
 pub mod postgres;
+mod watchdog;

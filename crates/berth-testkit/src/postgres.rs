@@ -19,10 +19,11 @@
 //! cluster is dropped, the process exits, or it is killed outright — the watchdog stops
 //! the server (fast shutdown) and deletes the directory.
 
+use crate::watchdog::{Stop, Watchdog};
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ pub struct PgCluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
-    watchdog: Mutex<Option<Child>>,
+    watchdog: Mutex<Watchdog>,
     next_db: AtomicU64,
 }
 
@@ -149,36 +150,6 @@ fn free_port() -> Result<u16, HarnessError> {
     Ok(l.local_addr().map_err(io("reading the port"))?.port())
 }
 
-/// Stops the server and removes the directory once standard input closes (whatever ends
-/// the test process), or once the server exits by itself (then the end of its log goes to
-/// standard error). `$1` is the directory, the rest the server's command line.
-const WATCHDOG: &str = r#"
-dir=$1; shift
-"$@" </dev/null >>"$dir/postgres.log" 2>&1 &
-pg=$!
-exec 3<&0
-cat <&3 >/dev/null &
-reader=$!
-# (Polled: `wait -n` skips a job that ended before it was called.)
-while kill -0 "$pg" 2>/dev/null && kill -0 "$reader" 2>/dev/null; do
-  sleep 0.2
-done
-if kill -0 "$reader" 2>/dev/null; then
-  # The server stopped by itself (a port taken meanwhile, a bad setting): say why.
-  tail -n 20 "$dir/postgres.log" >&2
-fi
-# Fast shutdown (SIGINT); SIGKILL if it has not stopped within 10 seconds.
-kill -INT "$pg" 2>/dev/null
-kill "$reader" 2>/dev/null
-for _ in $(seq 50); do
-  kill -0 "$pg" 2>/dev/null || break
-  sleep 0.2
-done
-kill -KILL "$pg" 2>/dev/null
-wait "$pg"
-rm -rf "$dir"
-"#;
-
 impl PgCluster {
     /// Initialises and starts a new cluster, waiting until it accepts connections.
     pub fn start() -> Result<PgCluster, HarnessError> {
@@ -234,23 +205,18 @@ impl PgCluster {
             ))
             .arg("-c")
             .arg(format!("ssl_key_file={}", dir.join("server.key").display()));
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("berth-pg-watchdog")
-            .arg(dir)
-            .arg(server.get_program())
-            .args(server.get_args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
+        // Fast shutdown (SIGINT); SIGKILL if it has not stopped within 10 seconds.
+        let stop = Stop {
+            signal: "INT",
+            polls: 50,
+        };
+        let watchdog = Watchdog::spawn("berth-pg-watchdog", dir, "postgres.log", stop, &server)
             .map_err(io("starting the watchdog"))?;
         Ok(PgCluster {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             port,
-            watchdog: Mutex::new(Some(child)),
+            watchdog: Mutex::new(watchdog),
             next_db: AtomicU64::new(0),
         })
     }
@@ -258,14 +224,8 @@ impl PgCluster {
     fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.watchdog.lock().map_err(|e| e.to_string())?.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    let mut log = String::new();
-                    if let Some(mut err) = child.stderr.take() {
-                        let _ = err.read_to_string(&mut log);
-                    }
-                    return Err(format!("the server exited: {log}"));
-                }
+            if let Some(log) = self.watchdog.lock().map_err(|e| e.to_string())?.exited() {
+                return Err(format!("the server exited: {log}"));
             }
             let ready = Command::new(self.bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-U", SUPERUSER, "-p"])
@@ -349,17 +309,6 @@ impl PgCluster {
             cluster: self,
             name,
         })
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        let child = self.watchdog.get_mut().ok().and_then(|c| c.take());
-        if let Some(mut child) = child {
-            // Closing its standard input tells the watchdog to stop the server.
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
     }
 }
 
@@ -520,47 +469,11 @@ mod tests {
         if std::env::var_os("BERTH_TESTKIT_CHILD").is_some() {
             return;
         }
-        let exe = std::env::current_exe().unwrap();
-        let mut child = Command::new(exe)
-            .args([
-                "--exact",
-                "postgres::tests::child_starts_a_cluster_and_waits",
-                "--nocapture",
-                "--include-ignored",
-            ])
-            .env("BERTH_TESTKIT_CHILD", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut seen = String::new();
-        let mut buf = [0u8; 256];
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !seen.contains("READY ") || !seen.contains(" END") {
-            let n = out.read(&mut buf).unwrap();
-            assert!(n > 0 && Instant::now() < deadline, "child said: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        let line = seen
-            .lines()
-            .find_map(|l| l.strip_prefix("READY "))
-            .unwrap()
-            .strip_suffix(" END")
-            .unwrap()
-            .to_string();
-        let (pid, dir) = line.split_once(' ').unwrap();
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Path::new(&format!("/proc/{pid}")).exists() || Path::new(dir).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "server {pid} or {dir} outlived its test process"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::watchdog::assert_a_killed_test_process_leaves_nothing(
+            "postgres::tests::child_starts_a_cluster_and_waits",
+            "server",
+            READY_TIMEOUT,
+        );
     }
 
     #[test]
